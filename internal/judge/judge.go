@@ -1,0 +1,59 @@
+// Package judge runs external judges in tests: onnxruntime (npm
+// onnxruntime-node, through tools/judges/ort_run.js) executes models, and the
+// ONNX checker (Debian python3-onnx, through tools/judges/check_model.py)
+// validates them.
+//
+// Where a judge is not installed, the test that asks for it is skipped with a
+// message saying how to install it (.ci/install-judges.sh), except when the
+// environment has CI=true: there the test fails, so CI never skips a judge.
+package judge
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// InstallHint tells how to install the judges.
+const InstallHint = "run .ci/install-judges.sh"
+
+// inCI reports whether the tests run in CI, where a missing judge is a failure.
+func inCI() bool { return os.Getenv("CI") == "true" }
+
+// unavailable skips the test with reason, or fails it in CI.
+func unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if inCI() {
+		t.Fatalf("%s (CI=true: judges must be installed in CI)", reason)
+		return
+	}
+	t.Skip(reason)
+}
+
+// judgesDir returns tools/judges of the repository holding this file.
+func judgesDir() (string, bool) {
+	_, file, _, ok := runtime.Caller(0)
+	if ok {
+		// internal/judge/judge.go -> repo root
+		root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+		dir := filepath.Join(root, "tools", "judges")
+		if _, err := os.Stat(filepath.Join(dir, "ort_run.js")); err == nil {
+			return dir, true
+		}
+	}
+	// -trimpath builds: walk up from the working directory.
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		dir := filepath.Join(d, "tools", "judges")
+		if _, err := os.Stat(filepath.Join(dir, "ort_run.js")); err == nil {
+			return dir, true
+		}
+		if filepath.Dir(d) == d {
+			return "", false
+		}
+	}
+}

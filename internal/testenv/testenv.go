@@ -1,0 +1,93 @@
+// Package testenv locates the repository and the shared reference material
+// (../shared/testmodels) for tests, skipping cleanly where it is absent.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// SkipMessage is the reason given when ../shared/testmodels is absent.
+const SkipMessage = "../shared/testmodels not found (tests with the shared reference models run in this project's CI; see README)"
+
+var (
+	rootOnce sync.Once
+	rootDir  string
+	rootErr  string
+)
+
+// findRoot walks up from this source file's directory (and, failing that, from
+// the working directory) to the folder that holds go.mod.
+func findRoot() (string, string) {
+	var starts []string
+	if _, file, _, ok := runtime.Caller(0); ok {
+		starts = append(starts, filepath.Dir(file))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, dir := range starts {
+		for d := dir; ; {
+			if fi, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && !fi.IsDir() {
+				return d, ""
+			}
+			parent := filepath.Dir(d)
+			if parent == d {
+				break
+			}
+			d = parent
+		}
+	}
+	return "", "testenv: repository root (folder with go.mod) not found above the test's working directory"
+}
+
+// RepoRoot returns the repository root: the nearest folder with go.mod above
+// the test. It fails the test if there is none.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	rootOnce.Do(func() { rootDir, rootErr = findRoot() })
+	if rootErr != "" {
+		t.Fatal(rootErr)
+	}
+	return rootDir
+}
+
+// SharedDir returns <repo>/../shared. It skips the test with SkipMessage when
+// ../shared/testmodels does not exist.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(filepath.Dir(RepoRoot(t)), "shared")
+	if fi, err := os.Stat(filepath.Join(dir, "testmodels")); err != nil || !fi.IsDir() {
+		t.Skip(SkipMessage)
+	}
+	return dir
+}
+
+// TestModelsDir returns <repo>/../shared/testmodels (skipping as SharedDir does).
+func TestModelsDir(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(SharedDir(t), "testmodels")
+}
+
+// TestModel returns the path of ../shared/testmodels/NAME.onnx. It skips as
+// SharedDir does, and fails the test if the folder exists but the model does
+// not (a typo in a test must not turn into a silent skip).
+func TestModel(t testing.TB, name string) string {
+	t.Helper()
+	return TestFile(t, name+".onnx")
+}
+
+// TestFile returns the path of ../shared/testmodels/REL (e.g. "llama8.hidden.npy"
+// or "tokens/calib_train_16x128.npy"), skipping as SharedDir does and failing
+// the test when the file is missing.
+func TestFile(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(TestModelsDir(t), filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
