@@ -1,0 +1,319 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// Model is a loaded ONNX model. Its Proto is self-contained: every tensor
+// holds its data in memory (raw_data or a typed field), none refers to an
+// external file.
+type Model struct {
+	Proto *pb.ModelProto
+	// Path is the file the model was loaded from ("" for LoadBytes).
+	Path string
+	// ExternalFiles lists the external-data files the model referred to, by
+	// location as written in the model (relative to its folder), sorted, unique.
+	ExternalFiles []string
+}
+
+// InputFiles lists the files the model was read from: Path and its external
+// data files, joined to Path's folder. Pass it as SaveOptions.Protect so that
+// saving never overwrites them. It is empty for a model loaded from bytes.
+func (m *Model) InputFiles() []string {
+	if m == nil || m.Path == "" {
+		return nil
+	}
+	files := []string{m.Path}
+	for _, loc := range m.ExternalFiles {
+		files = append(files, filepath.Join(filepath.Dir(m.Path), loc))
+	}
+	return files
+}
+
+// Load reads the ONNX model at path and resolves all its external data into
+// memory: afterwards every tensor (initializers, Constant attributes, sparse
+// values, in subgraphs and functions too) has its bytes in raw_data and no
+// external_data or data_location, so callers never care where data lived.
+//
+// External data locations are relative to the model's folder; a location that
+// is absolute, climbs out with "..", or is a symlink resolving outside the
+// folder is refused, as is an offset or length past the end of the file or a
+// length that does not match the tensor's dims. Each tensor's data is read
+// straight into its own buffer, after the checks: memory is bounded by what
+// the files really hold. Every tensor's dims and data size are checked.
+//
+// Errors are one line naming the file and the tensor, like
+//
+//	load model.onnx: initializer "w1": external data "w.bin": offset 100 + length 4000 past end of file (1024 bytes)
+func Load(path string) (*Model, error) {
+	mp, err := readModelFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return resolve(mp, path, path)
+}
+
+// LoadBytes parses a serialized ModelProto; name is used in error messages.
+// Tensors are checked as by Load. A model with external data is refused with
+// an error: there is no folder to find the data in.
+func LoadBytes(b []byte, name string) (*Model, error) {
+	m, err := load(b, name, "")
+	if err != nil {
+		return nil, err
+	}
+	m.Path = ""
+	return m, nil
+}
+
+func load(b []byte, name, path string) (*Model, error) {
+	mp := &pb.ModelProto{}
+	if err := proto.Unmarshal(b, mp); err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, notONNX(err))
+	}
+	return resolve(mp, name, path)
+}
+
+// resolve checks a decoded model and reads its external data (relative to
+// path's folder; none allowed when path is "").
+func resolve(mp *pb.ModelProto, name, path string) (*Model, error) {
+	if mp.Graph == nil {
+		return nil, fmt.Errorf("load %s: not an ONNX model: no graph", name)
+	}
+	if mp.GetIrVersion() >= 3 && len(mp.OpsetImport) == 0 {
+		return nil, fmt.Errorf("load %s: not a complete ONNX model (truncated?): no opset_import", name)
+	}
+	ext := &externalData{path: path}
+	defer ext.close()
+	_, _, err := mapTensors(mp.ProtoReflect(), "", func(where, _ string, t *pb.TensorProto) (*pb.TensorProto, error) {
+		if isExternal(t) || len(t.ExternalData) > 0 {
+			if err := ext.resolve(t); err != nil {
+				return nil, fmt.Errorf("load %s: %s: %w", name, whereOrName(where, t), err)
+			}
+		}
+		if err := checkTensor(t); err != nil {
+			return nil, fmt.Errorf("load %s: %s: %w", name, whereOrName(where, t), err)
+		}
+		return t, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Proto: mp, Path: path, ExternalFiles: ext.locations()}, nil
+}
+
+func whereOrName(where string, t *pb.TensorProto) string {
+	if where != "" {
+		return where
+	}
+	return fmt.Sprintf("tensor %q", t.GetName())
+}
+
+// unwrapPathError drops the operation of an *os.PathError ("open x: no such
+// file" becomes "no such file") when the caller already names the file.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// externalData resolves external-data references of one model.
+type externalData struct {
+	path    string // the model file; "" when loaded from bytes
+	realDir string // the model's folder with symlinks resolved
+	files   map[string]*extFile
+}
+
+type extFile struct {
+	f    *os.File
+	size int64
+	err  error
+}
+
+type extRef struct {
+	location       string
+	offset, length int64
+	hasLength      bool
+}
+
+func parseExternal(t *pb.TensorProto) (extRef, error) {
+	var r extRef
+	seen := map[string]bool{}
+	for _, kv := range t.ExternalData {
+		k, v := kv.GetKey(), kv.GetValue()
+		if seen[k] {
+			return r, fmt.Errorf("external data: key %q given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "location":
+			r.location = v
+		case "offset", "length":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return r, fmt.Errorf("external data %q: %s %q is not a non-negative integer", r.location, k, v)
+			}
+			if k == "offset" {
+				r.offset = n
+			} else {
+				r.length, r.hasLength = n, true
+			}
+		}
+		// "checksum" and keys this package does not know are ignored.
+	}
+	if !isExternal(t) {
+		return r, fmt.Errorf("external_data given but data_location is not EXTERNAL")
+	}
+	if r.location == "" {
+		return r, errors.New("external data has no location")
+	}
+	return r, nil
+}
+
+// resolve reads t's external data into t.RawData and clears its external
+// fields, or returns an error.
+func (e *externalData) resolve(t *pb.TensorProto) error {
+	r, err := parseExternal(t)
+	if err != nil {
+		return err
+	}
+	if e.files == nil {
+		e.files = map[string]*extFile{}
+	}
+	if _, ok := e.files[r.location]; !ok {
+		e.files[r.location] = nil // remembered for ExternalFiles even when it fails
+	}
+	if e.path == "" {
+		return fmt.Errorf("external data %q: a model given as bytes cannot refer to external files (load it from its file)", r.location)
+	}
+	dt := tensorDType(t)
+	if dt == pb.TensorProto_STRING {
+		return fmt.Errorf("external data %q: string tensors cannot be stored externally", r.location)
+	}
+	if t.RawData != nil || len(t.FloatData)+len(t.Int32Data)+len(t.Int64Data)+len(t.DoubleData)+len(t.Uint64Data)+len(t.StringData) > 0 {
+		return fmt.Errorf("external data %q: tensor also holds data inline", r.location)
+	}
+	want, sized, err := rawSize(dt, t.GetDims())
+	if err != nil {
+		return fmt.Errorf("external data %q: %w", r.location, err)
+	}
+	f, err := e.open(r.location)
+	if err != nil {
+		return fmt.Errorf("external data %q: %w", r.location, err)
+	}
+	if r.offset > f.size {
+		return fmt.Errorf("external data %q: offset %d past end of file (%d bytes)", r.location, r.offset, f.size)
+	}
+	if !r.hasLength {
+		r.length = f.size - r.offset
+	} else if r.length > f.size-r.offset {
+		return fmt.Errorf("external data %q: offset %d + length %d past end of file (%d bytes)", r.location, r.offset, r.length, f.size)
+	}
+	if sized && r.length != want {
+		return fmt.Errorf("external data %q: %d bytes at offset %d, but dims %s of %s need %d", r.location, r.length, r.offset, dimsString(t.GetDims()), DTypeName(dt), want)
+	}
+	// r.length is now bounded by the file's size: allocating it is safe.
+	buf := make([]byte, r.length)
+	if _, err := f.f.ReadAt(buf, r.offset); err != nil && !(errors.Is(err, io.EOF) && r.length == 0) {
+		return fmt.Errorf("external data %q: read %d bytes at offset %d: %w", r.location, r.length, r.offset, unwrapPathError(err))
+	}
+	t.RawData = buf
+	t.ExternalData = nil
+	t.DataLocation = nil
+	return nil
+}
+
+// open opens an external-data file once, after checking that its location
+// stays inside the model's folder.
+func (e *externalData) open(loc string) (*extFile, error) {
+	if f := e.files[loc]; f != nil {
+		return f, f.err
+	}
+	f := &extFile{}
+	f.f, f.size, f.err = e.openChecked(loc)
+	e.files[loc] = f
+	return f, f.err
+}
+
+func (e *externalData) openChecked(loc string) (*os.File, int64, error) {
+	if strings.ContainsRune(loc, 0) {
+		return nil, 0, errors.New("location contains a NUL byte")
+	}
+	if filepath.IsAbs(loc) || strings.HasPrefix(loc, "/") {
+		return nil, 0, errors.New("absolute location refused: locations must be relative to the model's folder")
+	}
+	clean := filepath.Clean(loc)
+	if clean == "." {
+		return nil, 0, errors.New("location names the model's folder, not a file")
+	}
+	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+		return nil, 0, errors.New("location leaves the model's folder (\"..\") and is refused")
+	}
+	dir := filepath.Dir(e.path)
+	if e.realDir == "" {
+		abs, err := filepath.Abs(dir)
+		if err == nil {
+			abs, err = filepath.EvalSymlinks(abs)
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("resolve the model's folder: %w", err)
+		}
+		e.realDir = abs
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, clean))
+	if err != nil {
+		return nil, 0, unwrapPathError(err)
+	}
+	if !filepath.IsAbs(real) {
+		if real, err = filepath.Abs(real); err != nil {
+			return nil, 0, err
+		}
+	}
+	if rel, err := filepath.Rel(e.realDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return nil, 0, errors.New("location is a symlink that resolves outside the model's folder and is refused")
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return nil, 0, unwrapPathError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return nil, 0, unwrapPathError(err)
+	}
+	return f, fi.Size(), nil
+}
+
+func (e *externalData) locations() []string {
+	if len(e.files) == 0 {
+		return nil
+	}
+	locs := make([]string, 0, len(e.files))
+	for l := range e.files {
+		locs = append(locs, l)
+	}
+	sort.Strings(locs)
+	return locs
+}
+
+func (e *externalData) close() {
+	for _, f := range e.files {
+		if f != nil && f.f != nil {
+			f.f.Close()
+		}
+	}
+}
