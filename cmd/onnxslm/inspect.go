@@ -137,17 +137,8 @@ func newInspectReport(name string, m *onnx.Model) *inspectReport {
 	inits := map[string]bool{}
 	for _, t := range g.GetInitializer() {
 		inits[t.GetName()] = true
-		switch pb.TensorProto_DataType(t.GetDataType()) {
-		case pb.TensorProto_FLOAT, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16, pb.TensorProto_DOUBLE:
-			n, err := onnx.NumElements(t.GetDims())
-			if err != nil {
-				continue // Load has checked the dims; not reached
-			}
-			size, _ := onnx.ElemSize(pb.TensorProto_DataType(t.GetDataType()))
-			r.Parameters += n
-			r.ParameterBytes += n * int64(size)
-		}
 	}
+	r.Parameters, r.ParameterBytes = onnx.Parameters(p)
 	for _, v := range g.GetInput() {
 		if !inits[v.GetName()] { // IR < 4 lists initializers among the inputs
 			r.Inputs = append(r.Inputs, describeValue(v))
