@@ -1,0 +1,363 @@
+package rewrite
+
+import (
+	"fmt"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// fuse computes the parameters of each merged window's layer and makes layer low
+// read them. Untouched tensors stay shared with the source model.
+func (w *merger) fuse() error {
+	for _, win := range w.plan.Windows {
+		if win.Low == win.High && win.Repair == nil {
+			continue
+		}
+		if err := w.fuseWindow(win); err != nil {
+			return fmt.Errorf("window %d..%d: %w", win.Low, win.High, err)
+		}
+	}
+	return nil
+}
+
+func (w *merger) fuseWindow(win Window) error {
+	rule := w.rule(win)
+	low := &w.s.Layers[win.Low]
+	suffix := fmt.Sprintf(".merged_%d_%d", win.Low, win.High)
+	biasSlot := -1
+	if win.Repair != nil {
+		var err error
+		if biasSlot, err = w.checkRepair(low, win.Repair); err != nil {
+			return err
+		}
+	}
+	for slot, p := range low.Params {
+		for i := win.Low + 1; i <= win.High; i++ {
+			q := w.s.Layers[i].Params
+			if slot >= len(q) || q[slot].Kind != p.Kind || !equalDims(q[slot].Dims, p.Dims) || q[slot].DType != p.DType {
+				return fmt.Errorf("layer %d's slot %d (%s) does not match layer %d's", i, slot, p.Role, win.Low)
+			}
+		}
+		src := w.g.Value(p.Name)
+		if src == nil {
+			return fmt.Errorf("slot %d (%s): tensor %q not found", slot, p.Role, p.Name)
+		}
+		var data []float32
+		var err error
+		if p.Kind.IsProjection() && win.High > win.Low {
+			switch rule {
+			case Code:
+				if p.Kind == discover.ProjWeight { // the released code merges only weights
+					src = w.g.Value(w.s.Layers[win.High].Params[slot].Name)
+				}
+			case Paper:
+				data, err = w.paper(slot, win)
+			case Mean:
+				data, err = w.mean(slot, win)
+			}
+			if err != nil {
+				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
+			}
+		}
+		if r := win.Repair; r != nil && (slot == r.Slot || slot == biasSlot) {
+			if data == nil {
+				if data, err = w.floats(src.Name); err != nil {
+					return err
+				}
+				data = append([]float32(nil), data...)
+			}
+			if slot == r.Slot {
+				data = applyToWeight(data, p, r.Matrix)
+			} else {
+				data = applyToBias(data, r.Matrix, r.Bias)
+			}
+		}
+		if data != nil {
+			if w.tensor(src.Name) == nil {
+				return fmt.Errorf("slot %d (%s): %q is not a constant tensor", slot, p.Role, src.Name)
+			}
+			t, err := encodeLike(w.g.UniqueName(p.Name+suffix), w.tensor(src.Name), data)
+			if err != nil {
+				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
+			}
+			if src, err = w.g.AddInitializer(t); err != nil {
+				return err
+			}
+			w.res.NewInitializers = append(w.res.NewInitializers, src.Name)
+		}
+		if src.Name != p.Name {
+			if err := w.repoint(win.Low, p, src, suffix); err != nil {
+				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
+			}
+		}
+	}
+	return nil
+}
+
+// repoint makes every use of slot p in layer low read v. A Transpose or Cast node
+// the original was read through is rewired when only this use reads it, and copied
+// otherwise; Identity nodes are skipped.
+func (w *merger) repoint(low int, p discover.Param, v *graph.Value, suffix string) error {
+	for _, u := range p.Uses {
+		use := w.byIndex[u.Node]
+		cur := v
+		for k, vi := range u.Via {
+			n := w.byIndex[vi]
+			if n.Op == "Identity" {
+				continue
+			}
+			next := use
+			if k+1 < len(u.Via) {
+				next = w.byIndex[u.Via[k+1]]
+			}
+			if w.inLayer[vi] == low && len(n.Outputs) == 1 && onlyReader(n.Outputs[0], next) {
+				w.g.SetInput(n, 0, cur)
+				cur = n.Outputs[0]
+				continue
+			}
+			outs := make([]string, len(n.Outputs))
+			for i, o := range n.Outputs {
+				if o != nil {
+					outs[i] = w.g.UniqueName(o.Name + suffix)
+				}
+			}
+			name := n.Name
+			if name != "" {
+				name += suffix
+			}
+			c, err := w.g.CloneNode(n, name, outs)
+			if err != nil {
+				return err
+			}
+			w.g.SetInput(c, 0, cur)
+			cur = c.Outputs[0]
+		}
+		if use.Inputs[u.Input] != cur {
+			w.g.SetInput(use, u.Input, cur)
+		}
+	}
+	return nil
+}
+
+// onlyReader reports whether n is the only node reading v (and v is no graph output).
+func onlyReader(v *graph.Value, n *graph.Node) bool {
+	return !v.IsOutput() && len(v.Consumers) == 1 && v.Consumers[0] == n
+}
+
+func (w *merger) tensor(name string) *pb.TensorProto {
+	v := w.g.Value(name)
+	if t := graph.Constant(v); t != nil {
+		return t
+	}
+	return v.Init
+}
+
+// floats returns the values of the tensor named name (may alias it: read only).
+func (w *merger) floats(name string) ([]float32, error) {
+	v := w.g.Value(name)
+	if v == nil {
+		return nil, fmt.Errorf("tensor %q not found", name)
+	}
+	t := graph.Constant(v)
+	if t == nil {
+		t = v.Init
+	}
+	if t == nil {
+		return nil, fmt.Errorf("%q is not a constant tensor", name)
+	}
+	return onnx.Float32s(t)
+}
+
+// windowFloats returns slot's tensor values for layers low..high.
+func (w *merger) windowFloats(slot int, win Window) ([][]float32, error) {
+	out := make([][]float32, 0, win.High-win.Low+1)
+	for i := win.Low; i <= win.High; i++ {
+		f, err := w.floats(w.s.Layers[i].Params[slot].Name)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		if len(out) > 0 && len(f) != len(out[0]) {
+			return nil, fmt.Errorf("layer %d: %d values, layer %d has %d", i, len(f), win.Low, len(out[0]))
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// paper computes θ_low + Σ_{i=low+1..high}(θ_i − θ_low) in float32, term by term
+// as the reference implementation does.
+func (w *merger) paper(slot int, win Window) ([]float32, error) {
+	ts, err := w.windowFloats(slot, win)
+	if err != nil {
+		return nil, err
+	}
+	base := ts[0]
+	acc := append([]float32(nil), base...)
+	for _, t := range ts[1:] {
+		for j := range acc {
+			acc[j] += t[j] - base[j]
+		}
+	}
+	return acc, nil
+}
+
+// mean averages the window's tensors (accumulated in float64).
+func (w *merger) mean(slot int, win Window) ([]float32, error) {
+	ts, err := w.windowFloats(slot, win)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(ts[0]))
+	n := float64(len(ts))
+	for j := range out {
+		var s float64
+		for _, t := range ts {
+			s += float64(t[j])
+		}
+		out[j] = float32(s / n)
+	}
+	return out, nil
+}
+
+// checkRepair validates a repair against the layer and returns the slot of the
+// projection's bias (-1 if none).
+func (w *merger) checkRepair(l *discover.Layer, r *Repair) (int, error) {
+	p := l.Params[r.Slot]
+	if p.Kind != discover.ProjWeight || len(p.Dims) != 2 {
+		return -1, fmt.Errorf("repair: slot %d (%s) is not a projection weight", r.Slot, p.Role)
+	}
+	out := int(p.Dims[1])
+	if p.Transposed {
+		out = int(p.Dims[0])
+	}
+	if len(r.Matrix) != out*out {
+		return -1, fmt.Errorf("repair: slot %d (%s) has %d outputs: want a %d×%d matrix, got %d values", r.Slot, p.Role, out, out, out, len(r.Matrix))
+	}
+	if len(r.Bias) != 0 && len(r.Bias) != out {
+		return -1, fmt.Errorf("repair: bias of %d values for %d outputs", len(r.Bias), out)
+	}
+	if len(p.Uses) != 1 {
+		return -1, fmt.Errorf("repair: slot %d (%s) is read %d times; want one projection", r.Slot, p.Role, len(p.Uses))
+	}
+	proj := w.byIndex[p.Uses[0].Node]
+	bias := -1
+	for slot, q := range l.Params {
+		if q.Kind != discover.ProjBias {
+			continue
+		}
+		for _, u := range q.Uses {
+			n := w.byIndex[u.Node]
+			if n == proj {
+				bias = slot
+			}
+			if n.Op == "Add" {
+				for _, in := range n.Inputs {
+					if in != nil && in.Producer == proj {
+						bias = slot
+					}
+				}
+			}
+		}
+	}
+	if bias < 0 && len(r.Bias) > 0 {
+		return -1, fmt.Errorf("repair: slot %d (%s) has no bias to fold an offset into", r.Slot, p.Role)
+	}
+	return bias, nil
+}
+
+// applyToWeight folds y' = y·M into a projection weight: W·M for W stored
+// [in, out], Mᵀ·W for W stored [out, in].
+func applyToWeight(wt []float32, p discover.Param, m []float32) []float32 {
+	rows, cols := int(p.Dims[0]), int(p.Dims[1])
+	out := make([]float32, len(wt))
+	if !p.Transposed { // [in, out] · [out, out]
+		for i := 0; i < rows; i++ {
+			dst := out[i*cols : (i+1)*cols]
+			for k := 0; k < cols; k++ {
+				a := wt[i*cols+k]
+				if a == 0 {
+					continue
+				}
+				row := m[k*cols : (k+1)*cols]
+				for j := range dst {
+					dst[j] += a * row[j]
+				}
+			}
+		}
+		return out
+	}
+	// [out, in]: result[o, j] = Σ_k M[k, o]·W[k, j]
+	for k := 0; k < rows; k++ {
+		src := wt[k*cols : (k+1)*cols]
+		for o := 0; o < rows; o++ {
+			a := m[k*rows+o]
+			if a == 0 {
+				continue
+			}
+			dst := out[o*cols : (o+1)*cols]
+			for j := range dst {
+				dst[j] += a * src[j]
+			}
+		}
+	}
+	return out
+}
+
+// applyToBias returns b·M + c.
+func applyToBias(b, m, c []float32) []float32 {
+	n := len(b)
+	out := make([]float32, n)
+	for k := 0; k < n; k++ {
+		a := b[k]
+		row := m[k*n : (k+1)*n]
+		for j := range out {
+			out[j] += a * row[j]
+		}
+	}
+	for j := range c {
+		out[j] += c[j]
+	}
+	return out
+}
+
+// encodeLike returns a tensor named name holding data in like's type and shape.
+func encodeLike(name string, like *pb.TensorProto, data []float32) (*pb.TensorProto, error) {
+	dt := pb.TensorProto_DataType(like.GetDataType())
+	dims := append([]int64(nil), like.Dims...)
+	switch dt {
+	case pb.TensorProto_FLOAT:
+		return onnx.NewFloat32(name, dims, data), nil
+	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+		conv := onnx.Float32ToFloat16
+		if dt == pb.TensorProto_BFLOAT16 {
+			conv = onnx.Float32ToBFloat16
+		}
+		h := make([]uint16, len(data))
+		for i, f := range data {
+			h[i] = conv(f)
+		}
+		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: h})
+	case pb.TensorProto_DOUBLE:
+		d := make([]float64, len(data))
+		for i, f := range data {
+			d[i] = float64(f)
+		}
+		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: d})
+	}
+	return nil, fmt.Errorf("tensor %q: cannot merge data type %s", like.GetName(), onnx.DTypeName(dt))
+}
+
+func equalDims(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
