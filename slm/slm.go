@@ -52,6 +52,11 @@ type Options struct {
 	AtEnd Pending
 	// Step, when set, is called after each candidate (for progress reports).
 	Step func(s Step)
+	// ScoreUnchanged scores a candidate that merges nothing (the window that
+	// restarts after a commit is a single layer) with the Evaluator, as a naive
+	// implementation of the paper's loop does, instead of reusing the known
+	// score of the current model. Decisions are the same either way.
+	ScoreUnchanged bool
 }
 
 // Action names what the loop did after scoring a candidate.
@@ -118,7 +123,7 @@ func Slide(ctx context.Context, numLayers int, ev Evaluator, opts Options) (*Res
 			return nil, err
 		}
 		step := Step{Low: low, High: high}
-		if low == high {
+		if low == high && !opts.ScoreUnchanged {
 			// The candidate merges nothing: it is the current model.
 			step.Sim, step.Cached = currentSim, true
 		} else {

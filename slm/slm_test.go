@@ -197,3 +197,33 @@ func TestSearchDepthMonotoneScores(t *testing.T) {
 		}
 	}
 }
+
+func TestSlideScoreUnchangedSameDecisions(t *testing.T) {
+	// A score that depends only on how many layers are merged in all.
+	ev := scripted(func(committed []Window, c Window) float64 {
+		merged := c.Size() - 1
+		for _, w := range committed {
+			merged += w.Size() - 1
+		}
+		return 1 - 0.04*float64(merged)
+	})
+	a, err := Slide(context.Background(), 8, ev, Options{Threshold: 0.9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Slide(context.Background(), 8, ev, Options{Threshold: 0.9, ScoreUnchanged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a.Windows, b.Windows) || len(a.Trace) != len(b.Trace) {
+		t.Fatalf("windows %v vs %v, %d vs %d steps", a.Windows, b.Windows, len(a.Trace), len(b.Trace))
+	}
+	if b.Evaluations <= a.Evaluations {
+		t.Errorf("scoring unchanged candidates: %d evaluations, want more than %d", b.Evaluations, a.Evaluations)
+	}
+	for i := range a.Trace {
+		if a.Trace[i].Sim != b.Trace[i].Sim || a.Trace[i].Action != b.Trace[i].Action {
+			t.Errorf("step %d: %+v vs %+v", i, a.Trace[i], b.Trace[i])
+		}
+	}
+}

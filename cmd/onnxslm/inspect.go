@@ -72,6 +72,14 @@ type inspectReport struct {
 	ParameterBytes    int64             `json:"parameter_bytes"` // their size in bytes
 	ExternalDataFiles []string          `json:"external_data_files"`
 	Metadata          map[string]string `json:"metadata"`
+	// Decoder layers found by structure (package discover); NumLayers is 0 and
+	// LayersError says why when the model is not a stack of decoder layers.
+	NumLayers   int            `json:"num_layers"`
+	Layers      []inspectLayer `json:"layers"`
+	LayersError string         `json:"layers_error,omitempty"`
+	FinalNorm   string         `json:"final_norm,omitempty"`
+	// Pruned summarises what onnxslm did to this model (from its metadata).
+	Pruned *inspectPruned `json:"pruned,omitempty"`
 }
 
 type inspectOpset struct {
@@ -157,6 +165,7 @@ func newInspectReport(name string, m *onnx.Model) *inspectReport {
 	for _, kv := range p.GetMetadataProps() {
 		r.Metadata[kv.GetKey()] = kv.GetValue()
 	}
+	r.addLayers(p)
 	return r
 }
 
@@ -263,6 +272,7 @@ func (r *inspectReport) writeTable(w io.Writer) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Name, v.DType, v.shapeString())
 		}
 	}
+	r.writeLayers(tw)
 	fmt.Fprintf(tw, "\nops\n")
 	ops := make([]string, 0, len(r.OpCounts))
 	for op := range r.OpCounts {

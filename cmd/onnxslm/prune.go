@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/onnxslm/onnxslm/internal/progress"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/prune"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+)
+
+func init() {
+	register(&command{
+		Name:    "prune",
+		Args:    "IN.onnx OUT.onnx",
+		Summary: "Merge or remove decoder layers (Sliding Layer Merging) and write a smaller model with a report.",
+		Flags: func(fs *pflag.FlagSet) func(ctx context.Context, io *stdio, args []string) error {
+			o := &pruneFlags{}
+			fs.Float64Var(&o.threshold, "threshold", 0, "SLM similarity threshold: extend a window while the merged model's similarity stays above it")
+			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
+			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
+			fs.StringVar(&o.method, "method", string(prune.SLM), "how layers are chosen: slm, shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
+			fs.StringVar(&o.merge, "merge", string(rewrite.Paper), "how a window's weights are fused (method slm): paper, code (the authors' released code), mean, drop")
+			o.calib = addCalibFlags(fs)
+			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
+			fs.BoolVar(&o.json, "json", false, "print the JSON report on stdout")
+			fs.BoolVar(&o.external, "external-data", false, "write the weights to OUT.onnx.data (default: only when the model passes 2 GiB)")
+			fs.BoolVar(&o.keepKV, "keep-kv-numbers", false, "keep the original layer numbers in past_key_values.N / present.N names")
+			fs.IntVar(&o.batch, "batch", 8, "calibration sequences per forward pass")
+			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
+			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or summary on stderr")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) != 2 {
+					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
+				}
+				return runPrune(ctx, io, args[0], args[1], o)
+			}
+		},
+	})
+}
+
+type pruneFlags struct {
+	threshold, ratio float64
+	layers           int
+	method, merge    string
+	calib            *calibFlags
+	report           string
+	json, external   bool
+	keepKV, quiet    bool
+	batch, threads   int
+}
+
+func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
+	set := 0
+	for _, on := range []bool{f.threshold != 0, f.layers != 0, f.ratio != 0} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		return usagef("give one of --threshold, --layers and --prune-ratio")
+	}
+	if !(f.threshold >= 0 && f.threshold <= 1) { // also refuses NaN
+		return usagef("--threshold %g: want a similarity in (0, 1]", f.threshold)
+	}
+	if !(f.ratio >= 0 && f.ratio < 1) { // also refuses NaN
+		return usagef("--prune-ratio %g: want a share in (0, 1)", f.ratio)
+	}
+	if f.layers < 0 || f.batch < 1 || f.threads < 0 {
+		return usagef("--layers, --batch and --threads must not be negative (--batch at least 1)")
+	}
+	if !validMethod(f.method) {
+		return usagef("--method %q: want one of %v", f.method, prune.Methods)
+	}
+	if !validRule(f.merge) {
+		return usagef("--merge %q: want one of %v", f.merge, rewrite.Rules)
+	}
+	if same, err := samePath(in, out); err != nil {
+		return err
+	} else if same {
+		return fmt.Errorf("output %s is the input model: refusing to overwrite it", out)
+	}
+
+	rep := progress.NewWith(io.Stderr, progress.Options{Enabled: !f.quiet, Terminal: io.Terminal})
+	load := rep.Start("load "+in, 0)
+	m, err := loadModelArg(in)
+	load.Done()
+	if err != nil {
+		return err
+	}
+	rtOpts := runtime.Options{Threads: f.threads}
+	sess, err := runtime.New(m.Proto, rtOpts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	vocab, err := lm.Vocab(sess)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	rows, from, err := f.calib.load(vocab)
+	if err != nil {
+		return err
+	}
+	if from == "built-in calibration set" && vocab != 256 && !f.quiet {
+		fmt.Fprintf(io.Stderr, "onnxslm: calibrating on the built-in byte-level set; pass --calib or --calib-text with your model's tokens for meaningful decisions\n")
+	}
+	outcome, err := prune.Run(ctx, m.Proto, prune.Options{
+		Method:        prune.Method(f.method),
+		Merge:         rewrite.Rule(f.merge),
+		Threshold:     f.threshold,
+		Layers:        f.layers,
+		PruneRatio:    f.ratio,
+		Calibration:   rows,
+		Batch:         f.batch,
+		KeepKVNumbers: f.keepKV,
+		Runtime:       rtOpts,
+		Version:       Version,
+		Progress:      &progressAdapter{r: rep},
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	mode := onnx.ExternalAuto
+	if f.external {
+		mode = onnx.ExternalAlways
+	}
+	save := rep.Start("save "+out, 0)
+	err = onnx.Save(outcome.Model, out, onnx.SaveOptions{External: mode, Protect: m.InputFiles()})
+	save.Done()
+	if err != nil {
+		return err
+	}
+	r := outcome.Report
+	if f.report != "" {
+		if err := writeJSONFile(f.report, r); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	if f.json {
+		enc := json.NewEncoder(io.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	if !f.quiet {
+		printPruneSummary(io, in, out, r)
+	}
+	return nil
+}
+
+func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
+	how := string(r.Method)
+	if r.Merge != "" {
+		how += ", merge " + r.Merge
+	}
+	fmt.Fprintf(io.Stderr, "onnxslm: %s: %d → %d layers (%s)\n", in, r.LayersBefore, r.LayersAfter, how)
+	if r.ThresholdFrom == "depth search" {
+		fmt.Fprintf(io.Stderr, "  threshold %.6f (searched for %d layers%s)\n", r.Threshold, r.TargetLayers, map[bool]string{true: "", false: "; not reachable exactly"}[r.ReachedTarget])
+	} else if r.Method != prune.ShortGPT {
+		fmt.Fprintf(io.Stderr, "  threshold %.6f\n", r.Threshold)
+	}
+	if len(r.Windows) > 0 {
+		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
+	}
+	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)
+	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
+	fmt.Fprintf(io.Stderr, "  parameters %d → %d (%.1f%% fewer)\n", r.ParametersBefore, r.ParametersAfter, 100*(1-float64(r.ParametersAfter)/float64(max(r.ParametersBefore, 1))))
+	fmt.Fprintf(io.Stderr, "  %d candidates in %.1fs, %.1fs in all; wrote %s\n", r.Candidates, r.CandidateSeconds, r.WallSeconds, out)
+}
+
+func validMethod(m string) bool {
+	for _, x := range prune.Methods {
+		if string(x) == m {
+			return true
+		}
+	}
+	return false
+}
+
+func validRule(r string) bool {
+	for _, x := range rewrite.Rules {
+		if string(x) == r {
+			return true
+		}
+	}
+	return false
+}
+
+// samePath reports whether out names the same file as in (also through links).
+func samePath(in, out string) (bool, error) {
+	if filepath.Clean(in) == filepath.Clean(out) {
+		return true, nil
+	}
+	a, errA := os.Stat(in)
+	b, errB := os.Stat(out)
+	if errA != nil || errB != nil {
+		return false, nil
+	}
+	return os.SameFile(a, b), nil
+}
+
+// writeJSONFile writes v as indented JSON to path atomically.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// progressAdapter lets package prune report through internal/progress.
+type progressAdapter struct {
+	r    *progress.Reporter
+	task *progress.Task
+}
+
+func (p *progressAdapter) Start(step string, total int) { p.task = p.r.Start(step, total) }
+func (p *progressAdapter) Tick() {
+	if p.task != nil {
+		p.task.Add(1)
+	}
+}
+func (p *progressAdapter) Done() {
+	if p.task != nil {
+		p.task.Done()
+		p.task = nil
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPruneDefaultOnBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.onnx")
+	rep := filepath.Join(dir, "report.json")
+	// The main job, as the README runs it: no flags but a report.
+	code, stdout, stderr := runCLI(t, "builtin:llama8", out, "--report", rep)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if stdout != "" {
+		t.Errorf("stdout should stay empty without --json, got %q", stdout)
+	}
+	if !strings.Contains(stderr, "8 → 6 layers") {
+		t.Errorf("summary on stderr lacks the layer counts:\n%s", stderr)
+	}
+	var r map[string]any
+	b, err := os.ReadFile(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"layers_before", "layers_after", "windows", "similarity", "trace", "parameters_before", "parameters_after", "method", "merge", "threshold", "wall_seconds"} {
+		if _, ok := r[key]; !ok {
+			t.Errorf("report lacks %q", key)
+		}
+	}
+	if r["layers_before"].(float64) != 8 || r["layers_after"].(float64) != 6 {
+		t.Errorf("report: %v → %v layers, want 8 → 6", r["layers_before"], r["layers_after"])
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("no output model: %v", err)
+	}
+}
+
+func TestPruneJSONOnStdout(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.onnx")
+	code, stdout, stderr := runCLI(t, "prune", "-q", "--json", "--method", "shortgpt", "--layers", "7", "builtin:llama8", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("-q should silence stderr, got %q", stderr)
+	}
+	r := decodeOne(t, stdout)
+	if r["layers_after"].(float64) != 7 || r["method"] != "shortgpt" {
+		t.Errorf("got %v layers by %v, want 7 by shortgpt", r["layers_after"], r["method"])
+	}
+}
+
+func TestPruneUsageAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.onnx")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no arguments", []string{"prune"}, 2, "takes IN.onnx and OUT.onnx"},
+		{"threshold and layers", []string{"prune", "--threshold", "0.9", "--layers", "6", "builtin:llama8", out}, 2, "one of --threshold"},
+		{"bad threshold", []string{"prune", "--threshold", "1.5", "builtin:llama8", out}, 2, "--threshold"},
+		{"bad ratio", []string{"prune", "--prune-ratio", "1", "builtin:llama8", out}, 2, "--prune-ratio"},
+		{"bad merge", []string{"prune", "--merge", "average", "builtin:llama8", out}, 2, "--merge"},
+		{"bad method", []string{"prune", "--method", "magic", "builtin:llama8", out}, 2, "--method"},
+		{"unknown flag", []string{"prune", "--frobnicate", "builtin:llama8", out}, 2, "frobnicate"},
+		{"missing model", []string{"prune", filepath.Join(dir, "nope.onnx"), out}, 1, "nope.onnx"},
+		{"too many layers", []string{"prune", "--layers", "9", "builtin:llama8", out}, 1, "only 8 layers"},
+		{"missing calib", []string{"prune", "--calib", filepath.Join(dir, "nope.npy"), "builtin:llama8", out}, 1, "nope.npy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Errorf("got exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.msg)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("an output file exists after a failure")
+			}
+		})
+	}
+}
+
+func TestPruneRefusesToOverwriteInput(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.onnx")
+	b, err := os.ReadFile(filepath.Join(testdataModels(t), "tiny_llama.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.onnx")
+	if err := os.Symlink(in, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{in, link} {
+		code, _, stderr := runCLI(t, "prune", "-q", in, out)
+		if code != 1 || !strings.Contains(stderr, "refusing to overwrite") {
+			t.Errorf("OUT %s: exit %d, %q; want exit 1 refusing to overwrite", out, code, stderr)
+		}
+	}
+	after, err := os.ReadFile(in)
+	if err != nil || string(after) != string(b) {
+		t.Errorf("the input changed")
+	}
+}
+
+func testdataModels(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..", "testdata", "models")
+}

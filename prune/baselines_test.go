@@ -1,0 +1,100 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/reference"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/tokens"
+)
+
+// perplexities evaluates a model on both held-out sets with the Go runtime
+// (itself checked against PyTorch to 0.05 % in package lm).
+func perplexities(t *testing.T, dir string, m *pb.ModelProto) (goPPL, prosePPL float64) {
+	t.Helper()
+	sess, err := runtime.New(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [2]float64
+	for i, set := range []string{"eval_go_64x256.npy", "eval_prose_64x256.npy"} {
+		ts, err := tokens.Read(filepath.Join(dir, "tokens", set))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := lm.Perplexity(context.Background(), sess, ts.Rows, lm.Options{Batch: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = res.Perplexity
+	}
+	return out[0], out[1]
+}
+
+// TestResultsReproduceReference prunes with every method at the recorded
+// thresholds: the layers chosen must be the recorded ones, and the pruned
+// model's perplexity on both held-out sets must equal the recorded one within
+// 0.2 %. Each distinct pruned model is evaluated once.
+func TestResultsReproduceReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("prunes and evaluates ~25 models")
+	}
+	cases := []struct {
+		method Method
+		merge  rewrite.Rule
+		ref    string
+	}{
+		{SLM, rewrite.Paper, "slm"},
+		{SLM, rewrite.Code, "slm_authors_code"},
+		{ShortGPT, rewrite.Paper, "shortgpt"},
+		{Drop, rewrite.Paper, "drop"},
+	}
+	for _, name := range reference.Models {
+		fx := load(t, name)
+		ths, keys := fx.ref.Thresholds()
+		evaluated := map[string][2]float64{}
+		for i, th := range ths {
+			for _, c := range cases {
+				t.Run(fmt.Sprintf("%s/%s/%s", name, c.ref, keys[i]), func(t *testing.T) {
+					run := fx.ref.Runs[keys[i]][c.ref]
+					out, err := Run(context.Background(), fx.model, Options{
+						Method: c.method, Merge: c.merge, Threshold: th, Calibration: fx.calib, Batch: 16, Version: "test",
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					rep := out.Report
+					if rep.LayersAfter != run.Layers {
+						t.Errorf("layers: got %d, want %d", rep.LayersAfter, run.Layers)
+					}
+					if run.RemovedLayers != nil && !reflect.DeepEqual(rep.RemovedLayers, run.RemovedLayers) {
+						t.Errorf("removed layers: got %v, want %v", rep.RemovedLayers, run.RemovedLayers)
+					}
+					if math.Abs(rep.Similarity-run.CalibSim) > 1e-4 {
+						t.Errorf("similarity: got %.6f, want %.6f", rep.Similarity, run.CalibSim)
+					}
+					key := fmt.Sprint(c.merge, c.method == Drop, rep.Windows, rep.RemovedLayers)
+					ppl, ok := evaluated[key]
+					if !ok {
+						g, p := perplexities(t, fx.dir, out.Model)
+						ppl = [2]float64{g, p}
+						evaluated[key] = ppl
+					}
+					for j, want := range []float64{run.PPL.EvalGo.PPL, run.PPL.EvalProse.PPL} {
+						if rel := math.Abs(ppl[j]-want) / want; rel > 0.002 {
+							t.Errorf("%s perplexity: got %.4f, want %.4f (%.3f%% off)", []string{"eval_go", "eval_prose"}[j], ppl[j], want, 100*rel)
+						}
+					}
+				})
+			}
+		}
+	}
+}

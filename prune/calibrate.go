@@ -1,0 +1,75 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/similarity"
+)
+
+// calibration is what one run of the original model over the calibration set
+// leaves for the search: the residual stream at every layer boundary (so a
+// candidate that changes layers from k up can start at layer k), the reference
+// final-normed hidden states, and each layer's Block Influence.
+type calibration struct {
+	batches []calibBatch
+	// blockInfluence[i] = 1 − mean over calibration tokens of cos(h_i, h_{i+1}).
+	blockInfluence []float64
+	tokens         int
+}
+
+type calibBatch struct {
+	rows  [][]int64
+	feeds map[string]*runtime.Tensor // the model's inputs for these rows
+	// hidden[i] is h_i, the stream entering layer i; hidden[L] leaves the last layer.
+	hidden []*runtime.Tensor
+	// final is the final-normed hidden state of the original model, [B, T, d].
+	final *runtime.Tensor
+}
+
+// calibrate runs the original model over rows in batches of batch sequences.
+func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, rows [][]int64, batch int, step func()) (*calibration, error) {
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("calibration set is empty")
+	}
+	if batch < 1 {
+		batch = 1
+	}
+	fetch := append(append([]string(nil), st.Hidden...), st.FinalNorm)
+	cal := &calibration{}
+	bi := make([]similarity.BlockInfluenceMean, st.NumLayers())
+	for start := 0; start < len(rows); start += batch {
+		end := min(start+batch, len(rows))
+		feeds, err := lm.Feeds(sess, rows[start:end])
+		if err != nil {
+			return nil, fmt.Errorf("calibration rows %d..%d: %w", start, end-1, err)
+		}
+		out, err := sess.RunContext(ctx, feeds, fetch)
+		if err != nil {
+			return nil, fmt.Errorf("calibration rows %d..%d: %w", start, end-1, err)
+		}
+		b := calibBatch{rows: rows[start:end], feeds: feeds, final: out[st.FinalNorm]}
+		for _, name := range st.Hidden {
+			b.hidden = append(b.hidden, out[name])
+		}
+		for i := range bi {
+			in, o := b.hidden[i], b.hidden[i+1]
+			d := in.Dim(in.Rank() - 1)
+			if err := bi[i].Add(in.Float32Data(), o.Float32Data(), d); err != nil {
+				return nil, fmt.Errorf("block influence of layer %d: %w", i, err)
+			}
+		}
+		cal.tokens += (end - start) * len(rows[start])
+		cal.batches = append(cal.batches, b)
+		if step != nil {
+			step()
+		}
+	}
+	for i := range bi {
+		cal.blockInfluence = append(cal.blockInfluence, bi[i].Value())
+	}
+	return cal, nil
+}

@@ -1,0 +1,399 @@
+// Package prune is onnxslm's end-to-end job: find the decoder layers of a
+// model, run it on calibration tokens, decide which layers to merge or remove
+// (package slm, or a baseline), and rewrite the model accordingly, with a
+// report of what was done and why.
+package prune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/slm"
+)
+
+// Method is how layers are chosen.
+type Method string
+
+const (
+	// SLM is the paper's sliding-window loop; windows are merged with Options.Merge.
+	SLM Method = "slm"
+	// ShortGPT removes the layers of lowest Block Influence (Men et al., 2024).
+	ShortGPT Method = "shortgpt"
+	// Drop removes the upper layers of each window SLM (paper rule) chooses, without merging.
+	Drop Method = "drop"
+)
+
+// Methods lists the methods.
+var Methods = []Method{SLM, ShortGPT, Drop}
+
+// DefaultPruneRatio is the share of layers removed when neither a threshold
+// nor a depth is asked for.
+const DefaultPruneRatio = 0.25
+
+// Options configure a pruning run.
+type Options struct {
+	Method Method
+	// Merge is the rule that fuses a window's weights (method slm).
+	Merge rewrite.Rule
+	// Threshold: SLM extends a window while the candidate's similarity is above it.
+	// Zero means: reach a depth instead (Layers, PruneRatio or the default ratio).
+	Threshold float64
+	// Layers is the depth to reach; PruneRatio the share of layers to remove
+	// (rounded to the nearest layer count). At most one of Threshold, Layers,
+	// PruneRatio may be set.
+	Layers     int
+	PruneRatio float64
+	// Calibration is the token rows the model runs on (all of one length).
+	Calibration [][]int64
+	// Batch is the number of calibration sequences per run (default 8).
+	Batch int
+	// KeepKVNumbers keeps the original layer numbers in KV-cache input/output names.
+	KeepKVNumbers bool
+	// Runtime tunes the Go runtime.
+	Runtime runtime.Options
+	// Version is recorded in the output's metadata.
+	Version string
+	// FullRerun makes the search naive, for benchmarks: every candidate of the
+	// loop, including those that merge nothing, is scored by running the whole
+	// model from the token ids, instead of starting from the cached stream
+	// entering its lowest changed layer and reusing known scores.
+	FullRerun bool
+	// Progress, when set, hears about long steps.
+	Progress Progress
+}
+
+// Progress receives reports of long steps. Start is called once per step with
+// the number of units it has (0 when unknown); Tick once per unit done.
+type Progress interface {
+	Start(step string, total int)
+	Tick()
+	Done()
+}
+
+// Report says what a run did and why; it is written as JSON by --report.
+type Report struct {
+	Tool          string  `json:"tool"`
+	Method        Method  `json:"method"`
+	Merge         string  `json:"merge,omitempty"`
+	Threshold     float64 `json:"threshold"`
+	ThresholdFrom string  `json:"threshold_from"` // "flag" or "depth search"
+	TargetLayers  int     `json:"target_layers,omitempty"`
+	ReachedTarget bool    `json:"reached_target"`
+	LayersBefore  int     `json:"layers_before"`
+	LayersAfter   int     `json:"layers_after"`
+	// Windows are the merged windows, original layer indices, inclusive.
+	Windows       [][2]int `json:"windows"`
+	RemovedLayers []int    `json:"removed_layers"`
+	KeptFrom      []int    `json:"kept_from"`
+	// Similarity is the merge criterion of the result: the mean cosine between the
+	// final-normed hidden states of the result and of the original model.
+	Similarity       float64              `json:"similarity"`
+	Trace            []TraceStep          `json:"trace"`
+	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
+	BlockInfluence   []float64            `json:"block_influence"`
+	ParametersBefore int64                `json:"parameters_before"`
+	ParametersAfter  int64                `json:"parameters_after"`
+	Calibration      CalibrationInfo      `json:"calibration"`
+	Candidates       int                  `json:"candidates_evaluated"`
+	CandidateSeconds float64              `json:"candidate_seconds"`
+	WallSeconds      float64              `json:"wall_seconds"`
+}
+
+// TraceStep is one scored candidate of the sliding loop.
+type TraceStep struct {
+	Low    int     `json:"low"`
+	High   int     `json:"high"`
+	Sim    float64 `json:"sim"`
+	Action string  `json:"action"`
+}
+
+// CalibrationInfo describes the calibration set.
+type CalibrationInfo struct {
+	Sequences int `json:"sequences"`
+	SeqLen    int `json:"seq_len"`
+	Tokens    int `json:"tokens"`
+}
+
+// Outcome is the pruned model and its report.
+type Outcome struct {
+	Model  *pb.ModelProto
+	Report *Report
+}
+
+// TargetDepth turns a prune ratio into a layer count: the number of layers
+// removed is ratio·layers rounded half up, and at least one layer is kept.
+func TargetDepth(layers int, ratio float64) int {
+	removed := int(math.Floor(ratio*float64(layers) + 0.5))
+	return max(1, layers-removed)
+}
+
+// Run prunes m. m is not modified.
+func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) {
+	t0 := time.Now()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	st, err := discover.Find(m)
+	if err != nil {
+		return nil, fmt.Errorf("find decoder layers: %w", err)
+	}
+	L := st.NumLayers()
+	target := 0
+	switch {
+	case opts.Layers > 0:
+		target = opts.Layers
+		if target > L {
+			return nil, fmt.Errorf("--layers %d: the model has only %d layers", target, L)
+		}
+	case opts.PruneRatio > 0:
+		target = TargetDepth(L, opts.PruneRatio)
+	case opts.Threshold == 0:
+		target = TargetDepth(L, DefaultPruneRatio)
+	}
+	sess, err := runtime.New(m, opts.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("prepare model: %w", err)
+	}
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = 8
+	}
+	prog := opts.Progress
+	if prog == nil {
+		prog = nopProgress{}
+	}
+	prog.Start("calibration", (len(opts.Calibration)+batch-1)/batch)
+	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
+	prog.Done()
+	if err != nil {
+		return nil, err
+	}
+	sc := &scorer{model: m, stack: st, cal: cal, rt: opts.Runtime, fullRerun: opts.FullRerun, step: prog.Tick}
+
+	rep := &Report{
+		Tool:           "onnxslm " + opts.Version,
+		Method:         opts.Method,
+		LayersBefore:   L,
+		TargetLayers:   target,
+		BlockInfluence: cal.blockInfluence,
+		Calibration:    CalibrationInfo{Sequences: len(opts.Calibration), SeqLen: len(opts.Calibration[0]), Tokens: cal.tokens},
+	}
+	rep.ParametersBefore, _ = onnx.Parameters(m)
+
+	prog.Start("candidates", 0)
+	plan, lowest, err := decide(ctx, sc, L, target, opts, rep)
+	prog.Done()
+	if err != nil {
+		return nil, err
+	}
+	if len(plan.Windows) == 0 && len(plan.Remove) == 0 {
+		rep.Similarity = 1
+	} else {
+		rep.Similarity, err = sc.score(ctx, plan, lowest)
+		if err != nil {
+			return nil, fmt.Errorf("score the result: %w", err)
+		}
+	}
+
+	th := opts.Threshold
+	if rep.ThresholdFrom == "depth search" || opts.Method == SLM || opts.Method == Drop {
+		th = rep.Threshold
+	}
+	meta := rewrite.Meta{Version: opts.Version, Method: methodName(opts), Extra: map[string]string{}}
+	if opts.Method != ShortGPT {
+		meta.Threshold = &th
+	}
+	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
+	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta})
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	rep.LayersAfter = res.LayersAfter
+	rep.KeptFrom = res.KeptFrom
+	rep.ReachedTarget = target == 0 || rep.LayersAfter == target
+	for _, w := range plan.Windows {
+		if w.High > w.Low {
+			rep.Windows = append(rep.Windows, [2]int{w.Low, w.High})
+		}
+	}
+	rep.RemovedLayers = removedLayers(L, res.KeptFrom)
+	rep.ParametersAfter, _ = onnx.Parameters(res.Model)
+	rep.Candidates = sc.evaluations
+	rep.CandidateSeconds = sc.elapsed.Seconds()
+	rep.WallSeconds = time.Since(t0).Seconds()
+	if rep.Windows == nil {
+		rep.Windows = [][2]int{}
+	}
+	if rep.Trace == nil {
+		rep.Trace = []TraceStep{}
+	}
+	return &Outcome{Model: res.Model, Report: rep}, nil
+}
+
+// methodName is the method as recorded in metadata, with the names the
+// reference files use (slm_authors_code for the authors' merge rule).
+func methodName(o Options) string {
+	if o.Method == SLM && o.Merge == rewrite.Code {
+		return "slm_authors_code"
+	}
+	return string(o.Method)
+}
+
+func (o *Options) validate() error {
+	set := 0
+	if o.Threshold != 0 {
+		set++
+	}
+	if o.Layers != 0 {
+		set++
+	}
+	if o.PruneRatio != 0 {
+		set++
+	}
+	if set > 1 {
+		return fmt.Errorf("give at most one of threshold, layers and prune ratio")
+	}
+	if o.Threshold < 0 || o.Threshold > 1 {
+		return fmt.Errorf("threshold %g outside (0, 1]", o.Threshold)
+	}
+	if o.PruneRatio < 0 || o.PruneRatio >= 1 {
+		return fmt.Errorf("prune ratio %g outside [0, 1)", o.PruneRatio)
+	}
+	if o.Layers < 0 {
+		return fmt.Errorf("layers %d is negative", o.Layers)
+	}
+	if o.Method == "" {
+		o.Method = SLM
+	}
+	if o.Merge == "" {
+		o.Merge = rewrite.Paper
+	}
+	okM := false
+	for _, m := range Methods {
+		okM = okM || m == o.Method
+	}
+	if !okM {
+		return fmt.Errorf("unknown method %q (have %v)", o.Method, Methods)
+	}
+	okR := false
+	for _, r := range rewrite.Rules {
+		okR = okR || r == o.Merge
+	}
+	if !okR {
+		return fmt.Errorf("unknown merge rule %q (have %v)", o.Merge, rewrite.Rules)
+	}
+	if len(o.Calibration) == 0 {
+		return fmt.Errorf("no calibration tokens")
+	}
+	return nil
+}
+
+// decide chooses the plan. It fills the report's decision fields and returns
+// the plan and the lowest layer it changes.
+func decide(ctx context.Context, sc *scorer, L, target int, opts Options, rep *Report) (rewrite.Plan, int, error) {
+	switch opts.Method {
+	case SLM, Drop:
+		rule := opts.Merge
+		if opts.Method == Drop {
+			rule = rewrite.Paper // windows chosen as SLM's paper rule would, then dropped
+		}
+		atEnd := slm.CommitPending
+		if rule == rewrite.Code {
+			atEnd = slm.DropPending
+		}
+		res, err := slide(ctx, sc, rule, atEnd, L, target, opts.Threshold, rep)
+		if err != nil {
+			return rewrite.Plan{}, 0, err
+		}
+		finalRule := opts.Merge
+		if opts.Method == Drop {
+			finalRule = rewrite.Drop
+		} else {
+			rep.Merge = string(opts.Merge)
+		}
+		plan := rewrite.Plan{Rule: finalRule}
+		lowest := L
+		for _, w := range res.Windows {
+			plan.Windows = append(plan.Windows, rewrite.Window{Low: w.Low, High: w.High})
+			lowest = min(lowest, w.Low)
+		}
+		return plan, lowest, nil
+	case ShortGPT:
+		if target == 0 {
+			// Same depth as SLM (paper rule) at this threshold.
+			res, err := slide(ctx, sc, rewrite.Paper, slm.CommitPending, L, 0, opts.Threshold, rep)
+			if err != nil {
+				return rewrite.Plan{}, 0, err
+			}
+			target = slm.LayersAfter(L, res.Windows)
+			rep.TargetLayers = target
+		}
+		removed, err := slm.ShortGPT(sc.cal.blockInfluence, target)
+		if err != nil {
+			return rewrite.Plan{}, 0, err
+		}
+		lowest := L
+		for _, r := range removed {
+			lowest = min(lowest, r)
+		}
+		return rewrite.Plan{Remove: removed}, lowest, nil
+	}
+	return rewrite.Plan{}, 0, fmt.Errorf("unknown method %q", opts.Method)
+}
+
+// slide runs the sliding loop at a threshold, or searches the threshold that
+// reaches target layers.
+func slide(ctx context.Context, sc *scorer, rule rewrite.Rule, atEnd slm.Pending, L, target int, threshold float64, rep *Report) (*slm.Result, error) {
+	ev := &slm.Memo{Inner: windowScorer{scorer: sc, rule: rule}}
+	var res *slm.Result
+	if target > 0 {
+		ds, err := slm.SearchDepth(ctx, L, target, ev, atEnd)
+		if err != nil {
+			return nil, err
+		}
+		res = ds.Result
+		rep.Threshold, rep.ThresholdFrom, rep.ThresholdsTried = ds.Threshold, "depth search", ds.Tried
+	} else {
+		var err error
+		res, err = slm.Slide(ctx, L, ev, slm.Options{Threshold: threshold, AtEnd: atEnd, ScoreUnchanged: sc.fullRerun})
+		if err != nil {
+			return nil, err
+		}
+		rep.Threshold, rep.ThresholdFrom = threshold, "flag"
+	}
+	rep.Trace = rep.Trace[:0]
+	for _, s := range res.Trace {
+		rep.Trace = append(rep.Trace, TraceStep{Low: s.Low, High: s.High, Sim: s.Sim, Action: s.ActionText()})
+	}
+	return res, nil
+}
+
+// removedLayers lists the original layers not kept.
+func removedLayers(L int, keptFrom []int) []int {
+	kept := map[int]bool{}
+	for _, k := range keptFrom {
+		kept[k] = true
+	}
+	out := []int{}
+	for i := 0; i < L; i++ {
+		if !kept[i] {
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Start(string, int) {}
+func (nopProgress) Tick()             {}
+func (nopProgress) Done()             {}

@@ -1,0 +1,100 @@
+package runtime_test
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/runtime"
+)
+
+// BenchmarkLlama8 runs llama8 on the 16×128 calibration set (one batch) and
+// reports tokens per second.
+func BenchmarkLlama8(b *testing.B) {
+	s := loadSession(b, "llama8", runtime.Options{})
+	feeds := map[string]*runtime.Tensor{"input_ids": calibRows(b, 16)}
+	if _, err := s.Run(feeds, nil); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := processCPU()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Run(feeds, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(16*128*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	// Per second of CPU time used by the process (all threads): a figure
+	// that holds on a machine shared with other work.
+	b.ReportMetric(float64(16*128*b.N)/(processCPU()-cpu0).Seconds(), "tokens/cpu-s")
+}
+
+// processCPU is the CPU time (user + system) used by this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkGPT2 runs gpt2_6 on 16 rows of 256 tokens.
+func BenchmarkGPT2(b *testing.B) {
+	s := loadSession(b, "gpt2_6", runtime.Options{})
+	ids := make([]int64, 16*256)
+	for i := range ids {
+		ids[i] = int64(i*7) % 256
+	}
+	x, _ := runtime.NewInt64([]int{16, 256}, ids)
+	feeds := map[string]*runtime.Tensor{"input_ids": x}
+	if _, err := s.Run(feeds, nil); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := processCPU()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Run(feeds, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(16*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(16*256*b.N)/(processCPU()-cpu0).Seconds(), "tokens/cpu-s")
+}
+
+// BenchmarkNew measures compiling a Session (the SLM search makes one per
+// candidate model).
+func BenchmarkNew(b *testing.B) {
+	m, err := onnx.Load(testenv.TestModel(b, "llama8"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := runtime.New(m.Proto, runtime.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLlama8Partial runs llama8 (16×128) from the hidden state entering
+// layer 6, as the SLM search does for a candidate that merges layers 6..7.
+func BenchmarkLlama8Partial(b *testing.B) {
+	s := loadSession(b, "llama8", runtime.Options{})
+	ids := calibRows(b, 16)
+	const h = "/model/layers.5/Add_1_output_0"
+	full, err := s.Run(map[string]*runtime.Tensor{"input_ids": ids}, []string{h})
+	if err != nil {
+		b.Fatal(err)
+	}
+	feeds := map[string]*runtime.Tensor{"input_ids": ids, h: full[h]}
+	if _, err := s.Run(feeds, []string{"logits"}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Run(feeds, []string{"logits"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

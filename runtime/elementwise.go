@@ -1,0 +1,828 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+type numeric interface {
+	~float32 | ~float64 | ~int64 | ~int32 | ~int8 | ~uint8
+}
+
+type binOp uint8
+
+const (
+	opAdd binOp = iota
+	opSub
+	opMul
+	opDiv
+	opPow
+	opMax
+	opMin
+	opMod
+	opFmod
+)
+
+var binOpNames = [...]string{"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Mod"}
+
+func init() {
+	for _, op := range []binOp{opAdd, opSub, opMul, opDiv, opPow} {
+		register(binOpNames[op], &opDef{since: 7, minIn: 2, maxIn: 2, inplace: true, compile: compileBinary(op)})
+	}
+	for _, op := range []binOp{opMax, opMin} {
+		register(binOpNames[op], &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(op)})
+	}
+	register("Sum", &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(opAdd)})
+	register("Mod", &opDef{since: 10, minIn: 2, maxIn: 2, inplace: true, compile: func(c *compileCtx) (kernel, error) {
+		if err := c.attrs.only("fmod"); err != nil {
+			return nil, err
+		}
+		f, err := c.attrs.int("fmod", 0)
+		if err != nil {
+			return nil, err
+		}
+		op := opMod
+		if f != 0 {
+			op = opFmod
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			if op == opMod && (in[0].dtype == Float32 || in[0].dtype == Float64) {
+				return nil, errors.New("Mod of floating-point tensors needs fmod=1")
+			}
+			t, err := ec.binary(op, in[0], in[1])
+			return []*Tensor{t}, err
+		}, nil
+	}})
+	for _, c := range []struct {
+		name string
+		op   cmpOp
+	}{{"Equal", cmpEq}, {"Less", cmpLt}, {"LessOrEqual", cmpLe}, {"Greater", cmpGt}, {"GreaterOrEqual", cmpGe}} {
+		op := c.op
+		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
+			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+				t, err := compare(ec, op, in[0], in[1])
+				return []*Tensor{t}, err
+			}, c.attrs.only()
+		}})
+	}
+	for _, c := range []struct {
+		name string
+		op   logicOp
+	}{{"And", logAnd}, {"Or", logOr}, {"Xor", logXor}} {
+		op := c.op
+		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
+			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+				t, err := logic(ec, op, in[0], in[1])
+				return []*Tensor{t}, err
+			}, c.attrs.only()
+		}})
+	}
+	register("Not", &opDef{since: 1, minIn: 1, maxIn: 1, compile: func(c *compileCtx) (kernel, error) {
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			x := in[0].BoolData()
+			if in[0].dtype != Bool {
+				return nil, errType("Not", in[0].dtype)
+			}
+			out := newTensor(Bool, append([]int{}, in[0].shape...))
+			o := out.BoolData()
+			for i, v := range x {
+				o[i] = !v
+			}
+			return []*Tensor{out}, nil
+		}, c.attrs.only()
+	}})
+	register("Where", &opDef{since: 9, minIn: 3, maxIn: 3, compile: func(c *compileCtx) (kernel, error) {
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := where(ec, in[0], in[1], in[2])
+			return []*Tensor{t}, err
+		}, c.attrs.only()
+	}})
+	register("Clip", &opDef{since: 6, minIn: 1, maxIn: 3, inplace: true, compile: compileClip})
+	register("Cast", &opDef{since: 6, minIn: 1, maxIn: 1, compile: compileCast})
+	register("CastLike", &opDef{since: 15, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
+		if err := c.attrs.only("saturate"); err != nil {
+			return nil, err
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := castTo(in[0], in[1].dtype, pb.TensorProto_UNDEFINED)
+			return []*Tensor{t}, err
+		}, nil
+	}})
+}
+
+func compileBinary(op binOp) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) {
+		if c.opset < 7 {
+			// Opsets before 7 had axis/broadcast attributes with other rules.
+			return nil, fmt.Errorf("%s before opset 7 is not supported", binOpNames[op])
+		}
+		if err := c.attrs.only(); err != nil {
+			return nil, err
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := ec.binary(op, in[0], in[1])
+			return []*Tensor{t}, err
+		}, nil
+	}
+}
+
+func compileVariadic(op binOp) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) {
+		if err := c.attrs.only(); err != nil {
+			return nil, err
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			for _, t := range in {
+				if t == nil {
+					return nil, errors.New("absent input")
+				}
+			}
+			if len(in) == 1 {
+				return []*Tensor{in[0].Clone()}, nil
+			}
+			acc, err := ec.binary(op, in[0], in[1])
+			if err != nil {
+				return nil, err
+			}
+			saved := ec.reuse
+			ec.reuse = nil // intermediate results are fresh; inputs past the first two are not reused
+			defer func() { ec.reuse = saved }()
+			for _, t := range in[2:] {
+				if acc, err = ec.binary(op, acc, t); err != nil {
+					return nil, err
+				}
+			}
+			return []*Tensor{acc}, nil
+		}, nil
+	}
+}
+
+// binary computes a op b with numpy broadcasting; a and b have the same dtype
+// (Pow casts its exponent to the base's type).
+func (ec *execCtx) binary(op binOp, a, b *Tensor) (*Tensor, error) {
+	if op == opPow && a.dtype != b.dtype {
+		var err error
+		if b, err = castTo(b, a.dtype, pb.TensorProto_UNDEFINED); err != nil {
+			return nil, err
+		}
+	}
+	if a.dtype != b.dtype {
+		return nil, fmt.Errorf("%s of %v and %v", binOpNames[op], a.dtype, b.dtype)
+	}
+	shape, err := broadcastShape(a.shape, b.shape)
+	if err != nil {
+		return nil, err
+	}
+	n := numel(shape)
+	var out *Tensor
+	switch {
+	case numel(a.shape) == n:
+		out = ec.outLike(0, a.dtype, shape)
+	case numel(b.shape) == n:
+		out = ec.outLike(1, a.dtype, shape)
+	default:
+		out = ec.newOut(a.dtype, shape)
+	}
+	switch a.dtype {
+	case Float32:
+		binaryF32(ec, op, a, b, out)
+		return out, nil
+	case Float64:
+		return out, binaryGeneric(ec, op, a.Float64Data(), b.Float64Data(), out.Float64Data(), a.shape, b.shape, shape)
+	case Int64:
+		return out, binaryGeneric(ec, op, a.Int64Data(), b.Int64Data(), out.Int64Data(), a.shape, b.shape, shape)
+	case Int32:
+		return out, binaryGeneric(ec, op, a.Int32Data(), b.Int32Data(), out.Int32Data(), a.shape, b.shape, shape)
+	case Int8:
+		return out, binaryGeneric(ec, op, a.data.([]int8), b.data.([]int8), out.data.([]int8), a.shape, b.shape, shape)
+	case Uint8:
+		return out, binaryGeneric(ec, op, a.data.([]uint8), b.data.([]uint8), out.data.([]uint8), a.shape, b.shape, shape)
+	}
+	return nil, errType(binOpNames[op], a.dtype)
+}
+
+func binaryF32(ec *execCtx, op binOp, a, b, out *Tensor) {
+	ad, bd, od := a.Float32Data(), b.Float32Data(), out.Float32Data()
+	if len(od) == 0 {
+		return
+	}
+	if sameShape(a.shape, b.shape) || len(ad) == len(od) && len(bd) == 1 || len(bd) == len(od) && len(ad) == 1 {
+		sa, sb := 1, 1
+		if len(ad) == 1 && len(od) > 1 {
+			sa = 0
+		}
+		if len(bd) == 1 && len(od) > 1 {
+			sb = 0
+		}
+		parallelElems(ec.threads, len(od), 1, func(lo, hi int) {
+			al, bl := ad, bd
+			if sa == 1 {
+				al = ad[lo:hi]
+			}
+			if sb == 1 {
+				bl = bd[lo:hi]
+			}
+			f32Row(op, od[lo:hi], al, bl, sa, sb)
+		})
+		return
+	}
+	bc := newBcast(out.shape, a.shape, b.shape)
+	inner := bc.inner
+	sa, sb := bc.istride[0], bc.istride[1]
+	bc.parallelRows(ec.threads, func(off []int, o int) {
+		f32Row(op, od[o:o+inner], ad[off[0]:], bd[off[1]:], sa, sb)
+	})
+}
+
+// vecBinary, where the CPU allows, computes f32Row for a length that is a
+// multiple of 8 (Add, Sub, Mul, Div); false means it does not handle op.
+var vecBinary func(op binOp, dst, a, b []float32, sa, sb int) bool
+
+// f32Row computes dst[i] = a[i*sa] op b[i*sb] for strides 0 or 1.
+func f32Row(op binOp, dst, a, b []float32, sa, sb int) {
+	n := len(dst)
+	if sa == 1 {
+		a = a[:n]
+	}
+	if sb == 1 {
+		b = b[:n]
+	}
+	if v := n &^ 7; v > 0 && vecBinary != nil && (sa|sb) != 0 && op <= opDiv {
+		if vecBinary(op, dst[:v], a[:v*sa+1-sa], b[:v*sb+1-sb], sa, sb) {
+			if v == n {
+				return
+			}
+			dst = dst[v:]
+			if sa == 1 {
+				a = a[v:]
+			}
+			if sb == 1 {
+				b = b[v:]
+			}
+		}
+	}
+	switch {
+	case sa == 1 && sb == 1:
+		switch op {
+		case opAdd:
+			for i := range dst {
+				dst[i] = a[i] + b[i]
+			}
+		case opSub:
+			for i := range dst {
+				dst[i] = a[i] - b[i]
+			}
+		case opMul:
+			for i := range dst {
+				dst[i] = a[i] * b[i]
+			}
+		case opDiv:
+			for i := range dst {
+				dst[i] = a[i] / b[i]
+			}
+		default:
+			f := f32Func(op)
+			for i := range dst {
+				dst[i] = f(a[i], b[i])
+			}
+		}
+	case sa == 1:
+		y := b[0]
+		switch op {
+		case opAdd:
+			for i := range dst {
+				dst[i] = a[i] + y
+			}
+		case opSub:
+			for i := range dst {
+				dst[i] = a[i] - y
+			}
+		case opMul:
+			for i := range dst {
+				dst[i] = a[i] * y
+			}
+		case opDiv:
+			for i := range dst {
+				dst[i] = a[i] / y
+			}
+		case opPow:
+			powScalarF32(dst, a, y)
+		default:
+			f := f32Func(op)
+			for i := range dst {
+				dst[i] = f(a[i], y)
+			}
+		}
+	case sb == 1:
+		x := a[0]
+		switch op {
+		case opAdd:
+			for i := range dst {
+				dst[i] = x + b[i]
+			}
+		case opSub:
+			for i := range dst {
+				dst[i] = x - b[i]
+			}
+		case opMul:
+			for i := range dst {
+				dst[i] = x * b[i]
+			}
+		case opDiv:
+			for i := range dst {
+				dst[i] = x / b[i]
+			}
+		default:
+			f := f32Func(op)
+			for i := range dst {
+				dst[i] = f(x, b[i])
+			}
+		}
+	default:
+		v := f32Func(op)(a[0], b[0])
+		for i := range dst {
+			dst[i] = v
+		}
+	}
+}
+
+func powScalarF32(dst, a []float32, y float32) {
+	switch y {
+	case 1:
+		copy(dst, a)
+	case 2:
+		for i, x := range a {
+			dst[i] = x * x
+		}
+	case 3:
+		for i, x := range a {
+			dst[i] = x * x * x
+		}
+	case 0.5:
+		for i, x := range a {
+			dst[i] = float32(math.Sqrt(float64(x)))
+		}
+	default:
+		for i, x := range a {
+			dst[i] = float32(math.Pow(float64(x), float64(y)))
+		}
+	}
+}
+
+func f32Func(op binOp) func(x, y float32) float32 {
+	switch op {
+	case opAdd:
+		return func(x, y float32) float32 { return x + y }
+	case opSub:
+		return func(x, y float32) float32 { return x - y }
+	case opMul:
+		return func(x, y float32) float32 { return x * y }
+	case opDiv:
+		return func(x, y float32) float32 { return x / y }
+	case opPow:
+		return func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) }
+	case opMax:
+		return func(x, y float32) float32 {
+			if x != x || y != y {
+				return float32(math.NaN())
+			}
+			return max(x, y)
+		}
+	case opMin:
+		return func(x, y float32) float32 {
+			if x != x || y != y {
+				return float32(math.NaN())
+			}
+			return min(x, y)
+		}
+	case opFmod:
+		return func(x, y float32) float32 { return float32(math.Mod(float64(x), float64(y))) }
+	}
+	panic("runtime: no float32 function for " + binOpNames[op])
+}
+
+var errDivZero = errors.New("integer division by zero")
+
+// genericFunc returns the scalar function of op for type T; ok reports a
+// division by zero through *bad.
+func genericFunc[T numeric](op binOp, bad *bool) func(x, y T) T {
+	var zero T
+	isFloat := isFloatType(zero)
+	switch op {
+	case opAdd:
+		return func(x, y T) T { return x + y }
+	case opSub:
+		return func(x, y T) T { return x - y }
+	case opMul:
+		return func(x, y T) T { return x * y }
+	case opDiv:
+		if isFloat {
+			return func(x, y T) T { return x / y }
+		}
+		return func(x, y T) T {
+			if y == 0 {
+				*bad = true
+				return 0
+			}
+			return x / y
+		}
+	case opPow:
+		return func(x, y T) T { return T(math.Pow(float64(x), float64(y))) }
+	case opMax:
+		return func(x, y T) T { return max(x, y) }
+	case opMin:
+		return func(x, y T) T { return min(x, y) }
+	case opMod, opFmod:
+		if isFloat {
+			return func(x, y T) T { return T(math.Mod(float64(x), float64(y))) }
+		}
+		fmod := op == opFmod
+		return func(x, y T) T {
+			if y == 0 {
+				*bad = true
+				return 0
+			}
+			r := T(int64(x) % int64(y))
+			if !fmod && r != 0 && (r < 0) != (y < 0) {
+				r += y
+			}
+			return r
+		}
+	}
+	panic("runtime: no function for " + binOpNames[op])
+}
+
+func isFloatType(x any) bool {
+	switch x.(type) {
+	case float32, float64:
+		return true
+	}
+	return false
+}
+
+func binaryGeneric[T numeric](ec *execCtx, op binOp, a, b, out []T, as, bs, os []int) error {
+	bad := false
+	f := genericFunc[T](op, &bad)
+	bc := newBcast(os, as, bs)
+	inner := bc.inner
+	sa, sb := bc.istride[0], bc.istride[1]
+	bc.run(0, bc.rows(), func(off []int, o int) {
+		x, y := off[0], off[1]
+		for i := range inner {
+			out[o+i] = f(a[x+i*sa], b[y+i*sb])
+		}
+	})
+	if bad {
+		return errDivZero
+	}
+	return nil
+}
+
+type cmpOp uint8
+
+const (
+	cmpEq cmpOp = iota
+	cmpLt
+	cmpLe
+	cmpGt
+	cmpGe
+)
+
+func compare(ec *execCtx, op cmpOp, a, b *Tensor) (*Tensor, error) {
+	if a.dtype != b.dtype {
+		return nil, fmt.Errorf("comparing %v with %v", a.dtype, b.dtype)
+	}
+	shape, err := broadcastShape(a.shape, b.shape)
+	if err != nil {
+		return nil, err
+	}
+	out := newTensor(Bool, shape)
+	o := out.BoolData()
+	switch a.dtype {
+	case Float32:
+		compareGeneric(op, a.Float32Data(), b.Float32Data(), o, a.shape, b.shape, shape)
+	case Float64:
+		compareGeneric(op, a.Float64Data(), b.Float64Data(), o, a.shape, b.shape, shape)
+	case Int64:
+		compareGeneric(op, a.Int64Data(), b.Int64Data(), o, a.shape, b.shape, shape)
+	case Int32:
+		compareGeneric(op, a.Int32Data(), b.Int32Data(), o, a.shape, b.shape, shape)
+	case Int8:
+		compareGeneric(op, a.data.([]int8), b.data.([]int8), o, a.shape, b.shape, shape)
+	case Uint8:
+		compareGeneric(op, a.data.([]uint8), b.data.([]uint8), o, a.shape, b.shape, shape)
+	case Bool:
+		if op != cmpEq {
+			return nil, errType("ordering comparison", Bool)
+		}
+		ad, bd := a.BoolData(), b.BoolData()
+		bc := newBcast(shape, a.shape, b.shape)
+		sa, sb := bc.istride[0], bc.istride[1]
+		bc.run(0, bc.rows(), func(off []int, oo int) {
+			for i := range bc.inner {
+				o[oo+i] = ad[off[0]+i*sa] == bd[off[1]+i*sb]
+			}
+		})
+	default:
+		return nil, errType("comparison", a.dtype)
+	}
+	return out, nil
+}
+
+func compareGeneric[T numeric](op cmpOp, a, b []T, out []bool, as, bs, os []int) {
+	bc := newBcast(os, as, bs)
+	sa, sb := bc.istride[0], bc.istride[1]
+	inner := bc.inner
+	bc.run(0, bc.rows(), func(off []int, o int) {
+		x, y := off[0], off[1]
+		dst := out[o : o+inner]
+		switch op {
+		case cmpEq:
+			for i := range dst {
+				dst[i] = a[x+i*sa] == b[y+i*sb]
+			}
+		case cmpLt:
+			for i := range dst {
+				dst[i] = a[x+i*sa] < b[y+i*sb]
+			}
+		case cmpLe:
+			for i := range dst {
+				dst[i] = a[x+i*sa] <= b[y+i*sb]
+			}
+		case cmpGt:
+			for i := range dst {
+				dst[i] = a[x+i*sa] > b[y+i*sb]
+			}
+		case cmpGe:
+			for i := range dst {
+				dst[i] = a[x+i*sa] >= b[y+i*sb]
+			}
+		}
+	})
+}
+
+type logicOp uint8
+
+const (
+	logAnd logicOp = iota
+	logOr
+	logXor
+)
+
+func logic(ec *execCtx, op logicOp, a, b *Tensor) (*Tensor, error) {
+	if a.dtype != Bool || b.dtype != Bool {
+		return nil, fmt.Errorf("logical op of %v and %v, want bool", a.dtype, b.dtype)
+	}
+	shape, err := broadcastShape(a.shape, b.shape)
+	if err != nil {
+		return nil, err
+	}
+	out := newTensor(Bool, shape)
+	o, ad, bd := out.BoolData(), a.BoolData(), b.BoolData()
+	bc := newBcast(shape, a.shape, b.shape)
+	sa, sb := bc.istride[0], bc.istride[1]
+	bc.run(0, bc.rows(), func(off []int, oo int) {
+		for i := range bc.inner {
+			x, y := ad[off[0]+i*sa], bd[off[1]+i*sb]
+			switch op {
+			case logAnd:
+				o[oo+i] = x && y
+			case logOr:
+				o[oo+i] = x || y
+			case logXor:
+				o[oo+i] = x != y
+			}
+		}
+	})
+	return out, nil
+}
+
+func where(ec *execCtx, cond, x, y *Tensor) (*Tensor, error) {
+	if cond.dtype != Bool {
+		return nil, fmt.Errorf("condition is %v, want bool", cond.dtype)
+	}
+	if x.dtype != y.dtype {
+		return nil, fmt.Errorf("branches are %v and %v", x.dtype, y.dtype)
+	}
+	shape, err := broadcastShape(cond.shape, x.shape, y.shape)
+	if err != nil {
+		return nil, err
+	}
+	out := ec.newOut(x.dtype, shape)
+	c := cond.BoolData()
+	switch x.dtype {
+	case Float32:
+		whereGeneric(ec, c, x.Float32Data(), y.Float32Data(), out.Float32Data(), cond.shape, x.shape, y.shape, shape)
+	case Float64:
+		whereGeneric(ec, c, x.Float64Data(), y.Float64Data(), out.Float64Data(), cond.shape, x.shape, y.shape, shape)
+	case Int64:
+		whereGeneric(ec, c, x.Int64Data(), y.Int64Data(), out.Int64Data(), cond.shape, x.shape, y.shape, shape)
+	case Int32:
+		whereGeneric(ec, c, x.Int32Data(), y.Int32Data(), out.Int32Data(), cond.shape, x.shape, y.shape, shape)
+	case Int8:
+		whereGeneric(ec, c, x.data.([]int8), y.data.([]int8), out.data.([]int8), cond.shape, x.shape, y.shape, shape)
+	case Uint8:
+		whereGeneric(ec, c, x.data.([]uint8), y.data.([]uint8), out.data.([]uint8), cond.shape, x.shape, y.shape, shape)
+	case Bool:
+		whereGeneric(ec, c, x.BoolData(), y.BoolData(), out.BoolData(), cond.shape, x.shape, y.shape, shape)
+	default:
+		return nil, errType("Where", x.dtype)
+	}
+	return out, nil
+}
+
+func whereGeneric[T any](ec *execCtx, c []bool, x, y, out []T, cs, xs, ys, os []int) {
+	bc := newBcast(os, cs, xs, ys)
+	sc, sx, sy := bc.istride[0], bc.istride[1], bc.istride[2]
+	inner := bc.inner
+	bc.parallelRows(ec.threads, func(off []int, o int) {
+		dst := out[o : o+inner]
+		oc, ox, oy := off[0], off[1], off[2]
+		for i := range dst {
+			if c[oc+i*sc] {
+				dst[i] = x[ox+i*sx]
+			} else {
+				dst[i] = y[oy+i*sy]
+			}
+		}
+	})
+}
+
+func compileClip(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("min", "max"); err != nil {
+		return nil, err
+	}
+	// Opset < 11: bounds are attributes.
+	lo, err := c.attrs.float("min", float32(math.Inf(-1)))
+	if err != nil {
+		return nil, err
+	}
+	hi, err := c.attrs.float("max", float32(math.Inf(1)))
+	if err != nil {
+		return nil, err
+	}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		x := in[0]
+		l, h := float64(lo), float64(hi)
+		if len(in) > 1 && in[1] != nil {
+			v, err := scalarOf(in[1])
+			if err != nil {
+				return nil, fmt.Errorf("min: %w", err)
+			}
+			l = v
+		}
+		if len(in) > 2 && in[2] != nil {
+			v, err := scalarOf(in[2])
+			if err != nil {
+				return nil, fmt.Errorf("max: %w", err)
+			}
+			h = v
+		}
+		out := ec.outLike(0, x.dtype, append([]int{}, x.shape...))
+		switch x.dtype {
+		case Float32:
+			clipGeneric(x.Float32Data(), out.Float32Data(), float32(l), float32(h))
+		case Float64:
+			clipGeneric(x.Float64Data(), out.Float64Data(), l, h)
+		case Int64:
+			clipGeneric(x.Int64Data(), out.Int64Data(), clampInt64(l), clampInt64(h))
+		case Int32:
+			clipGeneric(x.Int32Data(), out.Int32Data(), int32(max(l, math.MinInt32)), int32(min(h, math.MaxInt32)))
+		default:
+			return nil, errType("Clip", x.dtype)
+		}
+		return []*Tensor{out}, nil
+	}, nil
+}
+
+func clampInt64(v float64) int64 {
+	switch {
+	case v <= math.MinInt64:
+		return math.MinInt64
+	case v >= math.MaxInt64:
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
+func clipGeneric[T numeric](x, out []T, lo, hi T) {
+	for i, v := range x {
+		if v < lo {
+			v = lo
+		}
+		if v > hi {
+			v = hi
+		}
+		out[i] = v
+	}
+}
+
+func compileCast(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("to", "saturate", "round_mode"); err != nil {
+		return nil, err
+	}
+	to, err := c.attrs.int("to", 0)
+	if err != nil {
+		return nil, err
+	}
+	if !c.attrs.has("to") {
+		return nil, errors.New("attribute to is required")
+	}
+	target := pb.TensorProto_DataType(to)
+	dt, ok := fromONNX(target)
+	if !ok {
+		return nil, fmt.Errorf("cast to %s is not supported", onnx.DTypeName(target))
+	}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := castTo(in[0], dt, target)
+		return []*Tensor{t}, err
+	}, nil
+}
+
+// castTo converts t to dt; onnxType FLOAT16/BFLOAT16 rounds float32 results to
+// that precision (the runtime keeps them in float32).
+func castTo(t *Tensor, dt DType, onnxType pb.TensorProto_DataType) (*Tensor, error) {
+	if t.dtype == dt && onnxType != pb.TensorProto_FLOAT16 && onnxType != pb.TensorProto_BFLOAT16 {
+		return t.Clone(), nil
+	}
+	out := newTensor(dt, append([]int{}, t.shape...))
+	var err error
+	switch src := t.data.(type) {
+	case []float32:
+		err = castFrom(src, out)
+	case []float64:
+		err = castFrom(src, out)
+	case []int64:
+		err = castFrom(src, out)
+	case []int32:
+		err = castFrom(src, out)
+	case []int8:
+		err = castFrom(src, out)
+	case []uint8:
+		err = castFrom(src, out)
+	case []bool:
+		switch dst := out.data.(type) {
+		case []bool:
+			copy(dst, src)
+		default:
+			ones := newTensor(Uint8, []int{len(src)})
+			u := ones.data.([]uint8)
+			for i, b := range src {
+				if b {
+					u[i] = 1
+				}
+			}
+			err = castFrom(u, out)
+		}
+	default:
+		err = errType("Cast", t.dtype)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch onnxType {
+	case pb.TensorProto_FLOAT16:
+		for i, v := range out.Float32Data() {
+			out.Float32Data()[i] = onnx.Float16ToFloat32(onnx.Float32ToFloat16(v))
+		}
+	case pb.TensorProto_BFLOAT16:
+		for i, v := range out.Float32Data() {
+			out.Float32Data()[i] = onnx.BFloat16ToFloat32(onnx.Float32ToBFloat16(v))
+		}
+	}
+	return out, nil
+}
+
+func castFrom[S numeric](src []S, out *Tensor) error {
+	switch dst := out.data.(type) {
+	case []float32:
+		convertSlice(src, dst)
+	case []float64:
+		convertSlice(src, dst)
+	case []int64:
+		convertSlice(src, dst)
+	case []int32:
+		convertSlice(src, dst)
+	case []int8:
+		convertSlice(src, dst)
+	case []uint8:
+		convertSlice(src, dst)
+	case []bool:
+		for i, v := range src {
+			dst[i] = v != 0
+		}
+	default:
+		return errType("Cast", out.dtype)
+	}
+	return nil
+}
+
+func convertSlice[S, D numeric](src []S, dst []D) {
+	for i, v := range src {
+		dst[i] = D(v)
+	}
+}

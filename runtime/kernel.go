@@ -1,0 +1,11 @@
+package runtime
+
+// microKernel computes C[0:6, 0:16] += Ap·Bp over kc (packed panels; C row
+// stride ldc), or C = Ap·Bp when acc is false. An assembly version replaces it
+// where the CPU allows.
+var microKernel = microKernelGo
+
+// microKernelRows, where available, is microKernel reading A in place: six
+// rows of A starting at a[0], lda apart (A row-major, alpha 1), so that A
+// need not be packed.
+var microKernelRows func(kc int, a []float32, lda int, b, c []float32, ldc int, acc bool)

@@ -1,0 +1,79 @@
+//go:build amd64 && !purego
+
+package runtime
+
+// kernAVX2 is microKernel in AVX2/FMA assembly: C[0:6, 0:16] (+)= Ap·Bp,
+// with ldc in elements; acc = 0 overwrites C.
+//
+//go:noescape
+func kernAVX2(kc int, a, b, c *float32, ldc int, acc int)
+
+// kernAVX2Rows is kernAVX2 reading A in place from six rows lda apart.
+//
+//go:noescape
+func kernAVX2Rows(kc int, a *float32, lda int, b, c *float32, ldc int, acc int)
+
+// cpuid and xgetbv query the processor (for AVX2/FMA and OS support of YMM
+// state).
+func cpuid(eax, ecx uint32) (a, b, c, d uint32)
+func xgetbv() (eax, edx uint32)
+
+// hasAVX2FMA reports whether the CPU and OS support AVX2 and FMA3.
+func hasAVX2FMA() bool {
+	maxID, _, _, _ := cpuid(0, 0)
+	if maxID < 7 {
+		return false
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const (
+		fma     = 1 << 12
+		osxsave = 1 << 27
+		avx     = 1 << 28
+	)
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return false
+	}
+	if xcr0, _ := xgetbv(); xcr0&6 != 6 { // XMM and YMM state enabled
+		return false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	return ebx7&(1<<5) != 0 // AVX2
+}
+
+func microKernelAVX2(kc int, a, b, c []float32, ldc int, acc bool) {
+	if kc <= 0 {
+		return
+	}
+	_ = a[kc*gemmMR-1]
+	_ = b[kc*gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	flag := 0
+	if acc {
+		flag = 1
+	}
+	kernAVX2(kc, &a[0], &b[0], &c[0], ldc, flag)
+}
+
+func microKernelRowsAVX2(kc int, a []float32, lda int, b, c []float32, ldc int, acc bool) {
+	if kc <= 0 {
+		return
+	}
+	_ = a[(gemmMR-1)*lda+kc-1]
+	_ = b[kc*gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	flag := 0
+	if acc {
+		flag = 1
+	}
+	kernAVX2Rows(kc, &a[0], lda, &b[0], &c[0], ldc, flag)
+}
+
+// useAsm records whether the assembly kernels are in use.
+var useAsm = hasAVX2FMA()
+
+func init() {
+	if useAsm {
+		microKernel = microKernelAVX2
+		microKernelRows = microKernelRowsAVX2
+	}
+}

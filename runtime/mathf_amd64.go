@@ -1,0 +1,29 @@
+//go:build amd64 && !purego
+
+package runtime
+
+//go:noescape
+func expAVX2(dst, src *float32, n int) bool
+
+//go:noescape
+func expShiftSumAVX2(dst, src *float32, n int, m float32) float32
+
+//go:noescape
+func sigmoidAVX2(dst, src *float32, n int) bool
+
+//go:noescape
+func tanhAVX2(dst, src *float32, n int) bool
+
+//go:noescape
+func maxAVX2(x *float32, n int) (m float32, nan bool)
+
+func init() {
+	if !useAsm {
+		return
+	}
+	vecExp = func(d, s []float32) bool { return expAVX2(&d[0], &s[0], len(s)) }
+	vecSigmoid = func(d, s []float32) bool { return sigmoidAVX2(&d[0], &s[0], len(s)) }
+	vecTanh = func(d, s []float32) bool { return tanhAVX2(&d[0], &s[0], len(s)) }
+	vecExpShiftSum = func(d, s []float32, m float32) float32 { return expShiftSumAVX2(&d[0], &s[0], len(s), m) }
+	vecMax = func(x []float32) (float32, bool) { return maxAVX2(&x[0], len(x)) }
+}

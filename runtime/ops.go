@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// kernel computes a node's outputs from its inputs (nil for absent optional
+// inputs). It must not modify its inputs, except those ec.outLike hands back.
+type kernel func(ec *execCtx, in []*Tensor) ([]*Tensor, error)
+
+// opDef describes how the runtime executes one op type.
+type opDef struct {
+	since        int64 // oldest opset whose semantics the kernel implements
+	minIn, maxIn int   // maxIn < 0: any number
+	// shapeArgs are the inputs whose values (not only shapes) decide the output
+	// shape; folding needs them static to know an output's shape ahead.
+	shapeArgs []int
+	// shapeOnly ops (Shape, Size) read only their input's shape.
+	shapeOnly bool
+	// inplace kernels may write their output into a dying input (ec.outLike).
+	inplace bool
+	compile func(c *compileCtx) (kernel, error)
+}
+
+func (d *opDef) isShapeArg(i int) bool {
+	for _, j := range d.shapeArgs {
+		if i == j {
+			return true
+		}
+	}
+	return false
+}
+
+// compileCtx is what an op's compile function sees of its node.
+type compileCtx struct {
+	s     *Session
+	n     *node
+	opset int64
+	attrs attrs
+}
+
+// ops is the registry of supported op types (ai.onnx domain).
+var ops = map[string]*opDef{}
+
+func register(name string, d *opDef) {
+	if _, dup := ops[name]; dup {
+		panic("runtime: op registered twice: " + name)
+	}
+	ops[name] = d
+}
+
+// SupportedOps lists the op types the runtime executes.
+func SupportedOps() []string { return sortedNames(ops) }
+
+type attrs struct {
+	m map[string]*pb.AttributeProto
+}
+
+func attrsOf(n *pb.NodeProto) attrs {
+	a := attrs{m: map[string]*pb.AttributeProto{}}
+	for _, x := range n.GetAttribute() {
+		a.m[x.GetName()] = x
+	}
+	return a
+}
+
+func (a attrs) has(name string) bool { return a.m[name] != nil }
+
+func (a attrs) int(name string, def int64) (int64, error) {
+	x := a.m[name]
+	if x == nil {
+		return def, nil
+	}
+	if x.GetType() != pb.AttributeProto_INT {
+		return 0, fmt.Errorf("attribute %s: want INT, got %v", name, x.GetType())
+	}
+	return x.GetI(), nil
+}
+
+func (a attrs) float(name string, def float32) (float32, error) {
+	x := a.m[name]
+	if x == nil {
+		return def, nil
+	}
+	if x.GetType() != pb.AttributeProto_FLOAT {
+		return 0, fmt.Errorf("attribute %s: want FLOAT, got %v", name, x.GetType())
+	}
+	return x.GetF(), nil
+}
+
+func (a attrs) ints(name string) ([]int64, bool, error) {
+	x := a.m[name]
+	if x == nil {
+		return nil, false, nil
+	}
+	if x.GetType() != pb.AttributeProto_INTS {
+		return nil, false, fmt.Errorf("attribute %s: want INTS, got %v", name, x.GetType())
+	}
+	return x.GetInts(), true, nil
+}
+
+func (a attrs) str(name, def string) (string, error) {
+	x := a.m[name]
+	if x == nil {
+		return def, nil
+	}
+	if x.GetType() != pb.AttributeProto_STRING {
+		return "", fmt.Errorf("attribute %s: want STRING, got %v", name, x.GetType())
+	}
+	return string(x.GetS()), nil
+}
+
+// only refuses attributes other than the listed ones, so that an attribute the
+// kernel would silently ignore is reported instead.
+func (a attrs) only(names ...string) error {
+	for k := range a.m {
+		ok := false
+		for _, n := range names {
+			if k == n {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Errorf("attribute %s is not supported", k)
+		}
+	}
+	return nil
+}
+
+// normAxis maps a possibly negative axis into [0, rank).
+func normAxis(axis int64, rank int) (int, error) {
+	a := int(axis)
+	if a < -rank || a >= rank {
+		return 0, fmt.Errorf("axis %d out of range for rank %d", axis, rank)
+	}
+	if a < 0 {
+		a += rank
+	}
+	return a, nil
+}
+
+// intsOf reads a 1-D (or scalar) integer tensor.
+func intsOf(t *Tensor, what string) ([]int64, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if t.dtype != Int64 && t.dtype != Int32 {
+		return nil, fmt.Errorf("%s: want int64, got %v", what, t.dtype)
+	}
+	if t.Rank() > 1 {
+		return nil, fmt.Errorf("%s: want a 1-D tensor, got shape %v", what, t.shape)
+	}
+	return t.Int64s()
+}
+
+// scalarOf reads a one-element tensor as float64.
+func scalarOf(t *Tensor) (float64, error) {
+	if t.Len() != 1 {
+		return 0, fmt.Errorf("want one element, got shape %v", t.shape)
+	}
+	switch d := t.data.(type) {
+	case []float32:
+		return float64(d[0]), nil
+	case []float64:
+		return d[0], nil
+	case []int64:
+		return float64(d[0]), nil
+	case []int32:
+		return float64(d[0]), nil
+	case []int8:
+		return float64(d[0]), nil
+	case []uint8:
+		return float64(d[0]), nil
+	case []bool:
+		if d[0] {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	return 0, errors.New("unsupported type")
+}
+
+func errType(op string, dt DType) error {
+	return fmt.Errorf("%s does not support %v inputs", op, dt)
+}
+
+// defaults for optional-input ranges
+const anyIn = -1

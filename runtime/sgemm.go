@@ -1,0 +1,313 @@
+package runtime
+
+import (
+	"sync"
+)
+
+// Blocking of the float32 matrix multiply (GotoBLAS/BLIS layout): C is
+// computed in MR×NR tiles by a microkernel that streams an MR-row panel of A
+// and an NR-column panel of B, both packed contiguously; KC×NC blocks of B and
+// MC×KC blocks of A are packed once per block, so the microkernel reads only
+// L1/L2-resident memory. Packing also absorbs transposes and strides: any
+// row/column stride of A and B costs the same.
+const (
+	gemmMR = 6
+	gemmNR = 16
+	gemmKC = 256
+	gemmMC = 96
+	gemmNC = 2048
+)
+
+// matView is a strided matrix operand: element (i, j) is data[off+i*rs+j*cs].
+type matView struct {
+	data        []float32
+	off, rs, cs int
+}
+
+var packPool = sync.Pool{New: func() any { return new([]float32) }}
+
+func getPack(n int) *[]float32 {
+	p := packPool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// sgemm computes C = alpha·A·B + beta·C, with A m×k, B k×n and C m×n stored
+// row-major with leading dimension ldc, on up to threads goroutines.
+func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if beta != 1 && beta != 0 {
+		for i := range m {
+			row := c[i*ldc : i*ldc+n]
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+	if k == 0 || alpha == 0 {
+		if beta == 0 {
+			for i := range m {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	if threads < 1 {
+		threads = 1
+	}
+	// Small problems: no goroutines.
+	if m*n*k < 1<<16 {
+		threads = 1
+	}
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
+		panels := (nc + gemmNR - 1) / gemmNR
+		for pc := 0; pc < k; pc += gemmKC {
+			kc := min(gemmKC, k-pc)
+			bp := getPack(panels * kc * gemmNR)
+			packB(*bp, b, pc, jc, kc, nc)
+			mblocks := (m + gemmMC - 1) / gemmMC
+			// Tasks: M blocks, times column ranges when M alone cannot feed
+			// every thread.
+			cols := 1
+			if mblocks < threads {
+				cols = min(panels, (threads+mblocks-1)/mblocks)
+			}
+			tasks := mblocks * cols
+			// Row-major A with alpha 1 is read in place (no packing of A);
+			// only a ragged last panel of rows is packed.
+			direct := microKernelRows != nil && a.cs == 1 && alpha == 1
+			run := func(t int) {
+				ib, cb := t/cols, t%cols
+				ic := ib * gemmMC
+				mc := min(gemmMC, m-ic)
+				p0 := cb * panels / cols
+				p1 := (cb + 1) * panels / cols
+				// With beta = 0 the first K block overwrites C (no clearing).
+				acc := pc > 0 || beta != 0
+				if direct {
+					macroKernelRows(a, *bp, c, ldc, ic, jc, pc, mc, nc, kc, p0, p1, acc)
+					return
+				}
+				ap := getPack(((mc + gemmMR - 1) / gemmMR) * gemmMR * kc)
+				packA(*ap, a, alpha, ic, pc, mc, kc)
+				macroKernel(*ap, *bp, c, ldc, ic, jc, mc, nc, kc, p0, p1, acc)
+				packPool.Put(ap)
+			}
+			if threads == 1 || tasks == 1 {
+				for t := range tasks {
+					run(t)
+				}
+			} else {
+				parallelTasks(threads, tasks, run)
+			}
+			packPool.Put(bp)
+		}
+	}
+}
+
+// parallelTasks runs run(0..n-1) on up to threads goroutines, handing out
+// tasks dynamically (a busy core simply takes fewer).
+func parallelTasks(threads, n int, run func(int)) {
+	var mu sync.Mutex
+	next := 0
+	take := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		t := next
+		next++
+		return t
+	}
+	work := func() {
+		for t := take(); t < n; t = take() {
+			run(t)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(threads, n) - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
+}
+
+// packB packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each kc rows of NR
+// contiguous values (zero-padded past nc).
+func packB(dst []float32, b matView, pc, jc, kc, nc int) {
+	for p0 := 0; p0 < nc; p0 += gemmNR {
+		nr := min(gemmNR, nc-p0)
+		panel := dst[(p0/gemmNR)*kc*gemmNR:]
+		base := b.off + pc*b.rs + (jc+p0)*b.cs
+		if b.cs == 1 {
+			for p := range kc {
+				src := b.data[base+p*b.rs : base+p*b.rs+nr]
+				d := panel[p*gemmNR : p*gemmNR+gemmNR]
+				copy(d, src)
+				clear(d[nr:])
+			}
+			continue
+		}
+		for p := range kc {
+			d := panel[p*gemmNR : p*gemmNR+gemmNR]
+			o := base + p*b.rs
+			for j := range nr {
+				d[j] = b.data[o+j*b.cs]
+			}
+			clear(d[nr:])
+		}
+	}
+}
+
+// packA packs alpha·A[ic:ic+mc, pc:pc+kc] as MR-row panels, each kc columns of
+// MR contiguous values (zero-padded past mc).
+func packA(dst []float32, a matView, alpha float32, ic, pc, mc, kc int) {
+	for i0 := 0; i0 < mc; i0 += gemmMR {
+		mr := min(gemmMR, mc-i0)
+		panel := dst[(i0/gemmMR)*kc*gemmMR : (i0/gemmMR+1)*kc*gemmMR]
+		o := a.off + (ic+i0)*a.rs + pc*a.cs
+		switch {
+		case mr == gemmMR && a.cs == 1:
+			// Six row streams in, one sequential stream out.
+			r0 := a.data[o : o+kc]
+			r1 := a.data[o+a.rs : o+a.rs+kc]
+			r2 := a.data[o+2*a.rs : o+2*a.rs+kc]
+			r3 := a.data[o+3*a.rs : o+3*a.rs+kc]
+			r4 := a.data[o+4*a.rs : o+4*a.rs+kc]
+			r5 := a.data[o+5*a.rs : o+5*a.rs+kc]
+			for p := range r0 {
+				q := (*[gemmMR]float32)(panel[p*gemmMR : p*gemmMR+gemmMR])
+				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+			}
+		case mr == gemmMR && a.rs == 1:
+			// Transposed A: each k step is six contiguous values.
+			for p := range kc {
+				copy(panel[p*gemmMR:p*gemmMR+gemmMR], a.data[o+p*a.cs:o+p*a.cs+gemmMR])
+			}
+		default:
+			for p := range kc {
+				q := panel[p*gemmMR : p*gemmMR+gemmMR]
+				for i := range mr {
+					q[i] = a.data[o+i*a.rs+p*a.cs]
+				}
+				clear(q[mr:])
+			}
+		}
+		if alpha != 1 {
+			for i := range panel {
+				panel[i] *= alpha
+			}
+		}
+	}
+}
+
+// macroKernel multiplies a packed A block (mc×kc) by NR-panels p0..p1 of a
+// packed B block, accumulating into C at (ic, jc).
+func macroKernel(ap, bp, c []float32, ldc, ic, jc, mc, nc, kc, p0, p1 int, acc bool) {
+	var tmp [gemmMR * gemmNR]float32
+	for pj := p0; pj < p1; pj++ {
+		j0 := pj * gemmNR
+		nr := min(gemmNR, nc-j0)
+		bpanel := bp[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
+		for i0 := 0; i0 < mc; i0 += gemmMR {
+			mr := min(gemmMR, mc-i0)
+			apanel := ap[(i0/gemmMR)*kc*gemmMR : (i0/gemmMR+1)*kc*gemmMR]
+			co := (ic+i0)*ldc + jc + j0
+			if mr == gemmMR && nr == gemmNR {
+				microKernel(kc, apanel, bpanel, c[co:], ldc, acc)
+				continue
+			}
+			microKernel(kc, apanel, bpanel, tmp[:], gemmNR, false)
+			for i := range mr {
+				row := c[co+i*ldc : co+i*ldc+nr]
+				t := tmp[i*gemmNR : i*gemmNR+nr]
+				if acc {
+					for j := range row {
+						row[j] += t[j]
+					}
+				} else {
+					copy(row, t)
+				}
+			}
+		}
+	}
+}
+
+// macroKernelRows is macroKernel for a row-major A read in place (alpha 1):
+// full six-row panels go to microKernelRows; a ragged last panel is packed.
+func macroKernelRows(a matView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0, p1 int, acc bool) {
+	full := mc / gemmMR * gemmMR
+	var edge []float32
+	if full < mc {
+		ep := getPack(gemmMR * kc)
+		defer packPool.Put(ep)
+		edge = *ep
+		packA(edge, a, 1, ic+full, pc, mc-full, kc)
+	}
+	var tmp [gemmMR * gemmNR]float32
+	for pj := p0; pj < p1; pj++ {
+		j0 := pj * gemmNR
+		nr := min(gemmNR, nc-j0)
+		bpanel := bp[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
+		for i0 := 0; i0 < mc; i0 += gemmMR {
+			mr := min(gemmMR, mc-i0)
+			co := (ic+i0)*ldc + jc + j0
+			if mr == gemmMR && nr == gemmNR {
+				microKernelRows(kc, a.data[a.off+(ic+i0)*a.rs+pc:], a.rs, bpanel, c[co:], ldc, acc)
+				continue
+			}
+			if mr == gemmMR {
+				microKernelRows(kc, a.data[a.off+(ic+i0)*a.rs+pc:], a.rs, bpanel, tmp[:], gemmNR, false)
+			} else {
+				microKernel(kc, edge, bpanel, tmp[:], gemmNR, false)
+			}
+			for i := range mr {
+				row := c[co+i*ldc : co+i*ldc+nr]
+				t := tmp[i*gemmNR : i*gemmNR+nr]
+				if acc {
+					for j := range row {
+						row[j] += t[j]
+					}
+				} else {
+					copy(row, t)
+				}
+			}
+		}
+	}
+}
+
+// microKernelGo is the portable microkernel: C[0:6, 0:16] (+)= Ap·Bp over kc.
+func microKernelGo(kc int, a, b, c []float32, ldc int, accumulate bool) {
+	var sum [gemmMR][gemmNR]float32
+	a = a[:kc*gemmMR]
+	b = b[:kc*gemmNR]
+	for p := range kc {
+		ar := a[p*gemmMR : p*gemmMR+gemmMR]
+		br := (*[gemmNR]float32)(b[p*gemmNR : p*gemmNR+gemmNR])
+		for i := range gemmMR {
+			x := ar[i]
+			r := &sum[i]
+			for j := range gemmNR {
+				r[j] += x * br[j]
+			}
+		}
+	}
+	for i := range gemmMR {
+		row := c[i*ldc : i*ldc+gemmNR]
+		if !accumulate {
+			copy(row, sum[i][:])
+			continue
+		}
+		for j := range row {
+			row[j] += sum[i][j]
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package runtime
+
+import (
+	"fmt"
+	"math"
+)
+
+// unaryF32 is an elementwise float32 function applied to a whole slice, so
+// that each op's loop is compiled on its own.
+type unaryF32 func(dst, src []float32)
+
+type unaryDef struct {
+	name  string
+	since int64
+	f32   unaryF32
+	// i64, when set, handles integer tensors (Neg, Abs, Relu, Sign).
+	i64 func(int64) int64
+	f64 func(float64) float64
+}
+
+var unaryDefs = []unaryDef{
+	{name: "Neg", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = -x
+		}
+	}, i64: func(x int64) int64 { return -x }, f64: func(x float64) float64 { return -x }},
+	{name: "Abs", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Abs(float64(x)))
+		}
+	}, i64: func(x int64) int64 { return max(x, -x) }, f64: math.Abs},
+	{name: "Sqrt", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Sqrt(float64(x)))
+		}
+	}, f64: math.Sqrt},
+	{name: "Reciprocal", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = 1 / x
+		}
+	}, f64: func(x float64) float64 { return 1 / x }},
+	{name: "Exp", since: 6, f32: expSlice, f64: math.Exp},
+	{name: "Log", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Log(float64(x)))
+		}
+	}, f64: math.Log},
+	{name: "Tanh", since: 6, f32: tanhSlice, f64: math.Tanh},
+	{name: "Erf", since: 9, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Erf(float64(x)))
+		}
+	}, f64: math.Erf},
+	{name: "Sigmoid", since: 6, f32: sigmoidSlice, f64: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
+	{name: "Relu", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = max(x, 0)
+		}
+	}, i64: func(x int64) int64 { return max(x, 0) }, f64: func(x float64) float64 { return max(x, 0) }},
+	{name: "Cos", since: 7, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Cos(float64(x)))
+		}
+	}, f64: math.Cos},
+	{name: "Sin", since: 7, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Sin(float64(x)))
+		}
+	}, f64: math.Sin},
+	{name: "Floor", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Floor(float64(x)))
+		}
+	}, f64: math.Floor},
+	{name: "Ceil", since: 6, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.Ceil(float64(x)))
+		}
+	}, f64: math.Ceil},
+	{name: "Round", since: 11, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(math.RoundToEven(float64(x)))
+		}
+	}, f64: math.RoundToEven},
+	{name: "Sign", since: 9, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(sign(float64(x)))
+		}
+	}, i64: func(x int64) int64 { return int64(sign(float64(x))) }, f64: sign},
+	{name: "Softplus", since: 1, f32: func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(softplus(float64(x)))
+		}
+	}, f64: softplus},
+}
+
+func sign(x float64) float64 {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
+	}
+	return x // 0 or NaN
+}
+
+func softplus(x float64) float64 {
+	if x > 20 {
+		return x
+	}
+	return math.Log1p(math.Exp(x))
+}
+
+func init() {
+	for _, u := range unaryDefs {
+		register(u.name, &opDef{since: u.since, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
+			if err := c.attrs.only(); err != nil {
+				return nil, err
+			}
+			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+				t, err := ec.unary(u, in[0])
+				return []*Tensor{t}, err
+			}, nil
+		}})
+	}
+	register("LeakyRelu", &opDef{since: 6, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
+		if err := c.attrs.only("alpha"); err != nil {
+			return nil, err
+		}
+		alpha, err := c.attrs.float("alpha", 0.01)
+		if err != nil {
+			return nil, err
+		}
+		u := unaryDef{name: "LeakyRelu", f32: func(d, s []float32) {
+			for i, x := range s {
+				if x < 0 {
+					x *= alpha
+				}
+				d[i] = x
+			}
+		}}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := ec.unary(u, in[0])
+			return []*Tensor{t}, err
+		}, nil
+	}})
+	register("Gelu", &opDef{since: 20, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
+		if err := c.attrs.only("approximate"); err != nil {
+			return nil, err
+		}
+		approx, err := c.attrs.str("approximate", "none")
+		if err != nil {
+			return nil, err
+		}
+		var u unaryDef
+		switch approx {
+		case "none":
+			u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
+				for i, x := range s {
+					d[i] = float32(0.5 * float64(x) * (1 + math.Erf(float64(x)/math.Sqrt2)))
+				}
+			}}
+		case "tanh":
+			u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
+				const k = 0.7978845608028654 // sqrt(2/pi)
+				for i, x := range s {
+					v := float64(x)
+					d[i] = float32(0.5 * v * (1 + math.Tanh(k*(v+0.044715*v*v*v))))
+				}
+			}}
+		default:
+			return nil, fmt.Errorf("approximate=%q is not supported", approx)
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := ec.unary(u, in[0])
+			return []*Tensor{t}, err
+		}, nil
+	}})
+}
+
+func (ec *execCtx) unary(u unaryDef, x *Tensor) (*Tensor, error) {
+	shape := append([]int{}, x.shape...)
+	switch x.dtype {
+	case Float32:
+		out := ec.outLike(0, Float32, shape)
+		src, dst := x.Float32Data(), out.Float32Data()
+		parallelElems(ec.threads, len(src), 8, func(lo, hi int) { u.f32(dst[lo:hi], src[lo:hi]) })
+		return out, nil
+	case Float64:
+		if u.f64 == nil {
+			break
+		}
+		out := newTensor(Float64, shape)
+		for i, v := range x.Float64Data() {
+			out.Float64Data()[i] = u.f64(v)
+		}
+		return out, nil
+	case Int64, Int32, Int8:
+		if u.i64 == nil {
+			break
+		}
+		out := newTensor(x.dtype, shape)
+		switch d := x.data.(type) {
+		case []int64:
+			unaryInt(d, out.Int64Data(), u.i64)
+		case []int32:
+			unaryInt(d, out.Int32Data(), u.i64)
+		case []int8:
+			unaryInt(d, out.data.([]int8), u.i64)
+		}
+		return out, nil
+	}
+	return nil, errType(u.name, x.dtype)
+}
+
+func unaryInt[T int64 | int32 | int8](src, dst []T, f func(int64) int64) {
+	for i, v := range src {
+		dst[i] = T(f(int64(v)))
+	}
+}
