@@ -37,7 +37,10 @@ type scorer struct {
 // the candidate runs from the cached stream entering that layer.
 func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (float64, error) {
 	t0 := time.Now()
-	res, err := rewrite.Merge(s.model, s.stack, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+	// Candidates keep the original KV-cache names, so the calibration feeds
+	// (empty past_key_values.N for every original layer) stay valid; feeds of
+	// removed layers are dropped below.
+	res, err := rewrite.Merge(s.model, s.stack, plan, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
 	if err != nil {
 		return 0, err
 	}
@@ -48,12 +51,13 @@ func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (floa
 	var sum float64
 	var n int
 	for _, b := range s.cal.batches {
-		feeds := b.feeds
-		if !s.fullRerun && lowest > 0 {
-			feeds = make(map[string]*runtime.Tensor, len(b.feeds)+1)
-			for k, v := range b.feeds {
+		feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
+		for k, v := range b.feeds {
+			if sess.HasValue(k) {
 				feeds[k] = v
 			}
+		}
+		if !s.fullRerun && lowest > 0 {
 			feeds[s.stack.Hidden[lowest]] = b.hidden[lowest]
 		}
 		out, err := sess.RunContext(ctx, feeds, []string{s.stack.FinalNorm})

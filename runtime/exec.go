@@ -472,7 +472,7 @@ func (ec *execCtx) runSteps(steps []step, vals []*Tensor, keepStatic func(int, *
 			ec.reuse = st.reuse
 		}
 		ec.in = in
-		out, err := n.run(ec, in)
+		out, err := runKernel(ec, n.run, in)
 		if err != nil {
 			return fmt.Errorf("node %q (%s): %w", n.label, n.op, err)
 		}
@@ -555,6 +555,7 @@ func (ec *execCtx) finish(vals []*Tensor, fetch []int) {
 
 // f32 returns a float32 buffer of n elements with unspecified contents.
 func (ec *execCtx) f32(n int) []float32 {
+	checkAlloc(n, 4)
 	if !ec.pooled || n == 0 {
 		return make([]float32, n)
 	}
@@ -649,4 +650,11 @@ func (ec *execCtx) recycle(t *Tensor) {
 		ec.live -= len(r.buf)
 		ec.s.pool.put(r.buf)
 	}
+}
+
+// runKernel runs one step's kernel, turning a refused allocation or a panic
+// into an error.
+func runKernel(ec *execCtx, run kernel, in []*Tensor) (out []*Tensor, err error) {
+	defer recoverKernel(&err)
+	return run(ec, in)
 }

@@ -201,3 +201,16 @@ func TestFetchInitializer(t *testing.T) {
 		t.Error("the fetched initializer shares memory with the model")
 	}
 }
+
+// TestAllocationBomb: a shape that asks for more memory than the process may
+// have is an error naming the node, not a crash.
+func TestAllocationBomb(t *testing.T) {
+	_, err := runOne("ConstantOfShape", 17, nil, []*runtime.Tensor{i64(sh(2), 1<<18, 1<<18)}, 1)
+	if err == nil || !strings.Contains(err.Error(), `node "node_ConstantOfShape" (ConstantOfShape)`) || !strings.Contains(err.Error(), "256.0 GiB exceeds the memory") {
+		t.Errorf("error = %v, want a refusal naming the node and the size", err)
+	}
+	_, err = runOne("Expand", 17, nil, []*runtime.Tensor{f32(sh(1), 1), i64(sh(3), 1<<20, 1<<20, 1<<10)}, 1)
+	if err == nil || !strings.Contains(err.Error(), "exceeds the memory") {
+		t.Errorf("Expand error = %v, want a refusal", err)
+	}
+}

@@ -110,6 +110,7 @@ func newTensor(dt DType, shape []int) *Tensor {
 }
 
 func makeData(dt DType, n int) any {
+	checkAlloc(n, dt.size())
 	switch dt {
 	case Float32:
 		return make([]float32, n)

@@ -95,7 +95,7 @@ func Main(ctx context.Context, args []string, io *stdio) int {
 	fs.SetOutput(io.Stderr)
 	fs.SortFlags = false
 	run := c.Flags(fs)
-	fs.Usage = func() { printCommandHelp(io.Stderr, c) }
+	fs.Usage = func() {} // help and errors are printed below, once
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			printCommandHelp(io.Stdout, c)

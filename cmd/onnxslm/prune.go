@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,6 +97,23 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	if err != nil {
 		return err
 	}
+	// The report is written to a temporary file beside its destination before
+	// the long work starts (so an unwritable path fails at once) and renamed
+	// into place after the model is saved.
+	var report *pendingFile
+	if f.report != "" {
+		for _, p := range append([]string{out}, m.InputFiles()...) {
+			if same, _ := samePath(p, f.report); same {
+				return fmt.Errorf("report %s would overwrite %s: refusing", f.report, p)
+			}
+		}
+		var err error
+		if report, err = createPending(f.report); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		defer report.discard()
+	}
+
 	rtOpts := runtime.Options{Threads: f.threads}
 	sess, err := runtime.New(m.Proto, rtOpts)
 	if err != nil {
@@ -139,8 +157,9 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return err
 	}
 	r := outcome.Report
-	if f.report != "" {
-		if err := writeJSONFile(f.report, r); err != nil {
+	if report != nil {
+		if err := report.commitJSON(r); err != nil {
+			os.Remove(out)
 			return fmt.Errorf("report: %w", err)
 		}
 	}
@@ -208,31 +227,54 @@ func samePath(in, out string) (bool, error) {
 	return os.SameFile(a, b), nil
 }
 
-// writeJSONFile writes v as indented JSON to path atomically.
-func writeJSONFile(path string, v any) error {
+// pendingFile is written beside its destination and renamed into place last.
+type pendingFile struct {
+	path string
+	tmp  *os.File
+}
+
+func createPending(path string) (*pendingFile, error) {
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("cannot write %s: folder %s: %w", path, dir, errors.Unwrap(err))
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("cannot write %s: %s is not a folder", path, dir)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("cannot write %s: %w", path, errors.Unwrap(err))
+	}
+	return &pendingFile{path: path, tmp: tmp}, nil
+}
+
+// commitJSON writes v as indented JSON and renames the file into place.
+func (p *pendingFile) commitJSON(v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
+	if _, err := p.tmp.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, errors.Unwrap(err))
 	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+	if err := p.tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, errors.Unwrap(err))
 	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
+	if err := p.tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, errors.Unwrap(err))
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
+	if err := os.Rename(p.tmp.Name(), p.path); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, errors.Unwrap(err))
 	}
-	return os.Rename(tmp.Name(), path)
+	p.tmp = nil
+	return nil
+}
+
+// discard removes the temporary file unless it was committed.
+func (p *pendingFile) discard() {
+	if p.tmp != nil {
+		p.tmp.Close()
+		os.Remove(p.tmp.Name())
+	}
 }
 
 // progressAdapter lets package prune report through internal/progress.
