@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -149,9 +150,19 @@ func joinWhere(a, b string) string {
 		return a
 	case a == "":
 		return b
+	case strings.HasSuffix(a, whereCut):
+		return a // deep nesting: the path stays bounded, or a hostile file makes it quadratic
+	case len(a)+len(b) > maxWhere:
+		return a + whereCut
 	}
 	return a + ": " + b
 }
+
+// maxWhere bounds the length of a place description in messages.
+const (
+	maxWhere = 400
+	whereCut = ": …"
+)
 
 // label describes element el of field fd of msg (index i, or -1 when the
 // field is not a list) for error messages.
