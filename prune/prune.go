@@ -29,10 +29,13 @@ const (
 	ShortGPT Method = "shortgpt"
 	// Drop removes the upper layers of each window SLM (paper rule) chooses, without merging.
 	Drop Method = "drop"
+	// Auto searches windows, a merge rule per window and a least-squares repair
+	// for the best next-token fidelity at a depth (auto.go, docs/design/method.md).
+	Auto Method = "auto"
 )
 
 // Methods lists the methods.
-var Methods = []Method{SLM, ShortGPT, Drop}
+var Methods = []Method{SLM, ShortGPT, Drop, Auto}
 
 // DefaultPruneRatio is the share of layers removed when neither a threshold
 // nor a depth is asked for.
@@ -97,6 +100,7 @@ type Report struct {
 	// final-normed hidden states of the result and of the original model.
 	Similarity       float64              `json:"similarity"`
 	Trace            []TraceStep          `json:"trace"`
+	Auto             *AutoReport          `json:"auto,omitempty"`
 	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
 	BlockInfluence   []float64            `json:"block_influence"`
 	ParametersBefore int64                `json:"parameters_before"`
@@ -208,7 +212,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 		th = rep.Threshold
 	}
 	meta := rewrite.Meta{Version: opts.Version, Method: methodName(opts), Extra: map[string]string{}}
-	if opts.Method != ShortGPT {
+	if opts.Method != ShortGPT && opts.Method != Auto {
 		meta.Threshold = &th
 	}
 	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
@@ -271,7 +275,7 @@ func (o *Options) validate() error {
 		return fmt.Errorf("layers %d is negative", o.Layers)
 	}
 	if o.Method == "" {
-		o.Method = SLM
+		o.Method = Auto
 	}
 	if o.Merge == "" {
 		o.Merge = rewrite.Paper
@@ -326,6 +330,8 @@ func decide(ctx context.Context, sc *scorer, L, target int, opts Options, rep *R
 			lowest = min(lowest, w.Low)
 		}
 		return plan, lowest, nil
+	case Auto:
+		return decideAuto(ctx, sc, L, target, opts, rep)
 	case ShortGPT:
 		if target == 0 {
 			// Same depth as SLM (paper rule) at this threshold.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -28,7 +29,7 @@ func init() {
 			fs.Float64Var(&o.threshold, "threshold", 0, "SLM similarity threshold: extend a window while the merged model's similarity stays above it")
 			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
-			fs.StringVar(&o.method, "method", string(prune.SLM), "how layers are chosen: slm, shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
+			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
 			fs.StringVar(&o.merge, "merge", string(rewrite.Paper), "how a window's weights are fused (method slm): paper, code (the authors' released code), mean, drop")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
@@ -182,12 +183,22 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 		how += ", merge " + r.Merge
 	}
 	fmt.Fprintf(io.Stderr, "onnxslm: %s: %d → %d layers (%s)\n", in, r.LayersBefore, r.LayersAfter, how)
-	if r.ThresholdFrom == "depth search" {
+	if r.Auto != nil {
+		var ws []string
+		for _, w := range r.Auto.Windows {
+			x := fmt.Sprintf("%d..%d %s", w.Low, w.High, w.Rule)
+			if w.Repaired {
+				x += "+repair"
+			}
+			ws = append(ws, x)
+		}
+		fmt.Fprintf(io.Stderr, "  windows %s (ridge %g; KL to the original %.4f on held-out calibration rows)\n", strings.Join(ws, ", "), r.Auto.Ridge, r.Auto.KL.Check)
+	} else if r.ThresholdFrom == "depth search" {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f (searched for %d layers%s)\n", r.Threshold, r.TargetLayers, map[bool]string{true: "", false: "; not reachable exactly"}[r.ReachedTarget])
 	} else if r.Method != prune.ShortGPT {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f\n", r.Threshold)
 	}
-	if len(r.Windows) > 0 {
+	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
 	}
 	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)

@@ -1,0 +1,303 @@
+// Command results prunes the shared reference models with every method at
+// 25 % and 35 % fewer layers and writes the comparison table, docs/RESULTS.md:
+//
+//	go run ./internal/results            # writes docs/RESULTS.md
+//	go run ./internal/results -o -       # prints the table
+//
+// Every method decides on the calibration set (tokens/calib_train_16x128)
+// only; the two held-out sets (eval_go, eval_prose) are used for the
+// perplexities in the table and for nothing else. It runs in a few minutes on
+// two cores.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/prune"
+	"github.com/onnxslm/onnxslm/rewrite"
+	ort "github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/tokens"
+)
+
+// method is one row of a cell.
+type method struct {
+	label  string
+	method prune.Method // "" is the default method
+	merge  rewrite.Rule
+}
+
+var methods = []method{
+	{"shortgpt", prune.ShortGPT, ""},
+	{"drop", prune.Drop, ""},
+	{"slm (paper)", prune.SLM, rewrite.Paper},
+	{"slm (code)", prune.SLM, rewrite.Code},
+	{"default", "", ""},
+}
+
+var (
+	models = []string{"llama8", "gpt2_6"}
+	ratios = []float64{0.25, 0.35}
+	evals  = []string{"eval_go_64x256", "eval_prose_64x256"}
+)
+
+// row is one measured model.
+type row struct {
+	label      string
+	layers     int
+	params     int64
+	ppl        [2]float64
+	seconds    float64 // pruning time
+	what       string  // what was removed or merged
+	candidates int
+	reused     bool // same depth as an earlier cell: measured once
+}
+
+func main() {
+	out := flag.String("o", "docs/RESULTS.md", "output file (- for stdout)")
+	shared := flag.String("shared", "", "folder holding testmodels/ (default: ../shared next to the repository)")
+	flag.Parse()
+	if err := run(*out, *shared); err != nil {
+		fmt.Fprintln(os.Stderr, "results:", err)
+		os.Exit(1)
+	}
+}
+
+func run(outPath, shared string) error {
+	ctx := context.Background()
+	if shared == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		shared = filepath.Join(root, "..", "shared")
+	}
+	dir := filepath.Join(shared, "testmodels")
+	cal, err := tokens.Read(filepath.Join(dir, "tokens", "calib_train_16x128.npy"))
+	if err != nil {
+		return err
+	}
+	var sets [2][][]int64
+	for i, name := range evals {
+		ts, err := tokens.Read(filepath.Join(dir, "tokens", name+".npy"))
+		if err != nil {
+			return err
+		}
+		sets[i] = ts.Rows
+	}
+	t0 := time.Now()
+	var buf bytes.Buffer
+	header(&buf)
+	var verdicts []string
+	for _, name := range models {
+		m, err := onnx.Load(filepath.Join(dir, name+".onnx"))
+		if err != nil {
+			return err
+		}
+		orig, err := measure(ctx, m.Proto, sets)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		L, err := layers(m.Proto)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		origRow := row{label: "original", layers: L, ppl: orig}
+		origRow.params, _ = onnx.Parameters(m.Proto)
+		done := map[string]row{}
+		for _, ratio := range ratios {
+			target := prune.TargetDepth(L, ratio)
+			fmt.Fprintf(&buf, "\n### %s, %d %% fewer layers: %d → %d\n\n", name, int(math.Round(100*ratio)), L, target)
+			fmt.Fprintln(&buf, "| method | layers | parameters | eval_go ppl | eval_prose ppl | prune time (s) | candidates | what |")
+			fmt.Fprintln(&buf, "|---|---:|---:|---:|---:|---:|---:|---|")
+			rows := []row{origRow}
+			for _, me := range methods {
+				key := fmt.Sprint(me.label, target)
+				r, ok := done[key]
+				if ok {
+					r.reused = true
+				} else {
+					fmt.Fprintf(os.Stderr, "%s → %d layers: %s\n", name, target, me.label)
+					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, target, me, sets); err != nil {
+						return fmt.Errorf("%s at %d layers, %s: %w", name, target, me.label, err)
+					}
+					done[key] = r
+				}
+				rows = append(rows, r)
+			}
+			best := [2]float64{math.Inf(1), math.Inf(1)}
+			for _, r := range rows[1 : len(rows)-1] {
+				for j := range best {
+					best[j] = min(best[j], r.ppl[j])
+				}
+			}
+			def := rows[len(rows)-1]
+			for _, r := range rows {
+				cells := []string{r.label, fmt.Sprint(r.layers), fmt.Sprint(r.params)}
+				for j := range r.ppl {
+					c := fmt.Sprintf("%.3f", r.ppl[j])
+					if r.label != "original" && r.ppl[j] <= min(best[j], def.ppl[j]) {
+						c = "**" + c + "**"
+					}
+					cells = append(cells, c)
+				}
+				switch {
+				case r.label == "original":
+					cells = append(cells, "", "", "")
+				case r.reused:
+					cells = append(cells, "(as above)", "", r.what)
+				default:
+					cells = append(cells, fmt.Sprintf("%.1f", r.seconds), fmt.Sprint(r.candidates), r.what)
+				}
+				fmt.Fprintf(&buf, "| %s |\n", strings.Join(cells, " | "))
+			}
+			goWins := def.ppl[0] < best[0]
+			proseGap := 100 * (def.ppl[1]/best[1] - 1)
+			v := fmt.Sprintf("%s, %d %% fewer (%d→%d): default eval_go %.3f vs best baseline %.3f (%s); eval_prose %.3f vs best %.3f (%+.1f %%, %s)",
+				name, int(math.Round(100*ratio)), L, target, def.ppl[0], best[0], yes(goWins, "lowest", "NOT lowest"), def.ppl[1], best[1], proseGap, yes(proseGap <= 2, "within 2 %", "NOT within 2 %"))
+			verdicts = append(verdicts, v)
+			fmt.Fprintf(&buf, "\n%s\n", v)
+		}
+	}
+	fmt.Fprintf(&buf, "\n## Summary\n\n")
+	for _, v := range verdicts {
+		fmt.Fprintf(&buf, "- %s\n", v)
+	}
+	fmt.Fprintf(&buf, "\nGenerated by `go run ./internal/results` in %.0f s (%d CPUs, Go %s).\n", time.Since(t0).Seconds(), runtime.NumCPU(), runtime.Version())
+	if outPath == "-" {
+		_, err := os.Stdout.Write(buf.Bytes())
+		return err
+	}
+	return os.WriteFile(outPath, buf.Bytes(), 0o644)
+}
+
+func yes(ok bool, a, b string) string {
+	if ok {
+		return a
+	}
+	return b
+}
+
+func header(w io.Writer) {
+	fmt.Fprint(w, `# Results: depth pruning at equal depth
+
+Every method prunes the two shared reference models (../shared/testmodels) to
+the same depth with `+"`--layers N`"+`, N = L − round-half-up(R·L) for R = 25 % and
+35 % (prune.TargetDepth). All decisions use the calibration set
+(tokens/calib_train_16x128, the same as the built-in set) and nothing else;
+the held-out sets eval_go (64×256 bytes of Go packages not trained on) and
+eval_prose (64×256 bytes of English license text, a domain shift) are only
+used for the perplexities below, computed by onnxslm's Go runtime.
+
+- **shortgpt**: remove the layers of lowest Block Influence.
+- **drop**: the paper's windows (threshold searched for the depth), upper layers removed without merging.
+- **slm (paper)**: the paper's sliding merge, threshold searched for the depth.
+- **slm (code)**: the same loop with the authors' released merge rule.
+- **default** (`+"`--method auto`"+`): windows searched by dynamic programming over single-window
+  costs, a merge rule per window, a least-squares repair folded into each merged layer's
+  MLP output projection, ranked by the KL divergence of next-token distributions on the
+  calibration set (docs/design/method.md).
+
+Bold: the lowest perplexity of the pruned models in the cell. "candidates" counts the
+candidate models run during the decision (for the default, repair fits included).
+Prune time is the wall time of prune.Run (calibration, decision, rewrite) on a shared
+2-core machine.
+
+Regenerate with `+"`go run ./internal/results`"+`.
+`)
+}
+
+// pruneAndMeasure prunes m to target layers with one method and measures it.
+func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, target int, me method, sets [2][][]int64) (row, error) {
+	out, err := prune.Run(ctx, m, prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results"})
+	if err != nil {
+		return row{}, err
+	}
+	rep := out.Report
+	ppl, err := measure(ctx, out.Model, sets)
+	if err != nil {
+		return row{}, err
+	}
+	label := me.label
+	if me.method == "" {
+		label = fmt.Sprintf("default (%s)", rep.Method)
+	}
+	r := row{label: label, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, seconds: rep.WallSeconds, candidates: rep.Candidates}
+	switch {
+	case rep.Auto != nil:
+		var parts []string
+		for _, w := range rep.Auto.Windows {
+			p := fmt.Sprintf("%d..%d %s", w.Low, w.High, w.Rule)
+			if w.Repaired {
+				p += "+repair"
+			}
+			parts = append(parts, p)
+		}
+		r.what = fmt.Sprintf("merge %s (ridge %g)", strings.Join(parts, ", "), rep.Auto.Ridge)
+	case len(rep.Windows) > 0 && me.method != prune.Drop:
+		r.what = fmt.Sprintf("merge %v (threshold %.4f)", rep.Windows, rep.Threshold)
+	default:
+		r.what = fmt.Sprintf("remove %v", rep.RemovedLayers)
+	}
+	if !rep.ReachedTarget {
+		r.what += fmt.Sprintf(" — target %d not reached", target)
+	}
+	return r, nil
+}
+
+// measure returns a model's perplexity on both held-out sets.
+func measure(ctx context.Context, m *pb.ModelProto, sets [2][][]int64) ([2]float64, error) {
+	var out [2]float64
+	sess, err := ort.New(m, ort.Options{})
+	if err != nil {
+		return out, err
+	}
+	for i, rows := range sets {
+		res, err := lm.Perplexity(ctx, sess, rows, lm.Options{Batch: 16})
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", evals[i], err)
+		}
+		out[i] = res.Perplexity
+	}
+	return out, nil
+}
+
+// layers returns the number of decoder layers of m.
+func layers(m *pb.ModelProto) (int, error) {
+	st, err := discover.Find(m)
+	if err != nil {
+		return 0, err
+	}
+	return st.NumLayers(), nil
+}
+
+// repoRoot finds the folder holding go.mod, from the working directory up.
+func repoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", fmt.Errorf("no go.mod above the working directory: run from the repository or pass -shared")
+		}
+		d = p
+	}
+}

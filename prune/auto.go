@@ -1,0 +1,305 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/slm"
+)
+
+// The auto method (docs/design/method.md): for a target depth it measures
+// every window of 2..k+1 layers alone with every merge rule, each with a
+// least-squares repair of its output, picks the cheapest sets of windows that
+// remove exactly k layers by dynamic programming, and measures the best few
+// sets whole. Candidates are ranked by the KL divergence between their
+// next-token distributions and the original model's on the calibration set.
+
+// autoConfig tunes the auto method's search.
+type autoConfig struct {
+	// Rules are the merge rules tried for every window.
+	Rules []rewrite.Rule
+	// MaxWindow caps a window's size; the search never needs more than k+1
+	// layers (k = layers removed).
+	MaxWindow int
+	// Repair fits a linear repair for every window (ridge toward the identity,
+	// strength Ridge relative to the data).
+	Repair bool
+	Ridge  float64
+	// RidgeGrid: the chosen set's repairs are refitted with each of these
+	// ridges and the one with the lowest KL on the check rows (held out from
+	// the fits) is kept. Empty: keep Ridge.
+	RidgeGrid []float64
+	// Joint is how many of the cheapest combinations (by summed single-window
+	// cost) are built and measured whole.
+	Joint int
+}
+
+// defaultAuto is the auto method's configuration. It was chosen on the
+// calibration set only (KL on the rows held out from the repair fits); see
+// docs/design/method.md for the measurements.
+var defaultAuto = autoConfig{
+	Rules:     []rewrite.Rule{rewrite.Paper, rewrite.Mean, rewrite.Code, rewrite.Drop},
+	MaxWindow: 8,
+	Repair:    true,
+	Ridge:     0.01,
+	RidgeGrid: []float64{0.001, 0.01, 0.1, 1},
+	Joint:     8,
+}
+
+// cost ranks candidates: the mean KL divergence (nats per token) from the
+// original model's next-token distributions over all calibration rows. It is
+// zero for the original model, so single-window costs add up.
+func cost(m metrics) float64 { return m.KL[2] }
+
+// AutoReport says what the auto method measured and chose.
+type AutoReport struct {
+	Criterion string `json:"criterion"`
+	// Windows are the chosen windows with their rule and whether a repair was
+	// folded into the merged layer.
+	Windows []AutoWindow `json:"windows"`
+	// KL, NLL and Cos measure the result on the calibration rows that fitted the
+	// repairs, on those held out from fitting, and on all rows.
+	KL  AutoSplit `json:"kl"`
+	NLL AutoSplit `json:"nll"`
+	Cos AutoSplit `json:"cos"`
+	// FitRows calibration rows fitted the repairs; CheckRows were held out.
+	FitRows   int     `json:"fit_rows"`
+	CheckRows int     `json:"check_rows"`
+	Ridge     float64 `json:"ridge"`
+	// RidgeTrials are the ridges tried for the chosen set.
+	RidgeTrials []RidgeTrial `json:"ridge_trials,omitempty"`
+	// Options counts the single-window options measured; Combinations lists the
+	// sets of windows measured whole.
+	Options      int               `json:"options"`
+	Combinations []AutoCombination `json:"combinations"`
+	Evaluations  int               `json:"evaluations"`
+	Fits         int               `json:"repair_fits"`
+	Seconds      float64           `json:"seconds"`
+}
+
+// AutoSplit is one measure on the fit rows, the check rows and all rows.
+type AutoSplit struct {
+	Fit   float64 `json:"fit"`
+	Check float64 `json:"check"`
+	All   float64 `json:"all"`
+}
+
+func split(v [3]float64) AutoSplit { return AutoSplit{v[0], v[1], v[2]} }
+
+// AutoWindow is one chosen window.
+type AutoWindow struct {
+	Low      int    `json:"low"`
+	High     int    `json:"high"`
+	Rule     string `json:"rule"`
+	Repaired bool   `json:"repaired"`
+	// KLAlone is the window's cost measured alone.
+	KLAlone float64 `json:"kl_alone"`
+}
+
+// AutoCombination is one set of windows measured whole.
+type AutoCombination struct {
+	Windows  []AutoWindow `json:"windows"`
+	Estimate float64      `json:"estimate"` // summed single-window costs
+	KL       float64      `json:"kl"`
+	KLCheck  float64      `json:"kl_check"` // on the rows held out from the repair fits
+	Chosen   bool         `json:"chosen,omitempty"`
+}
+
+// RidgeTrial is the chosen set's KL on the check rows with repairs fitted at
+// one ridge.
+type RidgeTrial struct {
+	Ridge   float64 `json:"ridge"`
+	CheckKL float64 `json:"check_kl"`
+}
+
+// autoOption is one way to treat one window, measured alone.
+type autoOption struct {
+	win rewrite.Window // Rule set; Repair as fitted alone (refitted in a set)
+	m   metrics
+}
+
+// autoResult is the auto method's decision.
+type autoResult struct {
+	plan   rewrite.Plan
+	lowest int
+	m      metrics
+	report *AutoReport
+}
+
+// autoSearch chooses windows, a merge rule for each and their repairs, to
+// leave target of the L layers:
+//
+//  1. every window of 2..k+1 layers (k = L − target) is measured alone with
+//     every rule (and its repair fitted alone): the window's cost;
+//  2. a dynamic program over the layer sequence finds the Joint cheapest sets
+//     of disjoint windows removing exactly k layers, costs taken as additive;
+//  3. each of those sets is built whole (repairs refitted bottom-up, each with
+//     those below in place) and measured; the cheapest is kept.
+func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig) (*autoResult, error) {
+	t0 := time.Now()
+	e0, f0 := a.evaluations, a.fits
+	rep := &AutoReport{Criterion: "mean KL(original ‖ candidate) of next-token distributions on the calibration rows", Ridge: cfg.Ridge,
+		FitRows: a.fitRows, CheckRows: a.rows - a.fitRows, Windows: []AutoWindow{}, Combinations: []AutoCombination{}}
+	if !cfg.Repair {
+		rep.Ridge = 0
+	}
+	k := L - target
+	if k <= 0 {
+		return &autoResult{lowest: L, m: metrics{Cos: [3]float64{1, 1, 1}}, report: rep}, nil
+	}
+	maxW := k + 1
+	if cfg.MaxWindow > 0 {
+		maxW = min(maxW, cfg.MaxWindow)
+	}
+	var singles []autoOption
+	var segs []slm.Segment
+	for size := 2; size <= maxW; size++ {
+		for lo := 0; lo+size <= L; lo++ {
+			for _, rule := range cfg.Rules {
+				plan := rewrite.Plan{Windows: []rewrite.Window{{Low: lo, High: lo + size - 1, Rule: rule}}}
+				if cfg.Repair {
+					var err error
+					if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
+						return nil, err
+					}
+				}
+				m, err := a.measure(ctx, plan, lo)
+				if err != nil {
+					return nil, fmt.Errorf("window %d..%d (%s): %w", lo, lo+size-1, rule, err)
+				}
+				win := plan.Windows[0]
+				if sameAsEarlier(singles, win, m) {
+					continue // another rule built the same layer (paper and code on two layers without biases)
+				}
+				singles = append(singles, autoOption{win: win, m: m})
+				segs = append(segs, slm.Segment{Low: win.Low, High: win.High, Removes: size - 1, Cost: cost(m), Choice: len(singles) - 1})
+			}
+		}
+	}
+	rep.Options = len(singles)
+	combos, err := slm.BestCombinations(L, k, segs, max(1, cfg.Joint))
+	if err != nil {
+		return nil, err
+	}
+	out := &autoResult{report: rep}
+	best := -1
+	for _, c := range combos {
+		var plan rewrite.Plan
+		lowest := L
+		for _, s := range c.Segments {
+			w := singles[s.Choice].win
+			w.Repair = nil
+			plan.Windows = append(plan.Windows, w)
+			lowest = min(lowest, w.Low)
+		}
+		var m metrics
+		if len(c.Segments) == 1 {
+			plan.Windows[0] = singles[c.Segments[0].Choice].win
+			m = singles[c.Segments[0].Choice].m
+		} else {
+			if cfg.Repair {
+				if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
+					return nil, err
+				}
+			}
+			if m, err = a.measure(ctx, plan, lowest); err != nil {
+				return nil, err
+			}
+		}
+		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.KL[1]}
+		for i, s := range c.Segments {
+			ac.Windows = append(ac.Windows, autoWindow(plan.Windows[i], singles[s.Choice].m))
+		}
+		rep.Combinations = append(rep.Combinations, ac)
+		if best < 0 || cost(m) < cost(out.m) {
+			best = len(rep.Combinations) - 1
+			out.plan, out.lowest, out.m = plan, lowest, m
+		}
+	}
+	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
+		bestChk := out.m.KL[1]
+		for _, r := range cfg.RidgeGrid {
+			if r == cfg.Ridge {
+				continue
+			}
+			plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
+			for i := range plan.Windows {
+				plan.Windows[i].Repair = nil
+			}
+			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: r}); err != nil {
+				return nil, err
+			}
+			m, err := a.measure(ctx, plan, out.lowest)
+			if err != nil {
+				return nil, err
+			}
+			rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
+			if m.KL[1] < bestChk {
+				bestChk = m.KL[1]
+				out.plan, out.m, rep.Ridge = plan, m, r
+			}
+		}
+		rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: cfg.Ridge, CheckKL: rep.Combinations[best].KLCheck})
+	}
+	rep.Combinations[best].Chosen = true
+	rep.Windows = rep.Combinations[best].Windows
+	rep.KL, rep.NLL, rep.Cos = split(out.m.KL), split(out.m.NLL), split(out.m.Cos)
+	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
+	rep.Seconds = time.Since(t0).Seconds()
+	return out, nil
+}
+
+func autoWindow(w rewrite.Window, alone metrics) AutoWindow {
+	return AutoWindow{Low: w.Low, High: w.High, Rule: string(w.Rule), Repaired: w.Repair != nil, KLAlone: cost(alone)}
+}
+
+// sameAsEarlier reports whether an option for the same window, repaired
+// alike, measured the same as m (to 1e-6 relative): another rule that built
+// the same layer up to rounding.
+func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
+	near := func(a, b [3]float64) bool {
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > 1e-6*max(math.Abs(a[i]), math.Abs(b[i]), 1e-9) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, o := range opts {
+		if o.win.Low == w.Low && o.win.High == w.High && (o.win.Repair == nil) == (w.Repair == nil) &&
+			near(o.m.KL, m.KL) && near(o.m.NLL, m.NLL) && near(o.m.Cos, m.Cos) {
+			return true
+		}
+	}
+	return false
+}
+
+// decideAuto is the auto method's decision for prune.Run. Without a target
+// depth (a threshold was given) the depth is the one the paper's loop reaches
+// at that threshold.
+func decideAuto(ctx context.Context, sc *scorer, L, target int, opts Options, rep *Report) (rewrite.Plan, int, error) {
+	if target == 0 {
+		res, err := slide(ctx, sc, rewrite.Paper, slm.CommitPending, L, 0, opts.Threshold, rep)
+		if err != nil {
+			return rewrite.Plan{}, 0, err
+		}
+		target = slm.LayersAfter(L, res.Windows)
+		rep.TargetLayers = target
+	}
+	a, err := newAutoEval(ctx, sc)
+	if err != nil {
+		return rewrite.Plan{}, 0, err
+	}
+	res, err := autoSearch(ctx, a, L, target, defaultAuto)
+	if err != nil {
+		return rewrite.Plan{}, 0, fmt.Errorf("auto: %w", err)
+	}
+	rep.Auto = res.report
+	rep.Merge = "per-window" // each window's rule is in rep.Auto.Windows
+	sort.SliceStable(res.plan.Windows, func(i, j int) bool { return res.plan.Windows[i].Low < res.plan.Windows[j].Low })
+	return res.plan, res.lowest, nil
+}

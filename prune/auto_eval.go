@@ -1,0 +1,383 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/repair"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/similarity"
+)
+
+// autoEval measures candidate plans for the auto method on the calibration
+// set. Beyond the paper's criterion (cosine of final-normed states) it
+// measures what the goal is about, the next-token distributions: the KL
+// divergence from the original model's and the candidate's own NLL. The
+// calibration rows are split in two: repairs are fitted on the first rows and
+// every measure is reported separately for the fit rows and the rows held out
+// from fitting (the check rows), so a repair that only memorises its fit rows
+// shows up.
+type autoEval struct {
+	sc     *scorer
+	logits string
+	// logp[b] holds the original model's log-probabilities for batch b, [B·T·V].
+	logp  [][]float32
+	vocab int
+	// firstRow[b] is the calibration index of batch b's first row.
+	firstRow []int
+	// fitRows: calibration rows [0, fitRows) fit repairs; the rest, up to rows,
+	// check them.
+	fitRows, rows int
+
+	// evaluations counts the candidate models measured, fits the repairs
+	// fitted; both also count in the scorer's evaluations and time.
+	evaluations, fits int
+}
+
+// metrics are one candidate's measures; index 0 is over the fit rows, 1 over
+// the check rows, 2 over all rows.
+type metrics struct {
+	Cos [3]float64 // mean cosine of the final-normed states per sequence (the paper's criterion)
+	KL  [3]float64 // mean KL(original ‖ candidate) of next-token distributions, nats per token
+	NLL [3]float64 // mean next-token NLL of the candidate, nats per predicted token
+}
+
+func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
+	sess, err := runtime.New(sc.model, sc.rt)
+	if err != nil {
+		return nil, fmt.Errorf("auto: prepare model: %w", err)
+	}
+	name, err := lm.LogitsName(sess)
+	if err != nil {
+		return nil, fmt.Errorf("auto: %w", err)
+	}
+	a := &autoEval{sc: sc, logits: name}
+	n := 0
+	L := sc.stack.NumLayers()
+	for _, b := range sc.cal.batches {
+		a.firstRow = append(a.firstRow, n)
+		n += len(b.rows)
+		feeds := withHidden(b, sc.stack.Hidden[L], b.hidden[L])
+		out, err := sess.RunContext(ctx, feeds, []string{name})
+		if err != nil {
+			return nil, fmt.Errorf("auto: original logits: %w", err)
+		}
+		t := out[name]
+		a.vocab = t.Dim(t.Rank() - 1)
+		a.logp = append(a.logp, logSoftmax(t.Float32Data(), a.vocab))
+	}
+	a.rows, a.fitRows = n, n
+	if n >= 4 {
+		a.fitRows = n - n/4
+	}
+	return a, nil
+}
+
+// withHidden returns b's feeds with the stream value name set to h.
+func withHidden(b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
+	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
+	for k, v := range b.feeds {
+		feeds[k] = v
+	}
+	feeds[name] = h
+	return feeds
+}
+
+// logSoftmax returns the log-softmax of each row of v values (in float64,
+// stored as float32).
+func logSoftmax(x []float32, v int) []float32 {
+	out := make([]float32, len(x))
+	for i := 0; i+v <= len(x); i += v {
+		row := x[i : i+v]
+		mx := math.Inf(-1)
+		for _, z := range row {
+			mx = math.Max(mx, float64(z))
+		}
+		var s float64
+		for _, z := range row {
+			s += math.Exp(float64(z) - mx)
+		}
+		lse := mx + math.Log(s)
+		for j, z := range row {
+			out[i+j] = float32(float64(z) - lse)
+		}
+	}
+	return out
+}
+
+// measure builds the model of plan and measures it; lowest is the lowest
+// layer the plan changes (the candidate runs from the cached stream there).
+func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (metrics, error) {
+	t0 := time.Now()
+	sc := a.sc
+	res, err := rewrite.Merge(sc.model, sc.stack, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+	if err != nil {
+		return metrics{}, err
+	}
+	sess, err := runtime.New(res.Model, sc.rt)
+	if err != nil {
+		return metrics{}, fmt.Errorf("candidate model: %w", err)
+	}
+	var sum [3]metrics
+	var cnt [3]struct{ seq, tok, pred float64 }
+	for bi, b := range sc.cal.batches {
+		feeds := b.feeds
+		if lowest > 0 {
+			feeds = withHidden(b, sc.stack.Hidden[lowest], b.hidden[lowest])
+		}
+		out, err := sess.RunContext(ctx, feeds, []string{sc.stack.FinalNorm, a.logits})
+		if err != nil {
+			return metrics{}, fmt.Errorf("candidate model: %w", err)
+		}
+		fin, want := out[sc.stack.FinalNorm].Float32Data(), b.final.Float32Data()
+		lg := out[a.logits].Float32Data()
+		if len(fin) != len(want) || len(lg) != len(a.logp[bi]) {
+			return metrics{}, fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.logp[bi]))
+		}
+		per := len(want) / len(b.rows)
+		T := len(b.rows[0])
+		V := a.vocab
+		lp := logSoftmax(lg, V)
+		for r, row := range b.rows {
+			g := 0
+			if a.firstRow[bi]+r >= a.fitRows {
+				g = 1
+			}
+			c, err := similarity.Cosine(fin[r*per:(r+1)*per], want[r*per:(r+1)*per])
+			if err != nil {
+				return metrics{}, err
+			}
+			var kl, nll float64
+			for t := 0; t < T; t++ {
+				o := (r*T + t) * V
+				po, pc := a.logp[bi][o:o+V], lp[o:o+V]
+				for j := range po {
+					if po[j] > -40 {
+						kl += math.Exp(float64(po[j])) * (float64(po[j]) - float64(pc[j]))
+					}
+				}
+				if t+1 < T {
+					nll -= float64(pc[row[t+1]])
+				}
+			}
+			for _, gi := range []int{g, 2} {
+				sum[gi].Cos[gi] += c
+				sum[gi].KL[gi] += kl
+				sum[gi].NLL[gi] += nll
+				cnt[gi].seq++
+				cnt[gi].tok += float64(T)
+				cnt[gi].pred += float64(T - 1)
+			}
+		}
+	}
+	var m metrics
+	for g := range 3 {
+		if cnt[g].seq == 0 {
+			g2 := 2
+			m.Cos[g], m.KL[g], m.NLL[g] = sum[g2].Cos[g2]/cnt[g2].seq, sum[g2].KL[g2]/cnt[g2].tok, sum[g2].NLL[g2]/cnt[g2].pred
+			continue
+		}
+		m.Cos[g] = sum[g].Cos[g] / cnt[g].seq
+		m.KL[g] = sum[g].KL[g] / cnt[g].tok
+		m.NLL[g] = sum[g].NLL[g] / cnt[g].pred
+	}
+	a.evaluations++
+	sc.evaluations++
+	sc.elapsed += time.Since(t0)
+	if sc.step != nil {
+		sc.step()
+	}
+	return m, nil
+}
+
+// reshapeOps change a tensor's shape, not its values or their order.
+var reshapeOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true}
+
+// repairSite is where a window's repair goes: the projection that writes the
+// merged layer's last residual branch (the MLP's down projection).
+type repairSite struct {
+	slot   int    // the projection weight's slot
+	tap    string // the value the projection (and its bias) outputs in layer low
+	out    string // the stream leaving layer low
+	offset bool   // whether the projection has a bias (an offset can be fitted)
+	width  int
+}
+
+// site finds the repair site of layer low: the projection weight whose output,
+// directly or through a bias Add, is added to the stream leaving the layer.
+func (a *autoEval) site(low int) (repairSite, error) {
+	st := a.sc.stack
+	layer := st.Layers[low]
+	nodes := a.sc.model.GetGraph().GetNode()
+	var outNode int = -1
+	for _, ni := range layer.Nodes {
+		for _, o := range nodes[ni].GetOutput() {
+			if o == layer.Output {
+				outNode = ni
+			}
+		}
+	}
+	if outNode < 0 {
+		return repairSite{}, fmt.Errorf("auto: layer %d: no node produces its output %q", low, layer.Output)
+	}
+	feedsOut := map[string]bool{}
+	for _, in := range nodes[outNode].GetInput() {
+		feedsOut[in] = true
+	}
+	biasAdds := map[int]bool{}
+	for _, p := range layer.Params {
+		if p.Kind == discover.ProjBias {
+			for _, u := range p.Uses {
+				biasAdds[u.Node] = true
+			}
+		}
+	}
+	for slot, p := range layer.Params {
+		if p.Kind != discover.ProjWeight {
+			continue
+		}
+		if len(p.Uses) != 1 || len(p.Dims) != 2 {
+			continue
+		}
+		width := int(p.Dims[1])
+		if p.Transposed {
+			width = int(p.Dims[0])
+		}
+		proj := nodes[p.Uses[0].Node]
+		if len(proj.GetOutput()) == 0 {
+			continue
+		}
+		// Follow the projection's output through its bias Add and shape-only
+		// ops (which keep the row-major order of the values) to the residual Add.
+		cur := proj.GetOutput()[0]
+		offset := proj.GetOpType() == "Gemm" && len(proj.GetInput()) > 2
+		for step := 0; step < 6 && !feedsOut[cur]; step++ {
+			next := ""
+			for _, ni := range layer.Nodes {
+				n := nodes[ni]
+				ins := n.GetInput()
+				if len(n.GetOutput()) != 1 || len(ins) == 0 {
+					continue
+				}
+				switch {
+				case n.GetOpType() == "Add" && biasAdds[ni] && (ins[0] == cur || (len(ins) > 1 && ins[1] == cur)):
+					offset = true
+				case reshapeOps[n.GetOpType()] && ins[0] == cur:
+				default:
+					continue
+				}
+				next = n.GetOutput()[0]
+				break
+			}
+			if next == "" {
+				break
+			}
+			cur = next
+		}
+		if feedsOut[cur] {
+			return repairSite{slot: slot, tap: cur, out: layer.Output, offset: offset, width: width}, nil
+		}
+	}
+	return repairSite{}, fmt.Errorf("auto: layer %d: no projection writes its last residual branch", low)
+}
+
+// repairOptions configure fitRepairs.
+type repairOptions struct {
+	Ridge float64
+}
+
+// fitRepairs fits, bottom-up, a repair for each window of plan: a linear map
+// on the output of the merged layer's last projection that makes the stream
+// leaving the merged layer reproduce the stream leaving the original window
+// (h_{high+1}), fitted by ridge regression toward the identity on the fit
+// rows. Each window is fitted with the repairs below it in place, so later
+// fits also absorb the error the lower windows leave. It returns the plan with
+// repairs set.
+func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repairOptions) (rewrite.Plan, error) {
+	sc := a.sc
+	out := rewrite.Plan{Rule: plan.Rule, Remove: plan.Remove, Windows: append([]rewrite.Window(nil), plan.Windows...)}
+	lowest := sc.stack.NumLayers()
+	for _, w := range out.Windows {
+		lowest = min(lowest, w.Low)
+	}
+	for _, r := range out.Remove {
+		lowest = min(lowest, r)
+	}
+	order := make([]int, len(out.Windows))
+	for i := range order {
+		order[i] = i
+	}
+	for i := 1; i < len(order); i++ { // ascending by Low
+		for j := i; j > 0 && out.Windows[order[j]].Low < out.Windows[order[j-1]].Low; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	for _, wi := range order {
+		w := out.Windows[wi]
+		site, err := a.site(w.Low)
+		if err != nil {
+			continue // no place to fold a repair: the window stays unrepaired
+		}
+		t0 := time.Now()
+		cur := rewrite.Plan{Rule: out.Rule, Remove: out.Remove, Windows: append([]rewrite.Window(nil), out.Windows...)}
+		cur.Windows[wi].Repair = nil
+		res, err := rewrite.Merge(sc.model, sc.stack, cur, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+		if err != nil {
+			return rewrite.Plan{}, err
+		}
+		sess, err := runtime.New(res.Model, sc.rt)
+		if err != nil {
+			return rewrite.Plan{}, fmt.Errorf("candidate model: %w", err)
+		}
+		prob, err := repair.NewProblem(site.width, site.width, site.offset)
+		if err != nil {
+			return rewrite.Plan{}, err
+		}
+		for bi, b := range sc.cal.batches {
+			if a.firstRow[bi] >= a.fitRows {
+				continue
+			}
+			feeds := b.feeds
+			if lowest > 0 {
+				feeds = withHidden(b, sc.stack.Hidden[lowest], b.hidden[lowest])
+			}
+			o, err := sess.RunContext(ctx, feeds, []string{site.tap, site.out})
+			if err != nil {
+				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
+			}
+			y, h := o[site.tap].Float32Data(), o[site.out].Float32Data()
+			target := b.hidden[w.High+1].Float32Data()
+			if len(y) != len(h) || len(h) != len(target) {
+				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
+			}
+			per := len(h) / len(b.rows)
+			nfit := min(len(b.rows), a.fitRows-a.firstRow[bi])
+			want := make([]float32, nfit*per)
+			for i := range want {
+				want[i] = target[i] - h[i] + y[i]
+			}
+			if err := prob.Add(y[:nfit*per], want); err != nil {
+				return rewrite.Plan{}, err
+			}
+		}
+		fit, err := prob.Solve(repair.Options{Ridge: opts.Ridge})
+		if err != nil {
+			return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
+		}
+		mat, off := fit.Float32()
+		rp := &rewrite.Repair{Slot: site.slot, Matrix: mat}
+		if site.offset {
+			rp.Bias = off
+		}
+		out.Windows[wi].Repair = rp
+		a.fits++
+		sc.evaluations++
+		sc.elapsed += time.Since(t0)
+	}
+	return out, nil
+}

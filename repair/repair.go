@@ -1,0 +1,303 @@
+// Package repair fits, by regularised least squares in float64, a linear map
+// y ≈ x·M + c from activations collected on calibration tokens.
+//
+// onnxslm uses it for a training-free repair of a merged window (in the
+// spirit of ReplaceMe, 2025): x is the output of the merged layer's last
+// projection (the MLP's down projection), the target is what that output
+// should have been for the layer to reproduce the residual stream leaving the
+// original window, and M, c are folded into the projection's weights.
+//
+// The fit only accumulates the normal equations (XᵀX and XᵀY, with one more
+// row and column for the offset), so memory is O((in+1)·(in+out)) whatever
+// the number of samples, and samples can be added batch by batch.
+package repair
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Problem accumulates the normal equations of y ≈ x·M + c.
+type Problem struct {
+	in, out int
+	offset  bool
+	// xtx is (in+1)×(in+1), xty (in+1)×out; the last row/column is the constant
+	// feature 1 (used only when offset is set).
+	xtx, xty []float64
+	yy       float64 // Σ‖y‖², for the residual
+	n        int
+}
+
+// NewProblem prepares a fit from in features to out targets. offset says
+// whether an offset c is fitted too (the projection must have a bias to fold
+// it into).
+func NewProblem(in, out int, offset bool) (*Problem, error) {
+	if in <= 0 || out <= 0 {
+		return nil, fmt.Errorf("repair: problem of %d inputs and %d outputs", in, out)
+	}
+	n := in + 1
+	return &Problem{in: in, out: out, offset: offset, xtx: make([]float64, n*n), xty: make([]float64, n*out)}, nil
+}
+
+// Samples is the number of samples added.
+func (p *Problem) Samples() int { return p.n }
+
+// Add adds samples: x holds k rows of in values, y k rows of out values,
+// row-major.
+func (p *Problem) Add(x, y []float32) error {
+	if len(x)%p.in != 0 || len(y)%p.out != 0 || len(x)/p.in != len(y)/p.out {
+		return fmt.Errorf("repair: %d inputs and %d targets do not make rows of %d and %d", len(x), len(y), p.in, p.out)
+	}
+	k := len(x) / p.in
+	n := p.in + 1
+	row := make([]float64, n)
+	for s := 0; s < k; s++ {
+		for i, v := range x[s*p.in : (s+1)*p.in] {
+			row[i] = float64(v)
+		}
+		row[p.in] = 1
+		ys := y[s*p.out : (s+1)*p.out]
+		for i := 0; i < n; i++ {
+			a := row[i]
+			if a == 0 {
+				continue
+			}
+			xx := p.xtx[i*n : i*n+n]
+			for j := i; j < n; j++ { // upper triangle; mirrored in Solve
+				xx[j] += a * row[j]
+			}
+			xy := p.xty[i*p.out : (i+1)*p.out]
+			for j, v := range ys {
+				xy[j] += a * float64(v)
+			}
+		}
+		for _, v := range ys {
+			p.yy += float64(v) * float64(v)
+		}
+	}
+	p.n += k
+	return nil
+}
+
+// Options regularise a fit.
+type Options struct {
+	// Ridge is the strength λ of the penalty λ·s·‖M − Prior‖², relative to the
+	// data: s is the mean of XᵀX's diagonal, so a Ridge of 0.01 weighs the prior
+	// like 1 % of the data's energy per feature, whatever the activations' scale.
+	// The offset is not penalised.
+	Ridge float64
+	// Prior is the map the fit is pulled toward (in×out, row-major). Nil means
+	// the identity when in == out (a repair that does nothing), else zero.
+	Prior []float64
+}
+
+// Map is a fitted y = x·Matrix + Offset.
+type Map struct {
+	In, Out int
+	Matrix  []float64 // In×Out, row-major
+	Offset  []float64 // Out values; zero when no offset was fitted
+}
+
+// Apply maps rows of In values (row-major) to rows of Out values.
+func (m *Map) Apply(x []float32) []float32 {
+	k := len(x) / m.In
+	y := make([]float32, k*m.Out)
+	acc := make([]float64, m.Out)
+	for s := 0; s < k; s++ {
+		copy(acc, m.Offset)
+		for i, v := range x[s*m.In : (s+1)*m.In] {
+			if v == 0 {
+				continue
+			}
+			row := m.Matrix[i*m.Out : (i+1)*m.Out]
+			for j := range acc {
+				acc[j] += float64(v) * row[j]
+			}
+		}
+		for j, v := range acc {
+			y[s*m.Out+j] = float32(v)
+		}
+	}
+	return y
+}
+
+// Float32 returns the matrix and offset in float32, the form rewrite.Repair takes.
+func (m *Map) Float32() (matrix, offset []float32) {
+	matrix = make([]float32, len(m.Matrix))
+	for i, v := range m.Matrix {
+		matrix[i] = float32(v)
+	}
+	offset = make([]float32, len(m.Offset))
+	for i, v := range m.Offset {
+		offset[i] = float32(v)
+	}
+	return matrix, offset
+}
+
+// Solve returns the map minimising ‖X·M + 1·cᵀ − Y‖² + λ·s·‖M − Prior‖².
+func (p *Problem) Solve(opts Options) (*Map, error) {
+	if p.n == 0 {
+		return nil, errors.New("repair: no samples")
+	}
+	if opts.Ridge < 0 || math.IsNaN(opts.Ridge) {
+		return nil, fmt.Errorf("repair: ridge %g is negative", opts.Ridge)
+	}
+	prior := opts.Prior
+	if prior == nil {
+		prior = make([]float64, p.in*p.out)
+		if p.in == p.out {
+			for i := 0; i < p.in; i++ {
+				prior[i*p.out+i] = 1
+			}
+		}
+	}
+	if len(prior) != p.in*p.out {
+		return nil, fmt.Errorf("repair: prior of %d values for a %d×%d map", len(prior), p.in, p.out)
+	}
+	// The unknowns: the in rows of M, then (with an offset) c.
+	n := p.in
+	if p.offset {
+		n++
+	}
+	full := p.in + 1
+	a := make([]float64, n*n)
+	b := make([]float64, n*p.out)
+	var diag float64
+	for i := 0; i < p.in; i++ {
+		diag += p.xtx[i*full+i]
+	}
+	lambda := opts.Ridge * diag / float64(p.in)
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			a[i*n+j] = p.xtx[i*full+j]
+			a[j*n+i] = p.xtx[i*full+j]
+		}
+		copy(b[i*p.out:(i+1)*p.out], p.xty[i*p.out:(i+1)*p.out])
+	}
+	for i := 0; i < p.in; i++ {
+		a[i*n+i] += lambda
+		for j := 0; j < p.out; j++ {
+			b[i*p.out+j] += lambda * prior[i*p.out+j]
+		}
+	}
+	// A tiny relative jitter keeps a rank-deficient system (a dead feature,
+	// an offset with constant features) solvable; it is far below any ridge
+	// a caller would choose.
+	jitter := 1e-12 * (diag/float64(p.in) + 1)
+	for i := 0; i < n; i++ {
+		a[i*n+i] += jitter
+	}
+	if err := cholesky(a, n); err != nil {
+		return nil, fmt.Errorf("repair: %w (add a ridge)", err)
+	}
+	cholSolve(a, n, b, p.out)
+	m := &Map{In: p.in, Out: p.out, Matrix: b[:p.in*p.out], Offset: make([]float64, p.out)}
+	if p.offset {
+		copy(m.Offset, b[p.in*p.out:])
+	}
+	return m, nil
+}
+
+// Residual returns the mean squared error per target value of m on the
+// samples added: (‖X·M + 1·cᵀ − Y‖²) / (samples·out), from the normal
+// equations (so it needs no second pass over the data).
+func (p *Problem) Residual(m *Map) (float64, error) {
+	if m.In != p.in || m.Out != p.out {
+		return 0, fmt.Errorf("repair: a %d×%d map for a %d×%d problem", m.In, m.Out, p.in, p.out)
+	}
+	if p.n == 0 {
+		return 0, errors.New("repair: no samples")
+	}
+	full := p.in + 1
+	// W is (in+1)×out: M stacked on c.
+	w := make([]float64, full*p.out)
+	copy(w, m.Matrix)
+	copy(w[p.in*p.out:], m.Offset)
+	// ‖XW − Y‖² = tr(WᵀXᵀXW) − 2 tr(WᵀXᵀY) + ‖Y‖².
+	var quad, cross float64
+	for i := 0; i < full; i++ {
+		for j := 0; j < full; j++ {
+			g := p.xtx[min(i, j)*full+max(i, j)]
+			if g == 0 {
+				continue
+			}
+			wi, wj := w[i*p.out:(i+1)*p.out], w[j*p.out:(j+1)*p.out]
+			var dot float64
+			for k := range wi {
+				dot += wi[k] * wj[k]
+			}
+			quad += g * dot
+		}
+		wi, xy := w[i*p.out:(i+1)*p.out], p.xty[i*p.out:(i+1)*p.out]
+		for k := range wi {
+			cross += wi[k] * xy[k]
+		}
+	}
+	r := (quad - 2*cross + p.yy) / float64(p.n*p.out)
+	return max(r, 0), nil
+}
+
+// cholesky factors the symmetric positive definite n×n matrix a in place into
+// L (lower triangle) with a = L·Lᵀ.
+func cholesky(a []float64, n int) error {
+	for j := 0; j < n; j++ {
+		d := a[j*n+j]
+		for k := 0; k < j; k++ {
+			d -= a[j*n+k] * a[j*n+k]
+		}
+		if !(d > 0) {
+			return fmt.Errorf("matrix is not positive definite at pivot %d", j)
+		}
+		d = math.Sqrt(d)
+		a[j*n+j] = d
+		for i := j + 1; i < n; i++ {
+			s := a[i*n+j]
+			ri, rj := a[i*n:i*n+j], a[j*n:j*n+j]
+			for k := range rj {
+				s -= ri[k] * rj[k]
+			}
+			a[i*n+j] = s / d
+		}
+	}
+	return nil
+}
+
+// cholSolve solves L·Lᵀ·X = B in place for B of n×m (row-major), with L from
+// cholesky.
+func cholSolve(l []float64, n int, b []float64, m int) {
+	for i := 0; i < n; i++ { // L·Z = B
+		bi := b[i*m : (i+1)*m]
+		for k := 0; k < i; k++ {
+			c := l[i*n+k]
+			if c == 0 {
+				continue
+			}
+			bk := b[k*m : (k+1)*m]
+			for j := range bi {
+				bi[j] -= c * bk[j]
+			}
+		}
+		d := l[i*n+i]
+		for j := range bi {
+			bi[j] /= d
+		}
+	}
+	for i := n - 1; i >= 0; i-- { // Lᵀ·X = Z
+		bi := b[i*m : (i+1)*m]
+		for k := i + 1; k < n; k++ {
+			c := l[k*n+i]
+			if c == 0 {
+				continue
+			}
+			bk := b[k*m : (k+1)*m]
+			for j := range bi {
+				bi[j] -= c * bk[j]
+			}
+		}
+		d := l[i*n+i]
+		for j := range bi {
+			bi[j] /= d
+		}
+	}
+}
