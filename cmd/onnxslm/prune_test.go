@@ -126,3 +126,33 @@ func testdataModels(t *testing.T) string {
 	}
 	return filepath.Join(wd, "..", "..", "testdata", "models")
 }
+
+// TestPruneCalibText calibrates from raw text: byte-level ids for the vocab-256
+// built-in model, cut into --calib-rows sequences of --calib-seq-len.
+func TestPruneCalibText(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "calib.txt")
+	var b strings.Builder
+	for b.Len() < 8*64 {
+		b.WriteString("func (s *Server) Serve(l net.Listener) error {\n\tdefer l.Close()\n\treturn nil\n}\n")
+	}
+	if err := os.WriteFile(text, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.onnx")
+	code, stdout, stderr := runCLI(t, "prune", "-q", "--json", "--method", "shortgpt", "--layers", "7",
+		"--calib-text", text, "--calib-seq-len", "64", "--calib-rows", "4", "builtin:llama8", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	r := decodeOne(t, stdout)
+	cal := r["calibration"].(map[string]any)
+	if cal["sequences"].(float64) != 4 || cal["seq_len"].(float64) != 64 {
+		t.Errorf("calibration %v, want 4 sequences of 64", cal)
+	}
+	// A model whose vocabulary is not bytes needs a tokenizer.
+	code, _, stderr = runCLI(t, "prune", "-q", "--calib-text", text, "--tokenizer", filepath.Join(dir, "missing.json"), "builtin:llama8", filepath.Join(dir, "o2.onnx"))
+	if code != 1 || !strings.Contains(stderr, "missing.json") {
+		t.Errorf("missing tokenizer: exit %d, %q; want exit 1 naming the file", code, stderr)
+	}
+}
