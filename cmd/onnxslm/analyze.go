@@ -127,6 +127,7 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 	if err != nil {
 		return err
 	}
+	limitMemory(m.Proto)
 	rtOpts := runtime.Options{Threads: f.threads}
 	sess, err := runtime.New(m.Proto, rtOpts)
 	if err != nil {

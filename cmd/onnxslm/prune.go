@@ -115,6 +115,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		defer report.discard()
 	}
 
+	limitMemory(m.Proto)
 	rtOpts := runtime.Options{Threads: f.threads}
 	sess, err := runtime.New(m.Proto, rtOpts)
 	if err != nil {

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"os"
+	"runtime/debug"
+
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// limitMemory sets a soft memory limit for the Go heap from the model's size,
+// unless the user set GOMEMLIMIT. Go's collector otherwise lets the heap grow
+// to twice what is live before collecting, and with a 1.5 GB model live that
+// is 3 GB: the search's short-lived fused weights of candidate models would
+// then stay resident. The limit is 1.3× the weights plus 256 MiB for
+// activations; it is soft, so a run that truly needs more still gets it.
+func limitMemory(m *pb.ModelProto) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	_, bytes := onnx.Parameters(m)
+	debug.SetMemoryLimit(bytes + bytes*3/10 + 256<<20)
+}
