@@ -97,21 +97,11 @@ type OpsetChange struct {
 	B      int64  `json:"b"`
 }
 
-// Value is a graph input or output.
-type Value struct {
-	Name  string `json:"name"`
-	DType string `json:"dtype"`
-	// Shape has one entry per axis; nil when the rank is unknown.
-	Shape []Dim `json:"shape"`
-}
-
-// Dim is one axis of a Value: a number, a symbolic name, or unknown. In JSON
-// it is a number, a string or null.
-type Dim struct {
-	Value int64
-	Param string
-	Known bool
-}
+// Value is a graph input or output; Dim one of its axes.
+type (
+	Value = onnx.Value
+	Dim   = onnx.Dim
+)
 
 // ValueDiff lists inputs (or outputs) only in A, only in B, and those with the
 // same name whose dtype or shape differ.
@@ -409,63 +399,7 @@ func sameValue(a, b Value) bool {
 	return a.DType == b.DType && (a.Shape == nil) == (b.Shape == nil) && slices.Equal(a.Shape, b.Shape)
 }
 
-func describeValue(v *pb.ValueInfoProto) Value {
-	out := Value{Name: v.GetName()}
-	t := v.GetType()
-	var shape *pb.TensorShapeProto
-	switch {
-	case t.GetTensorType() != nil:
-		out.DType = onnx.DTypeName(pb.TensorProto_DataType(t.GetTensorType().GetElemType()))
-		shape = t.GetTensorType().GetShape()
-	case t.GetSparseTensorType() != nil:
-		out.DType = "sparse " + onnx.DTypeName(pb.TensorProto_DataType(t.GetSparseTensorType().GetElemType()))
-		shape = t.GetSparseTensorType().GetShape()
-	case t.GetSequenceType() != nil:
-		out.DType = "sequence"
-	case t.GetMapType() != nil:
-		out.DType = "map"
-	case t.GetOptionalType() != nil:
-		out.DType = "optional"
-	default:
-		out.DType = "unknown"
-	}
-	if shape != nil {
-		out.Shape = []Dim{}
-		for _, d := range shape.GetDim() {
-			switch x := d.GetValue().(type) {
-			case *pb.TensorShapeProto_Dimension_DimValue:
-				out.Shape = append(out.Shape, Dim{Value: x.DimValue, Known: true})
-			case *pb.TensorShapeProto_Dimension_DimParam:
-				out.Shape = append(out.Shape, Dim{Param: x.DimParam})
-			default:
-				out.Shape = append(out.Shape, Dim{})
-			}
-		}
-	}
-	return out
-}
-
-// MarshalJSON writes a number, a string or null.
-func (d Dim) MarshalJSON() ([]byte, error) {
-	switch {
-	case d.Param != "":
-		return []byte(strconv.Quote(d.Param)), nil
-	case d.Known:
-		return []byte(strconv.FormatInt(d.Value, 10)), nil
-	}
-	return []byte("null"), nil
-}
-
-// String writes the axis as a number, a name or "?".
-func (d Dim) String() string {
-	switch {
-	case d.Param != "":
-		return d.Param
-	case d.Known:
-		return strconv.FormatInt(d.Value, 10)
-	}
-	return "?"
-}
+func describeValue(v *pb.ValueInfoProto) Value { return onnx.DescribeValue(v) }
 
 func metadataDiff(a, b []*pb.StringStringEntryProto) []MetadataChange {
 	ma, mb := map[string]string{}, map[string]string{}

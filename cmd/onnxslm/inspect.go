@@ -88,39 +88,7 @@ type inspectOpset struct {
 }
 
 // inspectValue is a graph input or output.
-type inspectValue struct {
-	Name  string `json:"name"`
-	DType string `json:"dtype"`
-	// Shape: one entry per axis, a number, a symbolic dim's name, or null
-	// when unknown; null when the rank itself is unknown.
-	Shape []inspectDim `json:"shape"`
-}
-
-type inspectDim struct {
-	Value int64
-	Param string
-	Known bool
-}
-
-func (d inspectDim) MarshalJSON() ([]byte, error) {
-	switch {
-	case d.Param != "":
-		return json.Marshal(d.Param)
-	case d.Known:
-		return []byte(strconv.FormatInt(d.Value, 10)), nil
-	}
-	return []byte("null"), nil
-}
-
-func (d inspectDim) String() string {
-	switch {
-	case d.Param != "":
-		return d.Param
-	case d.Known:
-		return strconv.FormatInt(d.Value, 10)
-	}
-	return "?"
-}
+type inspectValue = onnx.Value
 
 func newInspectReport(name string, m *onnx.Model) *inspectReport {
 	p := m.Proto
@@ -176,57 +144,12 @@ func domainName(d string) string {
 	return d
 }
 
-func describeValue(v *pb.ValueInfoProto) inspectValue {
-	out := inspectValue{Name: v.GetName()}
-	t := v.GetType()
-	var shape *pb.TensorShapeProto
-	switch {
-	case t.GetTensorType() != nil:
-		out.DType = onnx.DTypeName(pb.TensorProto_DataType(t.GetTensorType().GetElemType()))
-		shape = t.GetTensorType().GetShape()
-	case t.GetSparseTensorType() != nil:
-		out.DType = "sparse " + onnx.DTypeName(pb.TensorProto_DataType(t.GetSparseTensorType().GetElemType()))
-		shape = t.GetSparseTensorType().GetShape()
-	case t.GetSequenceType() != nil:
-		out.DType = "sequence"
-	case t.GetMapType() != nil:
-		out.DType = "map"
-	case t.GetOptionalType() != nil:
-		out.DType = "optional"
-	default:
-		out.DType = "unknown"
-	}
-	if shape != nil {
-		out.Shape = []inspectDim{}
-		for _, d := range shape.GetDim() {
-			switch x := d.GetValue().(type) {
-			case *pb.TensorShapeProto_Dimension_DimValue:
-				out.Shape = append(out.Shape, inspectDim{Value: x.DimValue, Known: true})
-			case *pb.TensorShapeProto_Dimension_DimParam:
-				out.Shape = append(out.Shape, inspectDim{Param: x.DimParam})
-			default:
-				out.Shape = append(out.Shape, inspectDim{})
-			}
-		}
-	}
-	return out
-}
+func describeValue(v *pb.ValueInfoProto) inspectValue { return onnx.DescribeValue(v) }
 
 func (r *inspectReport) writeJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
-}
-
-func (v inspectValue) shapeString() string {
-	if v.Shape == nil {
-		return "(rank unknown)"
-	}
-	s := make([]string, len(v.Shape))
-	for i, d := range v.Shape {
-		s[i] = d.String()
-	}
-	return "[" + strings.Join(s, ", ") + "]"
 }
 
 func (r *inspectReport) writeTable(w io.Writer) error {
@@ -269,7 +192,7 @@ func (r *inspectReport) writeTable(w io.Writer) error {
 	}{{"inputs", r.Inputs}, {"outputs", r.Outputs}} {
 		fmt.Fprintf(tw, "\n%s\n", part.title)
 		for _, v := range part.values {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Name, v.DType, v.shapeString())
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Name, v.DType, v.ShapeString())
 		}
 	}
 	r.writeLayers(tw)
