@@ -62,7 +62,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 	for _, b := range sc.cal.batches {
 		a.firstRow = append(a.firstRow, n)
 		n += len(b.rows)
-		feeds := withHidden(b, sc.stack.Hidden[L], b.hidden[L])
+		feeds := withHidden(sess, b, sc.stack.Hidden[L], b.hidden[L])
 		out, err := sess.RunContext(ctx, feeds, []string{name})
 		if err != nil {
 			return nil, fmt.Errorf("auto: original logits: %w", err)
@@ -79,12 +79,17 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 }
 
 // withHidden returns b's feeds with the stream value name set to h.
-func withHidden(b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
+func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
 	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
 	for k, v := range b.feeds {
-		feeds[k] = v
+		// A candidate of a KV-cache model lacks the removed layers' past inputs.
+		if sess.HasValue(k) {
+			feeds[k] = v
+		}
 	}
-	feeds[name] = h
+	if name != "" {
+		feeds[name] = h
+	}
 	return feeds
 }
 
@@ -115,7 +120,7 @@ func logSoftmax(x []float32, v int) []float32 {
 func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (metrics, error) {
 	t0 := time.Now()
 	sc := a.sc
-	res, err := rewrite.Merge(sc.model, sc.stack, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+	res, err := rewrite.Merge(sc.model, sc.stack, plan, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
 	if err != nil {
 		return metrics{}, err
 	}
@@ -126,9 +131,9 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 	var sum [3]metrics
 	var cnt [3]struct{ seq, tok, pred float64 }
 	for bi, b := range sc.cal.batches {
-		feeds := b.feeds
+		feeds := withHidden(sess, b, "", nil)
 		if lowest > 0 {
-			feeds = withHidden(b, sc.stack.Hidden[lowest], b.hidden[lowest])
+			feeds = withHidden(sess, b, sc.stack.Hidden[lowest], b.hidden[lowest])
 		}
 		out, err := sess.RunContext(ctx, feeds, []string{sc.stack.FinalNorm, a.logits})
 		if err != nil {
@@ -326,7 +331,7 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		t0 := time.Now()
 		cur := rewrite.Plan{Rule: out.Rule, Remove: out.Remove, Windows: append([]rewrite.Window(nil), out.Windows...)}
 		cur.Windows[wi].Repair = nil
-		res, err := rewrite.Merge(sc.model, sc.stack, cur, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+		res, err := rewrite.Merge(sc.model, sc.stack, cur, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
 		if err != nil {
 			return rewrite.Plan{}, err
 		}
@@ -342,9 +347,9 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 			if a.firstRow[bi] >= a.fitRows {
 				continue
 			}
-			feeds := b.feeds
+			feeds := withHidden(sess, b, "", nil)
 			if lowest > 0 {
-				feeds = withHidden(b, sc.stack.Hidden[lowest], b.hidden[lowest])
+				feeds = withHidden(sess, b, sc.stack.Hidden[lowest], b.hidden[lowest])
 			}
 			o, err := sess.RunContext(ctx, feeds, []string{site.tap, site.out})
 			if err != nil {

@@ -51,14 +51,9 @@ func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (floa
 	var sum float64
 	var n int
 	for _, b := range s.cal.batches {
-		feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
-		for k, v := range b.feeds {
-			if sess.HasValue(k) {
-				feeds[k] = v
-			}
-		}
+		feeds := withHidden(sess, b, "", nil)
 		if !s.fullRerun && lowest > 0 {
-			feeds[s.stack.Hidden[lowest]] = b.hidden[lowest]
+			feeds = withHidden(sess, b, s.stack.Hidden[lowest], b.hidden[lowest])
 		}
 		out, err := sess.RunContext(ctx, feeds, []string{s.stack.FinalNorm})
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -145,6 +146,20 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	// The runtime checks the model first, with one calibration sequence: its
+	// errors name the node, op and dtype, where discovery would only see a graph
+	// that is not a stack of layers.
+	sess, err := runtime.New(m, opts.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("prepare model: %w", err)
+	}
+	// (A model whose inputs are not a language model's, say an encoder-decoder,
+	// is left to discovery, which says why it is not a decoder stack.)
+	if feeds, err := lm.Feeds(sess, opts.Calibration[:1]); err == nil {
+		if _, err := sess.RunContext(ctx, feeds, nil); err != nil {
+			return nil, fmt.Errorf("run model: %w", err)
+		}
+	}
 	st, err := discover.Find(m)
 	if err != nil {
 		return nil, fmt.Errorf("find decoder layers: %w", err)
@@ -161,10 +176,6 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 		target = TargetDepth(L, opts.PruneRatio)
 	case opts.Threshold == 0:
 		target = TargetDepth(L, DefaultPruneRatio)
-	}
-	sess, err := runtime.New(m, opts.Runtime)
-	if err != nil {
-		return nil, fmt.Errorf("prepare model: %w", err)
 	}
 	batch := opts.Batch
 	if batch <= 0 {
