@@ -134,6 +134,26 @@ func (s *Session) RunContext(ctx context.Context, feeds map[string]*Tensor, fetc
 	return out, nil
 }
 
+// Recycle hands the storage of tensors that Run returned back to the
+// session, which reuses it in later Runs. A caller done with a Run's outputs
+// (the logits of a batch once its loss is computed, say) saves the garbage
+// collector their memory: with a large model, whose weights make the Go heap
+// large, garbage may otherwise grow to about the size of the weights before
+// it is collected (GOGC=100). Afterwards each tensor is empty (shape [0]), and
+// nothing may use its former storage: do not recycle a tensor whose data is
+// still used elsewhere (a feed still in use, a tensor sharing its data).
+// Tensors other than float32, and nil, are ignored.
+func (s *Session) Recycle(ts ...*Tensor) {
+	for _, t := range ts {
+		if t == nil || t.dtype != Float32 {
+			continue
+		}
+		s.pool.putUnique(t.Float32Data())
+		t.shape = []int{0}
+		t.data = []float32{}
+	}
+}
+
 // planKey identifies a plan: fed names with their types and shapes, fetched names.
 func (s *Session) planKey(feeds map[string]*Tensor, fetch []string) (string, error) {
 	var b strings.Builder
@@ -639,6 +659,24 @@ func (p *pool) put(b []float32) {
 	}
 	p.free[n] = append(p.free[n], b)
 	p.held += n
+}
+
+// putUnique is put for buffers handed in from outside a Run, which may
+// arrive twice (two fetched values sharing one buffer): a buffer already held
+// is not added again.
+func (p *pool) putUnique(b []float32) {
+	if len(b) == 0 {
+		return
+	}
+	p.mu.Lock()
+	for _, h := range p.free[len(b)] {
+		if unsafe.SliceData(h) == unsafe.SliceData(b) {
+			p.mu.Unlock()
+			return
+		}
+	}
+	p.mu.Unlock()
+	p.put(b)
 }
 
 // recycle returns a scratch tensor made by this Run (and not stored as a

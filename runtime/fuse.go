@@ -60,7 +60,7 @@ func (s *Session) fuse(nodes []*node, fed []bool, fetch []int, static map[int]*T
 		f.uses[v]++
 	}
 	// Patterns in priority order; each skips nodes an earlier one absorbed.
-	for _, match := range []func(*node){f.attention, f.rmsNorm, f.swiGLU, f.matmulTransposes} {
+	for _, match := range []func(*node){f.attention, f.rmsNorm, f.swiGLU, f.rope, f.matmulTransposes} {
 		for _, n := range nodes {
 			if !f.absorbed[n] {
 				match(n)
@@ -133,6 +133,33 @@ func (f *fuser) commit(name string, chain []*node, in []int, run func(ec *execCt
 	for i, n := range chain {
 		ops[i] = n.op
 	}
+	// Inputs of the chain's nodes from outside it that the fused kernel does
+	// not take (constants: a Slice's starts, a scale) are kept for runChain;
+	// any other is added to the unit's inputs.
+	made := map[int]bool{}
+	for _, n := range chain {
+		for _, o := range n.out {
+			made[o] = true
+		}
+	}
+	ext := map[int]bool{}
+	for _, v := range in {
+		ext[v] = true
+	}
+	consts := map[int]*Tensor{}
+	for _, n := range chain {
+		for _, v := range n.in {
+			if v < 0 || made[v] || ext[v] {
+				continue
+			}
+			if t := f.constant(v); t != nil {
+				consts[v] = t
+			} else {
+				in = append(in, v)
+				ext[v] = true
+			}
+		}
+	}
 	label := fmt.Sprintf("%s (fused %s: %s)", anchor.label(), name, strings.Join(ops, "+"))
 	f.fused[anchor] = unit{label: label, op: "Fused" + name, in: in, out: anchor.out, run: func(ec *execCtx, ins []*Tensor) ([]*Tensor, error) {
 		out, ok, err := run(ec, ins)
@@ -140,7 +167,7 @@ func (f *fuser) commit(name string, chain []*node, in []int, run func(ec *execCt
 			return nil, err
 		}
 		if !ok {
-			return runChain(ec, chain, in, ins)
+			return runChain(ec, chain, in, ins, consts)
 		}
 		res := make([]*Tensor, len(anchor.out))
 		res[0] = out
@@ -149,9 +176,12 @@ func (f *fuser) commit(name string, chain []*node, in []int, run func(ec *execCt
 }
 
 // runChain runs the original nodes of a fused chain (when a fused kernel's
-// conditions do not hold), given the chain's external inputs.
-func runChain(ec *execCtx, chain []*node, ext []int, ins []*Tensor) ([]*Tensor, error) {
+// conditions do not hold), given the chain's external inputs and constants.
+func runChain(ec *execCtx, chain []*node, ext []int, ins []*Tensor, consts map[int]*Tensor) ([]*Tensor, error) {
 	local := map[int]*Tensor{}
+	for v, t := range consts {
+		local[v] = t
+	}
 	for i, v := range ext {
 		local[v] = ins[i]
 	}
@@ -290,6 +320,35 @@ func (f *fuser) attention(sm *node) {
 	}
 	nodes = append(nodes, sm)
 	in := append([]int{g.a, g.b}, maskIn...)
+	masks := func(in []*Tensor) (mask, cond *Tensor, y float32) {
+		switch maskKind {
+		case "add":
+			mask = in[2]
+		case "where":
+			cond, y = in[2], in[3].Float32Data()[0]
+		}
+		return mask, cond, y
+	}
+	// Through the product with V when the probabilities are read by nothing
+	// else: MatMul(P, V) [V transposed] [→ Transpose keeping the last axis].
+	if pv := f.onlyReader(sm.out[0]); pv != nil && pv.op == "MatMul" && pv.in[0] == sm.out[0] && pv.in[1] != sm.out[0] {
+		gv := f.gemmOf(pv)
+		nodes = append(nodes, gv.nodes...)
+		var outPerm []int
+		if t := f.onlyReader(pv.out[0]); t != nil && t.op == "Transpose" {
+			if p := permAttr(t); p != nil && p[len(p)-1] == len(p)-1 {
+				outPerm = p
+				nodes = append(nodes, t)
+			}
+		}
+		vi := len(in)
+		in = append(in, gv.b)
+		f.commit("AttentionPV", nodes, in, func(ec *execCtx, in []*Tensor) (*Tensor, bool, error) {
+			mask, cond, y := masks(in)
+			return attentionPVKernel(ec, in[0], in[1], in[vi], g.aPerm, g.bPerm, gv.bPerm, outPerm, scale, scaleBy, mask, cond, y)
+		})
+		return
+	}
 	f.commit("Attention", nodes, in, func(ec *execCtx, in []*Tensor) (*Tensor, bool, error) {
 		var mask, cond *Tensor
 		var y float32
@@ -356,27 +415,13 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 				off += idx[i] * mst[i]
 			}
 		}
-		cs := []float32{c}
 		for row := lo; row < hi; row++ {
 			x := sd[row*S : (row+1)*S]
-			switch scale {
-			case "Div":
-				f32Row(opDiv, x, x, cs, 1, 0)
-			case "Mul":
-				f32Row(opMul, x, x, cs, 1, 0)
+			var ms int
+			if mst != nil {
+				ms = mst[r-1]
 			}
-			switch {
-			case mask != nil:
-				f32Row(opAdd, x, x, mask.Float32Data()[off:], 1, mst[r-1])
-			case cond != nil:
-				c := cond.BoolData()[off:]
-				for i := range x {
-					if !c[i*mst[r-1]] {
-						x[i] = y
-					}
-				}
-			}
-			softmaxRow(x, x, false)
+			scoreRow(x, scale, c, mask, cond, off, ms, y)
 			if mst == nil {
 				continue
 			}
@@ -392,6 +437,69 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 		}
 	})
 	return scores, true, nil
+}
+
+// vecScaleMaskMax, where the CPU allows, sets x[i] = x[i]/c + mask[i] (div)
+// or x[i]·c + mask[i] for len(x) a multiple of 8 and returns the new maximum
+// and whether any value is NaN; vecMulScalar multiplies x by c.
+var (
+	vecScaleMaskMax func(x, mask []float32, c float32, div bool) (float32, bool)
+	vecMulScalar    func(x []float32, c float32)
+	vecMulScalarTo  func(o, x []float32, c float32)
+)
+
+// mulScalarRow sets o[i] = x[i]·c (as f32Row with a scalar operand, without
+// putting the scalar in a slice, which would escape to the heap).
+func mulScalarRow(o, x []float32, c float32) {
+	n := 0
+	if vecMulScalarTo != nil {
+		n = len(o) &^ 7
+		if n > 0 {
+			vecMulScalarTo(o[:n], x[:n], c)
+		}
+	}
+	for i := n; i < len(o); i++ {
+		o[i] = x[i] * c
+	}
+}
+
+// scoreRow turns one row of attention scores into probabilities in place:
+// x ⊘ c (scale "Div", "Mul" or ""), then + mask[off + i·ms] or
+// where(cond[off + i·ms], ·, y), then softmax.
+func scoreRow(x []float32, scale string, c float32, mask, cond *Tensor, off, ms int, y float32) {
+	if n := len(x); vecScaleMaskMax != nil && n > 0 && n%8 == 0 && mask != nil && ms == 1 && (scale == "Div" || scale == "Mul") {
+		// One pass for the scale, the mask and the maximum, then the
+		// exponentials and their sum, then the normalization: the same
+		// float32 operations as the general path below.
+		m, nan := vecScaleMaskMax(x, mask.Float32Data()[off:off+n], c, scale == "Div")
+		if nan || math.IsInf(float64(m), -1) {
+			for i := range x {
+				x[i] = float32(math.NaN())
+			}
+			return
+		}
+		vecMulScalar(x, float32(1/expShiftSum(x, x, m)))
+		return
+	}
+	cs := [1]float32{c}
+	switch scale {
+	case "Div":
+		f32Row(opDiv, x, x, cs[:], 1, 0)
+	case "Mul":
+		f32Row(opMul, x, x, cs[:], 1, 0)
+	}
+	switch {
+	case mask != nil:
+		f32Row(opAdd, x, x, mask.Float32Data()[off:], 1, ms)
+	case cond != nil:
+		c := cond.BoolData()[off:]
+		for i := range x {
+			if !c[i*ms] {
+				x[i] = y
+			}
+		}
+	}
+	softmaxRow(x, x, false)
 }
 
 // matmulTransposes folds Transposes into a MatMul: on its inputs, and on its
@@ -538,14 +646,11 @@ func rmsNormKernel(ec *execCtx, x, w *Tensor, eps float32) (*Tensor, bool, error
 	parallelFor(ec.threads, rowsN, d*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := xd[r*d : (r+1)*d]
-			var s float64
-			for _, v := range row {
-				s += float64(v * v)
-			}
-			ms := float32(s / float64(d))
+			// As Pow(x, 2) then ReduceMean: float32 squares summed by sumLanes.
+			ms := float32(sumSquaresLanes(row) / float64(d))
 			inv := 1 / float32(math.Sqrt(float64(ms+eps)))
 			o := od[r*d : (r+1)*d]
-			f32Row(opMul, o, row, []float32{inv}, 1, 0)
+			mulScalarRow(o, row, inv)
 			f32Row(opMul, o, wd, o, 1, 1)
 		}
 	})

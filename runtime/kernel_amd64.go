@@ -77,3 +77,34 @@ func init() {
 		microKernelRows = microKernelRowsAVX2
 	}
 }
+
+// packRowsAVX copies np ≤ 4 sixteen-float panels of kc rows of a row-major
+// B (rows lds floats apart) into packed panels dps floats apart.
+//
+//go:noescape
+func packRowsAVX(dst, src *float32, kc, np, lds, dps int)
+
+func packRowsAsm(dst, src []float32, kc, np, lds, dps int) {
+	if kc <= 0 || np <= 0 {
+		return
+	}
+	_ = dst[(np-1)*dps+kc*gemmNR-1]
+	_ = src[(kc-1)*lds+np*gemmNR-1]
+	packRowsAVX(&dst[0], &src[0], kc, np, lds, dps)
+}
+
+func init() {
+	if useAsm {
+		packRows = packRowsAsm
+		ropeRowVec = func(o, x, c, s []float32, h int) {
+			_, _, _ = x[2*h-1], c[2*h-1], s[2*h-1]
+			_ = o[2*h-1]
+			ropeRowAVX2(&o[0], &x[0], &c[0], &s[0], h)
+		}
+	}
+}
+
+// ropeRowAVX2 is ropeRow for h a multiple of 8.
+//
+//go:noescape
+func ropeRowAVX2(o, x, c, s *float32, h int)

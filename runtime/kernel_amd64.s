@@ -284,3 +284,132 @@ overwrite:
 	VMOVUPS Y15, 32(DX)
 	VZEROUPPER
 	RET
+
+// func packRowsAVX(dst, src *float32, kc, np, lds, dps int)
+// For p < kc and q < np: dst[q·dps + 16p : +16] = src[p·lds + 16q : +16]
+// (np ≤ 4 panels of row-major B; lds and dps in floats).
+TEXT ·packRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ np+24(FP), BX
+	MOVQ lds+32(FP), R8
+	SHLQ $2, R8
+	MOVQ dps+40(FP), R9
+	SHLQ $2, R9
+	TESTQ CX, CX
+	JZ pdone
+	CMPQ BX, $4
+	JEQ p4
+	CMPQ BX, $2
+	JEQ p2
+
+p1or3:
+	// One panel at a time (np = 1 or 3).
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ CX, R12
+p1loop:
+	VMOVUPS (R10), Y0
+	VMOVUPS 32(R10), Y1
+	VMOVUPS Y0, (R11)
+	VMOVUPS Y1, 32(R11)
+	ADDQ R8, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ p1loop
+	ADDQ $64, SI
+	ADDQ R9, DI
+	DECQ BX
+	JNZ p1or3
+	JMP pdone
+
+p2:
+	LEAQ (DI)(R9*1), R11
+p2loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (R11)
+	VMOVUPS Y3, 32(R11)
+	ADDQ R8, SI
+	ADDQ $64, DI
+	ADDQ $64, R11
+	DECQ CX
+	JNZ p2loop
+	JMP pdone
+
+p4:
+	LEAQ (DI)(R9*1), R11
+	LEAQ (DI)(R9*2), R12
+	LEAQ (R11)(R9*2), R13
+p4loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VMOVUPS 128(SI), Y4
+	VMOVUPS 160(SI), Y5
+	VMOVUPS 192(SI), Y6
+	VMOVUPS 224(SI), Y7
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (R11)
+	VMOVUPS Y3, 32(R11)
+	VMOVUPS Y4, (R12)
+	VMOVUPS Y5, 32(R12)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y7, 32(R13)
+	ADDQ R8, SI
+	ADDQ $64, DI
+	ADDQ $64, R11
+	ADDQ $64, R12
+	ADDQ $64, R13
+	DECQ CX
+	JNZ p4loop
+
+pdone:
+	VZEROUPPER
+	RET
+
+// func ropeRowAVX2(o, x, c, s *float32, h int)
+// For j < h (h a multiple of 8):
+//   o[j]   = x[j]·c[j]     + (−x[j+h])·s[j]
+//   o[j+h] = x[j+h]·c[j+h] + x[j]·s[j+h]
+// each product rounded to float32, then summed (as Mul, Neg, Mul, Add).
+TEXT ·ropeRowAVX2(SB), NOSPLIT, $0-40
+	MOVQ o+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ c+16(FP), R8
+	MOVQ s+24(FP), R9
+	MOVQ h+32(FP), CX
+	LEAQ (CX*4), DX // h in bytes
+	MOVL $0x80000000, AX
+	MOVL AX, X15
+	VBROADCASTSS X15, Y15
+	SHRQ $3, CX
+	JZ rdone
+rloop:
+	VMOVUPS (SI), Y0          // x1
+	VMOVUPS (SI)(DX*1), Y1    // x2
+	VMULPS (R8), Y0, Y2       // x1·c1
+	VXORPS Y15, Y1, Y3        // −x2
+	VMULPS (R9), Y3, Y3       // (−x2)·s1
+	VADDPS Y3, Y2, Y2
+	VMOVUPS Y2, (DI)
+	VMULPS (R8)(DX*1), Y1, Y4 // x2·c2
+	VMULPS (R9)(DX*1), Y0, Y5 // x1·s2
+	VADDPS Y5, Y4, Y4
+	VMOVUPS Y4, (DI)(DX*1)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	DECQ CX
+	JNZ rloop
+rdone:
+	VZEROUPPER
+	RET

@@ -27,3 +27,20 @@ func init() {
 	vecExpShiftSum = func(d, s []float32, m float32) float32 { return expShiftSumAVX2(&d[0], &s[0], len(s), m) }
 	vecMax = func(x []float32) (float32, bool) { return maxAVX2(&x[0], len(x)) }
 }
+
+//go:noescape
+func scaleMaskMaxAVX2(x, mask *float32, c float32, n int, div bool) (m float32, nan bool)
+
+func init() {
+	if useAsm {
+		vecScaleMaskMax = func(x, mask []float32, c float32, div bool) (float32, bool) {
+			_ = mask[len(x)-1]
+			return scaleMaskMaxAVX2(&x[0], &mask[0], c, len(x), div)
+		}
+		vecMulScalar = func(x []float32, c float32) { mulVS(&x[0], &x[0], c, len(x)) }
+		vecMulScalarTo = func(o, x []float32, c float32) {
+			_ = x[len(o)-1]
+			mulVS(&o[0], &x[0], c, len(o))
+		}
+	}
+}

@@ -202,3 +202,54 @@ maxloop:
 	SETNE nan+20(FP)
 	VZEROUPPER
 	RET
+
+// func scaleMaskMaxAVX2(x, mask *float32, c float32, n int, div bool) (m float32, nan bool)
+// x[i] = x[i]/c + mask[i] (div) or x[i]·c + mask[i], in place; returns the
+// maximum of the new x and whether any is NaN (n a multiple of 8, > 0).
+TEXT ·scaleMaskMaxAVX2(SB), NOSPLIT, $0-45
+	MOVQ x+0(FP), DI
+	MOVQ mask+8(FP), SI
+	VBROADCASTSS c+16(FP), Y7
+	MOVQ n+24(FP), CX
+	MOVBLZX div+32(FP), AX
+	VXORPS Y9, Y9, Y9
+	VMOVUPS (DI), Y0
+	TESTL AX, AX
+	JZ smmulfirst
+	VDIVPS Y7, Y0, Y0
+	JMP smfirst
+smmulfirst:
+	VMULPS Y7, Y0, Y0
+smfirst:
+	VADDPS (SI), Y0, Y6 // running maximum, seeded with the first block
+	SHRQ $3, CX
+smloop:
+	VMOVUPS (DI), Y0
+	TESTL AX, AX
+	JZ smmul
+	VDIVPS Y7, Y0, Y0
+	JMP smadd
+smmul:
+	VMULPS Y7, Y0, Y0
+smadd:
+	VADDPS (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	VCMPPS $3, Y0, Y0, Y8
+	VORPS Y8, Y9, Y9
+	VMAXPS Y0, Y6, Y6
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ smloop
+	VEXTRACTF128 $1, Y6, X1
+	VMAXPS X1, X6, X6
+	VPERMILPS $0x4e, X6, X1
+	VMAXPS X1, X6, X6
+	VPERMILPS $0xb1, X6, X1
+	VMAXPS X1, X6, X6
+	MOVSS X6, m+40(FP)
+	VMOVMSKPS Y9, AX
+	TESTL AX, AX
+	SETNE nan+44(FP)
+	VZEROUPPER
+	RET

@@ -1,10 +1,19 @@
 package runtime
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // parallelMinWork is the amount of work (items × cost) below which a loop runs
 // on the calling goroutine: starting goroutines costs a few microseconds.
 const parallelMinWork = 1 << 15
+
+// chunksPerThread is how many pieces a parallel loop is cut into per thread.
+// The pieces are handed out as goroutines come free, so when another process
+// holds a core, the goroutine stuck behind it delays one small piece, not half
+// of the loop.
+const chunksPerThread = 4
 
 // parallelFor runs f over [0, n) in contiguous chunks on up to threads
 // goroutines (the caller's included) when n*cost is large enough.
@@ -20,6 +29,10 @@ func parallelElems(threads, n, cost int, f func(lo, hi int)) {
 	parallelChunks(threads, n, 16, cost, f)
 }
 
+// parallelChunks cuts [0, n) into chunks starting at multiples of align and
+// runs f on each, on up to threads goroutines taking chunks as they come free.
+// Every f(lo, hi) computes its own outputs, so results do not depend on how
+// the chunks fall.
 func parallelChunks(threads, n, align, cost int, f func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -28,18 +41,36 @@ func parallelChunks(threads, n, align, cost int, f func(lo, hi int)) {
 		f(0, n)
 		return
 	}
-	parts := min(threads, n)
+	parts := min(threads*chunksPerThread, n)
+	// Keep chunks above the minimum work where the loop allows.
+	if per := parallelMinWork / max(cost, 1); per > 0 {
+		parts = max(min(parts, n/per), threads)
+	}
 	chunk := (n + parts - 1) / parts
 	chunk = (chunk + align - 1) / align * align
+	parts = (n + chunk - 1) / chunk
+	if parts <= 1 {
+		f(0, n)
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			c := int(next.Add(1)) - 1
+			if c >= parts {
+				return
+			}
+			f(c*chunk, min((c+1)*chunk, n))
+		}
+	}
 	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
+	for range min(threads, parts) - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f(lo, hi)
+			work()
 		}()
 	}
-	f(0, min(chunk, n))
+	work()
 	wg.Wait()
 }

@@ -70,13 +70,21 @@ func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []
 		for pc := 0; pc < k; pc += gemmKC {
 			kc := min(gemmKC, k-pc)
 			bp := getPack(panels * kc * gemmNR)
-			packB(*bp, b, pc, jc, kc, nc)
 			mblocks := (m + gemmMC - 1) / gemmMC
-			// Tasks: M blocks, times column ranges when M alone cannot feed
-			// every thread.
+			// Pack B, in parallel chunks of panels when it is large.
+			if chunks := min(4*threads, panels/8); threads > 1 && chunks > 1 && mblocks*gemmMC*kc*nc >= 1<<20 {
+				parallelTasks(threads, chunks, func(t int) {
+					packB(*bp, b, pc, jc, kc, nc, t*panels/chunks, (t+1)*panels/chunks)
+				})
+			} else {
+				packB(*bp, b, pc, jc, kc, nc, 0, panels)
+			}
+			// Tasks: M blocks, times column ranges when M blocks alone are
+			// too few to balance the threads (about four tasks per thread,
+			// handed out as threads come free).
 			cols := 1
-			if mblocks < threads {
-				cols = min(panels, (threads+mblocks-1)/mblocks)
+			if want := 4 * threads; threads > 1 && mblocks < want {
+				cols = max(1, min(panels/2, (want+mblocks-1)/mblocks))
 			}
 			tasks := mblocks * cols
 			// Row-major A with alpha 1 is read in place (no packing of A);
@@ -86,8 +94,7 @@ func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []
 				ib, cb := t/cols, t%cols
 				ic := ib * gemmMC
 				mc := min(gemmMC, m-ic)
-				p0 := cb * panels / cols
-				p1 := (cb + 1) * panels / cols
+				p0, p1 := panelBound(cb, cols, panels), panelBound(cb+1, cols, panels)
 				// With beta = 0 the first K block overwrites C (no clearing).
 				acc := pc > 0 || beta != 0
 				if direct {
@@ -109,6 +116,15 @@ func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []
 			packPool.Put(bp)
 		}
 	}
+}
+
+// panelBound is where column range cb of cols starts, in panels: an even
+// number (so that the two-panel kernels are not split), or panels at the end.
+func panelBound(cb, cols, panels int) int {
+	if cb >= cols {
+		return panels
+	}
+	return cb * panels / cols &^ 1
 }
 
 // parallelTasks runs run(0..n-1) on up to threads goroutines, handing out
@@ -140,12 +156,39 @@ func parallelTasks(threads, n int, run func(int)) {
 	wg.Wait()
 }
 
-// packB packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each kc rows of NR
-// contiguous values (zero-padded past nc).
-func packB(dst []float32, b matView, pc, jc, kc, nc int) {
-	for p0 := 0; p0 < nc; p0 += gemmNR {
+// packRows, where available, copies np ≤ 4 full panels of kc rows of a
+// row-major B (rows lds apart) into packed panels dps apart.
+var packRows func(dst, src []float32, kc, np, lds, dps int)
+
+// packB packs panels q0..q1 of B[pc:pc+kc, jc:jc+nc] as NR-column panels,
+// each kc rows of NR contiguous values (zero-padded past nc).
+func packB(dst []float32, b matView, pc, jc, kc, nc, q0, q1 int) {
+	full := min(q1, nc/gemmNR)
+	if b.cs == 1 && full > q0 {
+		// Row-major B: four panels at a time, so that each k row is read as
+		// 256 contiguous bytes and written as four 64-byte runs.
+		base := b.off + pc*b.rs + jc
+		for g := q0; g < full; g += 4 {
+			np := min(4, full-g)
+			if packRows != nil {
+				packRows(dst[g*kc*gemmNR:], b.data[base+g*gemmNR:], kc, np, b.rs, kc*gemmNR)
+				continue
+			}
+			for p := range kc {
+				src := b.data[base+p*b.rs+g*gemmNR : base+p*b.rs+(g+np)*gemmNR]
+				for q := range np {
+					d := dst[(g+q)*kc*gemmNR+p*gemmNR:]
+					*(*[gemmNR]float32)(d) = *(*[gemmNR]float32)(src[q*gemmNR:])
+				}
+			}
+		}
+	} else {
+		full = q0
+	}
+	for pj := max(full, q0); pj < q1; pj++ {
+		p0 := pj * gemmNR
 		nr := min(gemmNR, nc-p0)
-		panel := dst[(p0/gemmNR)*kc*gemmNR:]
+		panel := dst[pj*kc*gemmNR:]
 		base := b.off + pc*b.rs + (jc+p0)*b.cs
 		if b.cs == 1 {
 			for p := range kc {
@@ -212,33 +255,78 @@ func packA(dst []float32, a matView, alpha float32, ic, pc, mc, kc int) {
 // macroKernel multiplies a packed A block (mc×kc) by NR-panels p0..p1 of a
 // packed B block, accumulating into C at (ic, jc).
 func macroKernel(ap, bp, c []float32, ldc, ic, jc, mc, nc, kc, p0, p1 int, acc bool) {
-	var tmp [gemmMR * gemmNR]float32
+	var tmp edgeTile
+	defer tmp.free()
+	pstride := kc * gemmNR
 	for pj := p0; pj < p1; pj++ {
 		j0 := pj * gemmNR
-		nr := min(gemmNR, nc-j0)
-		bpanel := bp[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
+		// Two full panels at once where the CPU has the wide kernel.
+		pair := microKernel2 != nil && pj+1 < p1 && j0+2*gemmNR <= nc
 		for i0 := 0; i0 < mc; i0 += gemmMR {
 			mr := min(gemmMR, mc-i0)
 			apanel := ap[(i0/gemmMR)*kc*gemmMR : (i0/gemmMR+1)*kc*gemmMR]
 			co := (ic+i0)*ldc + jc + j0
-			if mr == gemmMR && nr == gemmNR {
-				microKernel(kc, apanel, bpanel, c[co:], ldc, acc)
+			if mr == gemmMR && pair {
+				microKernel2(kc, apanel, bp[pj*pstride:(pj+2)*pstride], pstride, c[co:], ldc, acc)
 				continue
 			}
-			microKernel(kc, apanel, bpanel, tmp[:], gemmNR, false)
-			for i := range mr {
-				row := c[co+i*ldc : co+i*ldc+nr]
-				t := tmp[i*gemmNR : i*gemmNR+nr]
-				if acc {
-					for j := range row {
-						row[j] += t[j]
-					}
-				} else {
-					copy(row, t)
+			for q := range 1 + boolInt(pair) {
+				bq := bp[(pj+q)*pstride : (pj+q+1)*pstride]
+				cq := co + q*gemmNR
+				nq := min(gemmNR, nc-j0-q*gemmNR)
+				if mr == gemmMR && nq == gemmNR {
+					microKernel(kc, apanel, bq, c[cq:], ldc, acc)
+					continue
 				}
+				t := tmp.get()
+				microKernel(kc, apanel, bq, t, gemmNR, false)
+				addTile(c, cq, ldc, t, mr, nq, acc)
 			}
 		}
+		if pair {
+			pj++
+		}
 	}
+}
+
+// edgeTile is the 6×16 scratch tile of a ragged edge, taken from packPool on
+// first use (a local array would escape to the heap through the kernel
+// function values on every call).
+type edgeTile struct{ p *[]float32 }
+
+func (e *edgeTile) get() []float32 {
+	if e.p == nil {
+		e.p = getPack(gemmMR * gemmNR)
+	}
+	return *e.p
+}
+
+func (e *edgeTile) free() {
+	if e.p != nil {
+		packPool.Put(e.p)
+	}
+}
+
+// addTile adds (acc) or copies the mr×nr corner of a 6×16 tile into C at co.
+func addTile(c []float32, co, ldc int, tmp []float32, mr, nr int, acc bool) {
+	for i := range mr {
+		row := c[co+i*ldc : co+i*ldc+nr]
+		t := tmp[i*gemmNR : i*gemmNR+nr]
+		if acc {
+			for j := range row {
+				row[j] += t[j]
+			}
+		} else {
+			copy(row, t)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // macroKernelRows is macroKernel for a row-major A read in place (alpha 1):
@@ -252,35 +340,42 @@ func macroKernelRows(a matView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0
 		edge = *ep
 		packA(edge, a, 1, ic+full, pc, mc-full, kc)
 	}
-	var tmp [gemmMR * gemmNR]float32
-	for pj := p0; pj < p1; pj++ {
+	var tmp edgeTile
+	defer tmp.free()
+	pstride := kc * gemmNR
+	for pj := p0; pj < p1; {
 		j0 := pj * gemmNR
-		nr := min(gemmNR, nc-j0)
-		bpanel := bp[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
+		// Two full panels at once where the CPU has the wide kernel.
+		w := 1
+		if microKernelRows2 != nil && pj+1 < p1 && j0+2*gemmNR <= nc {
+			w = 2
+		}
 		for i0 := 0; i0 < mc; i0 += gemmMR {
 			mr := min(gemmMR, mc-i0)
 			co := (ic+i0)*ldc + jc + j0
-			if mr == gemmMR && nr == gemmNR {
-				microKernelRows(kc, a.data[a.off+(ic+i0)*a.rs+pc:], a.rs, bpanel, c[co:], ldc, acc)
+			arow := a.off + (ic+i0)*a.rs + pc
+			if mr == gemmMR && w == 2 {
+				microKernelRows2(kc, a.data[arow:], a.rs, bp[pj*pstride:(pj+2)*pstride], pstride, c[co:], ldc, acc)
 				continue
 			}
-			if mr == gemmMR {
-				microKernelRows(kc, a.data[a.off+(ic+i0)*a.rs+pc:], a.rs, bpanel, tmp[:], gemmNR, false)
-			} else {
-				microKernel(kc, edge, bpanel, tmp[:], gemmNR, false)
-			}
-			for i := range mr {
-				row := c[co+i*ldc : co+i*ldc+nr]
-				t := tmp[i*gemmNR : i*gemmNR+nr]
-				if acc {
-					for j := range row {
-						row[j] += t[j]
-					}
-				} else {
-					copy(row, t)
+			for q := range w {
+				bq := bp[(pj+q)*pstride : (pj+q+1)*pstride]
+				cq := co + q*gemmNR
+				nq := min(gemmNR, nc-j0-q*gemmNR)
+				if mr == gemmMR && nq == gemmNR {
+					microKernelRows(kc, a.data[arow:], a.rs, bq, c[cq:], ldc, acc)
+					continue
 				}
+				t := tmp.get()
+				if mr == gemmMR {
+					microKernelRows(kc, a.data[arow:], a.rs, bq, t, gemmNR, false)
+				} else {
+					microKernel(kc, edge, bq, t, gemmNR, false)
+				}
+				addTile(c, cq, ldc, t, mr, nq, acc)
 			}
 		}
+		pj += w
 	}
 }
 

@@ -89,7 +89,8 @@ func TestSgemm(t *testing.T) {
 // BenchmarkSgemm reports GFLOP/s of the matrix multiply on shapes from the
 // reference models and the ~370M Llama.
 func BenchmarkSgemm(b *testing.B) {
-	for _, sz := range [][3]int{{2048, 128, 128}, {2048, 384, 128}, {128, 128, 32}, {512, 1024, 1024}, {1024, 768, 3072}} {
+	for _, sz := range [][3]int{{2048, 128, 128}, {2048, 384, 128}, {128, 128, 32}, {512, 1024, 1024}, {1024, 768, 3072},
+		{512, 2816, 1024}, {512, 1024, 2816}, {512, 32000, 1024}, {128, 128, 64}, {128, 64, 128}} {
 		for _, threads := range []int{1, 2} {
 			m, n, k := sz[0], sz[1], sz[2]
 			b.Run(fmt.Sprintf("%dx%dx%d/threads=%d", m, n, k, threads), func(b *testing.B) {

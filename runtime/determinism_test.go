@@ -1,0 +1,87 @@
+package runtime_test
+
+import (
+	"fmt"
+	"math"
+	goruntime "runtime"
+	"testing"
+
+	"github.com/onnxslm/onnxslm/runtime"
+)
+
+// TestThreadsBitwise runs llama8 with 1, 2 and 3 threads, and with 2 threads
+// under GOMAXPROCS=1, and requires bitwise-identical logits and layer
+// boundary states: how work is split between goroutines must never change a
+// result (the SLM search's decisions and the output files depend on them).
+func TestThreadsBitwise(t *testing.T) {
+	tr := loadTruth(t, "llama8")
+	fetch := append([]string{"logits"}, tr.hiddenNames(t)...)
+	for _, rows := range []int{1, 4} {
+		feeds := map[string]*runtime.Tensor{"input_ids": calibRows(t, rows)}
+		var ref map[string]*runtime.Tensor
+		for _, c := range []struct {
+			threads, procs int
+		}{{1, 0}, {2, 0}, {3, 0}, {2, 1}} {
+			t.Run(fmt.Sprintf("rows=%d/threads=%d/procs=%d", rows, c.threads, c.procs), func(t *testing.T) {
+				if c.procs > 0 {
+					defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(c.procs))
+				}
+				s := loadSession(t, "llama8", runtime.Options{Threads: c.threads})
+				for run := range 2 { // the first Run of a shape is unfused, the second fused
+					out, err := s.Run(feeds, fetch)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ref == nil {
+						ref = out
+						continue
+					}
+					for _, name := range fetch {
+						if err := sameBits(out[name], ref[name]); err != nil {
+							t.Fatalf("run %d, %s: %v", run, name, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// sameBits compares two float32 tensors bit for bit.
+func sameBits(got, want *runtime.Tensor) error {
+	g, w := got.Float32Data(), want.Float32Data()
+	if len(g) != len(w) {
+		return fmt.Errorf("got %d values, want %d", len(g), len(w))
+	}
+	for i := range g {
+		if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+			return fmt.Errorf("value %d: got %v (%#08x), want %v (%#08x)", i, g[i], math.Float32bits(g[i]), w[i], math.Float32bits(w[i]))
+		}
+	}
+	return nil
+}
+
+// TestRecycle checks that outputs handed back with Recycle are reused without
+// changing later results, and that recycling twice is harmless.
+func TestRecycle(t *testing.T) {
+	s := loadSession(t, "llama8", runtime.Options{})
+	feeds := map[string]*runtime.Tensor{"input_ids": calibRows(t, 2)}
+	var want *runtime.Tensor
+	for run := range 4 {
+		out, err := s.Run(feeds, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits := out["logits"]
+		if want == nil {
+			want = logits.Clone()
+		} else if err := sameBits(logits, want); err != nil {
+			t.Fatalf("run %d after Recycle: %v", run, err)
+		}
+		s.Recycle(logits)
+		s.Recycle(logits, nil)
+		if got := logits.Shape(); len(got) != 1 || got[0] != 0 || len(logits.Float32Data()) != 0 {
+			t.Fatalf("recycled tensor has shape %v and %d values, want [0] and none", got, len(logits.Float32Data()))
+		}
+	}
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// ort_bench.js times onnxruntime-node on one model for onnxslm's speed
+// benchmark (internal/cmd/benchort). It stays alive and runs the model when
+// asked, so that the caller can interleave onnxruntime runs with its own and
+// both see the same machine load.
+//
+// Usage: node ort_bench.js REQUEST.json
+//
+// REQUEST.json:
+//   {"model": "/path/model.onnx",            // external data is found next to it
+//    "inputs": [{"name": "input_ids", "file": "/tmp/x/in0.npy"}, ...],
+//    "outputs": ["logits"],                  // [] or absent: every model output
+//    "intra_op_threads": 2,                  // optional, default 2
+//    "allow_spinning": true,                 // optional, default true (onnxruntime's
+//                                            // default); false sets
+//                                            // session.intra_op.allow_spinning=0
+//    "out_file": "/tmp/x/logits.npy"}        // optional: first output of the first run
+//
+// Every input is a .npy file (as for ort_run.js: little-endian, C order; <f4 <i8
+// <i4 |u1 |b1). Protocol, one JSON object per line on stdout:
+//   after loading:   {"ready": true, "ort_version": "1.30.0", "load_ms": 812.5}
+//   stdin "run N":   N runs, one after the other; then
+//                    {"ms": [t1, ..., tN], "cpu_ms": [c1, ..., cN]}
+//                    (wall and process CPU time, user + system, of each run)
+//   stdin "rss":     {"rss_bytes": R, "peak_rss_bytes": P} (from /proc/self/status)
+//   stdin "quit" or end of input: exit 0.
+// Errors go to stderr with exit status 1.
+'use strict';
+
+const fs = require('fs');
+const readline = require('readline');
+
+const DTYPES = {
+  '<f4': { ort: 'float32', array: Float32Array, size: 4 },
+  '<i8': { ort: 'int64', array: BigInt64Array, size: 8 },
+  '<i4': { ort: 'int32', array: Int32Array, size: 4 },
+  '|u1': { ort: 'uint8', array: Uint8Array, size: 1 },
+  '|b1': { ort: 'bool', array: Uint8Array, size: 1 },
+};
+
+function fail(msg) {
+  process.stderr.write(`ort_bench: ${msg}\n`);
+  process.exit(1);
+}
+
+function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') {
+    throw new Error(`${file}: not a .npy file`);
+  }
+  const major = buf[6];
+  let hlen, start;
+  if (major === 1) {
+    hlen = buf.readUInt16LE(8);
+    start = 10;
+  } else if (major === 2 || major === 3) {
+    hlen = buf.readUInt32LE(8);
+    start = 12;
+  } else {
+    throw new Error(`${file}: unsupported .npy version ${major}`);
+  }
+  const header = buf.toString('utf8', start, start + hlen);
+  const descr = /'descr':\s*'([^']*)'/.exec(header);
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
+  if (!descr || !fortran || !shape) {
+    throw new Error(`${file}: bad .npy header ${JSON.stringify(header)}`);
+  }
+  const dt = DTYPES[descr[1]];
+  if (!dt) throw new Error(`${file}: unsupported dtype ${descr[1]}`);
+  if (fortran[1] === 'True') throw new Error(`${file}: Fortran order is not supported`);
+  const dims = shape[1].split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
+  const count = dims.reduce((a, b) => a * b, 1);
+  const off = start + hlen;
+  if (buf.length - off !== count * dt.size) {
+    throw new Error(`${file}: ${buf.length - off} data bytes, shape (${dims}) of ${descr[1]} needs ${count * dt.size}`);
+  }
+  const data = new dt.array(count);
+  Buffer.from(data.buffer).set(buf.subarray(off, off + count * dt.size));
+  return { type: dt.ort, dims, data };
+}
+
+function writeNpyF32(file, tensor) {
+  if (tensor.type !== 'float32') throw new Error(`output of type ${tensor.type}: only float32 is written`);
+  const dims = tensor.dims.map(Number);
+  let dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims.join(', ')}${dims.length === 1 ? ',' : ''}), }`;
+  const total = 10 + dict.length + 1;
+  dict += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = Buffer.alloc(10);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(dict.length, 8);
+  const d = tensor.data;
+  fs.writeFileSync(file, Buffer.concat([head, Buffer.from(dict, 'latin1'), Buffer.from(d.buffer, d.byteOffset, d.byteLength)]));
+}
+
+function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function rss() {
+  const st = fs.readFileSync('/proc/self/status', 'utf8');
+  const kb = (key) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(st);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  return { rss_bytes: kb('VmRSS'), peak_rss_bytes: kb('VmHWM') };
+}
+
+function say(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+async function main() {
+  if (process.argv.length !== 3) fail('usage: node ort_bench.js REQUEST.json');
+  let ort;
+  try {
+    ort = require('onnxruntime-node');
+  } catch (e) {
+    fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
+  }
+  const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const feeds = {};
+  for (const inp of req.inputs || []) {
+    const a = readNpy(inp.file);
+    feeds[inp.name] = new ort.Tensor(a.type, a.data, a.dims);
+  }
+  const t0 = performance.now();
+  const options = {
+    intraOpNumThreads: req.intra_op_threads || 2,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  };
+  if (req.allow_spinning === false) {
+    options.extra = { session: { intra_op: { allow_spinning: '0' } } };
+  }
+  let session;
+  try {
+    session = await ort.InferenceSession.create(req.model, options);
+  } catch (e) {
+    fail(`load ${req.model}: ${e.message}`);
+  }
+  const fetches = req.outputs && req.outputs.length ? req.outputs : session.outputNames;
+  say({ ready: true, ort_version: ort.env.versions ? ort.env.versions.common : '', load_ms: performance.now() - t0 });
+
+  let first = true;
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) {
+    const words = line.trim().split(/\s+/);
+    if (words[0] === 'quit') break;
+    if (words[0] === 'rss') {
+      say(rss());
+      continue;
+    }
+    if (words[0] !== 'run') fail(`unknown command ${JSON.stringify(line)}`);
+    const n = Number(words[1] || 1);
+    if (!Number.isInteger(n) || n < 1) fail(`bad run count in ${JSON.stringify(line)}`);
+    const ms = [];
+    const cpu = [];
+    for (let i = 0; i < n; i++) {
+      const c0 = cpuMs();
+      const w0 = performance.now();
+      let results;
+      try {
+        results = await session.run(feeds, fetches);
+      } catch (e) {
+        fail(`run ${req.model}: ${e.message}`);
+      }
+      ms.push(performance.now() - w0);
+      cpu.push(cpuMs() - c0);
+      if (first && req.out_file) {
+        writeNpyF32(req.out_file, results[fetches[0]]);
+      }
+      first = false;
+    }
+    say({ ms, cpu_ms: cpu });
+  }
+  process.exit(0);
+}
+
+main().catch((e) => fail(e && e.stack ? e.stack : String(e)));
