@@ -292,6 +292,7 @@ func Perplexity(ctx context.Context, s *runtime.Session, rows [][]int64, opts Op
 			return nil, fmt.Errorf("lm: rows %d..%d: %w", lo, hi-1, err)
 		}
 		nll, n, err := NLL(out[logits], rows[lo:hi])
+		s.Recycle(out[logits]) // the batch's logits are done with: reuse their memory
 		if err != nil {
 			return nil, err
 		}

@@ -72,6 +72,7 @@ func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (floa
 			sum += c
 			n++
 		}
+		sess.Recycle(out[s.stack.FinalNorm])
 	}
 	s.evaluations++
 	s.elapsed += time.Since(t0)
