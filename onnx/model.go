@@ -25,6 +25,9 @@ type Model struct {
 	// ExternalFiles lists the external-data files the model referred to, by
 	// location as written in the model (relative to its folder), sorted, unique.
 	ExternalFiles []string
+	// DataUnread is set by LoadGraphOnly: tensors stored externally still
+	// refer to their files, unread, and the model cannot be run or saved.
+	DataUnread bool
 }
 
 // InputFiles lists the files the model was read from: Path and its external
@@ -61,7 +64,27 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	return resolve(mp, path, path)
+	return resolve(mp, path, path, true)
+}
+
+// LoadGraphOnly is Load without reading external data: every external
+// reference is checked as by Load (location inside the model's folder, offset
+// and length inside the file, length matching the dims), but the tensors keep
+// their references and the bytes stay on disk. It is for describing a model
+// (onnxslm inspect): memory is what the .onnx file holds, whatever the size
+// of its data files. The model has DataUnread set; values of external tensors
+// are not available.
+func LoadGraphOnly(path string) (*Model, error) {
+	mp, err := readModelFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	m, err := resolve(mp, path, path, false)
+	if err != nil {
+		return nil, err
+	}
+	m.DataUnread = len(m.ExternalFiles) > 0
+	return m, nil
 }
 
 // LoadBytes parses a serialized ModelProto; name is used in error messages.
@@ -81,24 +104,28 @@ func load(b []byte, name, path string) (*Model, error) {
 	if err := proto.Unmarshal(b, mp); err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, notONNX(err))
 	}
-	return resolve(mp, name, path)
+	return resolve(mp, name, path, true)
 }
 
 // resolve checks a decoded model and reads its external data (relative to
-// path's folder; none allowed when path is "").
-func resolve(mp *pb.ModelProto, name, path string) (*Model, error) {
+// path's folder; none allowed when path is ""), or only checks the references
+// when read is false.
+func resolve(mp *pb.ModelProto, name, path string, read bool) (*Model, error) {
 	if mp.Graph == nil {
 		return nil, fmt.Errorf("load %s: not an ONNX model: no graph", name)
 	}
 	if mp.GetIrVersion() >= 3 && len(mp.OpsetImport) == 0 {
 		return nil, fmt.Errorf("load %s: not a complete ONNX model (truncated?): no opset_import", name)
 	}
-	ext := &externalData{path: path}
+	ext := &externalData{path: path, checkOnly: !read}
 	defer ext.close()
 	_, _, err := mapTensors(mp.ProtoReflect(), "", func(where, _ string, t *pb.TensorProto) (*pb.TensorProto, error) {
 		if isExternal(t) || len(t.ExternalData) > 0 {
 			if err := ext.resolve(t); err != nil {
 				return nil, fmt.Errorf("load %s: %s: %w", name, whereOrName(where, t), err)
+			}
+			if !read {
+				return t, nil // checked against its file; the bytes stay there
 			}
 		}
 		if err := checkTensor(t); err != nil {
@@ -134,6 +161,9 @@ type externalData struct {
 	path    string // the model file; "" when loaded from bytes
 	realDir string // the model's folder with symlinks resolved
 	files   map[string]*extFile
+	// checkOnly: resolve checks a reference but reads nothing and leaves the
+	// tensor external.
+	checkOnly bool
 }
 
 type extFile struct {
@@ -183,7 +213,7 @@ func parseExternal(t *pb.TensorProto) (extRef, error) {
 }
 
 // resolve reads t's external data into t.RawData and clears its external
-// fields, or returns an error.
+// fields (with checkOnly, only checks the reference), or returns an error.
 func (e *externalData) resolve(t *pb.TensorProto) error {
 	r, err := parseExternal(t)
 	if err != nil {
@@ -223,6 +253,9 @@ func (e *externalData) resolve(t *pb.TensorProto) error {
 	}
 	if sized && r.length != want {
 		return fmt.Errorf("external data %q: %d bytes at offset %d, but dims %s of %s need %d", r.location, r.length, r.offset, dimsString(t.GetDims()), DTypeName(dt), want)
+	}
+	if e.checkOnly {
+		return nil
 	}
 	// r.length is now bounded by the file's size: allocating it is safe.
 	buf := make([]byte, r.length)

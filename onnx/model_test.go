@@ -297,6 +297,23 @@ func TestLoadExternalSeveralFiles(t *testing.T) {
 		t.Errorf("InputFiles = %v", in)
 	}
 	roundTrip(t, "external input", got.Proto)
+
+	// LoadGraphOnly: the same graph, the external tensors left unread.
+	lazy, err := LoadGraphOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lazy.DataUnread || !slices.Equal(lazy.ExternalFiles, got.ExternalFiles) {
+		t.Errorf("LoadGraphOnly: DataUnread %v, ExternalFiles %v", lazy.DataUnread, lazy.ExternalFiles)
+	}
+	if !proto.Equal(lazy.Proto, m) {
+		t.Errorf("LoadGraphOnly changed the model; want its external references as written")
+	}
+	if e1, b1 := Parameters(lazy.Proto); e1 == 0 {
+		t.Errorf("Parameters of the unread model = %d elements, %d bytes", e1, b1)
+	} else if e2, b2 := Parameters(got.Proto); e1 != e2 || b1 != b2 {
+		t.Errorf("Parameters: unread %d/%d, loaded %d/%d", e1, b1, e2, b2)
+	}
 }
 
 func setExternal(tp *pb.TensorProto, location, offset, length string) {
@@ -442,28 +459,35 @@ func setDims(t *testing.T, dir string, dims ...int64) {
 	writeProto(t, path, m)
 }
 
+// TestLoadHostile runs every hostile case through Load and LoadGraphOnly,
+// which must check external references alike.
 func TestLoadHostile(t *testing.T) {
 	for _, c := range hostileCases {
-		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			c.setup(t, dir)
-			path := filepath.Join(dir, "model.onnx")
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			m, err := Load(path)
-			runtime.ReadMemStats(&after)
-			if err == nil {
-				t.Fatalf("Load succeeded (%d initializers), want error %q", len(m.Proto.Graph.Initializer), c.want)
-			}
-			msg := err.Error()
-			prefix := "load " + path + ": "
-			if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
-				t.Errorf("got error\n\t%s\nwant one line starting %q containing\n\t%s", msg, prefix, c.want)
-			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
-				t.Errorf("Load allocated %d bytes before failing; want memory bounded by the files", alloc)
-			}
-		})
+		for _, loader := range []struct {
+			name string
+			load func(string) (*Model, error)
+		}{{"Load", Load}, {"LoadGraphOnly", LoadGraphOnly}} {
+			t.Run(c.name+"/"+loader.name, func(t *testing.T) {
+				dir := t.TempDir()
+				c.setup(t, dir)
+				path := filepath.Join(dir, "model.onnx")
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				m, err := loader.load(path)
+				runtime.ReadMemStats(&after)
+				if err == nil {
+					t.Fatalf("%s succeeded (%d initializers), want error %q", loader.name, len(m.Proto.Graph.Initializer), c.want)
+				}
+				msg := err.Error()
+				prefix := "load " + path + ": "
+				if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+					t.Errorf("got error\n\t%s\nwant one line starting %q containing\n\t%s", msg, prefix, c.want)
+				}
+				if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+					t.Errorf("%s allocated %d bytes before failing; want memory bounded by the files", loader.name, alloc)
+				}
+			})
+		}
 	}
 }
 

@@ -296,143 +296,41 @@ func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
 			}
 		}
 	}
-	le := binary.LittleEndian
 	b := t.RawData
 	switch dt {
 	case pb.TensorProto_FLOAT:
-		v := make([]float32, n)
-		if raw {
-			for i := range v {
-				v[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-			}
-		} else {
-			if err := checkCount("float_data", len(t.FloatData), n); err != nil {
-				return nil, err
-			}
-			copy(v, t.FloatData)
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "float_data", t.FloatData, same[float32])
 	case pb.TensorProto_DOUBLE:
-		v := make([]float64, n)
-		if raw {
-			for i := range v {
-				v[i] = math.Float64frombits(le.Uint64(b[8*i:]))
-			}
-		} else {
-			if err := checkCount("double_data", len(t.DoubleData), n); err != nil {
-				return nil, err
-			}
-			copy(v, t.DoubleData)
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "double_data", t.DoubleData, same[float64])
 	case pb.TensorProto_INT64:
-		v := make([]int64, n)
-		if raw {
-			for i := range v {
-				v[i] = int64(le.Uint64(b[8*i:]))
-			}
-		} else {
-			if err := checkCount("int64_data", len(t.Int64Data), n); err != nil {
-				return nil, err
-			}
-			copy(v, t.Int64Data)
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int64_data", t.Int64Data, same[int64])
 	case pb.TensorProto_UINT64:
-		v := make([]uint64, n)
-		if raw {
-			for i := range v {
-				v[i] = le.Uint64(b[8*i:])
-			}
-		} else {
-			if err := checkCount("uint64_data", len(t.Uint64Data), n); err != nil {
-				return nil, err
-			}
-			copy(v, t.Uint64Data)
-		}
-		out.Data = v
-	case pb.TensorProto_UINT32:
-		v := make([]uint32, n)
-		if raw {
-			for i := range v {
-				v[i] = le.Uint32(b[4*i:])
-			}
-		} else {
-			if err := checkCount("uint64_data", len(t.Uint64Data), n); err != nil {
-				return nil, err
-			}
-			for i, x := range t.Uint64Data {
-				if x > math.MaxUint32 {
-					return nil, fmt.Errorf("uint64_data[%d] = %d out of range for uint32", i, x)
-				}
-				v[i] = uint32(x)
-			}
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "uint64_data", t.Uint64Data, same[uint64])
 	case pb.TensorProto_INT32:
-		v := make([]int32, n)
-		if raw {
-			for i := range v {
-				v[i] = int32(le.Uint32(b[4*i:]))
-			}
-		} else {
-			if err := checkCount("int32_data", len(t.Int32Data), n); err != nil {
-				return nil, err
-			}
-			copy(v, t.Int32Data)
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, same[int32])
+	case pb.TensorProto_UINT32:
+		out.Data, err = decodeValues(raw, b, n, "uint64_data", t.Uint64Data, narrow[uint64, uint32](dt, "uint64_data", 0, math.MaxUint32))
 	case pb.TensorProto_INT16:
-		v := make([]int16, n)
-		if raw {
-			for i := range v {
-				v[i] = int16(le.Uint16(b[2*i:]))
-			}
-		} else if err := fromInt32s(t, dt, n, math.MinInt16, math.MaxInt16, func(i int, x int32) { v[i] = int16(x) }); err != nil {
-			return nil, err
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, narrow[int32, int16](dt, "int32_data", math.MinInt16, math.MaxInt16))
 	case pb.TensorProto_INT8:
-		v := make([]int8, n)
-		if raw {
-			for i := range v {
-				v[i] = int8(b[i])
-			}
-		} else if err := fromInt32s(t, dt, n, math.MinInt8, math.MaxInt8, func(i int, x int32) { v[i] = int8(x) }); err != nil {
-			return nil, err
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, narrow[int32, int8](dt, "int32_data", math.MinInt8, math.MaxInt8))
 	case pb.TensorProto_UINT8:
-		v := make([]uint8, n)
-		if raw {
-			copy(v, b)
-		} else if err := fromInt32s(t, dt, n, 0, math.MaxUint8, func(i int, x int32) { v[i] = uint8(x) }); err != nil {
-			return nil, err
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, narrow[int32, uint8](dt, "int32_data", 0, math.MaxUint8))
 	case pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		v := make([]uint16, n)
-		if raw {
-			for i := range v {
-				v[i] = le.Uint16(b[2*i:])
-			}
-		} else if err := fromInt32s(t, dt, n, 0, math.MaxUint16, func(i int, x int32) { v[i] = uint16(x) }); err != nil {
-			return nil, err
-		}
-		out.Data = v
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, narrow[int32, uint16](dt, "int32_data", 0, math.MaxUint16))
 	case pb.TensorProto_BOOL:
-		v := make([]bool, n)
 		if raw {
-			for i := range v {
-				if b[i] > 1 {
-					return nil, fmt.Errorf("raw_data[%d] = %d is not a bool (0 or 1)", i, b[i])
+			for i, x := range b {
+				if x > 1 {
+					return nil, fmt.Errorf("raw_data[%d] = %d is not a bool (0 or 1)", i, x)
 				}
-				v[i] = b[i] == 1
 			}
-		} else if err := fromInt32s(t, dt, n, 0, 1, func(i int, x int32) { v[i] = x == 1 }); err != nil {
-			return nil, err
 		}
-		out.Data = v
+		toBool := narrow[int32, uint8](dt, "int32_data", 0, 1)
+		out.Data, err = decodeValues(raw, b, n, "int32_data", t.Int32Data, func(i int, x int32) (bool, error) {
+			v, err := toBool(i, x)
+			return v == 1, err
+		})
 	case pb.TensorProto_STRING:
 		if raw {
 			return nil, errors.New("string tensor stored in raw_data")
@@ -448,22 +346,49 @@ func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
 	default:
 		return nil, fmt.Errorf("cannot decode data type %s", DTypeName(dt))
 	}
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
-// fromInt32s reads n values of a small type from int32_data, checking each is
-// within [lo, hi].
-func fromInt32s(t *pb.TensorProto, dt pb.TensorProto_DataType, n int, lo, hi int32, set func(int, int32)) error {
-	if err := checkCount("int32_data", len(t.Int32Data), n); err != nil {
-		return err
-	}
-	for i, x := range t.Int32Data {
-		if x < lo || x > hi {
-			return fmt.Errorf("int32_data[%d] = %d out of range for %s", i, x, DTypeName(dt))
+// decodeValues makes n values of T from raw_data (little endian; its size
+// already checked) or, when the tensor does not use raw_data, from its typed
+// field (named field, values typed) through conv.
+func decodeValues[S, T any](raw bool, b []byte, n int, field string, typed []S, conv func(int, S) (T, error)) ([]T, error) {
+	v := make([]T, n)
+	if raw {
+		if _, err := binary.Decode(b, binary.LittleEndian, v); err != nil {
+			return nil, fmt.Errorf("raw_data: %w", err)
 		}
-		set(i, x)
+		return v, nil
 	}
-	return nil
+	if err := checkCount(field, len(typed), n); err != nil {
+		return nil, err
+	}
+	for i, x := range typed {
+		y, err := conv(i, x)
+		if err != nil {
+			return nil, err
+		}
+		v[i] = y
+	}
+	return v, nil
+}
+
+// same is the conversion of a typed field that holds the tensor's own type.
+func same[T any](_ int, x T) (T, error) { return x, nil }
+
+// narrow is the conversion of a typed field that holds a wider integer type
+// (int32_data for 8- and 16-bit types, uint64_data for uint32): each value
+// must lie within [lo, hi].
+func narrow[S int32 | uint64, T int8 | int16 | uint8 | uint16 | uint32](dt pb.TensorProto_DataType, field string, lo, hi S) func(int, S) (T, error) {
+	return func(i int, x S) (T, error) {
+		if x < lo || x > hi {
+			return 0, fmt.Errorf("%s[%d] = %d out of range for %s", field, i, x, DTypeName(dt))
+		}
+		return T(x), nil
+	}
 }
 
 // EncodeTensor encodes t as a TensorProto named name, with the data in raw_data
@@ -492,117 +417,48 @@ func encodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 		Dims:     append([]int64{}, t.Dims...),
 	}
 	var count int
-	le := binary.LittleEndian
+	var want []pb.TensorProto_DataType // the data types Data's Go type can hold
 	switch v := t.Data.(type) {
 	case []float32:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_FLOAT); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 4*len(v))
-		for i, x := range v {
-			le.PutUint32(p.RawData[4*i:], math.Float32bits(x))
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_FLOAT}
 	case []float64:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_DOUBLE); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 8*len(v))
-		for i, x := range v {
-			le.PutUint64(p.RawData[8*i:], math.Float64bits(x))
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_DOUBLE}
 	case []int64:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_INT64); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 8*len(v))
-		for i, x := range v {
-			le.PutUint64(p.RawData[8*i:], uint64(x))
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT64}
 	case []uint64:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_UINT64); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 8*len(v))
-		for i, x := range v {
-			le.PutUint64(p.RawData[8*i:], x)
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT64}
 	case []int32:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_INT32); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 4*len(v))
-		for i, x := range v {
-			le.PutUint32(p.RawData[4*i:], uint32(x))
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT32}
 	case []uint32:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_UINT32); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 4*len(v))
-		for i, x := range v {
-			le.PutUint32(p.RawData[4*i:], x)
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT32}
 	case []int16:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_INT16); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 2*len(v))
-		for i, x := range v {
-			le.PutUint16(p.RawData[2*i:], uint16(x))
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT16}
 	case []uint16:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, 2*len(v))
-		for i, x := range v {
-			le.PutUint16(p.RawData[2*i:], x)
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16}
 	case []int8:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_INT8); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, len(v))
-		for i, x := range v {
-			p.RawData[i] = byte(x)
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT8}
 	case []uint8:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_UINT8); err != nil {
-			return nil, err
-		}
-		p.RawData = append(make([]byte, 0, len(v)), v...)
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT8}
 	case []bool:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_BOOL); err != nil {
-			return nil, err
-		}
-		p.RawData = make([]byte, len(v))
-		for i, x := range v {
-			if x {
-				p.RawData[i] = 1
-			}
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_BOOL}
 	case [][]byte:
-		count = len(v)
-		if err := wantType(t.DType, pb.TensorProto_STRING); err != nil {
-			return nil, err
-		}
+		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_STRING}
+	default:
+		return nil, fmt.Errorf("data of Go type %T for %s: not supported", t.Data, DTypeName(t.DType))
+	}
+	if err := wantType(t.DType, want...); err != nil {
+		return nil, err
+	}
+	if v, ok := t.Data.([][]byte); ok {
 		p.StringData = make([][]byte, len(v))
 		for i, s := range v {
 			p.StringData[i] = append([]byte{}, s...)
 		}
-	default:
-		return nil, fmt.Errorf("data of Go type %T for %s: not supported", t.Data, DTypeName(t.DType))
+	} else {
+		size := binary.Size(t.Data)
+		if p.RawData, err = binary.Append(make([]byte, 0, max(size, 0)), binary.LittleEndian, t.Data); err != nil {
+			return nil, err
+		}
 	}
 	if int64(count) != n {
 		return nil, fmt.Errorf("%d values, dims %s need %d", count, dimsString(t.Dims), n)

@@ -28,7 +28,9 @@ func init() {
 				if len(args) != 1 {
 					return usagef("inspect takes one MODEL (a path or builtin:NAME), got %d arguments", len(args))
 				}
-				m, err := loadModelArg(args[0])
+				// Describing a model needs its graph and dims, not its weights:
+				// external data is checked but not read.
+				m, err := loadModelWith(args[0], onnx.LoadGraphOnly)
 				if err != nil {
 					return err
 				}
@@ -44,7 +46,10 @@ func init() {
 
 // loadModelArg loads a MODEL argument: a path, or builtin:NAME for a model
 // shipped in the binary.
-func loadModelArg(arg string) (*onnx.Model, error) {
+func loadModelArg(arg string) (*onnx.Model, error) { return loadModelWith(arg, onnx.Load) }
+
+// loadModelWith is loadModelArg with load reading a path.
+func loadModelWith(arg string, load func(string) (*onnx.Model, error)) (*onnx.Model, error) {
 	if builtin.IsBuiltin(arg) {
 		b, err := builtin.Model(arg)
 		if err != nil {
@@ -52,7 +57,7 @@ func loadModelArg(arg string) (*onnx.Model, error) {
 		}
 		return onnx.LoadBytes(b, arg)
 	}
-	return onnx.Load(arg)
+	return load(arg)
 }
 
 // inspectReport is what `onnxslm inspect` prints, as a table or as JSON (one

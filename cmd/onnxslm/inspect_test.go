@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -156,20 +157,38 @@ func TestInspectTable(t *testing.T) {
 	}
 }
 
-// A model saved with external data lists its data file.
+// A model saved with external data lists its data file, and inspect (which
+// does not read the data) reports the rest as for the same model inline:
+// parameters, layers and all.
 func TestInspectExternal(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "m.onnx")
+	p, inline := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "inline.onnx")
 	if err := onnx.Save(builtinModel(t).Proto, p, onnx.SaveOptions{External: onnx.ExternalAlways}); err != nil {
+		t.Fatal(err)
+	}
+	if err := onnx.Save(builtinModel(t).Proto, inline, onnx.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, _ := runCLI(t, "inspect", "--json", p)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	files := decodeOne(t, stdout)["external_data_files"].([]any)
+	got := decodeOne(t, stdout)
+	files := got["external_data_files"].([]any)
 	if len(files) != 1 || files[0] != "m.onnx.data" {
 		t.Errorf("external_data_files = %v, want [m.onnx.data]", files)
+	}
+	code, stdout, _ = runCLI(t, "inspect", "--json", inline)
+	if code != 0 {
+		t.Fatalf("inline: exit %d", code)
+	}
+	want := decodeOne(t, stdout)
+	for _, k := range []string{"model", "external_data_files"} {
+		delete(got, k)
+		delete(want, k)
+	}
+	if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w || got["num_layers"] != float64(8) {
+		t.Errorf("inspect of the external-data model differs from the inline one's:\n%s\nwant\n%s", g, w)
 	}
 	if code, stdout, _ := runCLI(t, "inspect", p); code != 0 || !strings.Contains(stdout, "m.onnx.data") {
 		t.Errorf("table: exit %d, lacks the data file:\n%s", code, stdout)
