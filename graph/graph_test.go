@@ -3,22 +3,19 @@ package graph_test
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // node is a compact node spec for hand-built test graphs: "out1,out2 = Op(in1,in2)".
 func model(t testing.TB, inputs, outputs []string, inits map[string][]float32, nodes ...string) *pb.ModelProto {
@@ -384,67 +381,7 @@ func TestDumpGolden(t *testing.T) {
 	if err := g.Dump(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, filepath.Join("testdata", "llama3.golden"), b.String())
-}
-
-// golden compares got with the file, or rewrites it with -update; a mismatch is
-// shown as a line diff.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, lineDiff(string(want), got))
-	}
-}
-
-// lineDiff is a small unified-style diff of two texts.
-func lineDiff(a, b string) string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	// LCS table.
-	n, m := len(x), len(y)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out strings.Builder
-	shown := 0
-	for i, j := 0, 0; (i < n || j < m) && shown < 60; {
-		switch {
-		case i < n && j < m && x[i] == y[j]:
-			i++
-			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			fmt.Fprintf(&out, "+ %s\n", y[j])
-			j++
-			shown++
-		default:
-			fmt.Fprintf(&out, "- %s\n", x[i])
-			i++
-			shown++
-		}
-	}
-	return out.String()
+	golden.Check(t, filepath.Join("testdata", "llama3.golden"), b.String())
 }
 
 // TestValueInfoFollowsValues: value_info of removed values goes, that of renamed

@@ -2,11 +2,9 @@ package rewrite_test
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -21,8 +20,6 @@ import (
 	"github.com/onnxslm/onnxslm/rewrite"
 	"google.golang.org/protobuf/proto"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // readers returns, for each slot of layer li of s, the name of the tensor that the
 // slot's first use reads in the rewritten model r (through copied Transposes).
@@ -390,66 +387,9 @@ func TestGolden(t *testing.T) {
 			if err := g.Dump(&b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", tc.file), b.String())
+			golden.Check(t, filepath.Join("testdata", tc.file), b.String())
 		})
 	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, diff(string(want), got))
-	}
-}
-
-// diff shows the lines that differ, with a little context, as - and +.
-func diff(a, b string) string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	n, m := len(x), len(y)
-	lcs := make([][]int32, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int32, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out strings.Builder
-	shown := 0
-	for i, j := 0, 0; (i < n || j < m) && shown < 80; {
-		switch {
-		case i < n && j < m && x[i] == y[j]:
-			i++
-			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			fmt.Fprintf(&out, "+%s\n", y[j])
-			j++
-			shown++
-		default:
-			fmt.Fprintf(&out, "-%s\n", x[i])
-			i++
-			shown++
-		}
-	}
-	return out.String()
 }
 
 // TestMergeIsFast: the SLM search calls Merge for every candidate.

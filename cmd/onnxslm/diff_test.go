@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,14 +10,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // diffFixtures writes into dir: a.onnx, a small generated Llama of 4 layers;
 // b.onnx, a with layers 1..2 merged (paper rule, onnxslm metadata); c.onnx, a
@@ -62,13 +58,13 @@ func diffFixtures(t *testing.T, dir string) {
 // TestDiffGolden compares the text output with testdata/diff_*.golden (run
 // with -update to rewrite them after a deliberate change).
 func TestDiffGolden(t *testing.T) {
-	golden, err := filepath.Abs("testdata")
+	dir, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	diffFixtures(t, dir)
-	t.Chdir(dir)
+	work := t.TempDir()
+	diffFixtures(t, work)
+	t.Chdir(work) // the diff names the models as given: a.onnx, b.onnx
 	for _, c := range []struct{ name, a, b string }{
 		{"diff_merged.golden", "a.onnx", "b.onnx"},
 		{"diff_edited.golden", "a.onnx", "c.onnx"},
@@ -78,43 +74,8 @@ func TestDiffGolden(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("%s %s: exit %d, stderr %q; want 0 and nothing", c.a, c.b, code, stderr)
 		}
-		path := filepath.Join(golden, c.name)
-		if *updateGolden {
-			if err := os.MkdirAll(golden, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(stdout), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -run TestDiffGolden -update to create it)", err)
-		}
-		if stdout != string(want) {
-			t.Errorf("diff %s %s: output differs from %s:\n%s", c.a, c.b, c.name, diffLines(string(want), stdout))
-		}
+		golden.Check(t, filepath.Join(dir, c.name), stdout)
 	}
-}
-
-// diffLines shows the lines that differ between want and got.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b bytes.Buffer
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var x, y string
-		if i < len(w) {
-			x = w[i]
-		}
-		if i < len(g) {
-			y = g[i]
-		}
-		if x != y {
-			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, x, y)
-		}
-	}
-	return b.String()
 }
 
 // TestDiffSharedPruned diffs the shared llama8 against a copy with two
