@@ -6,6 +6,7 @@ import (
 	goruntime "runtime"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -14,8 +15,8 @@ import (
 // boundary states: how work is split between goroutines must never change a
 // result (the SLM search's decisions and the output files depend on them).
 func TestThreadsBitwise(t *testing.T) {
-	tr := loadTruth(t, "llama8")
-	fetch := append([]string{"logits"}, tr.hiddenNames(t)...)
+	hidden, _ := testenv.Streams(t, "llama8")
+	fetch := append([]string{"logits"}, hidden...)
 	for _, rows := range []int{1, 4} {
 		feeds := map[string]*runtime.Tensor{"input_ids": calibRows(t, rows)}
 		var ref map[string]*runtime.Tensor

@@ -1,9 +1,7 @@
 package runtime_test
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
@@ -12,54 +10,6 @@ import (
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokens"
 )
-
-// truth is the part of NAME.truth.json these tests read.
-type truth struct {
-	Config struct {
-		NLayers int `json:"n_layers"`
-		DModel  int `json:"d_model"`
-		Vocab   int `json:"vocab_size"`
-	} `json:"config"`
-	Boundaries []struct {
-		Kind    string `json:"kind"`
-		Index   *int   `json:"index"`
-		Matches []struct {
-			Value string `json:"value"`
-		} `json:"matches"`
-	} `json:"onnx_boundary_values"`
-	Perplexity map[string]json.RawMessage `json:"perplexity"`
-}
-
-func loadTruth(t *testing.T, name string) *truth {
-	t.Helper()
-	b, err := os.ReadFile(testenv.TestFile(t, name+".truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tr truth
-	if err := json.Unmarshal(b, &tr); err != nil {
-		t.Fatalf("%s.truth.json: %v", name, err)
-	}
-	return &tr
-}
-
-// hiddenNames returns the boundary value names, [0] entering layer 0 ...
-// [L] leaving the last layer.
-func (tr *truth) hiddenNames(t *testing.T) []string {
-	t.Helper()
-	names := make([]string, tr.Config.NLayers+1)
-	for _, b := range tr.Boundaries {
-		if b.Kind == "hidden" && b.Index != nil && len(b.Matches) > 0 {
-			names[*b.Index] = b.Matches[0].Value
-		}
-	}
-	for i, n := range names {
-		if n == "" {
-			t.Fatalf("truth: no boundary value for hidden %d", i)
-		}
-	}
-	return names
-}
 
 func loadSession(t testing.TB, name string, opts runtime.Options) *runtime.Session {
 	t.Helper()
@@ -144,9 +94,8 @@ const tol = 1e-4
 func TestReferenceModels(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			tr := loadTruth(t, name)
 			s := loadSession(t, name, runtime.Options{})
-			hidden := tr.hiddenNames(t)
+			hidden, _ := testenv.Streams(t, name)
 			fnorm := finalNormName(t, s)
 			fetch := append(append([]string{}, hidden...), fnorm, "logits")
 			feeds := map[string]*runtime.Tensor{"input_ids": calibRows(t, 2)}
@@ -200,9 +149,8 @@ func TestReferenceModels(t *testing.T) {
 func TestPartialRun(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			tr := loadTruth(t, name)
 			s := loadSession(t, name, runtime.Options{})
-			hidden := tr.hiddenNames(t)
+			hidden, _ := testenv.Streams(t, name)
 			ids := calibRows(t, 2)
 			full, err := s.Run(map[string]*runtime.Tensor{"input_ids": ids}, append(append([]string{}, hidden...), "logits"))
 			if err != nil {

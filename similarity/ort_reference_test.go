@@ -16,52 +16,6 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
-// boundaryValues returns the ONNX value names that carry the residual stream
-// out of layers 0..L-1 and the final-normed output, from NAME.truth.json.
-func boundaryValues(t *testing.T, name string) (layers []string, finalNorm string) {
-	t.Helper()
-	b, err := os.ReadFile(testenv.TestFile(t, name+".truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var truth struct {
-		Boundary []struct {
-			Kind    string `json:"kind"`
-			Index   *int   `json:"index"`
-			Matches []struct {
-				Value string `json:"value"`
-			} `json:"matches"`
-		} `json:"onnx_boundary_values"`
-	}
-	if err := json.Unmarshal(b, &truth); err != nil {
-		t.Fatal(err)
-	}
-	hidden := map[int]string{}
-	for _, v := range truth.Boundary {
-		if len(v.Matches) == 0 {
-			continue
-		}
-		switch {
-		case v.Kind == "hidden" && v.Index != nil:
-			hidden[*v.Index] = v.Matches[0].Value
-		case v.Kind == "final_norm":
-			finalNorm = v.Matches[0].Value
-		}
-	}
-	// hidden[i] enters layer i; layer i's output is hidden[i+1].
-	for i := 1; ; i++ {
-		v, ok := hidden[i]
-		if !ok {
-			break
-		}
-		layers = append(layers, v)
-	}
-	if len(layers) == 0 {
-		t.Fatalf("%s.truth.json: no onnx_boundary_values", name)
-	}
-	return append([]string{hidden[0]}, layers...), finalNorm
-}
-
 // withOutputs writes a copy of a shared model that also outputs the named
 // values (name-only ValueInfos: onnxruntime infers their types).
 func withOutputs(t *testing.T, name string, values []string) string {
@@ -100,7 +54,7 @@ func TestCKAMatrixMatchesReference(t *testing.T) {
 	}
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			values, _ := boundaryValues(t, name)
+			values, _ := testenv.Streams(t, name)
 			model := withOutputs(t, name, values)
 			out, err := ort.Run(model, map[string]*npy.Array{"input_ids": calib}, values)
 			if err != nil {

@@ -1,10 +1,8 @@
 package similarity_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
@@ -14,42 +12,6 @@ import (
 	"github.com/onnxslm/onnxslm/similarity"
 	"github.com/onnxslm/onnxslm/tokens"
 )
-
-// layerOutputs returns the ONNX value names of the residual stream leaving
-// layers 0..L-1 (onnx_boundary_values with index 1..L in NAME.truth.json).
-func layerOutputs(t *testing.T, name string) []string {
-	t.Helper()
-	b, err := os.ReadFile(testenv.TestFile(t, name+".truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var truth struct {
-		Boundary []struct {
-			Kind    string `json:"kind"`
-			Index   *int   `json:"index"`
-			Matches []struct {
-				Value string `json:"value"`
-			} `json:"matches"`
-		} `json:"onnx_boundary_values"`
-	}
-	if err := json.Unmarshal(b, &truth); err != nil {
-		t.Fatal(err)
-	}
-	byIndex := map[int]string{}
-	for _, v := range truth.Boundary {
-		if v.Kind == "hidden" && v.Index != nil && len(v.Matches) > 0 {
-			byIndex[*v.Index] = v.Matches[0].Value
-		}
-	}
-	var out []string
-	for i := 1; byIndex[i] != ""; i++ {
-		out = append(out, byIndex[i])
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s.truth.json: no layer boundary values", name)
-	}
-	return out
-}
 
 // TestCKAMatrixWithGoRuntime is the product's path: the Go runtime taps every
 // layer's output on each of the 16 calibration sequences, one minibatch per
@@ -72,7 +34,8 @@ func TestCKAMatrixWithGoRuntime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fetch := layerOutputs(t, name)
+			hidden, _ := testenv.Streams(t, name)
+			fetch := hidden[1:] // the stream leaving each layer
 			acc, err := similarity.NewCKAMatrix(len(fetch), similarity.LinearKernel)
 			if err != nil {
 				t.Fatal(err)

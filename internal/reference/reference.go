@@ -70,6 +70,27 @@ func (t *Truth) Boundaries() [][]string {
 	return out
 }
 
+// Streams returns the canonical value names of the residual stream, [0]
+// entering layer 0 ... [L] leaving the last layer, and of the final-normed
+// hidden state; an error if a stream index has no value.
+func (t *Truth) Streams() (hidden []string, finalNorm string, err error) {
+	for i, names := range t.Boundaries() {
+		if len(names) == 0 {
+			return nil, "", fmt.Errorf("truth of %s: no value for stream index %d", t.Model, i)
+		}
+		hidden = append(hidden, names[0])
+	}
+	if len(hidden) < 2 {
+		return nil, "", fmt.Errorf("truth of %s: %d stream values, want one per layer boundary", t.Model, len(hidden))
+	}
+	for _, b := range t.BoundaryValues {
+		if b.Kind == "final_norm" && len(b.Matches) > 0 {
+			finalNorm = b.Matches[0].Value
+		}
+	}
+	return hidden, finalNorm, nil
+}
+
 // Step is one scored candidate of a recorded SLM trace.
 type Step struct {
 	Low    int     `json:"low"`

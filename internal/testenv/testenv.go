@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/reference"
 )
 
 // SkipMessage is the reason given when ../shared/testmodels is absent.
@@ -90,4 +92,20 @@ func TestFile(t testing.TB, rel string) string {
 		t.Fatalf("testenv: %v", err)
 	}
 	return p
+}
+
+// Streams returns, from the shared model NAME's truth file, the value names
+// of its residual stream ([0] entering layer 0 ... [L] leaving the last
+// layer) and of its final-normed hidden state.
+func Streams(t testing.TB, name string) (hidden []string, finalNorm string) {
+	t.Helper()
+	tr, err := reference.LoadTruth(TestModelsDir(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden, finalNorm, err = tr.Streams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hidden, finalNorm
 }
