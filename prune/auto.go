@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -36,6 +37,10 @@ type autoConfig struct {
 	// Joint is how many of the cheapest combinations (by summed single-window
 	// cost) are built and measured whole.
 	Joint int
+	// MaxSpans bounds the windows measured (each with every rule): a deeper
+	// model has more windows than that, and only MaxSpans of them, screened
+	// from the cached stream (screenSpans), are measured. 0: all.
+	MaxSpans int
 }
 
 // defaultAuto is the auto method's configuration. It was chosen on the
@@ -48,6 +53,7 @@ var defaultAuto = autoConfig{
 	Ridge:     0.01,
 	RidgeGrid: []float64{0.001, 0.01, 0.1, 1},
 	Joint:     8,
+	MaxSpans:  20,
 }
 
 // cost ranks candidates: the mean KL divergence (nats per token) from the
@@ -72,6 +78,12 @@ type AutoReport struct {
 	Ridge     float64 `json:"ridge"`
 	// RidgeTrials are the ridges tried for the chosen set.
 	RidgeTrials []RidgeTrial `json:"ridge_trials,omitempty"`
+	// Spans counts the windows of 2..k+1 layers (at most MaxWindow);
+	// SpansMeasured those measured, all of them unless Screen says how they
+	// were screened (a deep model).
+	Spans         int    `json:"spans"`
+	SpansMeasured int    `json:"spans_measured"`
+	Screen        string `json:"screen,omitempty"`
 	// Options counts the single-window options measured; Combinations lists the
 	// sets of windows measured whole.
 	Options      int               `json:"options"`
@@ -118,8 +130,9 @@ type RidgeTrial struct {
 
 // autoOption is one way to treat one window, measured alone.
 type autoOption struct {
-	win rewrite.Window // Rule set; Repair as fitted alone (refitted in a set)
-	m   metrics
+	win      rewrite.Window // Rule set; no Repair (refitted when chosen)
+	repaired bool           // whether a repair was fitted when it was measured
+	m        metrics
 }
 
 // autoResult is the auto method's decision.
@@ -128,6 +141,8 @@ type autoResult struct {
 	lowest int
 	m      metrics
 	report *AutoReport
+	// options are the single-window options measured (for tests).
+	options []autoOption
 }
 
 // autoSearch chooses windows, a merge rule for each and their repairs, to
@@ -155,37 +170,86 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	if cfg.MaxWindow > 0 {
 		maxW = min(maxW, cfg.MaxWindow)
 	}
+	// A window lo..hi keeps (a merge of) layer lo and loses what layers
+	// lo+1..hi did to the stream: its screening score is their span influence.
+	removed := func(lo, hi int) (float64, error) { return a.sc.cal.spanInfluence(lo+1, hi) }
+	spans, total, err := screenSpans(L, k, maxW, cfg.MaxSpans, removed)
+	if err != nil {
+		return nil, err
+	}
+	rep.Spans, rep.SpansMeasured = total, len(spans)
+	if len(spans) < total {
+		rep.Screen = fmt.Sprintf("%d of the %d windows: per size, those whose removed layers low+1..high turn the stream least (1 - cos(h_low+1, h_high+1)), round-robin over the sizes; then the neighbours of the best set's windows", len(spans), total)
+	}
 	var singles []autoOption
 	var segs []slm.Segment
-	for size := 2; size <= maxW; size++ {
-		for lo := 0; lo+size <= L; lo++ {
-			for _, rule := range cfg.Rules {
-				plan := rewrite.Plan{Windows: []rewrite.Window{{Low: lo, High: lo + size - 1, Rule: rule}}}
-				if cfg.Repair {
-					var err error
-					if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
-						return nil, err
-					}
+	measured := map[span]bool{}
+	measureSpan := func(sp span) error {
+		measured[sp] = true
+		for _, rule := range cfg.Rules {
+			plan := rewrite.Plan{Windows: []rewrite.Window{{Low: sp.Low, High: sp.High, Rule: rule}}}
+			if cfg.Repair {
+				if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
+					return err
 				}
-				m, err := a.measure(ctx, plan, lo)
-				if err != nil {
-					return nil, fmt.Errorf("window %d..%d (%s): %w", lo, lo+size-1, rule, err)
-				}
-				win := plan.Windows[0]
-				if sameAsEarlier(singles, win, m) {
-					continue // another rule built the same layer (paper and code on two layers without biases)
-				}
-				singles = append(singles, autoOption{win: win, m: m})
-				segs = append(segs, slm.Segment{Low: win.Low, High: win.High, Removes: size - 1, Cost: cost(m), Choice: len(singles) - 1})
 			}
+			m, err := a.measure(ctx, plan, sp.Low)
+			if err != nil {
+				return fmt.Errorf("window %d..%d (%s): %w", sp.Low, sp.High, rule, err)
+			}
+			win := plan.Windows[0]
+			if sameAsEarlier(singles, win, m) {
+				continue // another rule built the same layer (paper and code on two layers without biases)
+			}
+			// The fitted matrix (d×d floats) is not kept: hundreds of options
+			// would hold gigabytes on a wide model. A chosen single window is
+			// refitted (the fit is deterministic).
+			singles = append(singles, autoOption{win: rewrite.Window{Low: win.Low, High: win.High, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
+			segs = append(segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(singles) - 1})
+		}
+		return nil
+	}
+	for _, sp := range spans {
+		if err := measureSpan(sp); err != nil {
+			return nil, err
 		}
 	}
-	rep.Options = len(singles)
 	combos, err := slm.BestCombinations(L, k, segs, max(1, cfg.Joint))
 	if err != nil {
 		return nil, err
 	}
-	out := &autoResult{report: rep}
+	// A screened search then looks around its best set: the windows one layer
+	// off each of its windows (shifted, grown or shrunk) are measured too, and
+	// the sets are found again, until the best set's neighbours are all
+	// measured or MaxSpans/2 more windows have been.
+	for extra := 0; len(spans) < total && extra < cfg.MaxSpans/2; {
+		var next []span
+		for _, sg := range combos[0].Segments {
+			w := singles[sg.Choice].win
+			for _, d := range [][2]int{{-1, -1}, {1, 1}, {-1, 0}, {0, 1}, {1, 0}, {0, -1}} {
+				n := span{w.Low + d[0], w.High + d[1]}
+				if size := n.High - n.Low + 1; n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !measured[n] && !slices.Contains(next, n) {
+					next = append(next, n)
+				}
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		next = next[:min(len(next), cfg.MaxSpans/2-extra)]
+		for _, sp := range next {
+			if err := measureSpan(sp); err != nil {
+				return nil, err
+			}
+		}
+		extra += len(next)
+		rep.SpansMeasured += len(next)
+		if combos, err = slm.BestCombinations(L, k, segs, max(1, cfg.Joint)); err != nil {
+			return nil, err
+		}
+	}
+	rep.Options = len(singles)
+	out := &autoResult{report: rep, options: singles}
 	best := -1
 	for _, c := range combos {
 		var plan rewrite.Plan
@@ -196,19 +260,16 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 			plan.Windows = append(plan.Windows, w)
 			lowest = min(lowest, w.Low)
 		}
-		var m metrics
-		if len(c.Segments) == 1 {
-			plan.Windows[0] = singles[c.Segments[0].Choice].win
-			m = singles[c.Segments[0].Choice].m
-		} else {
-			if cfg.Repair {
-				if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
-					return nil, err
-				}
-			}
-			if m, err = a.measure(ctx, plan, lowest); err != nil {
+		if cfg.Repair {
+			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
 				return nil, err
 			}
+		}
+		var m metrics
+		if len(c.Segments) == 1 {
+			m = singles[c.Segments[0].Choice].m // measured alone already, with this very repair
+		} else if m, err = a.measure(ctx, plan, lowest); err != nil {
+			return nil, err
 		}
 		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.KL[1]}
 		for i, s := range c.Segments {
@@ -222,28 +283,46 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	}
 	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
 		bestChk := out.m.KL[1]
-		for _, r := range cfg.RidgeGrid {
-			if r == cfg.Ridge {
-				continue
-			}
+		try := func(r float64) error {
 			plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
 			for i := range plan.Windows {
 				plan.Windows[i].Repair = nil
 			}
 			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: r}); err != nil {
-				return nil, err
+				return err
 			}
 			m, err := a.measure(ctx, plan, out.lowest)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
 			if m.KL[1] < bestChk {
 				bestChk = m.KL[1]
 				out.plan, out.m, rep.Ridge = plan, m, r
 			}
+			return nil
+		}
+		for _, r := range cfg.RidgeGrid {
+			if r != cfg.Ridge {
+				if err := try(r); err != nil {
+					return nil, err
+				}
+			}
 		}
 		rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: cfg.Ridge, CheckKL: rep.Combinations[best].KLCheck})
+		// Few calibration tokens for a wide model overfit the d×d repairs: when
+		// the grid's largest ridge is the best, larger ones are tried (×10
+		// each) while they keep improving the held-out rows.
+		edge := slices.Max(append([]float64{cfg.Ridge}, cfg.RidgeGrid...))
+		for range 3 {
+			if rep.Ridge != edge {
+				break
+			}
+			edge *= 10
+			if err := try(edge); err != nil {
+				return nil, err
+			}
+		}
 	}
 	rep.Combinations[best].Chosen = true
 	rep.Windows = rep.Combinations[best].Windows
@@ -270,7 +349,7 @@ func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
 		return true
 	}
 	for _, o := range opts {
-		if o.win.Low == w.Low && o.win.High == w.High && (o.win.Repair == nil) == (w.Repair == nil) &&
+		if o.win.Low == w.Low && o.win.High == w.High && o.repaired == (w.Repair != nil) &&
 			near(o.m.KL, m.KL) && near(o.m.NLL, m.NLL) && near(o.m.Cos, m.Cos) {
 			return true
 		}

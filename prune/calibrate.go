@@ -73,3 +73,21 @@ func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, r
 	}
 	return cal, nil
 }
+
+// spanInfluence is the Block Influence of layers lo..hi taken together: 1 −
+// the mean over calibration tokens of cos(h_lo, h_{hi+1}), from the cached
+// stream (no model run). A window whose layers barely turn the stream is a
+// cheap one to merge.
+func (c *calibration) spanInfluence(lo, hi int) (float64, error) {
+	var acc similarity.BlockInfluenceMean
+	for _, b := range c.batches {
+		if lo < 0 || hi+1 >= len(b.hidden) || lo > hi {
+			return 0, fmt.Errorf("span %d..%d outside the %d layers", lo, hi, len(b.hidden)-1)
+		}
+		in, out := b.hidden[lo], b.hidden[hi+1]
+		if err := acc.Add(in.Float32Data(), out.Float32Data(), in.Dim(in.Rank()-1)); err != nil {
+			return 0, fmt.Errorf("block influence of layers %d..%d: %w", lo, hi, err)
+		}
+	}
+	return acc.Value(), nil
+}

@@ -10,7 +10,7 @@
 # then, each under /usr/bin/time -v:
 #   inspect   onnxslm inspect --json MODEL
 #   eval      onnxslm eval --json MODEL --tokens eval.txt
-#   prune     onnxslm --method $SCALE_METHOD --prune-ratio 0.25 --calib calib.txt MODEL OUT --report report.json
+#   prune     onnxslm --method ${SCALE_METHOD:-auto} --prune-ratio 0.25 --calib calib.txt MODEL OUT --report report.json
 #   eval-out  onnxslm eval --json OUT --tokens eval.txt
 #   ort-out   onnxruntime-node (tools/judges/ort_run.js) runs OUT on eval.txt
 # and checks that onnxruntime's mean NLL on OUT equals onnxslm eval's within 1e-4
@@ -72,7 +72,7 @@ tokens 1 "$work/calib.txt"
 tokens 2 "$work/eval.txt"
 
 # --- the steps ------------------------------------------------------------------
-out="$work/llama374m-slm.onnx"
+out="$work/llama374m-pruned.onnx"
 rm -f "$out" "$out.data" "$work/over.txt"
 steps=()
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -85,9 +85,8 @@ run() { # NAME CMD...: run under /usr/bin/time -v, keep stdout in NAME.out
 }
 run inspect "$onnxslm" inspect --json "$model"
 run eval "$onnxslm" eval --json "${threads[@]}" "$model" --tokens "$work/eval.txt"
-# SCALE_METHOD picks the pruning method (default slm: the default method, auto,
-# does not yet bound its search for a 24-layer model; see docs/SCALE.md).
-run prune "$onnxslm" --method "${SCALE_METHOD:-slm}" --prune-ratio 0.25 --calib "$work/calib.txt" "${threads[@]}" "$model" "$out" --report "$work/report.json"
+# SCALE_METHOD picks the pruning method (default: the CLI's default, auto).
+run prune "$onnxslm" --method "${SCALE_METHOD:-auto}" --prune-ratio 0.25 --calib "$work/calib.txt" "${threads[@]}" "$model" "$out" --report "$work/report.json"
 run eval-out "$onnxslm" eval --json "${threads[@]}" "$out" --tokens "$work/eval.txt"
 
 # onnxruntime on the pruned model: the same tokens, the mean NLL compared.
