@@ -383,6 +383,9 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		a.fits++
 		sc.evaluations++
 		sc.elapsed += time.Since(t0)
+		if sc.step != nil {
+			sc.step()
+		}
 	}
 	return out, nil
 }

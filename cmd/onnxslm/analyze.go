@@ -14,7 +14,6 @@ import (
 
 	"github.com/onnxslm/onnxslm/heatmap"
 	"github.com/onnxslm/onnxslm/internal/builtin"
-	"github.com/onnxslm/onnxslm/internal/progress"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/prune"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -36,6 +35,7 @@ func init() {
 			fs.IntVar(&o.batch, "batch", 8, "calibration sequences per forward pass")
 			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or messages on stderr")
+			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
 					return usagef("analyze takes one MODEL (a path or builtin:NAME), got %d arguments", len(args))
@@ -56,6 +56,7 @@ type analyzeFlags struct {
 	batch      int
 	threads    int
 	quiet      bool
+	verbose    bool
 }
 
 // analyzeReport is what `onnxslm analyze --json` prints: one object.
@@ -120,7 +121,7 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 		return usagef("--thresholds: give at least one threshold")
 	}
 
-	rep := progress.NewWith(io.Stderr, progress.Options{Enabled: !f.quiet, Terminal: io.Terminal})
+	rep := newReporter(io, f.quiet, f.verbose)
 	load := rep.Start("load "+modelArg, 0)
 	m, err := loadModelArg(modelArg)
 	load.Done()

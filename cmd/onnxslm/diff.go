@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/onnxslm/onnxslm/internal/progress"
 	"github.com/onnxslm/onnxslm/modeldiff"
 )
 
@@ -26,6 +25,7 @@ func init() {
 			fs.BoolVar(&o.json, "json", false, "print one JSON object on stdout (every node and initializer by name)")
 			fs.IntVar(&o.limit, "limit", 20, "list at most this many items per section in the text output (0: all)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
+			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 2 {
 					return usagef("diff takes two models A and B (paths or builtin:NAME), got %d arguments", len(args))
@@ -40,13 +40,14 @@ func init() {
 }
 
 type diffFlags struct {
-	json  bool
-	limit int
-	quiet bool
+	json    bool
+	limit   int
+	quiet   bool
+	verbose bool
 }
 
 func runDiff(ctx context.Context, io *stdio, argA, argB string, f *diffFlags) error {
-	rep := progress.NewWith(io.Stderr, progress.Options{Enabled: !f.quiet, Terminal: io.Terminal})
+	rep := newReporter(io, f.quiet, f.verbose)
 	load := rep.Start("load "+argA, 0)
 	a, err := loadModelArg(argA)
 	load.Done()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/onnxslm/onnxslm/internal/progress"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/prune"
@@ -39,6 +38,7 @@ func init() {
 			fs.IntVar(&o.batch, "batch", 8, "calibration sequences per forward pass")
 			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or summary on stderr")
+			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 2 {
 					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
@@ -57,6 +57,7 @@ type pruneFlags struct {
 	report           string
 	json, external   bool
 	keepKV, quiet    bool
+	verbose          bool
 	batch, threads   int
 }
 
@@ -91,7 +92,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return fmt.Errorf("output %s is the input model: refusing to overwrite it", out)
 	}
 
-	rep := progress.NewWith(io.Stderr, progress.Options{Enabled: !f.quiet, Terminal: io.Terminal})
+	rep := newReporter(io, f.quiet, f.verbose)
 	load := rep.Start("load "+in, 0)
 	m, err := loadModelArg(in)
 	load.Done()
@@ -286,24 +287,5 @@ func (p *pendingFile) discard() {
 	if p.tmp != nil {
 		p.tmp.Close()
 		os.Remove(p.tmp.Name())
-	}
-}
-
-// progressAdapter lets package prune report through internal/progress.
-type progressAdapter struct {
-	r    *progress.Reporter
-	task *progress.Task
-}
-
-func (p *progressAdapter) Start(step string, total int) { p.task = p.r.Start(step, total) }
-func (p *progressAdapter) Tick() {
-	if p.task != nil {
-		p.task.Add(1)
-	}
-}
-func (p *progressAdapter) Done() {
-	if p.task != nil {
-		p.task.Done()
-		p.task = nil
 	}
 }
