@@ -211,3 +211,35 @@ func TestAutoDefaultBeatsShortGPTOnEvalGo(t *testing.T) {
 	}
 	t.Logf("eval_go at 4 layers: auto %.3f, shortgpt %.3f", ppl[Auto], ppl[ShortGPT])
 }
+
+// TestAutoScreensDeepModels: a model with more candidate windows than
+// MaxSpans has them screened (and the report says so), and the search still
+// removes exactly the layers asked for.
+func TestAutoScreensDeepModels(t *testing.T) {
+	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Run(context.Background(), m, Options{Layers: 8, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := out.Report.Auto
+	// 12 layers, 4 removed: windows of 2..5 layers, 11 + 10 + 9 + 8 = 38.
+	if a.Spans != 38 {
+		t.Errorf("spans = %d, want 38", a.Spans)
+	}
+	if a.SpansMeasured < defaultAuto.MaxSpans || a.SpansMeasured > defaultAuto.MaxSpans*3/2 || a.Screen == "" {
+		t.Errorf("measured %d of %d windows (screen %q), want %d..%d and a screen", a.SpansMeasured, a.Spans, a.Screen, defaultAuto.MaxSpans, defaultAuto.MaxSpans*3/2)
+	}
+	if a.Options > a.SpansMeasured*len(defaultAuto.Rules) {
+		t.Errorf("%d options from %d windows × %d rules", a.Options, a.SpansMeasured, len(defaultAuto.Rules))
+	}
+	removed := 0
+	for _, w := range a.Windows {
+		removed += w.High - w.Low
+	}
+	if removed != 4 || out.Report.LayersAfter != 8 {
+		t.Errorf("windows %+v remove %d layers (%d left), want 4 (8 left)", a.Windows, removed, out.Report.LayersAfter)
+	}
+}
