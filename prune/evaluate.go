@@ -40,7 +40,7 @@ func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (floa
 	// Candidates keep the original KV-cache names, so the calibration feeds
 	// (empty past_key_values.N for every original layer) stay valid; feeds of
 	// removed layers are dropped below.
-	res, err := rewrite.Merge(s.model, s.stack, plan, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
+	res, err := rewrite.Merge(s.model, s.stack, plan, s.candidateOptions())
 	if err != nil {
 		return 0, err
 	}
@@ -95,4 +95,10 @@ func (w windowScorer) Similarity(ctx context.Context, committed []slm.Window, c 
 		plan.Windows = append(plan.Windows, rewrite.Window{Low: cw.Low, High: cw.High})
 	}
 	return w.score(ctx, plan, c.Low)
+}
+
+// candidateOptions are the rewrite options of a candidate model: nothing
+// renamed, no metadata, repairs folded in with the runtime's matrix product.
+func (s *scorer) candidateOptions() rewrite.Options {
+	return rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}, BLAS: runtime.BLAS(s.rt.Threads)}
 }

@@ -227,7 +227,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 		meta.Threshold = &th
 	}
 	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
-	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta})
+	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)})
 	if err != nil {
 		return nil, fmt.Errorf("rewrite: %w", err)
 	}

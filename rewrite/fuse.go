@@ -7,6 +7,8 @@ import (
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+
+	"gonum.org/v1/gonum/blas"
 )
 
 // fuse computes the parameters of each merged window's layer and makes layer low
@@ -70,7 +72,7 @@ func (w *merger) fuseWindow(win Window) error {
 				data = append([]float32(nil), data...)
 			}
 			if slot == r.Slot {
-				data = applyToWeight(data, p, r.Matrix)
+				data = applyToWeight(w.blas(), data, p, r.Matrix)
 			} else {
 				data = applyToBias(data, r.Matrix, r.Bias)
 			}
@@ -269,40 +271,18 @@ func (w *merger) checkRepair(l *discover.Layer, r *Repair) (int, error) {
 }
 
 // applyToWeight folds y' = y·M into a projection weight: W·M for W stored
-// [in, out], Mᵀ·W for W stored [out, in].
-func applyToWeight(wt []float32, p discover.Param, m []float32) []float32 {
+// [in, out], Mᵀ·W for W stored [out, in]. The product is the one large
+// computation of a merge (2·in·out² operations: 6 GFLOP for a 1024×2816
+// projection), hence a BLAS.
+func applyToWeight(b blas.Float32, wt []float32, p discover.Param, m []float32) []float32 {
 	rows, cols := int(p.Dims[0]), int(p.Dims[1])
 	out := make([]float32, len(wt))
 	if !p.Transposed { // [in, out] · [out, out]
-		for i := 0; i < rows; i++ {
-			dst := out[i*cols : (i+1)*cols]
-			for k := 0; k < cols; k++ {
-				a := wt[i*cols+k]
-				if a == 0 {
-					continue
-				}
-				row := m[k*cols : (k+1)*cols]
-				for j := range dst {
-					dst[j] += a * row[j]
-				}
-			}
-		}
+		b.Sgemm(blas.NoTrans, blas.NoTrans, rows, cols, cols, 1, wt, cols, m, cols, 0, out, cols)
 		return out
 	}
-	// [out, in]: result[o, j] = Σ_k M[k, o]·W[k, j]
-	for k := 0; k < rows; k++ {
-		src := wt[k*cols : (k+1)*cols]
-		for o := 0; o < rows; o++ {
-			a := m[k*rows+o]
-			if a == 0 {
-				continue
-			}
-			dst := out[o*cols : (o+1)*cols]
-			for j := range dst {
-				dst[j] += a * src[j]
-			}
-		}
-	}
+	// [out, in]: result = Mᵀ·W, [out, out]ᵀ · [out, in]
+	b.Sgemm(blas.Trans, blas.NoTrans, rows, cols, rows, 1, m, rows, wt, cols, 0, out, cols)
 	return out
 }
 

@@ -15,6 +15,9 @@ import (
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Rule says how the parameters of a merged window [low..high] become those of the
@@ -120,6 +123,9 @@ type Options struct {
 	DumpTo    io.Writer
 	// Timings, when non-nil, receives each pass's duration.
 	Timings *[]graph.PassTiming
+	// BLAS computes the matrix products of repairs (Window.Repair); nil means
+	// gonum's pure-Go implementation. package runtime's BLAS is faster.
+	BLAS blas.Float32
 }
 
 // Result is a rewritten model and what was done.
@@ -176,6 +182,14 @@ type merger struct {
 	byIndex []*graph.Node
 	inLayer []int // source node index -> layer, -1 shared
 	res     *Result
+}
+
+// blas is the BLAS of the merge's matrix products.
+func (w *merger) blas() blas.Float32 {
+	if w.opt.BLAS != nil {
+		return w.opt.BLAS
+	}
+	return gonum.Implementation{}
 }
 
 type pass struct {

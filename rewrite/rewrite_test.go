@@ -18,7 +18,10 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
 	"google.golang.org/protobuf/proto"
+
+	"gonum.org/v1/gonum/blas"
 )
 
 // readers returns, for each slot of layer li of s, the name of the tensor that the
@@ -164,14 +167,24 @@ func project(x, w []float32, dims []int64, transposed bool) []float32 {
 }
 
 // TestRepairFoldsALinearMap: a repair map M folded into a projection makes it
-// compute y·M (+ c) for any input, for both weight layouts.
+// compute y·M (+ c) for any input, for both weight layouts, with gonum's BLAS
+// and the runtime's.
 func TestRepairFoldsALinearMap(t *testing.T) {
+	layouts := map[bool]bool{} // discover.Param.Transposed values seen
 	for _, tc := range []struct {
-		arch     string
-		withBias bool
-	}{{modelgen.GPT2, true}, {modelgen.Llama, false}} {
-		t.Run(tc.arch, func(t *testing.T) {
-			m, s := build(t, modelgen.Config{Arch: tc.arch, Layers: 3, Hidden: 16, Heads: 2})
+		arch       string
+		withBias   bool
+		transposed bool // modelgen's TransposedWeights
+		blas       blas.Float32
+	}{
+		{modelgen.GPT2, true, false, nil},
+		{modelgen.Llama, false, false, nil},
+		{modelgen.Llama, false, true, nil},
+		{modelgen.Llama, false, true, runtime.BLAS(2)},
+		{modelgen.GPT2, true, false, runtime.BLAS(2)},
+	} {
+		t.Run(fmt.Sprintf("%s/transposed=%v/blas=%T", tc.arch, tc.transposed, tc.blas), func(t *testing.T) {
+			m, s := build(t, modelgen.Config{Arch: tc.arch, Layers: 3, Hidden: 16, Heads: 2, TransposedWeights: tc.transposed})
 			l := s.Layers[1]
 			slot := -1
 			for k, p := range l.Params {
@@ -202,7 +215,8 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fixed, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{win}}, rewrite.Options{Check: true})
+			layouts[p.Transposed] = true
+			fixed, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{win}}, rewrite.Options{Check: true, BLAS: tc.blas})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,6 +256,9 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 				t.Errorf("repaired projection off by %g", d)
 			}
 		})
+	}
+	if !layouts[true] || !layouts[false] {
+		t.Errorf("weight layouts tested: %v, want both [in, out] and [out, in]", layouts)
 	}
 	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 16, Heads: 2})
 	for _, tc := range []struct {
