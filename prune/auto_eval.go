@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	goruntime "runtime"
+	"sync"
 	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
@@ -25,9 +27,11 @@ import (
 type autoEval struct {
 	sc     *scorer
 	logits string
-	// logp[b] holds the original model's log-probabilities for batch b, [B·T·V].
-	logp  [][]float32
+	// orig[b] is the original model's next-token distributions for batch b.
+	orig  []distributions
 	vocab int
+	// threads share the per-token work of the KL (0: all cores).
+	threads int
 	// firstRow[b] is the calibration index of batch b's first row.
 	firstRow []int
 	// fitRows: calibration rows [0, fitRows) fit repairs; the rest, up to rows,
@@ -56,7 +60,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auto: %w", err)
 	}
-	a := &autoEval{sc: sc, logits: name}
+	a := &autoEval{sc: sc, logits: name, threads: sc.rt.Threads}
 	n := 0
 	L := sc.stack.NumLayers()
 	for _, b := range sc.cal.batches {
@@ -69,7 +73,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		}
 		t := out[name]
 		a.vocab = t.Dim(t.Rank() - 1)
-		a.logp = append(a.logp, logSoftmax(t.Float32Data(), a.vocab))
+		a.orig = append(a.orig, newDistributions(t.Float32Data(), a.vocab))
 	}
 	a.rows, a.fitRows = n, n
 	if n >= 4 {
@@ -93,26 +97,79 @@ func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Ten
 	return feeds
 }
 
-// logSoftmax returns the log-softmax of each row of v values (in float64,
-// stored as float32).
-func logSoftmax(x []float32, v int) []float32 {
-	out := make([]float32, len(x))
-	for i := 0; i+v <= len(x); i += v {
-		row := x[i : i+v]
-		mx := math.Inf(-1)
-		for _, z := range row {
-			mx = math.Max(mx, float64(z))
-		}
-		var s float64
-		for _, z := range row {
-			s += math.Exp(float64(z) - mx)
-		}
-		lse := mx + math.Log(s)
-		for j, z := range row {
-			out[i+j] = float32(float64(z) - lse)
+// distributions are a model's next-token distributions over a batch, kept in
+// the form the KL of a candidate needs: for each token t, p[t·V:(t+1)·V] the
+// probabilities (float32), negH[t] = Σ_j p_j·log p_j and mass[t] = Σ_j p_j
+// (float64). Then, for a candidate with logits z and log-sum-exp lse,
+//
+//	KL(p ‖ q) = Σ_j p_j (log p_j − z_j + lse) = negH − Σ_j p_j z_j + lse·mass
+//
+// which costs one exp per logit (for lse) and one dot product, and needs
+// no log-softmax of the candidate.
+type distributions struct {
+	p          []float32
+	negH, mass []float64
+}
+
+func newDistributions(logits []float32, v int) distributions {
+	n := len(logits) / v
+	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n)}
+	for t := 0; t < n; t++ {
+		z := logits[t*v : (t+1)*v]
+		lse := logSumExp(z)
+		for j, x := range z {
+			lp := float64(x) - lse
+			p := float32(math.Exp(lp))
+			d.p[t*v+j] = p
+			d.negH[t] += float64(p) * lp
+			d.mass[t] += float64(p)
 		}
 	}
-	return out
+	return d
+}
+
+// logSumExp is log Σ exp(z_j), in float64.
+func logSumExp(z []float32) float64 {
+	mx := math.Inf(-1)
+	for _, x := range z {
+		mx = math.Max(mx, float64(x))
+	}
+	var s float64
+	for _, x := range z {
+		s += math.Exp(float64(x) - mx)
+	}
+	return mx + math.Log(s)
+}
+
+// tokenScores returns, for each token t of a candidate's logits (rows of v),
+// KL(original ‖ candidate) and the candidate's log-sum-exp, computed on up to
+// threads goroutines (each token on its own, so the result does not depend
+// on their number).
+func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []float64) {
+	n := len(logits) / v
+	kl, lse = make([]float64, n), make([]float64, n)
+	if threads <= 0 {
+		threads = goruntime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	per := (n + threads - 1) / threads
+	for lo := 0; lo < n; lo += per {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			for t := lo; t < hi; t++ {
+				z, p := logits[t*v:(t+1)*v], d.p[t*v:(t+1)*v]
+				var dot float64
+				for j, x := range z {
+					dot += float64(p[j]) * float64(x)
+				}
+				lse[t] = logSumExp(z)
+				kl[t] = d.negH[t] - dot + lse[t]*d.mass[t]
+			}
+		}(lo, min(lo+per, n))
+	}
+	wg.Wait()
+	return kl, lse
 }
 
 // measure builds the model of plan and measures it; lowest is the lowest
@@ -120,7 +177,7 @@ func logSoftmax(x []float32, v int) []float32 {
 func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (metrics, error) {
 	t0 := time.Now()
 	sc := a.sc
-	res, err := rewrite.Merge(sc.model, sc.stack, plan, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
+	res, err := rewrite.Merge(sc.model, sc.stack, plan, sc.candidateOptions())
 	if err != nil {
 		return metrics{}, err
 	}
@@ -141,13 +198,13 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 		}
 		fin, want := out[sc.stack.FinalNorm].Float32Data(), b.final.Float32Data()
 		lg := out[a.logits].Float32Data()
-		if len(fin) != len(want) || len(lg) != len(a.logp[bi]) {
-			return metrics{}, fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.logp[bi]))
+		if len(fin) != len(want) || len(lg) != len(a.orig[bi].p) {
+			return metrics{}, fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.orig[bi].p))
 		}
 		per := len(want) / len(b.rows)
 		T := len(b.rows[0])
 		V := a.vocab
-		lp := logSoftmax(lg, V)
+		klTok, lse := a.orig[bi].tokenScores(lg, V, a.threads)
 		for r, row := range b.rows {
 			g := 0
 			if a.firstRow[bi]+r >= a.fitRows {
@@ -159,15 +216,9 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 			}
 			var kl, nll float64
 			for t := 0; t < T; t++ {
-				o := (r*T + t) * V
-				po, pc := a.logp[bi][o:o+V], lp[o:o+V]
-				for j := range po {
-					if po[j] > -40 {
-						kl += math.Exp(float64(po[j])) * (float64(po[j]) - float64(pc[j]))
-					}
-				}
+				kl += klTok[r*T+t]
 				if t+1 < T {
-					nll -= float64(pc[row[t+1]])
+					nll += lse[r*T+t] - float64(lg[(r*T+t)*V+int(row[t+1])])
 				}
 			}
 			for _, gi := range []int{g, 2} {
@@ -331,7 +382,7 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		t0 := time.Now()
 		cur := rewrite.Plan{Rule: out.Rule, Remove: out.Remove, Windows: append([]rewrite.Window(nil), out.Windows...)}
 		cur.Windows[wi].Repair = nil
-		res, err := rewrite.Merge(sc.model, sc.stack, cur, rewrite.Options{KeepKVNumbers: true, Meta: rewrite.Meta{Omit: true}})
+		res, err := rewrite.Merge(sc.model, sc.stack, cur, sc.candidateOptions())
 		if err != nil {
 			return rewrite.Plan{}, err
 		}

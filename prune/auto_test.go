@@ -2,7 +2,9 @@ package prune
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -241,5 +243,41 @@ func TestAutoScreensDeepModels(t *testing.T) {
 	}
 	if removed != 4 || out.Report.LayersAfter != 8 {
 		t.Errorf("windows %+v remove %d layers (%d left), want 4 (8 left)", a.Windows, removed, out.Report.LayersAfter)
+	}
+}
+
+// TestTokenScoresMatchTheDefinition: the KL and log-sum-exp computed from the
+// kept distributions equal KL(p ‖ q) = Σ p (log p − log q) computed from both
+// models' log-softmax, and do not depend on the number of goroutines.
+func TestTokenScoresMatchTheDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const n, v = 7, 50
+	orig, cand := make([]float32, n*v), make([]float32, n*v)
+	for i := range orig {
+		orig[i] = float32(3 * r.NormFloat64())
+		cand[i] = orig[i] + float32(0.5*r.NormFloat64())
+	}
+	d := newDistributions(orig, v)
+	kl, lse := d.tokenScores(cand, v, 1)
+	for tok := 0; tok < n; tok++ {
+		zo, zc := orig[tok*v:(tok+1)*v], cand[tok*v:(tok+1)*v]
+		lo, lc := logSumExp(zo), logSumExp(zc)
+		var want float64
+		for j := range zo {
+			lp, lq := float64(zo[j])-lo, float64(zc[j])-lc
+			want += math.Exp(lp) * (lp - lq)
+		}
+		if math.Abs(kl[tok]-want) > 1e-6*math.Max(1, want) || want <= 0 {
+			t.Errorf("token %d: KL %.9g, want %.9g", tok, kl[tok], want)
+		}
+		if lse[tok] != lc {
+			t.Errorf("token %d: lse %v, want %v", tok, lse[tok], lc)
+		}
+	}
+	for _, threads := range []int{2, 3, 16} {
+		k2, l2 := d.tokenScores(cand, v, threads)
+		if !slices.Equal(k2, kl) || !slices.Equal(l2, lse) {
+			t.Errorf("%d goroutines changed the scores", threads)
+		}
 	}
 }
