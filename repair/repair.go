@@ -16,6 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
 )
 
 // Problem accumulates the normal equations of y ≈ x·M + c.
@@ -50,32 +54,29 @@ func (p *Problem) Add(x, y []float32) error {
 		return fmt.Errorf("repair: %d inputs and %d targets do not make rows of %d and %d", len(x), len(y), p.in, p.out)
 	}
 	k := len(x) / p.in
+	if k == 0 {
+		return nil
+	}
+	// XᵀX and XᵀY of the batch by a (blocked, parallel) BLAS, in float64. X is
+	// stored transposed (n×k, the constant feature 1 as its last row) so that
+	// both products run along contiguous rows.
 	n := p.in + 1
-	row := make([]float64, n)
+	xt := make([]float64, n*k)
+	ys := make([]float64, k*p.out)
 	for s := 0; s < k; s++ {
 		for i, v := range x[s*p.in : (s+1)*p.in] {
-			row[i] = float64(v)
+			xt[i*k+s] = float64(v)
 		}
-		row[p.in] = 1
-		ys := y[s*p.out : (s+1)*p.out]
-		for i := 0; i < n; i++ {
-			a := row[i]
-			if a == 0 {
-				continue
-			}
-			xx := p.xtx[i*n : i*n+n]
-			for j := i; j < n; j++ { // upper triangle; mirrored in Solve
-				xx[j] += a * row[j]
-			}
-			xy := p.xty[i*p.out : (i+1)*p.out]
-			for j, v := range ys {
-				xy[j] += a * float64(v)
-			}
-		}
-		for _, v := range ys {
+		xt[p.in*k+s] = 1
+		for j, v := range y[s*p.out : (s+1)*p.out] {
+			ys[s*p.out+j] = float64(v)
 			p.yy += float64(v) * float64(v)
 		}
 	}
+	xg := blas64.General{Rows: n, Cols: k, Stride: k, Data: xt}
+	blas64.Gemm(blas.NoTrans, blas.Trans, 1, xg, xg, 1, blas64.General{Rows: n, Cols: n, Stride: n, Data: p.xtx})
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, xg, blas64.General{Rows: k, Cols: p.out, Stride: p.out, Data: ys}, 1,
+		blas64.General{Rows: n, Cols: p.out, Stride: p.out, Data: p.xty})
 	p.n += k
 	return nil
 }
@@ -188,10 +189,12 @@ func (p *Problem) Solve(opts Options) (*Map, error) {
 	for i := 0; i < n; i++ {
 		a[i*n+i] += jitter
 	}
-	if err := cholesky(a, n); err != nil {
-		return nil, fmt.Errorf("repair: %w (add a ridge)", err)
+	// Cholesky factor and two triangular solves, by gonum's LAPACK (blocked).
+	t, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Uplo: blas.Upper, Data: a})
+	if !ok {
+		return nil, errors.New("repair: the normal equations are not positive definite (add a ridge)")
 	}
-	cholSolve(a, n, b, p.out)
+	lapack64.Potrs(t, blas64.General{Rows: n, Cols: p.out, Stride: p.out, Data: b})
 	m := &Map{In: p.in, Out: p.out, Matrix: b[:p.in*p.out], Offset: make([]float64, p.out)}
 	if p.offset {
 		copy(m.Offset, b[p.in*p.out:])
@@ -236,68 +239,4 @@ func (p *Problem) Residual(m *Map) (float64, error) {
 	}
 	r := (quad - 2*cross + p.yy) / float64(p.n*p.out)
 	return max(r, 0), nil
-}
-
-// cholesky factors the symmetric positive definite n×n matrix a in place into
-// L (lower triangle) with a = L·Lᵀ.
-func cholesky(a []float64, n int) error {
-	for j := 0; j < n; j++ {
-		d := a[j*n+j]
-		for k := 0; k < j; k++ {
-			d -= a[j*n+k] * a[j*n+k]
-		}
-		if !(d > 0) {
-			return fmt.Errorf("matrix is not positive definite at pivot %d", j)
-		}
-		d = math.Sqrt(d)
-		a[j*n+j] = d
-		for i := j + 1; i < n; i++ {
-			s := a[i*n+j]
-			ri, rj := a[i*n:i*n+j], a[j*n:j*n+j]
-			for k := range rj {
-				s -= ri[k] * rj[k]
-			}
-			a[i*n+j] = s / d
-		}
-	}
-	return nil
-}
-
-// cholSolve solves L·Lᵀ·X = B in place for B of n×m (row-major), with L from
-// cholesky.
-func cholSolve(l []float64, n int, b []float64, m int) {
-	for i := 0; i < n; i++ { // L·Z = B
-		bi := b[i*m : (i+1)*m]
-		for k := 0; k < i; k++ {
-			c := l[i*n+k]
-			if c == 0 {
-				continue
-			}
-			bk := b[k*m : (k+1)*m]
-			for j := range bi {
-				bi[j] -= c * bk[j]
-			}
-		}
-		d := l[i*n+i]
-		for j := range bi {
-			bi[j] /= d
-		}
-	}
-	for i := n - 1; i >= 0; i-- { // Lᵀ·X = Z
-		bi := b[i*m : (i+1)*m]
-		for k := i + 1; k < n; k++ {
-			c := l[k*n+i]
-			if c == 0 {
-				continue
-			}
-			bk := b[k*m : (k+1)*m]
-			for j := range bi {
-				bi[j] -= c * bk[j]
-			}
-		}
-		d := l[i*n+i]
-		for j := range bi {
-			bi[j] /= d
-		}
-	}
 }
