@@ -12,6 +12,7 @@
 #   eval      onnxslm eval --json MODEL --tokens eval.txt
 #   prune     onnxslm --method ${SCALE_METHOD:-auto} --prune-ratio 0.25 --calib calib.txt MODEL OUT --report report.json
 #   eval-out  onnxslm eval --json OUT --tokens eval.txt
+#   analyze   onnxslm analyze --json --calib calib.txt MODEL --png cka.png
 #   ort-out   onnxruntime-node (tools/judges/ort_run.js) runs OUT on eval.txt
 # and checks that onnxruntime's mean NLL on OUT equals onnxslm eval's within 1e-4
 # (relative). The bar: every onnxslm step's peak RSS stays under 2× the weights.
@@ -88,6 +89,7 @@ run eval "$onnxslm" eval --json "${threads[@]}" "$model" --tokens "$work/eval.tx
 # SCALE_METHOD picks the pruning method (default: the CLI's default, auto).
 run prune "$onnxslm" --method "${SCALE_METHOD:-auto}" --prune-ratio 0.25 --calib "$work/calib.txt" "${threads[@]}" "$model" "$out" --report "$work/report.json"
 run eval-out "$onnxslm" eval --json "${threads[@]}" "$out" --tokens "$work/eval.txt"
+run analyze "$onnxslm" analyze -q --json "${threads[@]}" --calib "$work/calib.txt" "$model" --png "$work/cka.png"
 
 # onnxruntime on the pruned model: the same tokens, the mean NLL compared.
 "$python" - "$work" <<'EOF'
@@ -146,7 +148,7 @@ over=0
 		wall="$(secs "$(field "$work/$s.time" 'Elapsed (wall clock) time (h:mm:ss or m:ss)')")"
 		ratio="$(awk -v r="$rss_kib" -v w="$weights" 'BEGIN { printf "%.2f", r * 1024 / w }')"
 		printf '| %s | %s | %d | %s |\n' "$s" "$wall" "$((rss_kib / 1024))" "$ratio"
-		case "$s" in inspect | eval | prune | eval-out)
+		case "$s" in inspect | eval | prune | eval-out | analyze)
 			awk -v x="$ratio" 'BEGIN { exit !(x >= 2) }' && echo "$s" >>"$work/over.txt" ;;
 		esac
 	done
