@@ -215,15 +215,7 @@ func NLL(logits *runtime.Tensor, rows [][]int64) (float64, int, error) {
 			for i := w; i < len(nll); i += workers {
 				b, t := i/P, i%P
 				row := data[(b*T+t)*V : (b*T+t+1)*V]
-				m := math.Inf(-1)
-				for _, v := range row {
-					m = math.Max(m, float64(v))
-				}
-				var s float64
-				for _, v := range row {
-					s += math.Exp(float64(v) - m)
-				}
-				nll[i] = m + math.Log(s) - float64(row[rows[b][t+1]])
+				nll[i] = LogSumExp(row) - float64(row[rows[b][t+1]])
 			}
 		}()
 	}
@@ -254,6 +246,20 @@ type Result struct {
 	Seconds     float64
 	// TokensPerSecond is InputTokens per second of model time.
 	TokensPerSecond float64
+}
+
+// LogSumExp is log Σ_j exp(z_j) of one row of logits, in float64 (stable:
+// the maximum is taken out first).
+func LogSumExp(z []float32) float64 {
+	mx := math.Inf(-1)
+	for _, x := range z {
+		mx = math.Max(mx, float64(x))
+	}
+	var s float64
+	for _, x := range z {
+		s += math.Exp(float64(x) - mx)
+	}
+	return mx + math.Log(s)
 }
 
 // Perplexity runs every row of rows through the model in batches and returns

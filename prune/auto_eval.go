@@ -116,7 +116,7 @@ func newDistributions(logits []float32, v int) distributions {
 	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n)}
 	for t := 0; t < n; t++ {
 		z := logits[t*v : (t+1)*v]
-		lse := logSumExp(z)
+		lse := lm.LogSumExp(z)
 		for j, x := range z {
 			lp := float64(x) - lse
 			p := float32(math.Exp(lp))
@@ -126,19 +126,6 @@ func newDistributions(logits []float32, v int) distributions {
 		}
 	}
 	return d
-}
-
-// logSumExp is log Σ exp(z_j), in float64.
-func logSumExp(z []float32) float64 {
-	mx := math.Inf(-1)
-	for _, x := range z {
-		mx = math.Max(mx, float64(x))
-	}
-	var s float64
-	for _, x := range z {
-		s += math.Exp(float64(x) - mx)
-	}
-	return mx + math.Log(s)
 }
 
 // tokenScores returns, for each token t of a candidate's logits (rows of v),
@@ -163,7 +150,7 @@ func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []
 				for j, x := range z {
 					dot += float64(p[j]) * float64(x)
 				}
-				lse[t] = logSumExp(z)
+				lse[t] = lm.LogSumExp(z)
 				kl[t] = d.negH[t] - dot + lse[t]*d.mass[t]
 			}
 		}(lo, min(lo+per, n))

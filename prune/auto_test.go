@@ -10,6 +10,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -261,7 +262,7 @@ func TestTokenScoresMatchTheDefinition(t *testing.T) {
 	kl, lse := d.tokenScores(cand, v, 1)
 	for tok := 0; tok < n; tok++ {
 		zo, zc := orig[tok*v:(tok+1)*v], cand[tok*v:(tok+1)*v]
-		lo, lc := logSumExp(zo), logSumExp(zc)
+		lo, lc := lm.LogSumExp(zo), lm.LogSumExp(zc)
 		var want float64
 		for j := range zo {
 			lp, lq := float64(zo[j])-lo, float64(zc[j])-lc

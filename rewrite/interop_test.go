@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/reference"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -128,15 +129,7 @@ func perplexities(t *testing.T, ids *npy.Array, rows [2]int, logits *npy.Array) 
 		for r := r0; r < r0+rows[set]; r++ {
 			for p := 0; p+1 < T; p++ {
 				row := lg[(r*T+p)*V : (r*T+p+1)*V]
-				mx := math.Inf(-1)
-				for _, x := range row {
-					mx = math.Max(mx, float64(x))
-				}
-				var z float64
-				for _, x := range row {
-					z += math.Exp(float64(x) - mx)
-				}
-				sum += mx + math.Log(z) - float64(row[tok[r*T+p+1]])
+				sum += lm.LogSumExp(row) - float64(row[tok[r*T+p+1]])
 				cnt++
 			}
 		}
