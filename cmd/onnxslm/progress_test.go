@@ -5,6 +5,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/onnx"
 )
 
 // TestVerboseProgress: stderr is not a terminal in tests, so progress shows
@@ -38,5 +41,26 @@ func TestVerboseProgress(t *testing.T) {
 				t.Errorf("summary shown = %v, want %v; stderr:\n%s", got, tc.summary, stderr)
 			}
 		})
+	}
+}
+
+// TestPruneSummarySaysWhenScreened: on a model with more candidate windows
+// than the default method measures, the summary says how many it searched.
+func TestPruneSummarySaysWhenScreened(t *testing.T) {
+	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "deep.onnx")
+	if err := onnx.Save(m, in, onnx.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "prune", "--layers", "8", in, filepath.Join(dir, "out.onnx"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !regexp.MustCompile(`searched (2\d|30) of the 38 candidate windows`).MatchString(stderr) {
+		t.Errorf("summary does not say the windows were screened:\n%s", stderr)
 	}
 }

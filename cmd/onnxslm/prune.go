@@ -195,6 +195,9 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 			ws = append(ws, x)
 		}
 		fmt.Fprintf(io.Stderr, "  windows %s (ridge %g; KL to the original %.4f on held-out calibration rows)\n", strings.Join(ws, ", "), r.Auto.Ridge, r.Auto.KL.Check)
+		if r.Auto.SpansMeasured < r.Auto.Spans {
+			fmt.Fprintf(io.Stderr, "  searched %d of the %d candidate windows (screened from the calibration pass; see the report's auto.screen)\n", r.Auto.SpansMeasured, r.Auto.Spans)
+		}
 	} else if r.ThresholdFrom == "depth search" {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f (searched for %d layers%s)\n", r.Threshold, r.TargetLayers, map[bool]string{true: "", false: "; not reachable exactly"}[r.ReachedTarget])
 	} else if r.Method != prune.ShortGPT {
