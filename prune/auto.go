@@ -76,7 +76,8 @@ type AutoReport struct {
 	FitRows   int     `json:"fit_rows"`
 	CheckRows int     `json:"check_rows"`
 	Ridge     float64 `json:"ridge"`
-	// RidgeTrials are the ridges tried for the chosen set.
+	// RidgeTrials are the ridges tried for the chosen set, in order (the
+	// default first).
 	RidgeTrials []RidgeTrial `json:"ridge_trials,omitempty"`
 	// Spans counts the windows of 2..k+1 layers (at most MaxWindow);
 	// SpansMeasured those measured, all of them unless Screen says how they
@@ -177,58 +178,92 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	if err != nil {
 		return nil, err
 	}
-	rep.Spans, rep.SpansMeasured = total, len(spans)
+	rep.Spans = total
 	if len(spans) < total {
 		rep.Screen = fmt.Sprintf("%d of the %d windows: per size, those whose removed layers low+1..high turn the stream least (1 - cos(h_low+1, h_high+1)), round-robin over the sizes; then the neighbours of the best set's windows", len(spans), total)
 	}
-	var singles []autoOption
-	var segs []slm.Segment
-	measured := map[span]bool{}
-	measureSpan := func(sp span) error {
-		measured[sp] = true
-		for _, rule := range cfg.Rules {
-			plan := rewrite.Plan{Windows: []rewrite.Window{{Low: sp.Low, High: sp.High, Rule: rule}}}
-			if cfg.Repair {
-				if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
-					return err
-				}
-			}
-			m, err := a.measure(ctx, plan, sp.Low)
-			if err != nil {
-				return fmt.Errorf("window %d..%d (%s): %w", sp.Low, sp.High, rule, err)
-			}
-			win := plan.Windows[0]
-			if sameAsEarlier(singles, win, m) {
-				continue // another rule built the same layer (paper and code on two layers without biases)
-			}
-			// The fitted matrix (d×d floats) is not kept: hundreds of options
-			// would hold gigabytes on a wide model. A chosen single window is
-			// refitted (the fit is deterministic).
-			singles = append(singles, autoOption{win: rewrite.Window{Low: win.Low, High: win.High, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
-			segs = append(segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(singles) - 1})
-		}
-		return nil
-	}
+	opts := &autoOptions{a: a, cfg: cfg, measured: map[span]bool{}}
 	for _, sp := range spans {
-		if err := measureSpan(sp); err != nil {
+		if err := opts.add(ctx, sp); err != nil {
 			return nil, err
 		}
 	}
-	combos, err := slm.BestCombinations(L, k, segs, max(1, cfg.Joint))
+	combos, err := slm.BestCombinations(L, k, opts.segs, max(1, cfg.Joint))
 	if err != nil {
 		return nil, err
 	}
-	// A screened search then looks around its best set: the windows one layer
-	// off each of its windows (shifted, grown or shrunk) are measured too, and
-	// the sets are found again, until the best set's neighbours are all
-	// measured or MaxSpans/2 more windows have been.
-	for extra := 0; len(spans) < total && extra < cfg.MaxSpans/2; {
+	if len(spans) < total {
+		if combos, err = opts.lookAround(ctx, L, k, maxW, cfg.MaxSpans/2, combos); err != nil {
+			return nil, err
+		}
+	}
+	rep.SpansMeasured, rep.Options = len(opts.measured), len(opts.singles)
+	out, err := measureSets(ctx, a, opts, combos, L, rep)
+	if err != nil {
+		return nil, err
+	}
+	out.options = opts.singles
+	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
+		if err := tuneRidge(ctx, a, out, cfg); err != nil {
+			return nil, err
+		}
+	}
+	rep.KL, rep.NLL, rep.Cos = split(out.m.KL), split(out.m.NLL), split(out.m.Cos)
+	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
+	rep.Seconds = time.Since(t0).Seconds()
+	return out, nil
+}
+
+// autoOptions are the single-window options measured so far: each window
+// with each rule, its repair fitted alone.
+type autoOptions struct {
+	a        *autoEval
+	cfg      autoConfig
+	singles  []autoOption
+	segs     []slm.Segment // one per single, for the dynamic program
+	measured map[span]bool
+}
+
+// add measures window sp with every rule.
+func (o *autoOptions) add(ctx context.Context, sp span) error {
+	o.measured[sp] = true
+	for _, rule := range o.cfg.Rules {
+		plan := rewrite.Plan{Windows: []rewrite.Window{{Low: sp.Low, High: sp.High, Rule: rule}}}
+		if o.cfg.Repair {
+			var err error
+			if plan, err = o.a.fitRepairs(ctx, plan, repairOptions{Ridge: o.cfg.Ridge}); err != nil {
+				return err
+			}
+		}
+		m, err := o.a.measure(ctx, plan, sp.Low)
+		if err != nil {
+			return fmt.Errorf("window %d..%d (%s): %w", sp.Low, sp.High, rule, err)
+		}
+		win := plan.Windows[0]
+		if sameAsEarlier(o.singles, win, m) {
+			continue // another rule built the same layer (paper and code on two layers without biases)
+		}
+		// The fitted matrix (d×d floats) is not kept: hundreds of options
+		// would hold gigabytes on a wide model. A chosen window is refitted
+		// (the fit is deterministic).
+		o.singles = append(o.singles, autoOption{win: rewrite.Window{Low: win.Low, High: win.High, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
+		o.segs = append(o.segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
+	}
+	return nil
+}
+
+// lookAround is a screened search's second step: the windows one layer off
+// each window of the best set (shifted, grown or shrunk) are measured too, and
+// the sets are found again, until the best set's neighbours are all measured
+// or budget more windows have been. It returns the sets found last.
+func (o *autoOptions) lookAround(ctx context.Context, L, k, maxW, budget int, combos []slm.Combination) ([]slm.Combination, error) {
+	for extra := 0; extra < budget; {
 		var next []span
 		for _, sg := range combos[0].Segments {
-			w := singles[sg.Choice].win
+			w := o.singles[sg.Choice].win
 			for _, d := range [][2]int{{-1, -1}, {1, 1}, {-1, 0}, {0, 1}, {1, 0}, {0, -1}} {
 				n := span{w.Low + d[0], w.High + d[1]}
-				if size := n.High - n.Low + 1; n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !measured[n] && !slices.Contains(next, n) {
+				if size := n.High - n.Low + 1; n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !o.measured[n] && !slices.Contains(next, n) {
 					next = append(next, n)
 				}
 			}
@@ -236,44 +271,51 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 		if len(next) == 0 {
 			break
 		}
-		next = next[:min(len(next), cfg.MaxSpans/2-extra)]
+		next = next[:min(len(next), budget-extra)]
 		for _, sp := range next {
-			if err := measureSpan(sp); err != nil {
+			if err := o.add(ctx, sp); err != nil {
 				return nil, err
 			}
 		}
 		extra += len(next)
-		rep.SpansMeasured += len(next)
-		if combos, err = slm.BestCombinations(L, k, segs, max(1, cfg.Joint)); err != nil {
+		var err error
+		if combos, err = slm.BestCombinations(L, k, o.segs, max(1, o.cfg.Joint)); err != nil {
 			return nil, err
 		}
 	}
-	rep.Options = len(singles)
-	out := &autoResult{report: rep, options: singles}
+	return combos, nil
+}
+
+// measureSets builds each set of windows whole, its repairs refitted
+// bottom-up, measures it and keeps the cheapest; the report gets every set.
+func measureSets(ctx context.Context, a *autoEval, opts *autoOptions, combos []slm.Combination, L int, rep *AutoReport) (*autoResult, error) {
+	out := &autoResult{report: rep}
 	best := -1
 	for _, c := range combos {
 		var plan rewrite.Plan
 		lowest := L
 		for _, s := range c.Segments {
-			w := singles[s.Choice].win
-			w.Repair = nil
-			plan.Windows = append(plan.Windows, w)
-			lowest = min(lowest, w.Low)
+			plan.Windows = append(plan.Windows, opts.singles[s.Choice].win)
+			lowest = min(lowest, opts.singles[s.Choice].win.Low)
 		}
-		if cfg.Repair {
-			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: cfg.Ridge}); err != nil {
+		if opts.cfg.Repair {
+			var err error
+			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: opts.cfg.Ridge}); err != nil {
 				return nil, err
 			}
 		}
 		var m metrics
 		if len(c.Segments) == 1 {
-			m = singles[c.Segments[0].Choice].m // measured alone already, with this very repair
-		} else if m, err = a.measure(ctx, plan, lowest); err != nil {
-			return nil, err
+			m = opts.singles[c.Segments[0].Choice].m // measured alone already, with this very repair
+		} else {
+			var err error
+			if m, err = a.measure(ctx, plan, lowest); err != nil {
+				return nil, err
+			}
 		}
 		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.KL[1]}
 		for i, s := range c.Segments {
-			ac.Windows = append(ac.Windows, autoWindow(plan.Windows[i], singles[s.Choice].m))
+			ac.Windows = append(ac.Windows, autoWindow(plan.Windows[i], opts.singles[s.Choice].m))
 		}
 		rep.Combinations = append(rep.Combinations, ac)
 		if best < 0 || cost(m) < cost(out.m) {
@@ -281,55 +323,59 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 			out.plan, out.lowest, out.m = plan, lowest, m
 		}
 	}
-	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
-		bestChk := out.m.KL[1]
-		try := func(r float64) error {
-			plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
-			for i := range plan.Windows {
-				plan.Windows[i].Repair = nil
-			}
-			if plan, err = a.fitRepairs(ctx, plan, repairOptions{Ridge: r}); err != nil {
-				return err
-			}
-			m, err := a.measure(ctx, plan, out.lowest)
-			if err != nil {
-				return err
-			}
-			rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
-			if m.KL[1] < bestChk {
-				bestChk = m.KL[1]
-				out.plan, out.m, rep.Ridge = plan, m, r
-			}
-			return nil
+	rep.Combinations[best].Chosen = true
+	rep.Windows = rep.Combinations[best].Windows
+	return out, nil
+}
+
+// tuneRidge refits the chosen set's repairs with each ridge of the grid and
+// keeps the one with the lowest KL on the check rows (held out from the fits).
+// Few calibration tokens for a wide model overfit the d×d repairs: when the
+// grid's largest ridge is the best, larger ones are tried (×10 each, up to
+// three) while they keep improving the check rows.
+func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig) error {
+	rep := out.report
+	bestChk := out.m.KL[1]
+	trials := []RidgeTrial{{Ridge: cfg.Ridge, CheckKL: bestChk}}
+	try := func(r float64) error {
+		plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
+		for i := range plan.Windows {
+			plan.Windows[i].Repair = nil
 		}
-		for _, r := range cfg.RidgeGrid {
-			if r != cfg.Ridge {
-				if err := try(r); err != nil {
-					return nil, err
-				}
-			}
+		plan, err := a.fitRepairs(ctx, plan, repairOptions{Ridge: r})
+		if err != nil {
+			return err
 		}
-		rep.RidgeTrials = append(rep.RidgeTrials, RidgeTrial{Ridge: cfg.Ridge, CheckKL: rep.Combinations[best].KLCheck})
-		// Few calibration tokens for a wide model overfit the d×d repairs: when
-		// the grid's largest ridge is the best, larger ones are tried (×10
-		// each) while they keep improving the held-out rows.
-		edge := slices.Max(append([]float64{cfg.Ridge}, cfg.RidgeGrid...))
-		for range 3 {
-			if rep.Ridge != edge {
-				break
-			}
-			edge *= 10
-			if err := try(edge); err != nil {
-				return nil, err
+		m, err := a.measure(ctx, plan, out.lowest)
+		if err != nil {
+			return err
+		}
+		trials = append(trials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
+		if m.KL[1] < bestChk {
+			bestChk = m.KL[1]
+			out.plan, out.m, rep.Ridge = plan, m, r
+		}
+		return nil
+	}
+	for _, r := range cfg.RidgeGrid {
+		if r != cfg.Ridge {
+			if err := try(r); err != nil {
+				return err
 			}
 		}
 	}
-	rep.Combinations[best].Chosen = true
-	rep.Windows = rep.Combinations[best].Windows
-	rep.KL, rep.NLL, rep.Cos = split(out.m.KL), split(out.m.NLL), split(out.m.Cos)
-	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
-	rep.Seconds = time.Since(t0).Seconds()
-	return out, nil
+	edge := slices.Max(append([]float64{cfg.Ridge}, cfg.RidgeGrid...))
+	for range 3 {
+		if rep.Ridge != edge {
+			break
+		}
+		edge *= 10
+		if err := try(edge); err != nil {
+			return err
+		}
+	}
+	rep.RidgeTrials = trials // in the order tried, the default ridge first
+	return nil
 }
 
 func autoWindow(w rewrite.Window, alone metrics) AutoWindow {
