@@ -166,6 +166,31 @@ type piece struct {
 }
 
 // isNull reports whether a JSON value is absent or null.
+// parseSequence parses a "Sequence" component (of normalizers or
+// pre-tokenizers): the list under key, each element by parse; null elements
+// are dropped.
+func parseSequence[T any](raw json.RawMessage, key string, parse func(json.RawMessage) (T, error)) ([]T, error) {
+	var s map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("Sequence: %w", err)
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(s[key], &list); err != nil && !isNull(s[key]) {
+		return nil, fmt.Errorf("Sequence: %s: %w", key, err)
+	}
+	var out []T
+	for i, r := range list {
+		x, err := parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+		}
+		if any(x) != nil { // T is an interface; a null element parses to nil
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
 func isNull(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) == 0 || string(raw) == "null"

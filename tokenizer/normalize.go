@@ -81,23 +81,8 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var s struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
-		}
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
-		}
-		var ns normalizers
-		for i, r := range s.Normalizers {
-			n, err := parseNormalizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
-			}
-			if n != nil {
-				ns = append(ns, n)
-			}
-		}
-		return ns, nil
+		ns, err := parseSequence(raw, "normalizers", parseNormalizer)
+		return normalizers(ns), err
 	case "NFC":
 		return unicodeForm{norm.NFC}, nil
 	case "NFD":

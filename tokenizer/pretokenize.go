@@ -250,23 +250,8 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var s struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
-		}
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
-		}
-		var ps preTokenizers
-		for i, r := range s.PreTokenizers {
-			pt, err := parsePreTokenizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
-			}
-			if pt != nil {
-				ps = append(ps, pt)
-			}
-		}
-		return ps, nil
+		ps, err := parseSequence(raw, "pretokenizers", parsePreTokenizer)
+		return preTokenizers(ps), err
 	case "ByteLevel":
 		var s struct {
 			AddPrefixSpace *bool `json:"add_prefix_space"`
