@@ -131,6 +131,10 @@ func Analyze(ctx context.Context, m *pb.ModelProto, opts AnalyzeOptions) (*Analy
 		return nil, fmt.Errorf("find decoder layers: %w", err)
 	}
 	L := st.NumLayers()
+	if opts.Runtime.Constants == nil {
+		// Candidate models share the original's weights: decode them once.
+		opts.Runtime.Constants = runtime.NewConstants(m)
+	}
 	sess, err := runtime.New(m, opts.Runtime)
 	if err != nil {
 		return nil, fmt.Errorf("prepare model: %w", err)

@@ -149,6 +149,10 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	// The runtime checks the model first, with one calibration sequence: its
 	// errors name the node, op and dtype, where discovery would only see a graph
 	// that is not a stack of layers.
+	if opts.Runtime.Constants == nil {
+		// Candidate models share the original's weights: decode them once.
+		opts.Runtime.Constants = runtime.NewConstants(m)
+	}
 	sess, err := runtime.New(m, opts.Runtime)
 	if err != nil {
 		return nil, fmt.Errorf("prepare model: %w", err)

@@ -20,6 +20,9 @@ type Options struct {
 	// NoFolding turns off the caching of shape-only subgraphs: every Run then
 	// evaluates every node it needs. For tests and debugging.
 	NoFolding bool
+	// Constants, when set, shares decoded initializers with other sessions
+	// (see Constants).
+	Constants *Constants
 }
 
 // Dim is one dimension of a declared shape: Size >= 0 when fixed, -1 when
@@ -434,7 +437,7 @@ func (s *Session) initializer(i int) (*Tensor, error) {
 	if t, ok := s.consts[i]; ok {
 		return t, nil
 	}
-	t, err := tensorFromProto(s.inits[i])
+	t, err := s.opts.Constants.decode(s.inits[i])
 	if err != nil {
 		return nil, fmt.Errorf("runtime: initializer %q: %w", s.names[i], err)
 	}
