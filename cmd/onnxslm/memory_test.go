@@ -1,0 +1,36 @@
+package main
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// TestWorkingBytes: float32 weights count once, float16 and bfloat16 three
+// times their bytes (the 2-byte originals stay, the runtime widens them to
+// float32), integers not at all.
+func TestWorkingBytes(t *testing.T) {
+	init := func(dt pb.TensorProto_DataType, dims ...int64) *pb.TensorProto {
+		return &pb.TensorProto{DataType: proto.Int32(int32(dt)), Dims: dims}
+	}
+	tests := []struct {
+		name  string
+		inits []*pb.TensorProto
+		want  int64
+	}{
+		{"float32", []*pb.TensorProto{init(pb.TensorProto_FLOAT, 2, 3)}, 24},
+		{"float16", []*pb.TensorProto{init(pb.TensorProto_FLOAT16, 4)}, 24},
+		{"bfloat16 and int64", []*pb.TensorProto{init(pb.TensorProto_BFLOAT16, 2), init(pb.TensorProto_INT64, 100)}, 12},
+		{"bad dims skipped", []*pb.TensorProto{init(pb.TensorProto_FLOAT, -1, 3), init(pb.TensorProto_FLOAT, 1)}, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &pb.ModelProto{Graph: &pb.GraphProto{Initializer: tc.inits}}
+			if got := workingBytes(m); got != tc.want {
+				t.Errorf("workingBytes = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
