@@ -51,6 +51,22 @@ func New(shape []int, data any) (*Array, error) {
 	return &Array{Shape: append([]int{}, shape...), DType: dt, Data: data}, nil
 }
 
+// FromRows returns an int64 array of shape [len(rows), len(rows[0])] (token
+// ids, one sequence per row); rows of different lengths are an error.
+func FromRows(rows [][]int64) (*Array, error) {
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("npy: no rows")
+	}
+	flat := make([]int64, 0, len(rows)*len(rows[0]))
+	for i, r := range rows {
+		if len(r) != len(rows[0]) {
+			return nil, fmt.Errorf("npy: row %d has %d values, row 0 has %d", i, len(r), len(rows[0]))
+		}
+		flat = append(flat, r...)
+	}
+	return New([]int{len(rows), len(rows[0])}, flat)
+}
+
 // Len returns the number of elements, len(Data).
 func (a *Array) Len() int {
 	_, n, _ := dtypeOf(a.Data)

@@ -328,3 +328,18 @@ func TestSharedReferenceArrays(t *testing.T) {
 type onlyReader struct{ r io.Reader }
 
 func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func TestFromRows(t *testing.T) {
+	a, err := FromRows([][]int64{{1, 2, 3}, {4, 5, 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Int64s(); !reflect.DeepEqual(a.Shape, []int{2, 3}) || a.DType != "<i8" || !reflect.DeepEqual(got, []int64{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("FromRows: shape %v, dtype %s, data %v", a.Shape, a.DType, got)
+	}
+	for _, rows := range [][][]int64{nil, {{1, 2}, {3}}} {
+		if _, err := FromRows(rows); err == nil {
+			t.Errorf("FromRows(%v) succeeded, want an error", rows)
+		}
+	}
+}

@@ -171,10 +171,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	if cfg.MaxWindow > 0 {
 		maxW = min(maxW, cfg.MaxWindow)
 	}
-	// A window lo..hi keeps (a merge of) layer lo and loses what layers
-	// lo+1..hi did to the stream: its screening score is their span influence.
-	removed := func(lo, hi int) (float64, error) { return a.sc.cal.spanInfluence(lo+1, hi) }
-	spans, total, err := screenSpans(L, k, maxW, cfg.MaxSpans, removed)
+	spans, total, err := screenSpans(L, k, maxW, cfg.MaxSpans, a.sc.cal.removedInfluence)
 	if err != nil {
 		return nil, err
 	}
@@ -408,12 +405,10 @@ func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
 // at that threshold.
 func decideAuto(ctx context.Context, sc *scorer, L, target int, opts Options, rep *Report) (rewrite.Plan, int, error) {
 	if target == 0 {
-		res, err := slide(ctx, sc, rewrite.Paper, slm.CommitPending, L, 0, opts.Threshold, rep)
-		if err != nil {
+		var err error
+		if target, err = depthAtThreshold(ctx, sc, L, opts.Threshold, rep); err != nil {
 			return rewrite.Plan{}, 0, err
 		}
-		target = slm.LayersAfter(L, res.Windows)
-		rep.TargetLayers = target
 	}
 	a, err := newAutoEval(ctx, sc)
 	if err != nil {

@@ -91,3 +91,10 @@ func (c *calibration) spanInfluence(lo, hi int) (float64, error) {
 	}
 	return acc.Value(), nil
 }
+
+// removedInfluence is the auto method's screening score of window lo..hi: the
+// window keeps (a merge of) layer lo and loses what layers lo+1..hi did to the
+// stream, so the score is their span influence, 1 − cos(h_lo+1, h_hi+1).
+func (c *calibration) removedInfluence(lo, hi int) (float64, error) {
+	return c.spanInfluence(lo+1, hi)
+}

@@ -349,13 +349,10 @@ func decide(ctx context.Context, sc *scorer, L, target int, opts Options, rep *R
 		return decideAuto(ctx, sc, L, target, opts, rep)
 	case ShortGPT:
 		if target == 0 {
-			// Same depth as SLM (paper rule) at this threshold.
-			res, err := slide(ctx, sc, rewrite.Paper, slm.CommitPending, L, 0, opts.Threshold, rep)
-			if err != nil {
+			var err error
+			if target, err = depthAtThreshold(ctx, sc, L, opts.Threshold, rep); err != nil {
 				return rewrite.Plan{}, 0, err
 			}
-			target = slm.LayersAfter(L, res.Windows)
-			rep.TargetLayers = target
 		}
 		removed, err := slm.ShortGPT(sc.cal.blockInfluence, target)
 		if err != nil {
@@ -418,3 +415,15 @@ type nopProgress struct{}
 func (nopProgress) Start(string, int) {}
 func (nopProgress) Tick()             {}
 func (nopProgress) Done()             {}
+
+// depthAtThreshold is the depth the paper's loop (paper rule) reaches at
+// threshold th: the target of the methods that work at a depth (auto,
+// shortgpt) when a threshold is given instead. It records it in the report.
+func depthAtThreshold(ctx context.Context, sc *scorer, L int, th float64, rep *Report) (int, error) {
+	res, err := slide(ctx, sc, rewrite.Paper, slm.CommitPending, L, 0, th, rep)
+	if err != nil {
+		return 0, err
+	}
+	rep.TargetLayers = slm.LayersAfter(L, res.Windows)
+	return rep.TargetLayers, nil
+}

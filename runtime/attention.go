@@ -71,15 +71,7 @@ func attentionPVKernel(ec *execCtx, q, k, v *Tensor, qPerm, kPerm, vPerm, outPer
 		if len(outPerm) != r || outPerm[r-1] != r-1 {
 			return nil, false, nil
 		}
-		shape = make([]int, r)
-		for i, p := range outPerm {
-			shape[i] = full[p]
-		}
-		ps := stridesOf(shape)
-		cst = make([]int, r)
-		for i, p := range outPerm {
-			cst[p] = ps[i]
-		}
+		shape, cst = permutedOutput(full, outPerm)
 	}
 	checkAlloc(m*s, 4) // the scratch scores of one item
 	out := ec.newF32(shape)

@@ -77,15 +77,7 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 		if vecA || vecB || len(outPerm) != r || outPerm[r-1] != r-1 {
 			return nil, fmt.Errorf("output permutation %v not supported for MatMul of shapes %v and %v", outPerm, A.shape, B.shape)
 		}
-		shape = make([]int, r)
-		for i, p := range outPerm {
-			shape[i] = full[p]
-		}
-		ps := stridesOf(shape)
-		cst = make([]int, r)
-		for i, p := range outPerm {
-			cst[p] = ps[i]
-		}
+		shape, cst = permutedOutput(full, outPerm)
 	default:
 		cst = stridesOf(full)
 		shape = append([]int{}, batch...)

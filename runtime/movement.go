@@ -111,6 +111,23 @@ func stridedCopy(threads int, dst, src []byte, es int, shape, strides []int, bas
 	})
 }
 
+// permutedOutput is how a kernel writes its logical result of shape full
+// straight into a transposed output (a Transpose fused after it): the output's
+// shape (axis i is full's axis perm[i]) and, for each logical axis, its stride
+// in the output.
+func permutedOutput(full, perm []int) (shape, strides []int) {
+	shape = make([]int, len(perm))
+	for i, p := range perm {
+		shape[i] = full[p]
+	}
+	ps := stridesOf(shape)
+	strides = make([]int, len(perm))
+	for i, p := range perm {
+		strides[p] = ps[i]
+	}
+	return shape, strides
+}
+
 // stridesOf returns the row-major element strides of shape.
 func stridesOf(shape []int) []int {
 	st := make([]int, len(shape))

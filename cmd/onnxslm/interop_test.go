@@ -43,11 +43,7 @@ func tokenRows(rows, cols, vocab int) [][]int64 {
 
 func idsArray(t *testing.T, rows [][]int64) *npy.Array {
 	t.Helper()
-	var flat []int64
-	for _, r := range rows {
-		flat = append(flat, r...)
-	}
-	a, err := npy.New([]int{len(rows), len(rows[0])}, flat)
+	a, err := npy.FromRows(rows)
 	if err != nil {
 		t.Fatal(err)
 	}

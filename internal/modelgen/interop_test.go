@@ -46,11 +46,7 @@ func sample(c Config, seed int64, B, T, pad int) refInput {
 
 func array2(t *testing.T, rows [][]int64) *npy.Array {
 	t.Helper()
-	var flat []int64
-	for _, r := range rows {
-		flat = append(flat, r...)
-	}
-	a, err := npy.New([]int{len(rows), len(rows[0])}, flat)
+	a, err := npy.FromRows(rows)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -79,9 +80,9 @@ func main() {
 func run(outPath, shared string) error {
 	ctx := context.Background()
 	if shared == "" {
-		root, err := repoRoot()
+		root, err := testenv.Root()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: pass -shared", err)
 		}
 		shared = filepath.Join(root, "..", "shared")
 	}
@@ -282,22 +283,4 @@ func layers(m *pb.ModelProto) (int, error) {
 		return 0, err
 	}
 	return st.NumLayers(), nil
-}
-
-// repoRoot finds the folder holding go.mod, from the working directory up.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("no go.mod above the working directory: run from the repository or pass -shared")
-		}
-		d = p
-	}
 }

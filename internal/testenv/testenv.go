@@ -1,8 +1,10 @@
 // Package testenv locates the repository and the shared reference material
-// (../shared/testmodels) for tests, skipping cleanly where it is absent.
+// (../shared/testmodels) for tests, skipping cleanly where it is absent, and
+// for the measurement commands (internal/cmd/benchort, internal/results).
 package testenv
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,12 +20,18 @@ const SkipMessage = "../shared/testmodels not found (tests with the shared refer
 var (
 	rootOnce sync.Once
 	rootDir  string
-	rootErr  string
+	rootErr  error
 )
 
-// findRoot walks up from this source file's directory (and, failing that, from
-// the working directory) to the folder that holds go.mod.
-func findRoot() (string, string) {
+// Root returns the repository root: the folder that holds go.mod, walking up
+// from this source file's directory (and, failing that, from the working
+// directory).
+func Root() (string, error) {
+	rootOnce.Do(func() { rootDir, rootErr = findRoot() })
+	return rootDir, rootErr
+}
+
+func findRoot() (string, error) {
 	var starts []string
 	if _, file, _, ok := runtime.Caller(0); ok {
 		starts = append(starts, filepath.Dir(file))
@@ -34,7 +42,7 @@ func findRoot() (string, string) {
 	for _, dir := range starts {
 		for d := dir; ; {
 			if fi, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && !fi.IsDir() {
-				return d, ""
+				return d, nil
 			}
 			parent := filepath.Dir(d)
 			if parent == d {
@@ -43,18 +51,18 @@ func findRoot() (string, string) {
 			d = parent
 		}
 	}
-	return "", "testenv: repository root (folder with go.mod) not found above the test's working directory"
+	return "", errors.New("testenv: repository root (folder with go.mod) not found above the working directory")
 }
 
 // RepoRoot returns the repository root: the nearest folder with go.mod above
 // the test. It fails the test if there is none.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	rootOnce.Do(func() { rootDir, rootErr = findRoot() })
-	if rootErr != "" {
-		t.Fatal(rootErr)
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return rootDir
+	return root
 }
 
 // SharedDir returns <repo>/../shared. It skips the test with SkipMessage when

@@ -72,4 +72,14 @@ function writeNpy(file, tensor) {
   fs.writeFileSync(file, Buffer.concat([head, Buffer.from(dict, 'latin1'), body]));
 }
 
-module.exports = { readNpy, writeNpy };
+// readFeeds reads a request's inputs ([{name, file}]) as onnxruntime tensors.
+function readFeeds(ort, inputs) {
+  const feeds = {};
+  for (const inp of inputs || []) {
+    const a = readNpy(inp.file);
+    feeds[inp.name] = new ort.Tensor(a.type, a.data, a.dims);
+  }
+  return feeds;
+}
+
+module.exports = { readNpy, writeNpy, readFeeds };

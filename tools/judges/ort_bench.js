@@ -29,7 +29,7 @@
 
 const fs = require('fs');
 const readline = require('readline');
-const { readNpy, writeNpy } = require('./npy');
+const { readFeeds, writeNpy } = require('./npy');
 
 function fail(msg) {
   process.stderr.write(`ort_bench: ${msg}\n`);
@@ -63,11 +63,7 @@ async function main() {
     fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
   }
   const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-  const feeds = {};
-  for (const inp of req.inputs || []) {
-    const a = readNpy(inp.file);
-    feeds[inp.name] = new ort.Tensor(a.type, a.data, a.dims);
-  }
+  const feeds = readFeeds(ort, req.inputs);
   const t0 = performance.now();
   const options = {
     intraOpNumThreads: req.intra_op_threads || 2,

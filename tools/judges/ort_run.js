@@ -19,7 +19,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { readNpy, writeNpy } = require('./npy');
+const { readFeeds, writeNpy } = require('./npy');
 
 function fail(msg) {
   process.stderr.write(`ort_run: ${msg}\n`);
@@ -35,11 +35,7 @@ async function main() {
     fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
   }
   const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-  const feeds = {};
-  for (const inp of req.inputs || []) {
-    const a = readNpy(inp.file);
-    feeds[inp.name] = new ort.Tensor(a.type, a.data, a.dims);
-  }
+  const feeds = readFeeds(ort, req.inputs);
   let session;
   try {
     session = await ort.InferenceSession.create(req.model, {

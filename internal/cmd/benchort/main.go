@@ -44,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -234,28 +235,24 @@ func run(c config, w io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	type timed struct {
+		on  bool
+		run func() (wall, cpu float64, err error)
+		e   *Engine
+	}
+	engines := []timed{{useGo, goRun, res.Go}, {useORT, ortRun, res.ORT}}
 	for i := range c.reps {
-		order := []string{"go", "ort"}
-		if i%2 == 1 {
-			order = []string{"ort", "go"}
-		}
-		for _, e := range order {
-			switch {
-			case e == "go" && useGo:
-				wall, cpu, err := goRun()
-				if err != nil {
-					return err
-				}
-				res.Go.Seconds = append(res.Go.Seconds, wall)
-				res.Go.CPUSeconds = append(res.Go.CPUSeconds, cpu)
-			case e == "ort" && useORT:
-				wall, cpu, err := ortRun()
-				if err != nil {
-					return err
-				}
-				res.ORT.Seconds = append(res.ORT.Seconds, wall)
-				res.ORT.CPUSeconds = append(res.ORT.CPUSeconds, cpu)
+		for j := range engines {
+			t := engines[(i+j)%2] // interleaved: Go first on even runs, onnxruntime on odd
+			if !t.on {
+				continue
 			}
+			wall, cpu, err := t.run()
+			if err != nil {
+				return err
+			}
+			t.e.Seconds = append(t.e.Seconds, wall)
+			t.e.CPUSeconds = append(t.e.CPUSeconds, cpu)
 		}
 	}
 	ntok := float64(res.Batch * res.SeqLen)
@@ -394,9 +391,9 @@ type ortProc struct {
 func startORT(c config, tmp string, feeds map[string]*runtime.Tensor, fetch []string) (*ortProc, error) {
 	judges := c.judges
 	if judges == "" {
-		root, err := repoRoot()
+		root, err := testenv.Root()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: pass -judges", err)
 		}
 		judges = filepath.Join(root, "tools", "judges")
 	}
@@ -530,23 +527,6 @@ func compareLogits(got *runtime.Tensor, file string) (float64, error) {
 		return maxDiff, nil
 	}
 	return maxDiff / maxRef, nil
-}
-
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", errors.New("repository root (go.mod) not found above the working directory; pass -judges")
-		}
-		d = p
-	}
 }
 
 // processCPU is the CPU time (user + system) of this process so far.

@@ -1,4 +1,4 @@
-package main
+package runtime_test
 
 import (
 	"testing"
@@ -6,12 +6,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/runtime"
 )
 
-// TestWorkingBytes: float32 weights count once, float16 and bfloat16 three
+// TestWeightBytes: float32 weights count once, float16 and bfloat16 three
 // times their bytes (the 2-byte originals stay, the runtime widens them to
 // float32), integers not at all.
-func TestWorkingBytes(t *testing.T) {
+func TestWeightBytes(t *testing.T) {
 	init := func(dt pb.TensorProto_DataType, dims ...int64) *pb.TensorProto {
 		return &pb.TensorProto{DataType: proto.Int32(int32(dt)), Dims: dims}
 	}
@@ -28,8 +29,8 @@ func TestWorkingBytes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &pb.ModelProto{Graph: &pb.GraphProto{Initializer: tc.inits}}
-			if got := workingBytes(m); got != tc.want {
-				t.Errorf("workingBytes = %d, want %d", got, tc.want)
+			if got := runtime.WeightBytes(m); got != tc.want {
+				t.Errorf("WeightBytes = %d, want %d", got, tc.want)
 			}
 		})
 	}
