@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -39,6 +40,7 @@ func init() {
 			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or summary on stderr")
 			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
+			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 2 {
 					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
@@ -58,6 +60,7 @@ type pruneFlags struct {
 	json, external   bool
 	keepKV, quiet    bool
 	verbose          bool
+	cpuProfile       string
 	batch, threads   int
 }
 
@@ -92,6 +95,17 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return fmt.Errorf("output %s is the input model: refusing to overwrite it", out)
 	}
 
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("--cpuprofile %s: %w", f.cpuProfile, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep := newReporter(io, f.quiet, f.verbose)
 	load := rep.Start("load "+in, 0)
 	m, err := loadModelArg(in)
