@@ -164,7 +164,7 @@ func TestCheckerRejects(t *testing.T) {
 		}
 	})
 	err := c.Check(undefined)
-	if err == nil || !strings.Contains(err.Error(), "no_such_value") || errors.Is(err, ErrNotCheckable) {
+	if err == nil || !strings.Contains(err.Error(), "no_such_value") || errors.Is(err, errTooNew) {
 		t.Errorf("node reading an undefined value: got %v, want an error naming no_such_value", err)
 	} else {
 		t.Logf("undefined value: %v", err)
@@ -177,10 +177,27 @@ func TestCheckerRejects(t *testing.T) {
 		}
 	})
 	err = c.Check(tooNew)
-	if !errors.Is(err, ErrNotCheckable) || !strings.Contains(err.Error(), "opset 21 > 17") {
-		t.Errorf("opset 21: got %v, want ErrNotCheckable saying opset 21 > 17", err)
+	if !errors.Is(err, errTooNew) || errors.Is(err, ErrNotCheckable) || !strings.Contains(err.Error(), "opset 21 > 17") {
+		t.Errorf("opset 21: got %v, want a failure (not ErrNotCheckable, which call sites log and pass) saying opset 21 > 17", err)
 	} else {
 		t.Logf("opset 21: %v", err)
+	}
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		f := &fakeTB{TB: t}
+		c.Valid(f, tooNew)
+		if ci == "true" {
+			if f.skipped != "" || f.errored != "" || !strings.Contains(f.failed, "opset 21 > 17") {
+				t.Errorf("Valid, opset 21, CI=true: skipped %q, failed %q, errored %q; want a failure", f.skipped, f.failed, f.errored)
+			}
+		} else if f.failed != "" || f.errored != "" || !strings.Contains(f.skipped, "opset 21 > 17") {
+			t.Errorf("Valid, opset 21, CI unset: skipped %q, failed %q, errored %q; want a skip", f.skipped, f.failed, f.errored)
+		}
+	}
+	f := &fakeTB{TB: t}
+	c.Valid(f, undefined)
+	if f.skipped != "" || !strings.Contains(f.errored, "no_such_value") {
+		t.Errorf("Valid, undefined value: skipped %q, errored %q; want an error naming no_such_value", f.skipped, f.errored)
 	}
 	garbage := filepath.Join(t.TempDir(), "garbage.onnx")
 	os.WriteFile(garbage, []byte("not a model"), 0o644)
@@ -189,27 +206,13 @@ func TestCheckerRejects(t *testing.T) {
 	}
 }
 
-// fakeTB records Skip and Fatal instead of stopping the test.
+// fakeTB records Skip, Fatalf and Errorf instead of stopping the test.
 type fakeTB struct {
 	testing.TB
-	skipped, failed string
+	skipped, failed, errored string
 }
 
 func (f *fakeTB) Helper()                        {}
 func (f *fakeTB) Skip(args ...any)               { f.skipped = fmt.Sprint(args...) }
 func (f *fakeTB) Fatalf(format string, a ...any) { f.failed = fmt.Sprintf(format, a...) }
-
-func TestUnavailableSkipsOrFails(t *testing.T) {
-	for _, ci := range []string{"", "true"} {
-		t.Setenv("CI", ci)
-		f := &fakeTB{TB: t}
-		unavailable(f, "onnxruntime-node not installed: "+InstallHint)
-		if ci == "true" {
-			if f.skipped != "" || !strings.Contains(f.failed, "onnxruntime-node not installed: run .ci/install-judges.sh") {
-				t.Errorf("CI=true: skipped %q, failed %q, want a failure", f.skipped, f.failed)
-			}
-		} else if f.failed != "" || f.skipped != "onnxruntime-node not installed: run .ci/install-judges.sh" {
-			t.Errorf("CI unset: skipped %q, failed %q, want a skip", f.skipped, f.failed)
-		}
-	}
-}
+func (f *fakeTB) Errorf(format string, a ...any) { f.errored = fmt.Sprintf(format, a...) }

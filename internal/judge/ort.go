@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 )
 
@@ -34,7 +35,7 @@ func ORT(t testing.TB) *Runtime {
 	t.Helper()
 	r, reason := findORT()
 	if r == nil {
-		unavailable(t, reason)
+		testenv.Unavailable(t, reason)
 	}
 	return r
 }
