@@ -142,15 +142,9 @@ func externalW1(loc, offset, length string, data []byte) func(t *testing.T, dir 
 
 // setDims rewrites dir/model.onnx with w1's dims changed.
 func setDims(t *testing.T, dir string, dims ...int64) {
+	t.Helper()
 	path := filepath.Join(dir, "model.onnx")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatal(err)
-	}
+	m := readProto(t, path)
 	m.Graph.Initializer[0].Dims = dims
 	writeProto(t, path, m)
 }

@@ -41,11 +41,7 @@ type Check struct {
 // installs), else python3 on PATH.
 func Checker(t testing.TB) *Check {
 	t.Helper()
-	c, reason := findChecker()
-	if c == nil {
-		testenv.Unavailable(t, reason)
-	}
-	return c
+	return require(t, findChecker)
 }
 
 var (

@@ -13,10 +13,24 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
 // InstallHint tells how to install the judges.
 const InstallHint = "run .ci/install-judges.sh"
+
+// require returns the judge find locates, or skips the test with find's
+// reason why there is none (fails it when CI=true; see testenv.Unavailable).
+func require[J any](t testing.TB, find func() (*J, string)) *J {
+	t.Helper()
+	j, reason := find()
+	if j == nil {
+		testenv.Unavailable(t, reason)
+	}
+	return j
+}
 
 // judgesDir returns tools/judges of the repository holding this file.
 func judgesDir() (string, bool) {

@@ -17,25 +17,6 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
-// calibRows returns rows [0, n) of the calibration set as an int64 [n, T] array.
-func calibRows(t *testing.T, n int) *npy.Array {
-	t.Helper()
-	a, err := npy.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := a.Int64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	T := a.Shape[1]
-	b, err := npy.New([]int{n, T}, ids[:n*T])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestORTReproducesReferenceLogits(t *testing.T) {
 	ort := ORT(t)
 	if v, err := ort.Version(); err != nil || v != "1.30.0" {
@@ -43,7 +24,7 @@ func TestORTReproducesReferenceLogits(t *testing.T) {
 	}
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			out, err := ort.Run(testenv.TestModel(t, name), map[string]*npy.Array{"input_ids": calibRows(t, 2)}, []string{"logits"})
+			out, err := ort.Run(testenv.TestModel(t, name), map[string]*npy.Array{"input_ids": CalibRows(t, 2)}, []string{"logits"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +54,7 @@ func TestORTReproducesReferenceLogits(t *testing.T) {
 func TestORTAllOutputsAndErrors(t *testing.T) {
 	ort := ORT(t)
 	model := testenv.TestModel(t, "llama8")
-	out, err := ort.Run(model, map[string]*npy.Array{"input_ids": calibRows(t, 1)}, nil)
+	out, err := ort.Run(model, map[string]*npy.Array{"input_ids": CalibRows(t, 1)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +68,7 @@ func TestORTAllOutputsAndErrors(t *testing.T) {
 		inputs map[string]*npy.Array
 		msg    string
 	}{
-		{"missing input", map[string]*npy.Array{"ids": calibRows(t, 1)}, "input"},
+		{"missing input", map[string]*npy.Array{"ids": CalibRows(t, 1)}, "input"},
 		{"wrong dtype", map[string]*npy.Array{"input_ids": f}, "tensor(float)"},
 	} {
 		_, err := ort.Run(model, tc.inputs, []string{"logits"})
@@ -107,29 +88,6 @@ func keys(m map[string]*npy.Array) []string {
 		k = append(k, n)
 	}
 	return k
-}
-
-// editModel loads a shared model, applies edit and writes it to a temp file.
-func editModel(t *testing.T, name string, edit func(m *pb.ModelProto)) string {
-	t.Helper()
-	b, err := os.ReadFile(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatal(err)
-	}
-	edit(m)
-	out, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), name+".edited.onnx")
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func TestCheckerOnSharedModels(t *testing.T) {
@@ -155,7 +113,7 @@ func TestCheckerOnSharedModels(t *testing.T) {
 
 func TestCheckerRejects(t *testing.T) {
 	c := Checker(t)
-	undefined := editModel(t, "llama8", func(m *pb.ModelProto) {
+	undefined := EditedModel(t, "llama8", "edited", func(m *pb.ModelProto) {
 		for _, n := range m.Graph.Node {
 			if n.GetOpType() == "MatMul" {
 				n.Input[0] = "no_such_value"
@@ -169,7 +127,7 @@ func TestCheckerRejects(t *testing.T) {
 	} else {
 		t.Logf("undefined value: %v", err)
 	}
-	tooNew := editModel(t, "gpt2_6", func(m *pb.ModelProto) {
+	tooNew := EditedModel(t, "gpt2_6", "edited", func(m *pb.ModelProto) {
 		for _, o := range m.OpsetImport {
 			if o.GetDomain() == "" {
 				o.Version = proto.Int64(21)

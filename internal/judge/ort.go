@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 )
 
@@ -33,11 +32,7 @@ type Runtime struct {
 // tools/judges/node_modules/onnxruntime-node is missing (fails it when CI=true).
 func ORT(t testing.TB) *Runtime {
 	t.Helper()
-	r, reason := findORT()
-	if r == nil {
-		testenv.Unavailable(t, reason)
-	}
-	return r
+	return require(t, findORT)
 }
 
 func findORT() (*Runtime, string) {
