@@ -91,16 +91,12 @@ func TestSizeAndDirection(t *testing.T) {
 // cell's colour (no seams between cells).
 func TestBlocks(t *testing.T) {
 	const n = 6
-	m := make([][]float64, n)
-	for i := range m {
-		m[i] = make([]float64, n)
-		for j := range m[i] {
-			m[i][j] = 0.1
-			if (i < 3) == (j < 3) {
-				m[i][j] = 0.9
-			}
+	m := square(n, func(i, j int) float64 {
+		if (i < 3) == (j < 3) {
+			return 0.9
 		}
-	}
+		return 0.1
+	})
 	img, w := decode(t, m, Options{Title: "blocks", Min: 0, Max: 1})
 	in, across := centre(img, w, 0, 0), centre(img, w, 0, 5)
 	if in == across {
@@ -203,13 +199,7 @@ func TestRangeEdges(t *testing.T) {
 
 func TestManyLayers(t *testing.T) {
 	const n = 80
-	m := make([][]float64, n)
-	for i := range m {
-		m[i] = make([]float64, n)
-		for j := range m[i] {
-			m[i][j] = 1 / (1 + math.Abs(float64(i-j)))
-		}
-	}
+	m := square(n, func(i, j int) float64 { return 1 / (1 + math.Abs(float64(i-j))) })
 	img, w := decode(t, m, Options{Title: "80 layers"})
 	if len(w.xs) != n+1 {
 		t.Fatalf("got %d cell edges, want %d", len(w.xs), n+1)
@@ -340,4 +330,16 @@ func absInt(x int) int {
 		return -x
 	}
 	return x
+}
+
+// square returns the n×n matrix whose cell (i, j) is f(i, j).
+func square(n int, f func(i, j int) float64) [][]float64 {
+	m := make([][]float64, n)
+	for i := range m {
+		m[i] = make([]float64, n)
+		for j := range m[i] {
+			m[i][j] = f(i, j)
+		}
+	}
+	return m
 }

@@ -20,7 +20,7 @@ func TestInteropSavedModels(t *testing.T) {
 	}
 	ort := judge.ORT(t)
 	check := judge.Checker(t)
-	ids := calibRows(t, 2)
+	ids := judge.CalibRows(t, 2)
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
 			src := testenv.TestModel(t, name)
@@ -63,22 +63,4 @@ func logits(t *testing.T, ort *judge.Runtime, model string, ids *npy.Array) []fl
 		t.Fatal(err)
 	}
 	return v
-}
-
-// calibRows returns rows [0, n) of the shared calibration tokens as int64 [n, T].
-func calibRows(t *testing.T, n int) *npy.Array {
-	t.Helper()
-	a, err := npy.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := a.Int64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := npy.New([]int{n, a.Shape[1]}, ids[:n*a.Shape[1]])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

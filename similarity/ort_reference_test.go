@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -20,26 +19,11 @@ import (
 // values (name-only ValueInfos: onnxruntime infers their types).
 func withOutputs(t *testing.T, name string, values []string) string {
 	t.Helper()
-	b, err := os.ReadFile(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range values {
-		m.Graph.Output = append(m.Graph.Output, &pb.ValueInfoProto{Name: proto.String(v)})
-	}
-	out, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), name+".boundaries.onnx")
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return judge.EditedModel(t, name, "boundaries", func(m *pb.ModelProto) {
+		for _, v := range values {
+			m.Graph.Output = append(m.Graph.Output, &pb.ValueInfoProto{Name: proto.String(v)})
+		}
+	})
 }
 
 // TestCKAMatrixMatchesReference runs each shared model in onnxruntime on all

@@ -5,7 +5,8 @@
 //
 // Where a judge is not installed, the test that asks for it is skipped with a
 // message saying how to install it (.ci/install-judges.sh), except when the
-// environment has CI=true: there the test fails, so CI never skips a judge.
+// environment has CI=true: there the test fails, so CI never skips a judge
+// (testenv.Unavailable, the policy the shared reference models follow too).
 package judge
 
 import (
@@ -13,22 +14,22 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
 // InstallHint tells how to install the judges.
 const InstallHint = "run .ci/install-judges.sh"
 
-// inCI reports whether the tests run in CI, where a missing judge is a failure.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-// unavailable skips the test with reason, or fails it in CI.
-func unavailable(t testing.TB, reason string) {
+// require returns the judge find locates, or skips the test with find's
+// reason why there is none (fails it when CI=true; see testenv.Unavailable).
+func require[J any](t testing.TB, find func() (*J, string)) *J {
 	t.Helper()
-	if inCI() {
-		t.Fatalf("%s (CI=true: judges must be installed in CI)", reason)
-		return
+	j, reason := find()
+	if j == nil {
+		testenv.Unavailable(t, reason)
 	}
-	t.Skip(reason)
+	return j
 }
 
 // judgesDir returns tools/judges of the repository holding this file.

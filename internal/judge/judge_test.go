@@ -17,25 +17,6 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
-// calibRows returns rows [0, n) of the calibration set as an int64 [n, T] array.
-func calibRows(t *testing.T, n int) *npy.Array {
-	t.Helper()
-	a, err := npy.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := a.Int64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	T := a.Shape[1]
-	b, err := npy.New([]int{n, T}, ids[:n*T])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestORTReproducesReferenceLogits(t *testing.T) {
 	ort := ORT(t)
 	if v, err := ort.Version(); err != nil || v != "1.30.0" {
@@ -43,7 +24,7 @@ func TestORTReproducesReferenceLogits(t *testing.T) {
 	}
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			out, err := ort.Run(testenv.TestModel(t, name), map[string]*npy.Array{"input_ids": calibRows(t, 2)}, []string{"logits"})
+			out, err := ort.Run(testenv.TestModel(t, name), map[string]*npy.Array{"input_ids": CalibRows(t, 2)}, []string{"logits"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +54,7 @@ func TestORTReproducesReferenceLogits(t *testing.T) {
 func TestORTAllOutputsAndErrors(t *testing.T) {
 	ort := ORT(t)
 	model := testenv.TestModel(t, "llama8")
-	out, err := ort.Run(model, map[string]*npy.Array{"input_ids": calibRows(t, 1)}, nil)
+	out, err := ort.Run(model, map[string]*npy.Array{"input_ids": CalibRows(t, 1)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +68,7 @@ func TestORTAllOutputsAndErrors(t *testing.T) {
 		inputs map[string]*npy.Array
 		msg    string
 	}{
-		{"missing input", map[string]*npy.Array{"ids": calibRows(t, 1)}, "input"},
+		{"missing input", map[string]*npy.Array{"ids": CalibRows(t, 1)}, "input"},
 		{"wrong dtype", map[string]*npy.Array{"input_ids": f}, "tensor(float)"},
 	} {
 		_, err := ort.Run(model, tc.inputs, []string{"logits"})
@@ -107,29 +88,6 @@ func keys(m map[string]*npy.Array) []string {
 		k = append(k, n)
 	}
 	return k
-}
-
-// editModel loads a shared model, applies edit and writes it to a temp file.
-func editModel(t *testing.T, name string, edit func(m *pb.ModelProto)) string {
-	t.Helper()
-	b, err := os.ReadFile(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatal(err)
-	}
-	edit(m)
-	out, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), name+".edited.onnx")
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func TestCheckerOnSharedModels(t *testing.T) {
@@ -155,7 +113,7 @@ func TestCheckerOnSharedModels(t *testing.T) {
 
 func TestCheckerRejects(t *testing.T) {
 	c := Checker(t)
-	undefined := editModel(t, "llama8", func(m *pb.ModelProto) {
+	undefined := EditedModel(t, "llama8", "edited", func(m *pb.ModelProto) {
 		for _, n := range m.Graph.Node {
 			if n.GetOpType() == "MatMul" {
 				n.Input[0] = "no_such_value"
@@ -164,12 +122,12 @@ func TestCheckerRejects(t *testing.T) {
 		}
 	})
 	err := c.Check(undefined)
-	if err == nil || !strings.Contains(err.Error(), "no_such_value") || errors.Is(err, ErrNotCheckable) {
+	if err == nil || !strings.Contains(err.Error(), "no_such_value") || errors.Is(err, errTooNew) {
 		t.Errorf("node reading an undefined value: got %v, want an error naming no_such_value", err)
 	} else {
 		t.Logf("undefined value: %v", err)
 	}
-	tooNew := editModel(t, "gpt2_6", func(m *pb.ModelProto) {
+	tooNew := EditedModel(t, "gpt2_6", "edited", func(m *pb.ModelProto) {
 		for _, o := range m.OpsetImport {
 			if o.GetDomain() == "" {
 				o.Version = proto.Int64(21)
@@ -177,10 +135,27 @@ func TestCheckerRejects(t *testing.T) {
 		}
 	})
 	err = c.Check(tooNew)
-	if !errors.Is(err, ErrNotCheckable) || !strings.Contains(err.Error(), "opset 21 > 17") {
-		t.Errorf("opset 21: got %v, want ErrNotCheckable saying opset 21 > 17", err)
+	if !errors.Is(err, errTooNew) || errors.Is(err, ErrNotCheckable) || !strings.Contains(err.Error(), "opset 21 > 17") {
+		t.Errorf("opset 21: got %v, want a failure (not ErrNotCheckable, which call sites log and pass) saying opset 21 > 17", err)
 	} else {
 		t.Logf("opset 21: %v", err)
+	}
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		f := &fakeTB{TB: t}
+		c.Valid(f, tooNew)
+		if ci == "true" {
+			if f.skipped != "" || f.errored != "" || !strings.Contains(f.failed, "opset 21 > 17") {
+				t.Errorf("Valid, opset 21, CI=true: skipped %q, failed %q, errored %q; want a failure", f.skipped, f.failed, f.errored)
+			}
+		} else if f.failed != "" || f.errored != "" || !strings.Contains(f.skipped, "opset 21 > 17") {
+			t.Errorf("Valid, opset 21, CI unset: skipped %q, failed %q, errored %q; want a skip", f.skipped, f.failed, f.errored)
+		}
+	}
+	f := &fakeTB{TB: t}
+	c.Valid(f, undefined)
+	if f.skipped != "" || !strings.Contains(f.errored, "no_such_value") {
+		t.Errorf("Valid, undefined value: skipped %q, errored %q; want an error naming no_such_value", f.skipped, f.errored)
 	}
 	garbage := filepath.Join(t.TempDir(), "garbage.onnx")
 	os.WriteFile(garbage, []byte("not a model"), 0o644)
@@ -189,27 +164,13 @@ func TestCheckerRejects(t *testing.T) {
 	}
 }
 
-// fakeTB records Skip and Fatal instead of stopping the test.
+// fakeTB records Skip, Fatalf and Errorf instead of stopping the test.
 type fakeTB struct {
 	testing.TB
-	skipped, failed string
+	skipped, failed, errored string
 }
 
 func (f *fakeTB) Helper()                        {}
 func (f *fakeTB) Skip(args ...any)               { f.skipped = fmt.Sprint(args...) }
 func (f *fakeTB) Fatalf(format string, a ...any) { f.failed = fmt.Sprintf(format, a...) }
-
-func TestUnavailableSkipsOrFails(t *testing.T) {
-	for _, ci := range []string{"", "true"} {
-		t.Setenv("CI", ci)
-		f := &fakeTB{TB: t}
-		unavailable(f, "onnxruntime-node not installed: "+InstallHint)
-		if ci == "true" {
-			if f.skipped != "" || !strings.Contains(f.failed, "onnxruntime-node not installed: run .ci/install-judges.sh") {
-				t.Errorf("CI=true: skipped %q, failed %q, want a failure", f.skipped, f.failed)
-			}
-		} else if f.failed != "" || f.skipped != "onnxruntime-node not installed: run .ci/install-judges.sh" {
-			t.Errorf("CI unset: skipped %q, failed %q, want a skip", f.skipped, f.failed)
-		}
-	}
-}
+func (f *fakeTB) Errorf(format string, a ...any) { f.errored = fmt.Sprintf(format, a...) }

@@ -32,11 +32,7 @@ type Runtime struct {
 // tools/judges/node_modules/onnxruntime-node is missing (fails it when CI=true).
 func ORT(t testing.TB) *Runtime {
 	t.Helper()
-	r, reason := findORT()
-	if r == nil {
-		unavailable(t, reason)
-	}
-	return r
+	return require(t, findORT)
 }
 
 func findORT() (*Runtime, string) {

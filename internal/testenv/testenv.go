@@ -1,6 +1,11 @@
 // Package testenv locates the repository and the shared reference material
-// (../shared/testmodels) for tests, skipping cleanly where it is absent, and
-// for the measurement commands (internal/cmd/benchort, internal/results).
+// (../shared/testmodels) for tests, and for the measurement commands
+// (internal/cmd/benchort, internal/results).
+//
+// What a test needs from outside the repository (the shared models, the
+// judges of internal/judge) follows one policy, Unavailable: where it is
+// absent the test is skipped with a message saying why, except when the
+// environment has CI=true, where the test fails, so CI never skips silently.
 package testenv
 
 import (
@@ -65,18 +70,35 @@ func RepoRoot(t testing.TB) string {
 	return root
 }
 
-// SharedDir returns <repo>/../shared. It skips the test with SkipMessage when
-// ../shared/testmodels does not exist.
+// InCI reports whether the tests run in CI (CI=true, as .ci/run sets it),
+// where a missing prerequisite is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable reports that something the test needs is missing: it skips the
+// test with reason, or fails it when CI=true.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s (CI=true: CI must provide it, so the test fails instead of skipping)", reason)
+		return
+	}
+	t.Skip(reason)
+}
+
+// SharedDir returns <repo>/../shared. When ../shared/testmodels does not
+// exist it skips the test with SkipMessage (fails it when CI=true; see
+// Unavailable).
 func SharedDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(filepath.Dir(RepoRoot(t)), "shared")
 	if fi, err := os.Stat(filepath.Join(dir, "testmodels")); err != nil || !fi.IsDir() {
-		t.Skip(SkipMessage)
+		Unavailable(t, SkipMessage)
 	}
 	return dir
 }
 
-// TestModelsDir returns <repo>/../shared/testmodels (skipping as SharedDir does).
+// TestModelsDir returns <repo>/../shared/testmodels (skipping or failing as
+// SharedDir does).
 func TestModelsDir(t testing.TB) string {
 	t.Helper()
 	return filepath.Join(SharedDir(t), "testmodels")

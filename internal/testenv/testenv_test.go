@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +31,33 @@ func TestSharedModels(t *testing.T) {
 	}
 	if p := TestFile(t, "tokens/calib_train_16x128.npy"); filepath.Base(p) != "calib_train_16x128.npy" {
 		t.Errorf("TestFile = %q", p)
+	}
+}
+
+// fakeTB records Skip and Fatalf instead of stopping the test.
+type fakeTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (f *fakeTB) Helper()                        {}
+func (f *fakeTB) Skip(args ...any)               { f.skipped = fmt.Sprint(args...) }
+func (f *fakeTB) Fatalf(format string, a ...any) { f.failed = fmt.Sprintf(format, a...) }
+
+// TestUnavailableSkipsOrFails: the one policy of the judges and the shared
+// models: skip with the reason, fail under CI=true.
+func TestUnavailableSkipsOrFails(t *testing.T) {
+	const reason = "onnxruntime-node not installed: run .ci/install-judges.sh"
+	for _, ci := range []string{"", "false", "true"} {
+		t.Setenv("CI", ci)
+		f := &fakeTB{TB: t}
+		Unavailable(f, reason)
+		if ci == "true" {
+			if f.skipped != "" || !strings.Contains(f.failed, reason) {
+				t.Errorf("CI=%q: skipped %q, failed %q, want a failure", ci, f.skipped, f.failed)
+			}
+		} else if f.failed != "" || f.skipped != reason {
+			t.Errorf("CI=%q: skipped %q, failed %q, want a skip", ci, f.skipped, f.failed)
+		}
 	}
 }
