@@ -192,21 +192,23 @@ func (w *merger) blas() blas.Float32 {
 	return gonum.Implementation{}
 }
 
+// pass is one step of the rewrite. Every pass always runs: none is optional
+// (the merge without fusing is Rule Drop, the merge without metadata is
+// Meta.Omit), so the table has no required/disabled column.
 type pass struct {
-	name     string
-	fn       func(*merger) error
-	required bool
+	name string
+	fn   func(*merger) error
 }
 
 // passTable is the rewrite pipeline, in order.
 var passTable = []pass{
-	{"fuse", (*merger).fuse, false},        // merged windows: new projection tensors for layer low
-	{"drop", (*merger).drop, true},         // removed layers and their KV-cache inputs/outputs go; the stream skips them
-	{"dce", (*merger).dce, true},           // dead nodes and unused initializers
-	{"renumber", (*merger).renumber, true}, // KV-cache names numbered 0..L'-1
-	{"sort", (*merger).sort, true},         // topological order for writing
-	{"meta", (*merger).meta, false},        // metadata_props
-	{"verify", (*merger).verify, true},     // the result is a valid graph
+	{"fuse", (*merger).fuse},         // merged windows: new projection tensors for layer low
+	{"drop", (*merger).drop},         // removed layers and their KV-cache inputs/outputs go; the stream skips them
+	{"dce", (*merger).dce},           // dead nodes and unused initializers
+	{"renumber", (*merger).renumber}, // KV-cache names numbered 0..L'-1
+	{"sort", (*merger).sort},         // topological order for writing
+	{"meta", (*merger).meta},         // metadata_props
+	{"verify", (*merger).verify},     // the result is a valid graph
 }
 
 var passOrder = []graph.Constraint{
@@ -231,7 +233,7 @@ func (w *merger) passes() []graph.Pass {
 	ps := make([]graph.Pass, len(passTable))
 	for i, p := range passTable {
 		fn := p.fn
-		ps[i] = graph.Pass{Name: p.name, Required: p.required, Fn: func(*graph.Graph) error { return fn(w) }}
+		ps[i] = graph.Pass{Name: p.name, Fn: func(*graph.Graph) error { return fn(w) }}
 	}
 	return ps
 }
