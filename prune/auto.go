@@ -59,7 +59,7 @@ var defaultAuto = autoConfig{
 // cost ranks candidates: the mean KL divergence (nats per token) from the
 // original model's next-token distributions over all calibration rows. It is
 // zero for the original model, so single-window costs add up.
-func cost(m metrics) float64 { return m.KL[2] }
+func cost(m metrics) float64 { return m.All.KL }
 
 // AutoReport says what the auto method measured and chose.
 type AutoReport struct {
@@ -101,7 +101,13 @@ type AutoSplit struct {
 	All   float64 `json:"all"`
 }
 
-func split(v [3]float64) AutoSplit { return AutoSplit{v[0], v[1], v[2]} }
+// splits returns m's KL, NLL and cosine, each over the fit, check and all rows.
+func splits(m metrics) (kl, nll, cos AutoSplit) {
+	kl = AutoSplit{Fit: m.Fit.KL, Check: m.Check.KL, All: m.All.KL}
+	nll = AutoSplit{Fit: m.Fit.NLL, Check: m.Check.NLL, All: m.All.NLL}
+	cos = AutoSplit{Fit: m.Fit.Cos, Check: m.Check.Cos, All: m.All.Cos}
+	return kl, nll, cos
+}
 
 // AutoWindow is one chosen window.
 type AutoWindow struct {
@@ -165,7 +171,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	}
 	k := L - target
 	if k <= 0 {
-		return &autoResult{lowest: L, m: metrics{Cos: [3]float64{1, 1, 1}}, report: rep}, nil
+		return &autoResult{lowest: L, m: metrics{Fit: measures{Cos: 1}, Check: measures{Cos: 1}, All: measures{Cos: 1}}, report: rep}, nil
 	}
 	maxW := k + 1
 	if cfg.MaxWindow > 0 {
@@ -205,7 +211,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 			return nil, err
 		}
 	}
-	rep.KL, rep.NLL, rep.Cos = split(out.m.KL), split(out.m.NLL), split(out.m.Cos)
+	rep.KL, rep.NLL, rep.Cos = splits(out.m)
 	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
 	rep.Seconds = time.Since(t0).Seconds()
 	return out, nil
@@ -310,7 +316,7 @@ func measureSets(ctx context.Context, a *autoEval, opts *autoOptions, combos []s
 				return nil, err
 			}
 		}
-		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.KL[1]}
+		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.Check.KL}
 		for i, s := range c.Segments {
 			ac.Windows = append(ac.Windows, autoWindow(plan.Windows[i], opts.singles[s.Choice].m))
 		}
@@ -332,7 +338,7 @@ func measureSets(ctx context.Context, a *autoEval, opts *autoOptions, combos []s
 // three) while they keep improving the check rows.
 func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig) error {
 	rep := out.report
-	bestChk := out.m.KL[1]
+	bestChk := out.m.Check.KL
 	trials := []RidgeTrial{{Ridge: cfg.Ridge, CheckKL: bestChk}}
 	try := func(r float64) error {
 		plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
@@ -347,9 +353,9 @@ func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig
 		if err != nil {
 			return err
 		}
-		trials = append(trials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
-		if m.KL[1] < bestChk {
-			bestChk = m.KL[1]
+		trials = append(trials, RidgeTrial{Ridge: r, CheckKL: m.Check.KL})
+		if m.Check.KL < bestChk {
+			bestChk = m.Check.KL
 			out.plan, out.m, rep.Ridge = plan, m, r
 		}
 		return nil
@@ -383,9 +389,10 @@ func autoWindow(w rewrite.Window, alone metrics) AutoWindow {
 // alike, measured the same as m (to 1e-6 relative): another rule that built
 // the same layer up to rounding.
 func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
-	near := func(a, b [3]float64) bool {
-		for i := range a {
-			if math.Abs(a[i]-b[i]) > 1e-6*max(math.Abs(a[i]), math.Abs(b[i]), 1e-9) {
+	near := func(a, b float64) bool { return !(math.Abs(a-b) > 1e-6*max(math.Abs(a), math.Abs(b), 1e-9)) }
+	same := func(a, b metrics) bool {
+		for _, p := range [][2]measures{{a.Fit, b.Fit}, {a.Check, b.Check}, {a.All, b.All}} {
+			if !near(p[0].KL, p[1].KL) || !near(p[0].NLL, p[1].NLL) || !near(p[0].Cos, p[1].Cos) {
 				return false
 			}
 		}
@@ -393,7 +400,7 @@ func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
 	}
 	for _, o := range opts {
 		if o.win.Low == w.Low && o.win.High == w.High && o.repaired == (w.Repair != nil) &&
-			near(o.m.KL, m.KL) && near(o.m.NLL, m.NLL) && near(o.m.Cos, m.Cos) {
+			same(o.m, m) {
 			return true
 		}
 	}
