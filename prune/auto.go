@@ -111,12 +111,21 @@ func splits(m metrics) (kl, nll, cos AutoSplit) {
 
 // AutoWindow is one chosen window.
 type AutoWindow struct {
-	Low      int    `json:"low"`
-	High     int    `json:"high"`
+	slm.Window
 	Rule     string `json:"rule"`
 	Repaired bool   `json:"repaired"`
 	// KLAlone is the window's cost measured alone.
 	KLAlone float64 `json:"kl_alone"`
+}
+
+// String renders the window as the summary does ("1..4 paper+repair"); it
+// replaces slm.Window's, which knows no rule.
+func (w AutoWindow) String() string {
+	s := w.Window.String() + " " + w.Rule
+	if w.Repaired {
+		s += "+repair"
+	}
+	return s
 }
 
 // AutoCombination is one set of windows measured whole.
@@ -185,7 +194,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	if len(spans) < total {
 		rep.Screen = fmt.Sprintf("%d of the %d windows: per size, those whose removed layers low+1..high turn the stream least (1 - cos(h_low+1, h_high+1)), round-robin over the sizes; then the neighbours of the best set's windows", len(spans), total)
 	}
-	opts := &autoOptions{a: a, cfg: cfg, measured: map[span]bool{}}
+	opts := &autoOptions{a: a, cfg: cfg, measured: map[slm.Window]bool{}}
 	for _, sp := range spans {
 		if err := opts.add(ctx, sp); err != nil {
 			return nil, err
@@ -224,14 +233,14 @@ type autoOptions struct {
 	cfg      autoConfig
 	singles  []autoOption
 	segs     []slm.Segment // one per single, for the dynamic program
-	measured map[span]bool
+	measured map[slm.Window]bool
 }
 
 // add measures window sp with every rule.
-func (o *autoOptions) add(ctx context.Context, sp span) error {
+func (o *autoOptions) add(ctx context.Context, sp slm.Window) error {
 	o.measured[sp] = true
 	for _, rule := range o.cfg.Rules {
-		plan := rewrite.Plan{Windows: []rewrite.Window{{Low: sp.Low, High: sp.High, Rule: rule}}}
+		plan := rewrite.Plan{Windows: []rewrite.Window{{Window: sp, Rule: rule}}}
 		if o.cfg.Repair {
 			var err error
 			if plan, err = o.a.fitRepairs(ctx, plan, repairOptions{Ridge: o.cfg.Ridge}); err != nil {
@@ -249,7 +258,7 @@ func (o *autoOptions) add(ctx context.Context, sp span) error {
 		// The fitted matrix (d×d floats) is not kept: hundreds of options
 		// would hold gigabytes on a wide model. A chosen window is refitted
 		// (the fit is deterministic).
-		o.singles = append(o.singles, autoOption{win: rewrite.Window{Low: win.Low, High: win.High, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
+		o.singles = append(o.singles, autoOption{win: rewrite.Window{Window: win.Window, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
 		o.segs = append(o.segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
 	}
 	return nil
@@ -261,12 +270,12 @@ func (o *autoOptions) add(ctx context.Context, sp span) error {
 // or budget more windows have been. It returns the sets found last.
 func (o *autoOptions) lookAround(ctx context.Context, L, k, maxW, budget int, combos []slm.Combination) ([]slm.Combination, error) {
 	for extra := 0; extra < budget; {
-		var next []span
+		var next []slm.Window
 		for _, sg := range combos[0].Segments {
 			w := o.singles[sg.Choice].win
 			for _, d := range [][2]int{{-1, -1}, {1, 1}, {-1, 0}, {0, 1}, {1, 0}, {0, -1}} {
-				n := span{w.Low + d[0], w.High + d[1]}
-				if size := n.High - n.Low + 1; n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !o.measured[n] && !slices.Contains(next, n) {
+				n := slm.Window{Low: w.Low + d[0], High: w.High + d[1]}
+				if size := n.Size(); n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !o.measured[n] && !slices.Contains(next, n) {
 					next = append(next, n)
 				}
 			}
@@ -382,7 +391,7 @@ func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig
 }
 
 func autoWindow(w rewrite.Window, alone metrics) AutoWindow {
-	return AutoWindow{Low: w.Low, High: w.High, Rule: string(w.Rule), Repaired: w.Repair != nil, KLAlone: cost(alone)}
+	return AutoWindow{Window: w.Window, Rule: string(w.Rule), Repaired: w.Repair != nil, KLAlone: cost(alone)}
 }
 
 // sameAsEarlier reports whether an option for the same window, repaired

@@ -131,7 +131,7 @@ type windowScorer struct {
 func (w windowScorer) Similarity(ctx context.Context, committed []slm.Window, c slm.Window) (float64, error) {
 	plan := rewrite.Plan{Rule: w.rule}
 	for _, cw := range append(append([]slm.Window(nil), committed...), c) {
-		plan.Windows = append(plan.Windows, rewrite.Window{Low: cw.Low, High: cw.High})
+		plan.Windows = append(plan.Windows, rewrite.Window{Window: cw})
 	}
 	return w.score(ctx, plan, c.Low)
 }

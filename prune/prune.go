@@ -309,7 +309,7 @@ func decide(ctx context.Context, sc *scorer, L, target int, opts Options, rep *R
 		plan := rewrite.Plan{Rule: finalRule}
 		lowest := L
 		for _, w := range res.Windows {
-			plan.Windows = append(plan.Windows, rewrite.Window{Low: w.Low, High: w.High})
+			plan.Windows = append(plan.Windows, rewrite.Window{Window: w})
 			lowest = min(lowest, w.Low)
 		}
 		return plan, lowest, nil

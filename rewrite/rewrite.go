@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/slm"
 	"google.golang.org/protobuf/proto"
 
 	"gonum.org/v1/gonum/blas"
@@ -57,15 +58,28 @@ func ParseRule(s string) (Rule, error) {
 	return "", fmt.Errorf("merge rule %q: want one of %s", s, strings.Join(names, ", "))
 }
 
-// Window is a run of consecutive layers [Low..High] (original indices, inclusive)
-// merged into layer Low; layers Low+1..High are removed and what read layer High's
-// output reads the merged layer's output.
+// Window is a run of consecutive layers [Low..High] (original indices, inclusive,
+// slm's window type) merged into layer Low, and how: layers Low+1..High are
+// removed and what read layer High's output reads the merged layer's output.
 type Window struct {
-	Low, High int
+	slm.Window
 	// Rule overrides Plan.Rule for this window when set.
 	Rule Rule
 	// Repair, when set, folds a linear map into one projection of the merged layer.
 	Repair *Repair
+}
+
+// String renders the window with its rule, if set ("1..4 paper"), and
+// whether it is repaired; it replaces slm.Window's, which knows no rule.
+func (w Window) String() string {
+	s := w.Window.String()
+	if w.Rule != "" {
+		s += " " + string(w.Rule)
+	}
+	if w.Repair != nil {
+		s += "+repair"
+	}
+	return s
 }
 
 // Repair is a linear map applied to the output of one projection of the merged

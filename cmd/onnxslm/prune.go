@@ -184,11 +184,7 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	if r.Auto != nil {
 		var ws []string
 		for _, w := range r.Auto.Windows {
-			x := fmt.Sprintf("%d..%d %s", w.Low, w.High, w.Rule)
-			if w.Repaired {
-				x += "+repair"
-			}
-			ws = append(ws, x)
+			ws = append(ws, w.String())
 		}
 		fmt.Fprintf(io.Stderr, "  windows %s (ridge %g; KL to the original %.4f on held-out calibration rows)\n", strings.Join(ws, ", "), r.Auto.Ridge, r.Auto.KL.Check)
 		if r.Auto.SpansMeasured < r.Auto.Spans {
