@@ -202,7 +202,7 @@ func windowsAt(ctx context.Context, memo *slm.Memo, L int, th float64) (Threshol
 		tw.Windows = append(tw.Windows, [2]int{w.Low, w.High})
 	}
 	for _, s := range res.Trace {
-		tw.Trace = append(tw.Trace, TraceStep{Low: s.Low, High: s.High, Sim: s.Sim, Action: s.ActionText()})
+		tw.Trace = append(tw.Trace, TraceStep{Window: s.Window, Sim: s.Sim, Action: s.ActionText()})
 	}
 	if len(ws) > 0 {
 		// The result is the lowest window on top of the others: the last

@@ -259,7 +259,7 @@ func (o *autoOptions) add(ctx context.Context, sp slm.Window) error {
 		// would hold gigabytes on a wide model. A chosen window is refitted
 		// (the fit is deterministic).
 		o.singles = append(o.singles, autoOption{win: rewrite.Window{Window: win.Window, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
-		o.segs = append(o.segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
+		o.segs = append(o.segs, slm.Segment{Window: win.Window, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func screenSpans(L, k, maxW, budget int, influence func(lo, hi int) (float64, er
 	feasible := func(n int) bool {
 		segs := make([]slm.Segment, n)
 		for i, w := range order[:n] {
-			segs[i] = slm.Segment{Low: w.s.Low, High: w.s.High, Removes: w.s.High - w.s.Low, Cost: w.bi, Choice: i}
+			segs[i] = slm.Segment{Window: w.s, Removes: w.s.High - w.s.Low, Cost: w.bi, Choice: i}
 		}
 		_, err := slm.BestCombinations(L, k, segs, 1)
 		return err == nil

@@ -116,10 +116,15 @@ type Report struct {
 
 // TraceStep is one scored candidate of the sliding loop.
 type TraceStep struct {
-	Low    int     `json:"low"`
-	High   int     `json:"high"`
+	slm.Window
 	Sim    float64 `json:"sim"`
 	Action string  `json:"action"`
+}
+
+// String renders the step as a trace line ("3..5 0.912345 extend"):
+// Window's String would print only its layers.
+func (s TraceStep) String() string {
+	return fmt.Sprintf("%s %.6f %s", s.Window, s.Sim, s.Action)
 }
 
 // CalibrationInfo describes the calibration set.
@@ -357,7 +362,7 @@ func slide(ctx context.Context, sc *scorer, rule rewrite.Rule, atEnd slm.Pending
 	}
 	rep.Trace = rep.Trace[:0]
 	for _, s := range res.Trace {
-		rep.Trace = append(rep.Trace, TraceStep{Low: s.Low, High: s.High, Sim: s.Sim, Action: s.ActionText()})
+		rep.Trace = append(rep.Trace, TraceStep{Window: s.Window, Sim: s.Sim, Action: s.ActionText()})
 	}
 	return res, nil
 }
