@@ -128,3 +128,41 @@ func checkRows(rows [][]int64) error {
 	}
 	return nil
 }
+
+// Check reports the first mistake in o as an *OptionError, before any work:
+// an unknown kernel, an RBF factor that is negative or given with a kernel
+// that has none, a negative batch or thread count, thresholds outside
+// (0, 1] or an empty (non-nil) list of them. The calibration rows are
+// checked by Analyze.
+func (o AnalyzeOptions) Check() error {
+	switch o.Kernel {
+	case "", KernelLinear, KernelRBF:
+	default:
+		return optionErr(fmt.Sprintf("want one of %v", Kernels), OptionValue{"Kernel", o.Kernel})
+	}
+	if !(o.RBFFactor >= 0) {
+		return optionErr("want a positive multiple of the median distance (0 for 1)", OptionValue{"RBFFactor", o.RBFFactor})
+	}
+	if o.RBFFactor != 0 && o.Kernel != KernelRBF {
+		kernel := o.Kernel
+		if kernel == "" {
+			kernel = KernelLinear
+		}
+		return optionErr("only the rbf kernel has a bandwidth", OptionValue{"RBFFactor", o.RBFFactor}, OptionValue{"Kernel", kernel})
+	}
+	if o.Batch < 0 {
+		return optionErr("want a number of sequences, at least 1 (0 for the default)", OptionValue{"Batch", o.Batch})
+	}
+	if o.Runtime.Threads < 0 {
+		return optionErr("want a number of goroutines, at least 1 (0 for all cores)", OptionValue{"Runtime.Threads", o.Runtime.Threads})
+	}
+	if o.Thresholds != nil && len(o.Thresholds) == 0 {
+		return optionErr("give at least one threshold (nil for the defaults)", OptionValue{"Thresholds", "[]"})
+	}
+	for _, th := range o.Thresholds {
+		if !(th > 0 && th <= 1) {
+			return optionErr("want similarities in (0, 1]", OptionValue{"Thresholds", th})
+		}
+	}
+	return nil
+}

@@ -81,3 +81,44 @@ func TestOptionsCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyzeOptionsCheck: each kernel with and without an RBF factor, and
+// the values out of range.
+func TestAnalyzeOptionsCheck(t *testing.T) {
+	type opt = OptionValue
+	for _, c := range []struct {
+		name string
+		o    AnalyzeOptions
+		want []OptionValue
+	}{
+		{"defaults", AnalyzeOptions{}, nil},
+		{"rbf", AnalyzeOptions{Kernel: KernelRBF}, nil},
+		{"rbf factor", AnalyzeOptions{Kernel: KernelRBF, RBFFactor: 2}, nil},
+		{"thresholds", AnalyzeOptions{Thresholds: []float64{0.9, 1}, Batch: 4}, nil},
+		{"unknown kernel", AnalyzeOptions{Kernel: "cosine"}, []opt{{"Kernel", Kernel("cosine")}}},
+		{"factor without kernel", AnalyzeOptions{RBFFactor: 2}, []opt{{"RBFFactor", 2.0}, {"Kernel", KernelLinear}}},
+		{"factor with linear", AnalyzeOptions{Kernel: KernelLinear, RBFFactor: 2}, []opt{{"RBFFactor", 2.0}, {"Kernel", KernelLinear}}},
+		{"negative factor", AnalyzeOptions{Kernel: KernelRBF, RBFFactor: -1}, []opt{{"RBFFactor", -1.0}}},
+		{"negative batch", AnalyzeOptions{Batch: -1}, []opt{{"Batch", -1}}},
+		{"negative threads", AnalyzeOptions{Runtime: runtime.Options{Threads: -2}}, []opt{{"Runtime.Threads", -2}}},
+		{"no thresholds", AnalyzeOptions{Thresholds: []float64{}}, []opt{{"Thresholds", "[]"}}},
+		{"threshold 0", AnalyzeOptions{Thresholds: []float64{0.9, 0}}, []opt{{"Thresholds", 0.0}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.o.Check()
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) {
+				t.Fatalf("Check: %v, want an *OptionError", err)
+			}
+			if !reflect.DeepEqual(oe.Options, c.want) {
+				t.Errorf("error names %v, want %v", oe.Options, c.want)
+			}
+		})
+	}
+}

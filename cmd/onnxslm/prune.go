@@ -218,18 +218,7 @@ var pruneFlagOf = map[string]string{
 
 // pruneUsage turns a *prune.OptionError into a usage error that names the
 // flags; other errors are returned as they are.
-func pruneUsage(err error) error {
-	var oe *prune.OptionError
-	if !errors.As(err, &oe) {
-		return err
-	}
-	return &usageError{msg: oe.Format(func(field string) string {
-		if f, ok := pruneFlagOf[field]; ok {
-			return f
-		}
-		return field
-	})}
-}
+func pruneUsage(err error) error { return optionUsage(err, pruneFlagOf) }
 
 // samePath reports whether out names the same file as in (also through links).
 func samePath(in, out string) (bool, error) {
