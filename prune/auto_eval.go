@@ -86,21 +86,6 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 	return a, nil
 }
 
-// withHidden returns b's feeds with the stream value name set to h.
-func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
-	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
-	for k, v := range b.feeds {
-		// A candidate of a KV-cache model lacks the removed layers' past inputs.
-		if sess.HasValue(k) {
-			feeds[k] = v
-		}
-	}
-	if name != "" {
-		feeds[name] = h
-	}
-	return feeds
-}
-
 // distributions are a model's next-token distributions over a batch, kept in
 // the form the KL of a candidate needs: for each token t, p[t·V:(t+1)·V] the
 // probabilities (float32), negH[t] = Σ_j p_j·log p_j and mass[t] = Σ_j p_j

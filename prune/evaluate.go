@@ -87,6 +87,21 @@ func (c *candidate) done() {
 	}
 }
 
+// withHidden returns b's feeds with the stream value name set to h.
+func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
+	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
+	for k, v := range b.feeds {
+		// A candidate of a KV-cache model lacks the removed layers' past inputs.
+		if sess.HasValue(k) {
+			feeds[k] = v
+		}
+	}
+	if name != "" {
+		feeds[name] = h
+	}
+	return feeds
+}
+
 // score builds the model of plan and returns its criterion. lowest is the
 // lowest layer the plan changes: everything below it equals the original, so
 // the candidate runs from the cached stream entering that layer.
