@@ -15,6 +15,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 func loadShared(t *testing.T, name string) (*onnx.Model, *discover.Stack) {
@@ -50,7 +51,7 @@ func sorted(xs []string) []string {
 // onnxslm's metadata in the result.
 func TestPrunedSharedModel(t *testing.T) {
 	a, st := loadShared(t, "llama8")
-	windows := []rewrite.Window{{Low: 2, High: 3}, {Low: 5, High: 6}}
+	windows := []rewrite.Window{{Window: slm.Window{Low: 2, High: 3}}, {Window: slm.Window{Low: 5, High: 6}}}
 	// What the merge must have removed, derived from the layers' parameter
 	// slots: every tensor of the removed layers, and the projection weights of
 	// the layers the windows merge into (replaced by merged tensors).
@@ -189,8 +190,8 @@ func TestLayersMatchedByWeights(t *testing.T) {
 		fused       []int // B layers
 		sameAsLayer int   // for a projection of the first fused layer; -1: none
 	}{
-		{"code rule", rewrite.Plan{Rule: rewrite.Code, Windows: []rewrite.Window{{Low: 1, High: 2}, {Low: 3, High: 4}}}, []int{0, 1, 3, 5}, []int{1, 2}, 2},
-		{"drop rule", rewrite.Plan{Rule: rewrite.Drop, Windows: []rewrite.Window{{Low: 2, High: 4}}}, []int{0, 1, 2, 5}, nil, -1},
+		{"code rule", rewrite.Plan{Rule: rewrite.Code, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}, {Window: slm.Window{Low: 3, High: 4}}}}, []int{0, 1, 3, 5}, []int{1, 2}, 2},
+		{"drop rule", rewrite.Plan{Rule: rewrite.Drop, Windows: []rewrite.Window{{Window: slm.Window{Low: 2, High: 4}}}}, []int{0, 1, 2, 5}, nil, -1},
 		{"removal", rewrite.Plan{Remove: []int{1, 4}}, []int{0, 2, 3, 5}, nil, -1},
 	}
 	for _, c := range cases {

@@ -37,12 +37,12 @@ type AnalyzeOptions struct {
 	// Calibration is the token rows the model runs on (all of one length, at
 	// least 4 tokens: each row is one CKA minibatch of its token positions).
 	Calibration [][]int64
-	// Batch is the number of calibration sequences per run (default 8).
+	// Batch is the number of calibration sequences per run (0: 8).
 	Batch int
 	// Kernel of the CKA matrix; "" means KernelLinear.
 	Kernel Kernel
 	// RBFFactor scales the median distance that sets the RBF bandwidth
-	// (KernelRBF only); 0 means 1.
+	// (KernelRBF only: Check refuses it with another kernel); 0 means 1.
 	RBFFactor float64
 	// Thresholds at which the sliding loop (paper rule) is run; nil means
 	// DefaultThresholds. Each must lie in (0, 1].
@@ -101,21 +101,16 @@ type ThresholdWindows struct {
 // different thresholds share their candidate evaluations. m is not modified.
 func Analyze(ctx context.Context, m *pb.ModelProto, opts AnalyzeOptions) (*Analysis, error) {
 	t0 := time.Now()
-	kernel, err := opts.kernel()
-	if err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
+	if err := checkRows(opts.Calibration); err != nil {
+		return nil, err
+	}
+	kernel := opts.kernel()
 	thresholds := opts.Thresholds
 	if thresholds == nil {
 		thresholds = DefaultThresholds
-	}
-	for _, th := range thresholds {
-		if !(th > 0 && th <= 1) {
-			return nil, fmt.Errorf("threshold %g outside (0, 1]", th)
-		}
-	}
-	if len(opts.Calibration) == 0 {
-		return nil, fmt.Errorf("no calibration tokens")
 	}
 	seqLen := len(opts.Calibration[0])
 	for i, r := range opts.Calibration {
@@ -202,7 +197,7 @@ func windowsAt(ctx context.Context, memo *slm.Memo, L int, th float64) (Threshol
 		tw.Windows = append(tw.Windows, [2]int{w.Low, w.High})
 	}
 	for _, s := range res.Trace {
-		tw.Trace = append(tw.Trace, TraceStep{Low: s.Low, High: s.High, Sim: s.Sim, Action: s.ActionText()})
+		tw.Trace = append(tw.Trace, TraceStep{Window: s.Window, Sim: s.Sim, Action: s.ActionText()})
 	}
 	if len(ws) > 0 {
 		// The result is the lowest window on top of the others: the last
@@ -253,15 +248,10 @@ func ckaMatrix(ctx context.Context, cal *calibration, L int, k similarity.Kernel
 	return acc.Matrix(), nil
 }
 
-func (o *AnalyzeOptions) kernel() (similarity.Kernel, error) {
-	switch o.Kernel {
-	case "", KernelLinear:
-		return similarity.LinearKernel, nil
-	case KernelRBF:
-		if o.RBFFactor < 0 {
-			return similarity.Kernel{}, fmt.Errorf("RBF factor %g is negative", o.RBFFactor)
-		}
-		return similarity.RBFMedian(o.RBFFactor), nil
+// kernel is the similarity kernel of checked options.
+func (o *AnalyzeOptions) kernel() similarity.Kernel {
+	if o.Kernel == KernelRBF {
+		return similarity.RBFMedian(o.RBFFactor)
 	}
-	return similarity.Kernel{}, fmt.Errorf("unknown kernel %q (have %v)", o.Kernel, Kernels)
+	return similarity.LinearKernel
 }

@@ -59,7 +59,7 @@ var defaultAuto = autoConfig{
 // cost ranks candidates: the mean KL divergence (nats per token) from the
 // original model's next-token distributions over all calibration rows. It is
 // zero for the original model, so single-window costs add up.
-func cost(m metrics) float64 { return m.KL[2] }
+func cost(m metrics) float64 { return m.All.KL }
 
 // AutoReport says what the auto method measured and chose.
 type AutoReport struct {
@@ -101,16 +101,31 @@ type AutoSplit struct {
 	All   float64 `json:"all"`
 }
 
-func split(v [3]float64) AutoSplit { return AutoSplit{v[0], v[1], v[2]} }
+// splits returns m's KL, NLL and cosine, each over the fit, check and all rows.
+func splits(m metrics) (kl, nll, cos AutoSplit) {
+	kl = AutoSplit{Fit: m.Fit.KL, Check: m.Check.KL, All: m.All.KL}
+	nll = AutoSplit{Fit: m.Fit.NLL, Check: m.Check.NLL, All: m.All.NLL}
+	cos = AutoSplit{Fit: m.Fit.Cos, Check: m.Check.Cos, All: m.All.Cos}
+	return kl, nll, cos
+}
 
 // AutoWindow is one chosen window.
 type AutoWindow struct {
-	Low      int    `json:"low"`
-	High     int    `json:"high"`
+	slm.Window
 	Rule     string `json:"rule"`
 	Repaired bool   `json:"repaired"`
 	// KLAlone is the window's cost measured alone.
 	KLAlone float64 `json:"kl_alone"`
+}
+
+// String renders the window as the summary does ("1..4 paper+repair"); it
+// replaces slm.Window's, which knows no rule.
+func (w AutoWindow) String() string {
+	s := w.Window.String() + " " + w.Rule
+	if w.Repaired {
+		s += "+repair"
+	}
+	return s
 }
 
 // AutoCombination is one set of windows measured whole.
@@ -165,7 +180,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	}
 	k := L - target
 	if k <= 0 {
-		return &autoResult{lowest: L, m: metrics{Cos: [3]float64{1, 1, 1}}, report: rep}, nil
+		return &autoResult{lowest: L, m: metrics{Fit: measures{Cos: 1}, Check: measures{Cos: 1}, All: measures{Cos: 1}}, report: rep}, nil
 	}
 	maxW := k + 1
 	if cfg.MaxWindow > 0 {
@@ -179,7 +194,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 	if len(spans) < total {
 		rep.Screen = fmt.Sprintf("%d of the %d windows: per size, those whose removed layers low+1..high turn the stream least (1 - cos(h_low+1, h_high+1)), round-robin over the sizes; then the neighbours of the best set's windows", len(spans), total)
 	}
-	opts := &autoOptions{a: a, cfg: cfg, measured: map[span]bool{}}
+	opts := &autoOptions{a: a, cfg: cfg, measured: map[slm.Window]bool{}}
 	for _, sp := range spans {
 		if err := opts.add(ctx, sp); err != nil {
 			return nil, err
@@ -205,7 +220,7 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 			return nil, err
 		}
 	}
-	rep.KL, rep.NLL, rep.Cos = split(out.m.KL), split(out.m.NLL), split(out.m.Cos)
+	rep.KL, rep.NLL, rep.Cos = splits(out.m)
 	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
 	rep.Seconds = time.Since(t0).Seconds()
 	return out, nil
@@ -218,14 +233,14 @@ type autoOptions struct {
 	cfg      autoConfig
 	singles  []autoOption
 	segs     []slm.Segment // one per single, for the dynamic program
-	measured map[span]bool
+	measured map[slm.Window]bool
 }
 
 // add measures window sp with every rule.
-func (o *autoOptions) add(ctx context.Context, sp span) error {
+func (o *autoOptions) add(ctx context.Context, sp slm.Window) error {
 	o.measured[sp] = true
 	for _, rule := range o.cfg.Rules {
-		plan := rewrite.Plan{Windows: []rewrite.Window{{Low: sp.Low, High: sp.High, Rule: rule}}}
+		plan := rewrite.Plan{Windows: []rewrite.Window{{Window: sp, Rule: rule}}}
 		if o.cfg.Repair {
 			var err error
 			if plan, err = o.a.fitRepairs(ctx, plan, repairOptions{Ridge: o.cfg.Ridge}); err != nil {
@@ -243,8 +258,8 @@ func (o *autoOptions) add(ctx context.Context, sp span) error {
 		// The fitted matrix (d×d floats) is not kept: hundreds of options
 		// would hold gigabytes on a wide model. A chosen window is refitted
 		// (the fit is deterministic).
-		o.singles = append(o.singles, autoOption{win: rewrite.Window{Low: win.Low, High: win.High, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
-		o.segs = append(o.segs, slm.Segment{Low: win.Low, High: win.High, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
+		o.singles = append(o.singles, autoOption{win: rewrite.Window{Window: win.Window, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
+		o.segs = append(o.segs, slm.Segment{Window: win.Window, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
 	}
 	return nil
 }
@@ -255,12 +270,12 @@ func (o *autoOptions) add(ctx context.Context, sp span) error {
 // or budget more windows have been. It returns the sets found last.
 func (o *autoOptions) lookAround(ctx context.Context, L, k, maxW, budget int, combos []slm.Combination) ([]slm.Combination, error) {
 	for extra := 0; extra < budget; {
-		var next []span
+		var next []slm.Window
 		for _, sg := range combos[0].Segments {
 			w := o.singles[sg.Choice].win
 			for _, d := range [][2]int{{-1, -1}, {1, 1}, {-1, 0}, {0, 1}, {1, 0}, {0, -1}} {
-				n := span{w.Low + d[0], w.High + d[1]}
-				if size := n.High - n.Low + 1; n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !o.measured[n] && !slices.Contains(next, n) {
+				n := slm.Window{Low: w.Low + d[0], High: w.High + d[1]}
+				if size := n.Size(); n.Low >= 0 && n.High < L && size >= 2 && size <= maxW && !o.measured[n] && !slices.Contains(next, n) {
 					next = append(next, n)
 				}
 			}
@@ -310,7 +325,7 @@ func measureSets(ctx context.Context, a *autoEval, opts *autoOptions, combos []s
 				return nil, err
 			}
 		}
-		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.KL[1]}
+		ac := AutoCombination{Estimate: c.Cost, KL: cost(m), KLCheck: m.Check.KL}
 		for i, s := range c.Segments {
 			ac.Windows = append(ac.Windows, autoWindow(plan.Windows[i], opts.singles[s.Choice].m))
 		}
@@ -332,7 +347,7 @@ func measureSets(ctx context.Context, a *autoEval, opts *autoOptions, combos []s
 // three) while they keep improving the check rows.
 func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig) error {
 	rep := out.report
-	bestChk := out.m.KL[1]
+	bestChk := out.m.Check.KL
 	trials := []RidgeTrial{{Ridge: cfg.Ridge, CheckKL: bestChk}}
 	try := func(r float64) error {
 		plan := rewrite.Plan{Windows: append([]rewrite.Window(nil), out.plan.Windows...)}
@@ -347,9 +362,9 @@ func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig
 		if err != nil {
 			return err
 		}
-		trials = append(trials, RidgeTrial{Ridge: r, CheckKL: m.KL[1]})
-		if m.KL[1] < bestChk {
-			bestChk = m.KL[1]
+		trials = append(trials, RidgeTrial{Ridge: r, CheckKL: m.Check.KL})
+		if m.Check.KL < bestChk {
+			bestChk = m.Check.KL
 			out.plan, out.m, rep.Ridge = plan, m, r
 		}
 		return nil
@@ -376,16 +391,17 @@ func tuneRidge(ctx context.Context, a *autoEval, out *autoResult, cfg autoConfig
 }
 
 func autoWindow(w rewrite.Window, alone metrics) AutoWindow {
-	return AutoWindow{Low: w.Low, High: w.High, Rule: string(w.Rule), Repaired: w.Repair != nil, KLAlone: cost(alone)}
+	return AutoWindow{Window: w.Window, Rule: string(w.Rule), Repaired: w.Repair != nil, KLAlone: cost(alone)}
 }
 
 // sameAsEarlier reports whether an option for the same window, repaired
 // alike, measured the same as m (to 1e-6 relative): another rule that built
 // the same layer up to rounding.
 func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
-	near := func(a, b [3]float64) bool {
-		for i := range a {
-			if math.Abs(a[i]-b[i]) > 1e-6*max(math.Abs(a[i]), math.Abs(b[i]), 1e-9) {
+	near := func(a, b float64) bool { return !(math.Abs(a-b) > 1e-6*max(math.Abs(a), math.Abs(b), 1e-9)) }
+	same := func(a, b metrics) bool {
+		for _, p := range [][2]measures{{a.Fit, b.Fit}, {a.Check, b.Check}, {a.All, b.All}} {
+			if !near(p[0].KL, p[1].KL) || !near(p[0].NLL, p[1].NLL) || !near(p[0].Cos, p[1].Cos) {
 				return false
 			}
 		}
@@ -393,7 +409,7 @@ func sameAsEarlier(opts []autoOption, w rewrite.Window, m metrics) bool {
 	}
 	for _, o := range opts {
 		if o.win.Low == w.Low && o.win.High == w.High && o.repaired == (w.Repair != nil) &&
-			near(o.m.KL, m.KL) && near(o.m.NLL, m.NLL) && near(o.m.Cos, m.Cos) {
+			same(o.m, m) {
 			return true
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	goruntime "runtime"
 	"sync"
-	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/lm"
@@ -43,12 +42,17 @@ type autoEval struct {
 	evaluations, fits int
 }
 
-// metrics are one candidate's measures; index 0 is over the fit rows, 1 over
-// the check rows, 2 over all rows.
+// metrics are one candidate's measures over the calibration rows that fit
+// repairs, over those held out from fitting (the check rows), and over all.
 type metrics struct {
-	Cos [3]float64 // mean cosine of the final-normed states per sequence (the paper's criterion)
-	KL  [3]float64 // mean KL(original ‖ candidate) of next-token distributions, nats per token
-	NLL [3]float64 // mean next-token NLL of the candidate, nats per predicted token
+	Fit, Check, All measures
+}
+
+// measures are a candidate's measures over some calibration rows.
+type measures struct {
+	Cos float64 // mean cosine of the final-normed states per sequence (the paper's criterion)
+	KL  float64 // mean KL(original ‖ candidate) of next-token distributions, nats per token
+	NLL float64 // mean next-token NLL of the candidate, nats per predicted token
 }
 
 func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
@@ -80,21 +84,6 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		a.fitRows = n - n/4
 	}
 	return a, nil
-}
-
-// withHidden returns b's feeds with the stream value name set to h.
-func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
-	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
-	for k, v := range b.feeds {
-		// A candidate of a KV-cache model lacks the removed layers' past inputs.
-		if sess.HasValue(k) {
-			feeds[k] = v
-		}
-	}
-	if name != "" {
-		feeds[name] = h
-	}
-	return feeds
 }
 
 // distributions are a model's next-token distributions over a batch, kept in
@@ -162,24 +151,17 @@ func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []
 // measure builds the model of plan and measures it; lowest is the lowest
 // layer the plan changes (the candidate runs from the cached stream there).
 func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (metrics, error) {
-	t0 := time.Now()
 	sc := a.sc
-	res, err := rewrite.Merge(sc.model, sc.stack, plan, sc.candidateOptions())
+	cand, err := sc.candidate(plan, lowest, true)
 	if err != nil {
 		return metrics{}, err
 	}
-	sess, err := runtime.New(res.Model, sc.rt)
-	if err != nil {
-		return metrics{}, fmt.Errorf("candidate model: %w", err)
-	}
-	var sum [3]metrics
+	// Sums and counts per group of rows: the fit rows, the check rows, all.
+	const fit, check, all = 0, 1, 2
+	var sum [3]measures
 	var cnt [3]struct{ seq, tok, pred float64 }
 	for bi, b := range sc.cal.batches {
-		feeds := withHidden(sess, b, "", nil)
-		if lowest > 0 {
-			feeds = withHidden(sess, b, sc.stack.Hidden[lowest], b.hidden[lowest])
-		}
-		out, err := sess.RunContext(ctx, feeds, []string{sc.stack.FinalNorm, a.logits})
+		out, err := cand.RunContext(ctx, cand.feeds(b), []string{sc.stack.FinalNorm, a.logits})
 		if err != nil {
 			return metrics{}, fmt.Errorf("candidate model: %w", err)
 		}
@@ -193,9 +175,9 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 		V := a.vocab
 		klTok, lse := a.orig[bi].tokenScores(lg, V, a.threads)
 		for r, row := range b.rows {
-			g := 0
+			g := fit
 			if a.firstRow[bi]+r >= a.fitRows {
-				g = 1
+				g = check
 			}
 			c, err := similarity.Cosine(fin[r*per:(r+1)*per], want[r*per:(r+1)*per])
 			if err != nil {
@@ -208,10 +190,10 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 					nll += lse[r*T+t] - float64(lg[(r*T+t)*V+int(row[t+1])])
 				}
 			}
-			for _, gi := range []int{g, 2} {
-				sum[gi].Cos[gi] += c
-				sum[gi].KL[gi] += kl
-				sum[gi].NLL[gi] += nll
+			for _, gi := range []int{g, all} {
+				sum[gi].Cos += c
+				sum[gi].KL += kl
+				sum[gi].NLL += nll
 				cnt[gi].seq++
 				cnt[gi].tok += float64(T)
 				cnt[gi].pred += float64(T - 1)
@@ -219,22 +201,14 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 		}
 	}
 	var m metrics
-	for g := range 3 {
+	for g, dst := range [3]*measures{&m.Fit, &m.Check, &m.All} {
 		if cnt[g].seq == 0 {
-			g2 := 2
-			m.Cos[g], m.KL[g], m.NLL[g] = sum[g2].Cos[g2]/cnt[g2].seq, sum[g2].KL[g2]/cnt[g2].tok, sum[g2].NLL[g2]/cnt[g2].pred
-			continue
+			g = all // no rows in the group (too few to hold any out): all rows stand for it
 		}
-		m.Cos[g] = sum[g].Cos[g] / cnt[g].seq
-		m.KL[g] = sum[g].KL[g] / cnt[g].tok
-		m.NLL[g] = sum[g].NLL[g] / cnt[g].pred
+		*dst = measures{Cos: sum[g].Cos / cnt[g].seq, KL: sum[g].KL / cnt[g].tok, NLL: sum[g].NLL / cnt[g].pred}
 	}
 	a.evaluations++
-	sc.evaluations++
-	sc.elapsed += time.Since(t0)
-	if sc.step != nil {
-		sc.step()
-	}
+	cand.done()
 	return m, nil
 }
 
@@ -366,16 +340,11 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		if err != nil {
 			continue // no place to fold a repair: the window stays unrepaired
 		}
-		t0 := time.Now()
 		cur := rewrite.Plan{Rule: out.Rule, Remove: out.Remove, Windows: append([]rewrite.Window(nil), out.Windows...)}
 		cur.Windows[wi].Repair = nil
-		res, err := rewrite.Merge(sc.model, sc.stack, cur, sc.candidateOptions())
+		cand, err := sc.candidate(cur, lowest, true)
 		if err != nil {
 			return rewrite.Plan{}, err
-		}
-		sess, err := runtime.New(res.Model, sc.rt)
-		if err != nil {
-			return rewrite.Plan{}, fmt.Errorf("candidate model: %w", err)
 		}
 		prob, err := repair.NewProblem(site.width, site.width, site.offset)
 		if err != nil {
@@ -385,11 +354,7 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 			if a.firstRow[bi] >= a.fitRows {
 				continue
 			}
-			feeds := withHidden(sess, b, "", nil)
-			if lowest > 0 {
-				feeds = withHidden(sess, b, sc.stack.Hidden[lowest], b.hidden[lowest])
-			}
-			o, err := sess.RunContext(ctx, feeds, []string{site.tap, site.out})
+			o, err := cand.RunContext(ctx, cand.feeds(b), []string{site.tap, site.out})
 			if err != nil {
 				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
 			}
@@ -419,11 +384,7 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		}
 		out.Windows[wi].Repair = rp
 		a.fits++
-		sc.evaluations++
-		sc.elapsed += time.Since(t0)
-		if sc.step != nil {
-			sc.step()
-		}
+		cand.done()
 	}
 	return out, nil
 }

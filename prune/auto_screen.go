@@ -8,9 +8,6 @@ import (
 	"github.com/onnxslm/onnxslm/slm"
 )
 
-// span is a window of consecutive layers low..high, before a rule is chosen.
-type span struct{ Low, High int }
-
 // screenSpans picks the windows the auto search measures. Every window of
 // 2..maxW layers is a candidate; when there are more than budget of them (a
 // deep model: L = 24 cut by 6 has 123), only budget are kept, chosen for free
@@ -20,18 +17,18 @@ type span struct{ Low, High int }
 // best windows. If the kept windows cannot remove exactly k layers together,
 // more are added in the same order until they can. The windows are returned
 // by size, then by low layer (the order the search measures them in).
-func screenSpans(L, k, maxW, budget int, influence func(lo, hi int) (float64, error)) (kept []span, total int, err error) {
-	var all []span
+func screenSpans(L, k, maxW, budget int, influence func(lo, hi int) (float64, error)) (kept []slm.Window, total int, err error) {
+	var all []slm.Window
 	for size := 2; size <= maxW; size++ {
 		for lo := 0; lo+size <= L; lo++ {
-			all = append(all, span{lo, lo + size - 1})
+			all = append(all, slm.Window{Low: lo, High: lo + size - 1})
 		}
 	}
 	if budget <= 0 || len(all) <= budget {
 		return all, len(all), nil
 	}
 	type ranked struct {
-		s  span
+		s  slm.Window
 		bi float64
 	}
 	bySize := make([][]ranked, maxW+1)
@@ -59,7 +56,7 @@ func screenSpans(L, k, maxW, budget int, influence func(lo, hi int) (float64, er
 	feasible := func(n int) bool {
 		segs := make([]slm.Segment, n)
 		for i, w := range order[:n] {
-			segs[i] = slm.Segment{Low: w.s.Low, High: w.s.High, Removes: w.s.High - w.s.Low, Cost: w.bi, Choice: i}
+			segs[i] = slm.Segment{Window: w.s, Removes: w.s.High - w.s.Low, Cost: w.bi, Choice: i}
 		}
 		_, err := slm.BestCombinations(L, k, segs, 1)
 		return err == nil
@@ -71,7 +68,7 @@ func screenSpans(L, k, maxW, budget int, influence func(lo, hi int) (float64, er
 	for _, w := range order[:n] {
 		kept = append(kept, w.s)
 	}
-	slices.SortFunc(kept, func(a, b span) int {
+	slices.SortFunc(kept, func(a, b slm.Window) int {
 		if c := cmp.Compare(a.High-a.Low, b.High-b.Low); c != 0 {
 			return c
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 // TestAutoScreenAblation measures what screening the windows costs in
@@ -98,9 +99,9 @@ func TestAutoScreenScores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		best := map[span]float64{}
+		best := map[slm.Window]float64{}
 		for _, o := range res.options {
-			s := span{o.win.Low, o.win.High}
+			s := o.win.Window
 			if v, ok := best[s]; !ok || cost(o.m) < v {
 				best[s] = cost(o.m)
 			}
@@ -126,11 +127,11 @@ func TestAutoScreenScores(t *testing.T) {
 		}
 		cka := acc.Matrix()
 		const chosen = "span influence of the removed layers, 1-cos(h_lo+1, h_hi+1) (the screen's score)"
-		scores := map[string]func(s span) float64{
-			"span BI 1-cos(h_lo, h_hi+1)": func(s span) float64 { v, _ := cal.spanInfluence(s.Low, s.High); return v },
-			"1-CKA(h_lo, h_hi+1)":         func(s span) float64 { return 1 - cka[s.Low][s.High+1] },
-			"1-CKA(h_lo+1, h_hi+1)":       func(s span) float64 { return 1 - cka[s.Low+1][s.High+1] },
-			chosen:                        func(s span) float64 { v, _ := cal.removedInfluence(s.Low, s.High); return v },
+		scores := map[string]func(s slm.Window) float64{
+			"span BI 1-cos(h_lo, h_hi+1)": func(s slm.Window) float64 { v, _ := cal.spanInfluence(s.Low, s.High); return v },
+			"1-CKA(h_lo, h_hi+1)":         func(s slm.Window) float64 { return 1 - cka[s.Low][s.High+1] },
+			"1-CKA(h_lo+1, h_hi+1)":       func(s slm.Window) float64 { return 1 - cka[s.Low+1][s.High+1] },
+			chosen:                        func(s slm.Window) float64 { v, _ := cal.removedInfluence(s.Low, s.High); return v },
 		}
 		for name, score := range scores {
 			var line string

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 func TestScreenSpans(t *testing.T) {
@@ -24,20 +26,20 @@ func TestScreenSpans(t *testing.T) {
 		name            string
 		L, k, maxW, bud int
 		wantTotal       int
-		want            []span // nil: only the count is checked
+		want            []slm.Window // nil: only the count is checked
 		wantLen         int
-		mustContain     []span
+		mustContain     []slm.Window
 	}{
 		{name: "under budget keeps all", L: 8, k: 3, maxW: 4, bud: 20, wantTotal: 18, wantLen: 18},
 		{name: "no budget keeps all", L: 8, k: 3, maxW: 4, bud: 0, wantTotal: 18, wantLen: 18},
 		{name: "best of each size first", L: 8, k: 2, maxW: 3, bud: 2, wantTotal: 13,
-			want: []span{{4, 5}, {3, 5}}},
+			want: []slm.Window{{Low: 4, High: 5}, {Low: 3, High: 5}}},
 		{name: "round robin over sizes", L: 8, k: 2, maxW: 3, bud: 4, wantTotal: 13,
-			want: []span{{4, 5}, {5, 6}, {3, 5}, {5, 7}}},
+			want: []slm.Window{{Low: 4, High: 5}, {Low: 5, High: 6}, {Low: 3, High: 5}, {Low: 5, High: 7}}},
 		// k = 3 with windows of at most 2 layers: three disjoint pairs are needed,
 		// so the screen adds windows past its budget until three fit.
 		{name: "extends until feasible", L: 8, k: 3, maxW: 2, bud: 2, wantTotal: 7, wantLen: 4,
-			mustContain: []span{{0, 1}, {4, 5}}},
+			mustContain: []slm.Window{{Low: 0, High: 1}, {Low: 4, High: 5}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

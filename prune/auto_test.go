@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 // randomRows returns n rows of t random byte tokens.
@@ -116,7 +117,7 @@ func TestRepairNeverWorsensTheFittedStream(t *testing.T) {
 					site.slot, a.sc.stack.Layers[1].Params[site.slot].Role, site.offset, tc.offset)
 			}
 			for _, rule := range []rewrite.Rule{rewrite.Paper, rewrite.Drop} {
-				w := rewrite.Window{Low: 1, High: 2, Rule: rule}
+				w := rewrite.Window{Window: slm.Window{Low: 1, High: 2}, Rule: rule}
 				plain := rewrite.Plan{Windows: []rewrite.Window{w}}
 				fixed, err := a.fitRepairs(context.Background(), plain, repairOptions{Ridge: 0.01})
 				if err != nil {

@@ -58,8 +58,8 @@ func TestMethodsReproduceReference(t *testing.T) {
 	}{
 		{SLM, rewrite.Paper, "slm"},
 		{SLM, rewrite.Code, "slm_authors_code"},
-		{ShortGPT, rewrite.Paper, "shortgpt"},
-		{Drop, rewrite.Paper, "drop"},
+		{ShortGPT, "", "shortgpt"},
+		{Drop, "", "drop"},
 	}
 	for _, name := range reference.Models {
 		fx := load(t, name)

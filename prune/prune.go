@@ -44,8 +44,10 @@ const DefaultPruneRatio = 0.25
 
 // Options configure a pruning run.
 type Options struct {
+	// Method is how layers are chosen; "" means Auto.
 	Method Method
-	// Merge is the rule that fuses a window's weights (method slm).
+	// Merge is the rule that fuses a window's weights, for method SLM only
+	// ("" means rewrite.Paper); the other methods choose their own (Check).
 	Merge rewrite.Rule
 	// Threshold: SLM extends a window while the candidate's similarity is above it.
 	// Zero means: reach a depth instead (Layers, PruneRatio or the default ratio).
@@ -57,7 +59,7 @@ type Options struct {
 	PruneRatio float64
 	// Calibration is the token rows the model runs on (all of one length).
 	Calibration [][]int64
-	// Batch is the number of calibration sequences per run (default 8).
+	// Batch is the number of calibration sequences per run (0: 8).
 	Batch int
 	// KeepKVNumbers keeps the original layer numbers in KV-cache input/output names.
 	KeepKVNumbers bool
@@ -114,10 +116,15 @@ type Report struct {
 
 // TraceStep is one scored candidate of the sliding loop.
 type TraceStep struct {
-	Low    int     `json:"low"`
-	High   int     `json:"high"`
+	slm.Window
 	Sim    float64 `json:"sim"`
 	Action string  `json:"action"`
+}
+
+// String renders the step as a trace line ("3..5 0.912345 extend"):
+// Window's String would print only its layers.
+func (s TraceStep) String() string {
+	return fmt.Sprintf("%s %.6f %s", s.Window, s.Sim, s.Action)
 }
 
 // CalibrationInfo describes the calibration set.
@@ -143,7 +150,7 @@ func TargetDepth(layers int, ratio float64) int {
 // Run prunes m. m is not modified.
 func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) {
 	t0 := time.Now()
-	if err := opts.validate(); err != nil {
+	if err := opts.resolve(); err != nil {
 		return nil, err
 	}
 	// The runtime checks the model first, with one calibration sequence: its
@@ -174,7 +181,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	case opts.Layers > 0:
 		target = opts.Layers
 		if target > L {
-			return nil, fmt.Errorf("--layers %d: the model has only %d layers", target, L)
+			return nil, optionErr(fmt.Sprintf("the model has only %d layers", L), OptionValue{"Layers", target})
 		}
 	case opts.PruneRatio > 0:
 		target = TargetDepth(L, opts.PruneRatio)
@@ -233,7 +240,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
 	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)})
 	if err != nil {
-		return nil, fmt.Errorf("rewrite: %w", err)
+		return nil, fmt.Errorf("build the pruned model: %w", err)
 	}
 	rep.LayersAfter = res.LayersAfter
 	rep.KeptFrom = res.KeptFrom
@@ -266,51 +273,17 @@ func methodName(o Options) string {
 	return string(o.Method)
 }
 
-func (o *Options) validate() error {
-	set := 0
-	if o.Threshold != 0 {
-		set++
+// resolve checks o and fills in the defaults of Method and Merge.
+func (o *Options) resolve() error {
+	if err := o.Check(); err != nil {
+		return err
 	}
-	if o.Layers != 0 {
-		set++
+	if err := checkRows(o.Calibration); err != nil {
+		return err
 	}
-	if o.PruneRatio != 0 {
-		set++
-	}
-	if set > 1 {
-		return fmt.Errorf("give at most one of threshold, layers and prune ratio")
-	}
-	if o.Threshold < 0 || o.Threshold > 1 {
-		return fmt.Errorf("threshold %g outside (0, 1]", o.Threshold)
-	}
-	if o.PruneRatio < 0 || o.PruneRatio >= 1 {
-		return fmt.Errorf("prune ratio %g outside [0, 1)", o.PruneRatio)
-	}
-	if o.Layers < 0 {
-		return fmt.Errorf("layers %d is negative", o.Layers)
-	}
-	if o.Method == "" {
-		o.Method = Auto
-	}
-	if o.Merge == "" {
-		o.Merge = rewrite.Paper
-	}
-	okM := false
-	for _, m := range Methods {
-		okM = okM || m == o.Method
-	}
-	if !okM {
-		return fmt.Errorf("unknown method %q (have %v)", o.Method, Methods)
-	}
-	okR := false
-	for _, r := range rewrite.Rules {
-		okR = okR || r == o.Merge
-	}
-	if !okR {
-		return fmt.Errorf("unknown merge rule %q (have %v)", o.Merge, rewrite.Rules)
-	}
-	if len(o.Calibration) == 0 {
-		return fmt.Errorf("no calibration tokens")
+	o.Method = o.method()
+	if o.Method == SLM {
+		o.Merge = o.merge()
 	}
 	return nil
 }
@@ -341,7 +314,7 @@ func decide(ctx context.Context, sc *scorer, L, target int, opts Options, rep *R
 		plan := rewrite.Plan{Rule: finalRule}
 		lowest := L
 		for _, w := range res.Windows {
-			plan.Windows = append(plan.Windows, rewrite.Window{Low: w.Low, High: w.High})
+			plan.Windows = append(plan.Windows, rewrite.Window{Window: w})
 			lowest = min(lowest, w.Low)
 		}
 		return plan, lowest, nil
@@ -389,7 +362,7 @@ func slide(ctx context.Context, sc *scorer, rule rewrite.Rule, atEnd slm.Pending
 	}
 	rep.Trace = rep.Trace[:0]
 	for _, s := range res.Trace {
-		rep.Trace = append(rep.Trace, TraceStep{Low: s.Low, High: s.High, Sim: s.Sim, Action: s.ActionText()})
+		rep.Trace = append(rep.Trace, TraceStep{Window: s.Window, Sim: s.Sim, Action: s.ActionText()})
 	}
 	return res, nil
 }

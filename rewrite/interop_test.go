@@ -17,6 +17,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 // recordedCase is one pruned model recorded in NAME.slm.json.
@@ -64,7 +65,7 @@ func recordedCases(t *testing.T, name string) []recordedCase {
 					c.plan.Rule = rewrite.Code
 				}
 				for _, w := range run.Windows {
-					c.plan.Windows = append(c.plan.Windows, rewrite.Window{Low: w[0], High: w[1]})
+					c.plan.Windows = append(c.plan.Windows, rewrite.Window{Window: slm.Window{Low: w[0], High: w[1]}})
 				}
 			default:
 				c.plan.Rule = rewrite.Drop
@@ -222,7 +223,7 @@ func TestMergeKeepsUntouchedTensorsShared(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, rule := range rewrite.Rules {
-				res, err := rewrite.Merge(m.Proto, s, rewrite.Plan{Rule: rule, Windows: []rewrite.Window{{Low: 1, High: 3}}}, rewrite.Options{Check: true})
+				res, err := rewrite.Merge(m.Proto, s, rewrite.Plan{Rule: rule, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 3}}}}, rewrite.Options{Check: true})
 				if err != nil {
 					t.Fatalf("rule %s: %v", rule, err)
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 func build(t *testing.T, c modelgen.Config) (*pb.ModelProto, *discover.Stack) {
@@ -53,7 +54,7 @@ func kvNames(prefix string, layers []int, kinds ...string) []string {
 // layers go, the others are renumbered 0..L'−1 (or keep their numbers).
 func TestKVCacheInterfaceAfterMerge(t *testing.T) {
 	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true})
-	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}, Remove: []int{0}}
+	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}}
 	for _, keep := range []bool{false, true} {
 		res, err := rewrite.Merge(m, s, plan, rewrite.Options{Check: true, KeepKVNumbers: keep})
 		if err != nil {
@@ -99,7 +100,7 @@ func TestKVCacheMergeRunsInORT(t *testing.T) {
 	} {
 		t.Run(c.Arch, func(t *testing.T) {
 			m, s := build(t, c)
-			res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}, Remove: []int{0}},
+			res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}},
 				rewrite.Options{Check: true})
 			if err != nil {
 				t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/slm"
 	"google.golang.org/protobuf/proto"
 
 	"gonum.org/v1/gonum/blas"
@@ -57,15 +58,28 @@ func ParseRule(s string) (Rule, error) {
 	return "", fmt.Errorf("merge rule %q: want one of %s", s, strings.Join(names, ", "))
 }
 
-// Window is a run of consecutive layers [Low..High] (original indices, inclusive)
-// merged into layer Low; layers Low+1..High are removed and what read layer High's
-// output reads the merged layer's output.
+// Window is a run of consecutive layers [Low..High] (original indices, inclusive,
+// slm's window type) merged into layer Low, and how: layers Low+1..High are
+// removed and what read layer High's output reads the merged layer's output.
 type Window struct {
-	Low, High int
+	slm.Window
 	// Rule overrides Plan.Rule for this window when set.
 	Rule Rule
 	// Repair, when set, folds a linear map into one projection of the merged layer.
 	Repair *Repair
+}
+
+// String renders the window with its rule, if set ("1..4 paper"), and
+// whether it is repaired; it replaces slm.Window's, which knows no rule.
+func (w Window) String() string {
+	s := w.Window.String()
+	if w.Rule != "" {
+		s += " " + string(w.Rule)
+	}
+	if w.Repair != nil {
+		s += "+repair"
+	}
+	return s
 }
 
 // Repair is a linear map applied to the output of one projection of the merged
@@ -192,21 +206,23 @@ func (w *merger) blas() blas.Float32 {
 	return gonum.Implementation{}
 }
 
+// pass is one step of the rewrite. Every pass always runs: none is optional
+// (the merge without fusing is Rule Drop, the merge without metadata is
+// Meta.Omit), so the table has no required/disabled column.
 type pass struct {
-	name     string
-	fn       func(*merger) error
-	required bool
+	name string
+	fn   func(*merger) error
 }
 
 // passTable is the rewrite pipeline, in order.
 var passTable = []pass{
-	{"fuse", (*merger).fuse, false},        // merged windows: new projection tensors for layer low
-	{"drop", (*merger).drop, true},         // removed layers and their KV-cache inputs/outputs go; the stream skips them
-	{"dce", (*merger).dce, true},           // dead nodes and unused initializers
-	{"renumber", (*merger).renumber, true}, // KV-cache names numbered 0..L'-1
-	{"sort", (*merger).sort, true},         // topological order for writing
-	{"meta", (*merger).meta, false},        // metadata_props
-	{"verify", (*merger).verify, true},     // the result is a valid graph
+	{"fuse", (*merger).fuse},         // merged windows: new projection tensors for layer low
+	{"drop", (*merger).drop},         // removed layers and their KV-cache inputs/outputs go; the stream skips them
+	{"dce", (*merger).dce},           // dead nodes and unused initializers
+	{"renumber", (*merger).renumber}, // KV-cache names numbered 0..L'-1
+	{"sort", (*merger).sort},         // topological order for writing
+	{"meta", (*merger).meta},         // metadata_props
+	{"verify", (*merger).verify},     // the result is a valid graph
 }
 
 var passOrder = []graph.Constraint{
@@ -231,7 +247,7 @@ func (w *merger) passes() []graph.Pass {
 	ps := make([]graph.Pass, len(passTable))
 	for i, p := range passTable {
 		fn := p.fn
-		ps[i] = graph.Pass{Name: p.name, Required: p.required, Fn: func(*graph.Graph) error { return fn(w) }}
+		ps[i] = graph.Pass{Name: p.name, Fn: func(*graph.Graph) error { return fn(w) }}
 	}
 	return ps
 }

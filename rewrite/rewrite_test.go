@@ -19,6 +19,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/slm"
 	"google.golang.org/protobuf/proto"
 
 	"gonum.org/v1/gonum/blas"
@@ -72,7 +73,7 @@ func TestRules(t *testing.T) {
 	for _, arch := range []string{modelgen.GPT2, modelgen.Llama} {
 		m, s := build(t, modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2})
 		const low, high = 0, 2
-		win := []rewrite.Window{{Low: low, High: high}}
+		win := []rewrite.Window{{Window: slm.Window{Low: low, High: high}}}
 		for _, rule := range rewrite.Rules {
 			t.Run(arch+"/"+string(rule), func(t *testing.T) {
 				res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rule, Windows: win}, rewrite.Options{Check: true})
@@ -210,8 +211,8 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 					c[i] = float32(r.NormFloat64())
 				}
 			}
-			win := rewrite.Window{Low: 1, High: 2, Repair: &rewrite.Repair{Slot: slot, Matrix: mat, Bias: c}}
-			plain, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}}, rewrite.Options{Check: true})
+			win := rewrite.Window{Window: slm.Window{Low: 1, High: 2}, Repair: &rewrite.Repair{Slot: slot, Matrix: mat, Bias: c}}
+			plain, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}}, rewrite.Options{Check: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +271,7 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 		{"wrong size", rewrite.Repair{Slot: 1, Matrix: make([]float32, 7)}, "16×16 matrix"},
 		{"offset without bias", rewrite.Repair{Slot: 1, Matrix: make([]float32, 256), Bias: make([]float32, 16)}, "no bias"},
 	} {
-		_, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 0, High: 1, Repair: &tc.repair}}}, rewrite.Options{})
+		_, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 0, High: 1}, Repair: &tc.repair}}}, rewrite.Options{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Merge = %v, want an error saying %q", tc.name, err, tc.want)
 		}
@@ -288,7 +289,7 @@ func maxAbsDiff(a, b []float32) float64 {
 func TestPlanErrors(t *testing.T) {
 	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 2})
 	other, _ := build(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 2, Hidden: 16, Heads: 2})
-	w := func(lo, hi int) rewrite.Window { return rewrite.Window{Low: lo, High: hi} }
+	w := func(lo, hi int) rewrite.Window { return rewrite.Window{Window: slm.Window{Low: lo, High: hi}} }
 	tests := []struct {
 		name string
 		m    *pb.ModelProto
@@ -329,7 +330,7 @@ func TestMetadata(t *testing.T) {
 		&pb.StringStringEntryProto{Key: proto.String("author"), Value: proto.String("someone")},
 		&pb.StringStringEntryProto{Key: proto.String("onnxslm.method"), Value: proto.String("old")})
 	th := 0.9
-	res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}, {Low: 3, High: 3, Rule: rewrite.Mean}}},
+	res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}, {Window: slm.Window{Low: 3, High: 3}, Rule: rewrite.Mean}}},
 		rewrite.Options{Check: true, Meta: rewrite.Meta{Version: "v0.1.0", Method: "slm", Threshold: &th, Extra: map[string]string{"similarity": "0.93"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +363,7 @@ func TestDumpAfterPass(t *testing.T) {
 	m, s := build(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 16, Heads: 2})
 	var buf bytes.Buffer
 	var timings []graph.PassTiming
-	_, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}},
+	_, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}},
 		rewrite.Options{Check: true, DumpAfter: "fuse", DumpTo: &buf, Timings: &timings})
 	if err != nil {
 		t.Fatal(err)
@@ -386,9 +387,9 @@ func TestGolden(t *testing.T) {
 		plan rewrite.Plan
 	}{
 		{"llama3_kv_paper_1-2.golden", modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 8, Heads: 2, KVHeads: 1, FFN: 8, Vocab: 16, MaxPos: 8, KVCache: true, AttentionMask: true},
-			rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}}},
+			rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}}},
 		{"gpt2_3_code_0-1.golden", modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 8, Heads: 2, Vocab: 16, MaxPos: 8},
-			rewrite.Plan{Rule: rewrite.Code, Windows: []rewrite.Window{{Low: 0, High: 1}}}},
+			rewrite.Plan{Rule: rewrite.Code, Windows: []rewrite.Window{{Window: slm.Window{Low: 0, High: 1}}}}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			m, s := build(t, tc.cfg)
@@ -419,7 +420,7 @@ func TestMergeIsFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 2, High: 4}, {Low: 5, High: 6}}}
+	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 2, High: 4}}, {Window: slm.Window{Low: 5, High: 6}}}}
 	best := time.Hour
 	for i := 0; i < 5; i++ {
 		start := time.Now()
@@ -445,7 +446,7 @@ func BenchmarkMerge(b *testing.B) {
 	}
 	for _, rule := range rewrite.Rules {
 		b.Run(string(rule), func(b *testing.B) {
-			plan := rewrite.Plan{Rule: rule, Windows: []rewrite.Window{{Low: 2, High: 4}, {Low: 5, High: 6}}}
+			plan := rewrite.Plan{Rule: rule, Windows: []rewrite.Window{{Window: slm.Window{Low: 2, High: 4}}, {Window: slm.Window{Low: 5, High: 6}}}}
 			for b.Loop() {
 				if _, err := rewrite.Merge(mp.Proto, s, plan, rewrite.Options{}); err != nil {
 					b.Fatal(err)
@@ -488,7 +489,7 @@ func TestSharedTransposeIsCopied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}}, rewrite.Options{Check: true})
+	res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}}, rewrite.Options{Check: true})
 	if err != nil {
 		t.Fatal(err)
 	}

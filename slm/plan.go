@@ -10,10 +10,16 @@ import (
 // of them, at an estimated Cost (lower is better). Choice is the caller's tag
 // (which merge rule, whether repaired, ...).
 type Segment struct {
-	Low, High int
-	Removes   int
-	Cost      float64
-	Choice    int
+	Window
+	Removes int
+	Cost    float64
+	Choice  int
+}
+
+// String renders the segment with what it removes, its cost and its choice
+// (Window's String would print only its layers).
+func (s Segment) String() string {
+	return fmt.Sprintf("%s -%d (%.6g) #%d", s.Window, s.Removes, s.Cost, s.Choice)
 }
 
 // Combination is a set of disjoint segments (ascending by Low) and the sum of
@@ -27,7 +33,7 @@ type Combination struct {
 func (c Combination) Windows() []Window {
 	out := make([]Window, len(c.Segments))
 	for i, s := range c.Segments {
-		out[i] = Window{s.Low, s.High}
+		out[i] = s.Window
 	}
 	return out
 }

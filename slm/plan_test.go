@@ -37,13 +37,13 @@ func bruteForce(segs []Segment, remove int) []float64 {
 // finds the optimum, and the runners-up in order.
 func TestBestCombinationsScripted(t *testing.T) {
 	segs := []Segment{
-		{Low: 1, High: 2, Removes: 1, Cost: 0.30, Choice: 0},
-		{Low: 1, High: 2, Removes: 1, Cost: 0.20, Choice: 1}, // a better rule for the same window
-		{Low: 2, High: 3, Removes: 1, Cost: 0.10},
-		{Low: 3, High: 4, Removes: 1, Cost: 0.15},
-		{Low: 4, High: 5, Removes: 1, Cost: 0.50},
-		{Low: 2, High: 4, Removes: 2, Cost: 0.40}, // one window of three
-		{Low: 5, High: 5, Removes: 1, Cost: 0.05}, // remove layer 5 outright
+		{Window: Window{Low: 1, High: 2}, Removes: 1, Cost: 0.30, Choice: 0},
+		{Window: Window{Low: 1, High: 2}, Removes: 1, Cost: 0.20, Choice: 1}, // a better rule for the same window
+		{Window: Window{Low: 2, High: 3}, Removes: 1, Cost: 0.10},
+		{Window: Window{Low: 3, High: 4}, Removes: 1, Cost: 0.15},
+		{Window: Window{Low: 4, High: 5}, Removes: 1, Cost: 0.50},
+		{Window: Window{Low: 2, High: 4}, Removes: 2, Cost: 0.40}, // one window of three
+		{Window: Window{Low: 5, High: 5}, Removes: 1, Cost: 0.05}, // remove layer 5 outright
 	}
 	tests := []struct {
 		remove   int
@@ -99,7 +99,7 @@ func TestBestCombinationsRandom(t *testing.T) {
 					if rm == 0 {
 						rm = 1
 					}
-					segs = append(segs, Segment{Low: lo, High: hi, Removes: rm, Cost: r.Float64(), Choice: c})
+					segs = append(segs, Segment{Window: Window{Low: lo, High: hi}, Removes: rm, Cost: r.Float64(), Choice: c})
 				}
 			}
 		}
@@ -130,7 +130,7 @@ func TestBestCombinationsRandom(t *testing.T) {
 }
 
 func TestBestCombinationsErrors(t *testing.T) {
-	ok := []Segment{{Low: 0, High: 1, Removes: 1}}
+	ok := []Segment{{Window: Window{Low: 0, High: 1}, Removes: 1}}
 	for _, tc := range []struct {
 		name      string
 		L, remove int
@@ -139,8 +139,8 @@ func TestBestCombinationsErrors(t *testing.T) {
 	}{
 		{"remove all", 2, 2, ok, 1},
 		{"k zero", 2, 1, ok, 0},
-		{"segment outside", 2, 1, []Segment{{Low: 1, High: 2, Removes: 1}}, 1},
-		{"removes too many", 3, 1, []Segment{{Low: 0, High: 1, Removes: 3}}, 1},
+		{"segment outside", 2, 1, []Segment{{Window: Window{Low: 1, High: 2}, Removes: 1}}, 1},
+		{"removes too many", 3, 1, []Segment{{Window: Window{Low: 0, High: 1}, Removes: 3}}, 1},
 		{"unreachable", 4, 2, ok, 1},
 	} {
 		if _, err := BestCombinations(tc.L, tc.remove, tc.segs, tc.k); err == nil {

@@ -70,8 +70,7 @@ const (
 
 // Step is one scored candidate of the loop.
 type Step struct {
-	Low    int     `json:"low"`
-	High   int     `json:"high"`
+	Window
 	Sim    float64 `json:"sim"`
 	Action Action  `json:"-"`
 	// Committed is the window merged by a Commit step.
@@ -79,6 +78,12 @@ type Step struct {
 	// Cached is set when the candidate equals the current model, whose score is
 	// already known, so no evaluation was run.
 	Cached bool `json:"cached,omitempty"`
+}
+
+// String renders the step as a trace line ("3..5 0.912345 extend"): Window's
+// String would print only its layers.
+func (s Step) String() string {
+	return fmt.Sprintf("%s %.6f %s", s.Window, s.Sim, s.ActionText())
 }
 
 // ActionText renders the action as the reference traces do ("commit 5..6").
@@ -122,7 +127,7 @@ func Slide(ctx context.Context, numLayers int, ev Evaluator, opts Options) (*Res
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		step := Step{Low: low, High: high}
+		step := Step{Window: Window{low, high}}
 		if low == high && !opts.ScoreUnchanged {
 			// The candidate merges nothing: it is the current model.
 			step.Sim, step.Cached = currentSim, true

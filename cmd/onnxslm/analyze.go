@@ -32,7 +32,7 @@ func init() {
 			fs.Float64Var(&o.rbfFactor, "rbf-factor", 1, "RBF bandwidth as a multiple of the median pairwise distance (--kernel rbf)")
 			fs.Float64SliceVar(&o.thresholds, "thresholds", prune.DefaultThresholds, "thresholds at which to run the SLM loop (paper merge rule)")
 			fs.BoolVar(&o.json, "json", false, "print one JSON object on stdout instead of the tables")
-			fs.IntVar(&o.batch, "batch", 8, "calibration sequences per forward pass")
+			fs.IntVar(&o.batch, "batch", 0, "calibration sequences per forward pass (0: 8)")
 			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or messages on stderr")
 			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
@@ -40,6 +40,7 @@ func init() {
 				if len(args) != 1 {
 					return usagef("analyze takes one MODEL (a path or builtin:NAME), got %d arguments", len(args))
 				}
+				o.rbfGiven = fs.Changed("rbf-factor")
 				return runAnalyze(ctx, io, args[0], o)
 			}
 		},
@@ -51,6 +52,7 @@ type analyzeFlags struct {
 	png        string
 	kernel     string
 	rbfFactor  float64
+	rbfGiven   bool // --rbf-factor was given (the default goes with --kernel rbf only)
 	thresholds []float64
 	json       bool
 	batch      int
@@ -93,32 +95,25 @@ type windowAt struct {
 
 func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags) error {
 	kernel := prune.Kernel(f.kernel)
-	okK := false
-	for _, k := range prune.Kernels {
-		okK = okK || k == kernel
-	}
-	if !okK {
-		return usagef("--kernel %q: want one of %v", f.kernel, prune.Kernels)
-	}
-	if f.rbfFactor <= 0 {
-		return usagef("--rbf-factor %g: want a positive multiple of the median distance", f.rbfFactor)
-	}
-	if f.batch < 1 || f.threads < 0 {
-		return usagef("--batch must be at least 1 and --threads not negative")
-	}
-	var ths []float64
+	ths := []float64{} // not nil: an empty --thresholds is a mistake, not the defaults
 	seen := map[float64]bool{}
 	for _, th := range f.thresholds {
-		if !(th > 0 && th <= 1) {
-			return usagef("--thresholds: %g is not a similarity in (0, 1]", th)
-		}
 		if !seen[th] {
 			seen[th] = true
 			ths = append(ths, th)
 		}
 	}
-	if len(ths) == 0 {
-		return usagef("--thresholds: give at least one threshold")
+	opts := prune.AnalyzeOptions{
+		Batch:      f.batch,
+		Kernel:     kernel,
+		Thresholds: ths,
+		Runtime:    runtime.Options{Threads: f.threads},
+	}
+	if f.rbfGiven {
+		opts.RBFFactor = f.rbfFactor
+	}
+	if err := opts.Check(); err != nil {
+		return analyzeUsage(err)
 	}
 
 	rep := newReporter(io, f.quiet, f.verbose)
@@ -129,8 +124,7 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 		return err
 	}
 	limitMemory(m.Proto)
-	rtOpts := runtime.Options{Threads: f.threads}
-	sess, err := runtime.New(m.Proto, rtOpts)
+	sess, err := runtime.New(m.Proto, opts.Runtime)
 	if err != nil {
 		return fmt.Errorf("%s: %w", modelArg, err)
 	}
@@ -145,22 +139,23 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 	if from == "built-in calibration set" && vocab != 256 && !f.quiet {
 		rep.Logf("onnxslm: calibrating on the built-in byte-level set; pass --calib or --calib-text with your model's tokens for meaningful results")
 	}
-	a, err := prune.Analyze(ctx, m.Proto, prune.AnalyzeOptions{
-		Calibration: rows,
-		Batch:       f.batch,
-		Kernel:      kernel,
-		RBFFactor:   f.rbfFactor,
-		Thresholds:  ths,
-		Runtime:     rtOpts,
-		Progress:    &progressAdapter{r: rep},
-	})
+	opts.Calibration = rows
+	opts.Progress = &progressAdapter{r: rep}
+	a, err := prune.Analyze(ctx, m.Proto, opts)
 	if err != nil {
+		if ue := analyzeUsage(err); ue != err {
+			return ue
+		}
 		return fmt.Errorf("%s: %w", modelArg, err)
 	}
 	r := newAnalyzeReport(modelArg, from, ths, a)
 	if f.png != "" {
+		factor := opts.RBFFactor
+		if factor == 0 {
+			factor = 1
+		}
 		err := heatmap.WriteFile(f.png, a.CKA, heatmap.Options{
-			Title: fmt.Sprintf("%s: %s CKA of layer outputs (calib %d×%d)", modelName(modelArg), kernelTitle(kernel, f.rbfFactor),
+			Title: fmt.Sprintf("%s: %s CKA of layer outputs (calib %d×%d)", modelName(modelArg), kernelTitle(kernel, factor),
 				a.Calibration.Sequences, a.Calibration.SeqLen),
 			XLabel: "layer",
 			YLabel: "layer",
@@ -310,3 +305,17 @@ func windowList(ws [][2]int) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// analyzeFlagOf names the flag that sets each field of prune.AnalyzeOptions.
+var analyzeFlagOf = map[string]string{
+	"Kernel":          "--kernel",
+	"RBFFactor":       "--rbf-factor",
+	"Thresholds":      "--thresholds",
+	"Batch":           "--batch",
+	"Runtime.Threads": "--threads",
+	"Calibration":     "--calib",
+}
+
+// analyzeUsage turns a *prune.OptionError into a usage error that names the
+// flags; other errors are returned as they are.
+func analyzeUsage(err error) error { return optionUsage(err, analyzeFlagOf) }

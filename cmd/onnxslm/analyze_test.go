@@ -116,12 +116,24 @@ func TestAnalyzeUsageErrors(t *testing.T) {
 		{"analyze", "builtin:llama8", "--kernel", "cosine"},
 		{"analyze", "builtin:llama8", "--thresholds", "0"},
 		{"analyze", "builtin:llama8", "--thresholds", "1.2"},
-		{"analyze", "builtin:llama8", "--rbf-factor", "0"},
-		{"analyze", "builtin:llama8", "--batch", "0"},
+		{"analyze", "builtin:llama8", "--kernel", "rbf", "--rbf-factor", "-1"},
+		{"analyze", "builtin:llama8", "--batch", "-1"},
+		{"analyze", "builtin:llama8", "--threads", "-1"},
+		{"analyze", "builtin:llama8", "--thresholds", ""},
 	} {
 		code, _, stderr := runCLI(t, args...)
 		if code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr)
+		}
+	}
+	// An RBF bandwidth with the linear kernel was accepted and ignored.
+	for _, args := range [][]string{
+		{"analyze", "builtin:llama8", "--rbf-factor", "2"},
+		{"analyze", "builtin:llama8", "--kernel", "linear", "--rbf-factor", "2"},
+	} {
+		code, _, stderr := runCLI(t, args...)
+		if code != 2 || !strings.Contains(stderr, "--rbf-factor 2 with --kernel linear") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming both flags", args, code, stderr)
 		}
 	}
 	if code, _, stderr := runCLI(t, "analyze", filepath.Join(t.TempDir(), "missing.onnx")); code != 1 || !strings.Contains(stderr, "missing.onnx") {

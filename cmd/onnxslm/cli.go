@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/onnxslm/onnxslm/prune"
 )
 
 // stdio is what a command may touch of the outside world. Tests replace it.
@@ -51,6 +53,22 @@ func register(c *command) {
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
+
+// optionUsage turns a *prune.OptionError into a usage error that names
+// options by their flags (flagOf maps the options' field names); other errors
+// are returned as they are.
+func optionUsage(err error, flagOf map[string]string) error {
+	var oe *prune.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	return &usageError{msg: oe.Format(func(field string) string {
+		if f, ok := flagOf[field]; ok {
+			return f
+		}
+		return field
+	})}
+}
 
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}

@@ -16,6 +16,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/slm"
 )
 
 // diffFixtures writes into dir: a.onnx, a small generated Llama of 4 layers;
@@ -31,7 +32,7 @@ func diffFixtures(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := rewrite.Merge(a, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}}},
+	res, err := rewrite.Merge(a, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}},
 		rewrite.Options{Meta: rewrite.Meta{Version: "test", Method: "slm"}})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestDiffSharedPruned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := rewrite.Merge(m.Proto, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Low: 1, High: 2}, {Low: 4, High: 6}}},
+	res, err := rewrite.Merge(m.Proto, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}, {Window: slm.Window{Low: 4, High: 6}}}},
 		rewrite.Options{Meta: rewrite.Meta{Version: "test", Method: "slm"}})
 	if err != nil {
 		t.Fatal(err)

@@ -524,7 +524,7 @@ func TestHostileUsage(t *testing.T) {
 		{"prune", "--threshold", "-0.5", "builtin:llama8", out},
 		{"prune", "--prune-ratio", "1.5", "builtin:llama8", out},
 		{"prune", "--layers", "-3", "builtin:llama8", out},
-		{"prune", "--batch", "0", "builtin:llama8", out},
+		{"prune", "--batch", "-1", "builtin:llama8", out},
 		{"prune", "--threads", "-1", "builtin:llama8", out},
 		{"prune", "--threshold", "NaN", "builtin:llama8", out},
 		{"prune", "--prune-ratio", "NaN", "builtin:llama8", out},

@@ -30,13 +30,13 @@ func init() {
 			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
-			fs.StringVar(&o.merge, "merge", string(rewrite.Paper), "how a window's weights are fused (method slm): paper, code (the authors' released code), mean, drop")
+			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
 			fs.BoolVar(&o.json, "json", false, "print the JSON report on stdout")
 			fs.BoolVar(&o.external, "external-data", false, "write the weights to OUT.onnx.data (default: only when the model passes 2 GiB)")
 			fs.BoolVar(&o.keepKV, "keep-kv-numbers", false, "keep the original layer numbers in past_key_values.N / present.N names")
-			fs.IntVar(&o.batch, "batch", 8, "calibration sequences per forward pass")
+			fs.IntVar(&o.batch, "batch", 0, "calibration sequences per forward pass (0: 8)")
 			fs.IntVar(&o.threads, "threads", 0, "goroutines per kernel (0: all cores)")
 			fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress or summary on stderr")
 			fs.BoolVarP(&o.verbose, "verbose", "v", false, verboseUsage)
@@ -65,29 +65,19 @@ type pruneFlags struct {
 }
 
 func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
-	set := 0
-	for _, on := range []bool{f.threshold != 0, f.layers != 0, f.ratio != 0} {
-		if on {
-			set++
-		}
+	opts := prune.Options{
+		Method:        prune.Method(f.method),
+		Merge:         rewrite.Rule(f.merge),
+		Threshold:     f.threshold,
+		Layers:        f.layers,
+		PruneRatio:    f.ratio,
+		Batch:         f.batch,
+		KeepKVNumbers: f.keepKV,
+		Runtime:       runtime.Options{Threads: f.threads},
+		Version:       Version,
 	}
-	if set > 1 {
-		return usagef("give one of --threshold, --layers and --prune-ratio")
-	}
-	if !(f.threshold >= 0 && f.threshold <= 1) { // also refuses NaN
-		return usagef("--threshold %g: want a similarity in (0, 1]", f.threshold)
-	}
-	if !(f.ratio >= 0 && f.ratio < 1) { // also refuses NaN
-		return usagef("--prune-ratio %g: want a share in (0, 1)", f.ratio)
-	}
-	if f.layers < 0 || f.batch < 1 || f.threads < 0 {
-		return usagef("--layers, --batch and --threads must not be negative (--batch at least 1)")
-	}
-	if !validMethod(f.method) {
-		return usagef("--method %q: want one of %v", f.method, prune.Methods)
-	}
-	if !validRule(f.merge) {
-		return usagef("--merge %q: want one of %v", f.merge, rewrite.Rules)
+	if err := opts.Check(); err != nil {
+		return pruneUsage(err)
 	}
 	if same, err := samePath(in, out); err != nil {
 		return err
@@ -131,8 +121,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	}
 
 	limitMemory(m.Proto)
-	rtOpts := runtime.Options{Threads: f.threads}
-	sess, err := runtime.New(m.Proto, rtOpts)
+	sess, err := runtime.New(m.Proto, opts.Runtime)
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
@@ -147,20 +136,13 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	if from == "built-in calibration set" && vocab != 256 && !f.quiet {
 		fmt.Fprintf(io.Stderr, "onnxslm: calibrating on the built-in byte-level set; pass --calib or --calib-text with your model's tokens for meaningful decisions\n")
 	}
-	outcome, err := prune.Run(ctx, m.Proto, prune.Options{
-		Method:        prune.Method(f.method),
-		Merge:         rewrite.Rule(f.merge),
-		Threshold:     f.threshold,
-		Layers:        f.layers,
-		PruneRatio:    f.ratio,
-		Calibration:   rows,
-		Batch:         f.batch,
-		KeepKVNumbers: f.keepKV,
-		Runtime:       rtOpts,
-		Version:       Version,
-		Progress:      &progressAdapter{r: rep},
-	})
+	opts.Calibration = rows
+	opts.Progress = &progressAdapter{r: rep}
+	outcome, err := prune.Run(ctx, m.Proto, opts)
 	if err != nil {
+		if ue := pruneUsage(err); ue != err {
+			return ue
+		}
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	mode := onnx.ExternalAuto
@@ -202,11 +184,7 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	if r.Auto != nil {
 		var ws []string
 		for _, w := range r.Auto.Windows {
-			x := fmt.Sprintf("%d..%d %s", w.Low, w.High, w.Rule)
-			if w.Repaired {
-				x += "+repair"
-			}
-			ws = append(ws, x)
+			ws = append(ws, w.String())
 		}
 		fmt.Fprintf(io.Stderr, "  windows %s (ridge %g; KL to the original %.4f on held-out calibration rows)\n", strings.Join(ws, ", "), r.Auto.Ridge, r.Auto.KL.Check)
 		if r.Auto.SpansMeasured < r.Auto.Spans {
@@ -226,23 +204,21 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	fmt.Fprintf(io.Stderr, "  %d candidates in %.1fs, %.1fs in all; wrote %s\n", r.Candidates, r.CandidateSeconds, r.WallSeconds, out)
 }
 
-func validMethod(m string) bool {
-	for _, x := range prune.Methods {
-		if string(x) == m {
-			return true
-		}
-	}
-	return false
+// pruneFlagOf names the flag that sets each field of prune.Options.
+var pruneFlagOf = map[string]string{
+	"Method":          "--method",
+	"Merge":           "--merge",
+	"Threshold":       "--threshold",
+	"Layers":          "--layers",
+	"PruneRatio":      "--prune-ratio",
+	"Batch":           "--batch",
+	"Runtime.Threads": "--threads",
+	"Calibration":     "--calib",
 }
 
-func validRule(r string) bool {
-	for _, x := range rewrite.Rules {
-		if string(x) == r {
-			return true
-		}
-	}
-	return false
-}
+// pruneUsage turns a *prune.OptionError into a usage error that names the
+// flags; other errors are returned as they are.
+func pruneUsage(err error) error { return optionUsage(err, pruneFlagOf) }
 
 // samePath reports whether out names the same file as in (also through links).
 func samePath(in, out string) (bool, error) {

@@ -69,14 +69,14 @@ func TestPruneUsageAndErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no arguments", []string{"prune"}, 2, "takes IN.onnx and OUT.onnx"},
-		{"threshold and layers", []string{"prune", "--threshold", "0.9", "--layers", "6", "builtin:llama8", out}, 2, "one of --threshold"},
+		{"threshold and layers", []string{"prune", "--threshold", "0.9", "--layers", "6", "builtin:llama8", out}, 2, "--threshold 0.9 with --layers 6"},
 		{"bad threshold", []string{"prune", "--threshold", "1.5", "builtin:llama8", out}, 2, "--threshold"},
 		{"bad ratio", []string{"prune", "--prune-ratio", "1", "builtin:llama8", out}, 2, "--prune-ratio"},
 		{"bad merge", []string{"prune", "--merge", "average", "builtin:llama8", out}, 2, "--merge"},
 		{"bad method", []string{"prune", "--method", "magic", "builtin:llama8", out}, 2, "--method"},
 		{"unknown flag", []string{"prune", "--frobnicate", "builtin:llama8", out}, 2, "frobnicate"},
 		{"missing model", []string{"prune", filepath.Join(dir, "nope.onnx"), out}, 1, "nope.onnx"},
-		{"too many layers", []string{"prune", "--layers", "9", "builtin:llama8", out}, 1, "only 8 layers"},
+		{"too many layers", []string{"prune", "--layers", "9", "builtin:llama8", out}, 2, "--layers 9: the model has only 8 layers"},
 		{"missing calib", []string{"prune", "--calib", filepath.Join(dir, "nope.npy"), "builtin:llama8", out}, 1, "nope.npy"},
 	}
 	for _, tt := range tests {

@@ -241,11 +241,7 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, targe
 	case rep.Auto != nil:
 		var parts []string
 		for _, w := range rep.Auto.Windows {
-			p := fmt.Sprintf("%d..%d %s", w.Low, w.High, w.Rule)
-			if w.Repaired {
-				p += "+repair"
-			}
-			parts = append(parts, p)
+			parts = append(parts, w.String())
 		}
 		r.what = fmt.Sprintf("merge %s (ridge %g)", strings.Join(parts, ", "), rep.Auto.Ridge)
 	case len(rep.Windows) > 0 && me.method != prune.Drop:
