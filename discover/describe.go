@@ -110,6 +110,7 @@ func (l *layering) describe(params [][]*layerParam) {
 			}
 			layer.Params = append(layer.Params, p)
 		}
+		layer.Projections, layer.Norms = l.projections(k, params[k])
 		// Per-layer inputs and outputs in structural order.
 		var past []*graph.Value
 		for v := range l.pastInputs[k] {
@@ -154,6 +155,7 @@ func (l *layering) describe(params [][]*layerParam) {
 		}
 		s.Layers = append(s.Layers, layer)
 	}
+	alignRoles(s.Layers)
 	for v, ks := range constReaders {
 		if slices.ContainsFunc(ks, func(k int) bool { return k != ks[0] }) {
 			shared[v] = true // a constant several layers read (a causal mask buffer)
@@ -179,4 +181,22 @@ func hint(name string, layer int) string {
 		}
 	}
 	return name
+}
+
+// alignRoles keeps a projection's role only where every layer's structure gives
+// the same one (the layers have the same structure, so this is a safeguard).
+func alignRoles(layers []Layer) {
+	for i := range layers[0].Projections {
+		same := true
+		for _, l := range layers[1:] {
+			same = same && i < len(l.Projections) && l.Projections[i].Role == layers[0].Projections[i].Role
+		}
+		if !same {
+			for k := range layers {
+				if i < len(layers[k].Projections) {
+					layers[k].Projections[i].Role = RoleUnknown
+				}
+			}
+		}
+	}
 }
