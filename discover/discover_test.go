@@ -186,6 +186,22 @@ func TestSameStackAfterRenamingAndShuffling(t *testing.T) {
 							t.Errorf("layer %d slot %d: %s %s %q, want %s %s %q (was %q)", i, k, gp.Role, gp.Kind, gp.Name, wp.Role, wp.Kind, v(wp.Name), wp.Name)
 						}
 					}
+					if len(gl.Projections) != len(wl.Projections) || len(gl.Norms) != len(wl.Norms) {
+						t.Fatalf("layer %d: %d projections %d norms, want %d and %d", i, len(gl.Projections), len(gl.Norms), len(wl.Projections), len(wl.Norms))
+					}
+					for k, wp := range wl.Projections {
+						gp := gl.Projections[k]
+						if gp.Role != wp.Role || gp.Matrix() != wp.Matrix() || gp.Bias != wp.Bias || gp.Output != v(wp.Output) || gp.Residual != v(wp.Residual) ||
+							anon.Graph.Node[gp.Node].GetName() != ren.Nodes[m.Graph.Node[wp.Node].GetName()] {
+							t.Errorf("layer %d projection %d: %+v, want %+v", i, k, gp, wp)
+						}
+					}
+					for k, wn := range wl.Norms {
+						gn := gl.Norms[k]
+						if gn.Scale != wn.Scale || gn.Shift != wn.Shift || anon.Graph.Node[gn.Node].GetName() != ren.Nodes[m.Graph.Node[wn.Node].GetName()] {
+							t.Errorf("layer %d norm %d: %+v, want %+v", i, k, gn, wn)
+						}
+					}
 				}
 				if !slices.Equal(nodeName(anon, got.SharedNodes, nil), nodeName(m, want.SharedNodes, ren.Nodes)) {
 					t.Errorf("the shared nodes differ")

@@ -85,6 +85,11 @@ type Layer struct {
 	Nodes []int
 	// Params are the layer's parameter slots, aligned across layers.
 	Params []Param
+	// Projections are the layer's weight projections, in the order of their
+	// weight slots, and Norms its normalizations, in the order of their scale
+	// slots; both aligned across layers.
+	Projections []Projection
+	Norms       []Norm
 	// Past are graph inputs only this layer reads (KV cache: past_key_values.i.*),
 	// Present the graph outputs it produces (present.i.*), each in a structural
 	// order that is the same for every layer (the names are only hints).

@@ -212,9 +212,6 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 	return m, nil
 }
 
-// reshapeOps change a tensor's shape, not its values or their order.
-var reshapeOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true}
-
 // repairSite is where a window's repair goes: the projection that writes the
 // merged layer's last residual branch (the MLP's down projection).
 type repairSite struct {
@@ -225,80 +222,17 @@ type repairSite struct {
 	width  int
 }
 
-// site finds the repair site of layer low: the projection weight whose output,
-// directly or through a bias Add, is added to the stream leaving the layer.
+// site finds the repair site of layer low: the projection whose output,
+// directly or through its bias and shape-only ops, is added to the stream
+// leaving the layer (discover's Projection.Residual), with a weight read once.
 func (a *autoEval) site(low int) (repairSite, error) {
-	st := a.sc.stack
-	layer := st.Layers[low]
-	nodes := a.sc.model.GetGraph().GetNode()
-	var outNode int = -1
-	for _, ni := range layer.Nodes {
-		for _, o := range nodes[ni].GetOutput() {
-			if o == layer.Output {
-				outNode = ni
-			}
-		}
-	}
-	if outNode < 0 {
-		return repairSite{}, fmt.Errorf("auto: layer %d: no node produces its output %q", low, layer.Output)
-	}
-	feedsOut := map[string]bool{}
-	for _, in := range nodes[outNode].GetInput() {
-		feedsOut[in] = true
-	}
-	biasAdds := map[int]bool{}
-	for _, p := range layer.Params {
-		if p.Kind == discover.ProjBias {
-			for _, u := range p.Uses {
-				biasAdds[u.Node] = true
-			}
-		}
-	}
-	for slot, p := range layer.Params {
-		if p.Kind != discover.ProjWeight {
+	layer := a.sc.stack.Layers[low]
+	for _, p := range layer.Projections {
+		w := p.Matrix()
+		if p.Residual == "" || p.Storage != discover.Dense || w < 0 || len(layer.Params[w].Uses) != 1 {
 			continue
 		}
-		if len(p.Uses) != 1 || len(p.Dims) != 2 {
-			continue
-		}
-		width := int(p.Dims[1])
-		if p.Transposed {
-			width = int(p.Dims[0])
-		}
-		proj := nodes[p.Uses[0].Node]
-		if len(proj.GetOutput()) == 0 {
-			continue
-		}
-		// Follow the projection's output through its bias Add and shape-only
-		// ops (which keep the row-major order of the values) to the residual Add.
-		cur := proj.GetOutput()[0]
-		offset := proj.GetOpType() == "Gemm" && len(proj.GetInput()) > 2
-		for step := 0; step < 6 && !feedsOut[cur]; step++ {
-			next := ""
-			for _, ni := range layer.Nodes {
-				n := nodes[ni]
-				ins := n.GetInput()
-				if len(n.GetOutput()) != 1 || len(ins) == 0 {
-					continue
-				}
-				switch {
-				case n.GetOpType() == "Add" && biasAdds[ni] && (ins[0] == cur || (len(ins) > 1 && ins[1] == cur)):
-					offset = true
-				case reshapeOps[n.GetOpType()] && ins[0] == cur:
-				default:
-					continue
-				}
-				next = n.GetOutput()[0]
-				break
-			}
-			if next == "" {
-				break
-			}
-			cur = next
-		}
-		if feedsOut[cur] {
-			return repairSite{slot: slot, tap: cur, out: layer.Output, offset: offset, width: width}, nil
-		}
+		return repairSite{slot: w, tap: p.Residual, out: layer.Output, offset: p.Bias >= 0, width: int(p.Out)}, nil
 	}
 	return repairSite{}, fmt.Errorf("auto: layer %d: no projection writes its last residual branch", low)
 }

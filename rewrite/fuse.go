@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
@@ -244,30 +245,15 @@ func (w *merger) checkRepair(l *discover.Layer, r *Repair) (int, error) {
 	if len(p.Uses) != 1 {
 		return -1, fmt.Errorf("repair: slot %d (%s) is read %d times; want one projection", r.Slot, p.Role, len(p.Uses))
 	}
-	proj := w.byIndex[p.Uses[0].Node]
-	bias := -1
-	for slot, q := range l.Params {
-		if q.Kind != discover.ProjBias {
-			continue
-		}
-		for _, u := range q.Uses {
-			n := w.byIndex[u.Node]
-			if n == proj {
-				bias = slot
-			}
-			if n.Op == "Add" {
-				for _, in := range n.Inputs {
-					if in != nil && in.Producer == proj {
-						bias = slot
-					}
-				}
-			}
-		}
+	i := slices.IndexFunc(l.Projections, func(q discover.Projection) bool { return q.Matrix() == r.Slot })
+	if i < 0 || l.Projections[i].Storage != discover.Dense {
+		return -1, fmt.Errorf("repair: slot %d (%s) is not the weight matrix of a dense projection", r.Slot, p.Role)
 	}
-	if bias < 0 && len(r.Bias) > 0 {
+	proj := l.Projections[i]
+	if proj.Bias < 0 && len(r.Bias) > 0 {
 		return -1, fmt.Errorf("repair: slot %d (%s) has no bias to fold an offset into", r.Slot, p.Role)
 	}
-	return bias, nil
+	return proj.Bias, nil
 }
 
 // applyToWeight folds y' = y·M into a projection weight: W·M for W stored

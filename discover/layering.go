@@ -1,0 +1,254 @@
+package discover
+
+// This file assigns every node to a layer or to the shared part (ownership),
+// checks the layers are separable and finds each layer's KV-cache inputs.
+
+import (
+	"slices"
+
+	"github.com/onnxslm/onnxslm/graph"
+)
+
+// layering assigns every node to a layer or to the shared part, and aligns the
+// layers' parameters.
+type layering struct {
+	flow  *flow
+	stack *Stack
+	// firstStep is the index in flow.steps of layer 0's first step; period the
+	// number of steps per layer; numLayers the number of layers.
+	firstStep, period, numLayers int
+	owner                        map[*graph.Node]int // layer index, or -1 for shared
+	branch                       map[*graph.Node]int // residual branch within the layer, -1 unknown
+	nodes                        [][]*graph.Node     // per layer, topological order
+	// input[k] and output[k] are h_k and h_{k+1}, the stream entering and leaving layer k.
+	input, output []*graph.Value
+	// pastInputs[k] are the graph inputs only layer k reads (its KV cache).
+	pastInputs []map[*graph.Value]bool
+	// globalValueHash and globalNodeHash memoise globalHash.
+	globalValueHash map[*graph.Value]uint64
+	globalNodeHash  map[*graph.Node]uint64
+
+	// Per layer results of hashLayers: each node's alignment key and depth (in
+	// nodes from the layer input), and each value's upstream and downstream hash.
+	nodeKey   []map[*graph.Node]uint64
+	nodeDepth []map[*graph.Node]int
+	upHash    []map[*graph.Value]uint64
+	downHash  []map[*graph.Value]uint64
+}
+
+func newLayering(f *flow, s *Stack, firstStep, period, numLayers int) *layering {
+	return &layering{flow: f, stack: s, firstStep: firstStep, period: period, numLayers: numLayers,
+		owner: map[*graph.Node]int{}, branch: map[*graph.Node]int{},
+		globalValueHash: map[*graph.Value]uint64{}, globalNodeHash: map[*graph.Node]uint64{}}
+}
+
+func (l *layering) build() error {
+	f := l.flow
+	g := f.a.g
+	for i := 0; i < l.numLayers; i++ {
+		l.input = append(l.input, g.Value(l.stack.Hidden[i]))
+		l.output = append(l.output, g.Value(l.stack.Hidden[i+1]))
+	}
+	// Data nodes: by the step their dominator says.
+	for _, x := range f.dnodes {
+		s := f.seg[x]
+		if s >= l.firstStep && s < l.firstStep+l.numLayers*l.period {
+			l.owner[x] = (s - l.firstStep) / l.period
+			l.branch[x] = (s - l.firstStep) % l.period
+		} else {
+			l.owner[x] = -1
+		}
+	}
+	// What h_0 is computed from (the embedding lookup and its inputs) is shared.
+	stack := []*graph.Value{l.input[0]}
+	for len(stack) > 0 {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if v == nil {
+			continue
+		}
+		if p := v.Producer; p != nil {
+			if _, done := l.owner[p]; !done || l.owner[p] >= 0 {
+				l.owner[p] = -1
+				delete(l.branch, p)
+				stack = append(stack, p.Inputs...)
+			}
+		}
+	}
+	// Other nodes (shapes, constants, weight transposes, masks): owned by a layer
+	// when everything that reads them is in that layer.
+	order := f.a.order
+	for i := len(order) - 1; i >= 0; i-- {
+		x := order[i]
+		if _, done := l.owner[x]; done {
+			continue
+		}
+		own, br := -2, -1
+		for _, o := range x.Outputs {
+			if o == nil {
+				continue
+			}
+			if o.IsOutput() {
+				own = -1
+			}
+			for _, c := range o.Consumers {
+				oc := l.owner[c]
+				switch {
+				case own == -2:
+					own = oc
+				case own != oc:
+					own = -1
+				}
+				if b, ok := l.branch[c]; ok && oc == own && (br < 0 || (b >= 0 && b < br)) {
+					br = b
+				}
+			}
+		}
+		if own == -2 {
+			own = -1
+		}
+		l.owner[x] = own
+		if own >= 0 {
+			l.branch[x] = br
+		}
+	}
+	l.nodes = make([][]*graph.Node, l.numLayers)
+	for _, x := range order {
+		if k := l.owner[x]; k >= 0 {
+			l.nodes[k] = append(l.nodes[k], x)
+		}
+	}
+	if err := l.checkSeparable(); err != nil {
+		return err
+	}
+	l.findKV()
+	l.hashLayers()
+	if err := l.checkCrossAttention(); err != nil {
+		return err
+	}
+	params, err := l.params()
+	if err != nil {
+		return err
+	}
+	if err := l.compare(params); err != nil {
+		return err
+	}
+	l.describe(params)
+	return nil
+}
+
+// checkSeparable: a layer reads only its input, its own values, shared values and
+// constants; shared nodes read only stream values of the layers.
+func (l *layering) checkSeparable() error {
+	hidden := map[*graph.Value]bool{}
+	for _, v := range l.input {
+		hidden[v] = true
+	}
+	for _, v := range l.output {
+		hidden[v] = true
+	}
+	for _, x := range l.flow.a.order {
+		k := l.owner[x]
+		for _, v := range append(slices.Clip(x.Inputs), x.Implicit...) {
+			if v == nil || v.Producer == nil {
+				continue
+			}
+			j := l.owner[v.Producer]
+			switch {
+			case j < 0 || j == k:
+			case k >= 0 && v == l.input[k]:
+			case k < 0 && hidden[v]:
+			case k >= 0:
+				return notDecoder(k, "layer %d reads %q, computed inside layer %d (by %s): the layers are not separable", k, v.Name, j, v.Producer)
+			default:
+				return notDecoder(j, "%s, outside the layers, reads %q computed inside layer %d: the layers are not separable", x, v.Name, j)
+			}
+		}
+	}
+	return nil
+}
+
+// findKV: per-layer graph inputs (read by this layer's nodes and no other layer's)
+// and outputs (produced by this layer's nodes).
+func (l *layering) findKV() {
+	g := l.flow.a.g
+	l.pastInputs = make([]map[*graph.Value]bool, l.numLayers)
+	for k := range l.pastInputs {
+		l.pastInputs[k] = map[*graph.Value]bool{}
+	}
+	for _, v := range g.Inputs {
+		if v.Init != nil {
+			continue
+		}
+		layer := -2
+		for _, c := range v.Consumers {
+			k := l.owner[c]
+			if k < 0 {
+				continue
+			}
+			if layer == -2 {
+				layer = k
+			} else if layer != k {
+				layer = -1
+			}
+		}
+		if layer >= 0 {
+			l.pastInputs[layer][v] = true
+		}
+	}
+}
+
+// checkCrossAttention refuses layers whose projections read values that do not
+// come from the layer's input (cross-attention to an encoder's output).
+func (l *layering) checkCrossAttention() error {
+	for k := 0; k < l.numLayers; k++ {
+		tainted := map[*graph.Value]bool{l.input[k]: true}
+		for _, x := range l.nodes[k] {
+			if _, data, ok := isProjection(x); ok && !tainted[data] {
+				return notDecoder(k, "layer %d: projection %s reads %q, which does not depend on the layer's input %q (cross-attention to an encoder?); only decoder-only models are supported", k, x, data.Name, l.input[k].Name)
+			}
+			if shapeOps[x.Op] {
+				continue
+			}
+			for _, v := range x.Inputs {
+				if tainted[v] {
+					for _, o := range x.Outputs {
+						if o != nil {
+							tainted[o] = true
+						}
+					}
+					break
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// reachable returns the values of layer k computed from v.
+func (l *layering) reachable(k int, v *graph.Value) map[*graph.Value]bool {
+	reach := map[*graph.Value]bool{v: true}
+	for _, x := range l.nodes[k] {
+		for _, in := range x.Inputs {
+			if reach[in] {
+				for _, o := range x.Outputs {
+					if o != nil {
+						reach[o] = true
+					}
+				}
+				break
+			}
+		}
+	}
+	return reach
+}
+
+// isWeightChain reports whether x is an Identity, Transpose or Cast of a constant
+// (a weight read transposed, converted or deduplicated).
+func isWeightChain(x *graph.Node) bool {
+	if !weightChainOps[x.Op] || x.Domain != "" || len(x.Inputs) == 0 {
+		return false
+	}
+	t, _ := resolveConst(x.Inputs[0])
+	return t != nil
+}

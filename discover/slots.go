@@ -1,0 +1,145 @@
+package discover
+
+import "fmt"
+
+// This file holds the exported description of what a layer's parameter slots
+// are for: its projections (which node, which weight and bias slots, how the
+// weight is stored, where its result goes) and its norms. Layer.Params say what
+// each tensor is; Layer.Projections and Layer.Norms say how the layer uses them.
+// Both are aligned across layers: entry i plays the same role in every layer.
+
+// ProjRole is what a projection computes in its layer, found from the graph's
+// structure (not from names).
+type ProjRole int
+
+// Projection roles. Later formats add roles (a packed gate/up projection, ...);
+// RoleUnknown is the answer whenever the structure does not say.
+const (
+	// RoleUnknown: a projection whose role the structure does not tell (no
+	// Softmax attention found in the layer, or an ambiguous pattern).
+	RoleUnknown ProjRole = iota
+	// RoleQ, RoleK and RoleV feed the attention's query (left of QKᵀ), key
+	// (right of QKᵀ) and value (right of the attention-weighted sum).
+	RoleQ
+	RoleK
+	RoleV
+	// RoleQKV is a packed projection that feeds all three (GPT-2's c_attn).
+	RoleQKV
+	// RoleO reads the attention's result.
+	RoleO
+	// RoleGate and RoleUp read the MLP's input; the gate's result goes through
+	// an activation before meeting the up projection's (SwiGLU, GeGLU). An MLP
+	// with one input projection (GPT-2's c_fc) has only RoleUp.
+	RoleGate
+	RoleUp
+	// RoleDown reads what the MLP's input projections computed.
+	RoleDown
+)
+
+var roleNames = [...]string{"unknown", "q", "k", "v", "qkv", "o", "gate", "up", "down"}
+
+func (r ProjRole) String() string {
+	if int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("ProjRole(%d)", int(r))
+}
+
+// Storage is how a projection's weight is stored, which says what its weight
+// inputs hold.
+type Storage int
+
+// Storage kinds. Quantized formats (MatMulNBits: packed 4-bit weight, scales,
+// zero points) add kinds here and parts in WeightPart.
+const (
+	// Dense is a float matrix read by MatMul or Gemm: one weight input, stored
+	// [in, out], or [out, in] when Projection.Transposed.
+	Dense Storage = iota
+)
+
+func (s Storage) String() string {
+	if s == Dense {
+		return "dense"
+	}
+	return fmt.Sprintf("Storage(%d)", int(s))
+}
+
+// WeightPart is what one weight input of a projection holds.
+type WeightPart int
+
+// Weight parts.
+const (
+	// Matrix is the weight matrix itself (for Dense storage, the whole weight).
+	Matrix WeightPart = iota
+)
+
+func (p WeightPart) String() string {
+	if p == Matrix {
+		return "matrix"
+	}
+	return fmt.Sprintf("WeightPart(%d)", int(p))
+}
+
+// WeightInput is one input of a projection node that holds (a part of) its
+// weight.
+type WeightInput struct {
+	Part WeightPart
+	// Input is the input position of Projection.Node that reads it.
+	Input int
+	// Slot is the parameter slot (index in Layer.Params) of the tensor.
+	Slot int
+	// Name is the initializer (or Constant output) holding the tensor; equal to
+	// Layer.Params[Slot].Name.
+	Name string
+}
+
+// Projection is one weight projection of a layer: y = x·W (+ b).
+type Projection struct {
+	Role ProjRole
+	// Node is the index in graph.node of the node computing the product; Op is
+	// its op type ("MatMul", "Gemm").
+	Node int
+	Op   string
+	// Storage says how the weight is stored and so what Weights hold.
+	Storage Storage
+	// Weights are the node's inputs that hold the weight (one Matrix for Dense).
+	Weights []WeightInput
+	// Transposed is set when the weight is read as [out, in] (Gemm transB=1 or a
+	// Transpose node), as Param.Transposed of its Matrix slot.
+	Transposed bool
+	// In and Out are the numbers of input and output features (0 when the
+	// weight is not a 2-D matrix).
+	In, Out int64
+	// Bias is the slot of the bias added to the product, -1 if none; BiasNode
+	// the index in graph.node of the node adding it (the Gemm itself, or an
+	// Add), -1 if none.
+	Bias, BiasNode int
+	// Output is the value holding the product with its bias: the output of
+	// BiasNode, or of Node when there is no bias.
+	Output string
+	// Residual is set on the projection that writes the layer's last residual
+	// branch: the value, Output or a reshape of it, that the node computing the
+	// layer's output (h_{i+1} = h + Residual) reads. Empty otherwise.
+	Residual string
+}
+
+// Matrix returns the slot of the projection's weight matrix, -1 if it has none.
+func (p *Projection) Matrix() int {
+	for _, w := range p.Weights {
+		if w.Part == Matrix {
+			return w.Slot
+		}
+	}
+	return -1
+}
+
+// Norm is one normalization's parameters in a layer.
+type Norm struct {
+	// Node is the index in graph.node of the node reading the scale: a
+	// LayerNormalization-family op, or the Mul of a decomposed norm (RMSNorm,
+	// LayerNorm written as ReduceMean, Sqrt, ...). Op is its op type.
+	Node int
+	Op   string
+	// Scale and Shift are the slots of the scale and shift, -1 if none.
+	Scale, Shift int
+}
