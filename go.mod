@@ -7,6 +7,8 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
+require golang.org/x/sys v0.50.0 // indirect
+
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect

@@ -7,6 +7,8 @@ import (
 
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 type numeric interface {
@@ -29,89 +31,79 @@ const (
 
 var binOpNames = [...]string{"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Mod"}
 
-func init() {
-	for _, op := range []binOp{opAdd, opSub, opMul, opDiv, opPow} {
-		register(binOpNames[op], &opDef{since: 7, minIn: 2, maxIn: 2, inplace: true, compile: compileBinary(op)})
+// compileMod compiles Mod: integer modulo with the divisor's sign, or C fmod
+// (fmod=1, the only choice for floating-point inputs).
+func compileMod(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("fmod"); err != nil {
+		return nil, err
 	}
-	for _, op := range []binOp{opMax, opMin} {
-		register(binOpNames[op], &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(op)})
+	f, err := c.attrs.int("fmod", 0)
+	if err != nil {
+		return nil, err
 	}
-	register("Sum", &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(opAdd)})
-	register("Mod", &opDef{since: 10, minIn: 2, maxIn: 2, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("fmod"); err != nil {
-			return nil, err
+	op := opMod
+	if f != 0 {
+		op = opFmod
+	}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		if op == opMod && (in[0].dtype == Float32 || in[0].dtype == Float64) {
+			return nil, errors.New("Mod of floating-point tensors needs fmod=1")
 		}
-		f, err := c.attrs.int("fmod", 0)
-		if err != nil {
-			return nil, err
-		}
-		op := opMod
-		if f != 0 {
-			op = opFmod
-		}
+		t, err := ec.binary(op, in[0], in[1])
+		return []*Tensor{t}, err
+	}, nil
+}
+
+// compileCompare compiles a comparison (Equal, Less, ...) to a Bool tensor.
+func compileCompare(op cmpOp) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) {
 		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			if op == opMod && (in[0].dtype == Float32 || in[0].dtype == Float64) {
-				return nil, errors.New("Mod of floating-point tensors needs fmod=1")
-			}
-			t, err := ec.binary(op, in[0], in[1])
-			return []*Tensor{t}, err
-		}, nil
-	}})
-	for _, c := range []struct {
-		name string
-		op   cmpOp
-	}{{"Equal", cmpEq}, {"Less", cmpLt}, {"LessOrEqual", cmpLe}, {"Greater", cmpGt}, {"GreaterOrEqual", cmpGe}} {
-		op := c.op
-		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-				t, err := compare(ec, op, in[0], in[1])
-				return []*Tensor{t}, err
-			}, c.attrs.only()
-		}})
-	}
-	for _, c := range []struct {
-		name string
-		op   logicOp
-	}{{"And", logAnd}, {"Or", logOr}, {"Xor", logXor}} {
-		op := c.op
-		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-				t, err := logic(ec, op, in[0], in[1])
-				return []*Tensor{t}, err
-			}, c.attrs.only()
-		}})
-	}
-	register("Not", &opDef{since: 1, minIn: 1, maxIn: 1, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			x := in[0].BoolData()
-			if in[0].dtype != Bool {
-				return nil, errType("Not", in[0].dtype)
-			}
-			out := newTensor(Bool, append([]int{}, in[0].shape...))
-			o := out.BoolData()
-			for i, v := range x {
-				o[i] = !v
-			}
-			return []*Tensor{out}, nil
-		}, c.attrs.only()
-	}})
-	register("Where", &opDef{since: 9, minIn: 3, maxIn: 3, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := where(ec, in[0], in[1], in[2])
+			t, err := compare(ec, op, in[0], in[1])
 			return []*Tensor{t}, err
 		}, c.attrs.only()
-	}})
-	register("Clip", &opDef{since: 6, minIn: 1, maxIn: 3, inplace: true, compile: compileClip})
-	register("Cast", &opDef{since: 6, minIn: 1, maxIn: 1, compile: compileCast})
-	register("CastLike", &opDef{since: 15, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("saturate"); err != nil {
-			return nil, err
-		}
+	}
+}
+
+// compileLogic compiles And, Or or Xor of Bool tensors.
+func compileLogic(op logicOp) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) {
 		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := castTo(in[0], in[1].dtype, pb.TensorProto_UNDEFINED)
+			t, err := logic(ec, op, in[0], in[1])
 			return []*Tensor{t}, err
-		}, nil
-	}})
+		}, c.attrs.only()
+	}
+}
+
+func compileNot(c *compileCtx) (kernel, error) {
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		x := in[0].BoolData()
+		if in[0].dtype != Bool {
+			return nil, errType("Not", in[0].dtype)
+		}
+		out := newTensor(Bool, append([]int{}, in[0].shape...))
+		o := out.BoolData()
+		for i, v := range x {
+			o[i] = !v
+		}
+		return []*Tensor{out}, nil
+	}, c.attrs.only()
+}
+
+func compileWhere(c *compileCtx) (kernel, error) {
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := where(ec, in[0], in[1], in[2])
+		return []*Tensor{t}, err
+	}, c.attrs.only()
+}
+
+func compileCastLike(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("saturate"); err != nil {
+		return nil, err
+	}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := castTo(in[0], in[1].dtype, pb.TensorProto_UNDEFINED)
+		return []*Tensor{t}, err
+	}, nil
 }
 
 func compileBinary(op binOp) func(c *compileCtx) (kernel, error) {
@@ -238,9 +230,14 @@ func binaryF32(ec *execCtx, op binOp, a, b, out *Tensor) {
 	})
 }
 
-// vecBinary, where the CPU allows, computes f32Row for a length that is a
-// multiple of 8 (Add, Sub, Mul, Div); false means it does not handle op.
-var vecBinary func(op binOp, dst, a, b []float32, sa, sb int) bool
+// The first four binOps are kernels.BinOp's (f32Row passes them on as they
+// are); these fail to compile if the two orders differ.
+var (
+	_ = [1]int{}[opAdd-binOp(kernels.Add)]
+	_ = [1]int{}[opSub-binOp(kernels.Sub)]
+	_ = [1]int{}[opMul-binOp(kernels.Mul)]
+	_ = [1]int{}[opDiv-binOp(kernels.Div)]
+)
 
 // f32Row computes dst[i] = a[i*sa] op b[i*sb] for strides 0 or 1.
 func f32Row(op binOp, dst, a, b []float32, sa, sb int) {
@@ -251,8 +248,8 @@ func f32Row(op binOp, dst, a, b []float32, sa, sb int) {
 	if sb == 1 {
 		b = b[:n]
 	}
-	if v := n &^ 7; v > 0 && vecBinary != nil && (sa|sb) != 0 && op <= opDiv {
-		if vecBinary(op, dst[:v], a[:v*sa+1-sa], b[:v*sb+1-sb], sa, sb) {
+	if v := n &^ 7; v > 0 && kernels.Binary != nil && (sa|sb) != 0 && op <= opDiv {
+		if kernels.Binary(kernels.BinOp(op), dst[:v], a[:v*sa+1-sa], b[:v*sb+1-sb], sa, sb) {
 			if v == n {
 				return
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 // Fusions replace chains of nodes that PyTorch's exporter emits for one
@@ -439,23 +441,14 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 	return scores, true, nil
 }
 
-// vecScaleMaskMax, where the CPU allows, sets x[i] = x[i]/c + mask[i] (div)
-// or x[i]·c + mask[i] for len(x) a multiple of 8 and returns the new maximum
-// and whether any value is NaN; vecMulScalar multiplies x by c.
-var (
-	vecScaleMaskMax func(x, mask []float32, c float32, div bool) (float32, bool)
-	vecMulScalar    func(x []float32, c float32)
-	vecMulScalarTo  func(o, x []float32, c float32)
-)
-
 // mulScalarRow sets o[i] = x[i]·c (as f32Row with a scalar operand, without
 // putting the scalar in a slice, which would escape to the heap).
 func mulScalarRow(o, x []float32, c float32) {
 	n := 0
-	if vecMulScalarTo != nil {
+	if kernels.MulScalarTo != nil {
 		n = len(o) &^ 7
 		if n > 0 {
-			vecMulScalarTo(o[:n], x[:n], c)
+			kernels.MulScalarTo(o[:n], x[:n], c)
 		}
 	}
 	for i := n; i < len(o); i++ {
@@ -467,18 +460,18 @@ func mulScalarRow(o, x []float32, c float32) {
 // x ⊘ c (scale "Div", "Mul" or ""), then + mask[off + i·ms] or
 // where(cond[off + i·ms], ·, y), then softmax.
 func scoreRow(x []float32, scale string, c float32, mask, cond *Tensor, off, ms int, y float32) {
-	if n := len(x); vecScaleMaskMax != nil && n > 0 && n%8 == 0 && mask != nil && ms == 1 && (scale == "Div" || scale == "Mul") {
+	if n := len(x); kernels.ScaleMaskMax != nil && n > 0 && n%8 == 0 && mask != nil && ms == 1 && (scale == "Div" || scale == "Mul") {
 		// One pass for the scale, the mask and the maximum, then the
 		// exponentials and their sum, then the normalization: the same
 		// float32 operations as the general path below.
-		m, nan := vecScaleMaskMax(x, mask.Float32Data()[off:off+n], c, scale == "Div")
+		m, nan := kernels.ScaleMaskMax(x, mask.Float32Data()[off:off+n], c, scale == "Div")
 		if nan || math.IsInf(float64(m), -1) {
 			for i := range x {
 				x[i] = float32(math.NaN())
 			}
 			return
 		}
-		vecMulScalar(x, float32(1/expShiftSum(x, x, m)))
+		kernels.MulScalar(x, float32(1/kernels.ExpShiftSum(x, x, m)))
 		return
 	}
 	cs := [1]float32{c}
@@ -718,7 +711,7 @@ func siluKernel(ec *execCtx, x, up *Tensor) (*Tensor, bool, error) {
 	parallelFor(ec.threads, (len(xd)+blk-1)/blk, blk*4, func(lo, hi int) {
 		for b := lo; b < hi; b++ {
 			s, e := b*blk, min((b+1)*blk, len(xd))
-			sigmoidSlice(od[s:e], xd[s:e])
+			kernels.Sigmoid(od[s:e], xd[s:e])
 			f32Row(opMul, od[s:e], od[s:e], xd[s:e], 1, 1)
 			if up != nil {
 				f32Row(opMul, od[s:e], od[s:e], up.Float32Data()[s:e], 1, 1)
