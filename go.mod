@@ -4,10 +4,9 @@ go 1.26.8
 
 require (
 	github.com/spf13/pflag v1.1.0
+	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12
 )
-
-require golang.org/x/sys v0.50.0 // indirect
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
