@@ -6,7 +6,11 @@
 //
 // The package variables that hold an optional vector kernel (Binary, RopeRow,
 // ScaleMaskMax, MulScalar, MulScalarTo) are nil where the CPU lacks it; the
-// caller then uses its scalar loop. Every vector kernel rounds like the scalar
-// definition it replaces where the runtime relies on bitwise results (see the
-// tests), so results do not depend on which path ran.
+// caller then uses its scalar loop. Those round every element exactly as the
+// scalar Go expressions do. Exp, Sigmoid and Tanh are not bitwise equal to
+// their float64 fallback (≤ 2 ulp apart; see TestVectorMath), so callers that
+// split a slice between goroutines keep the split at multiples of 8 (the
+// runtime uses 16) to keep results independent of the thread count. Sgemm's
+// results do not depend on the thread count nor on whether the AVX-512 kernel
+// is used (TestSgemmWideKernelBitwise).
 package kernels
