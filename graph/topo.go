@@ -87,88 +87,109 @@ func (e *InvariantError) Error() string {
 	return fmt.Sprintf("graph: IR inconsistent (%d problem(s)): %s", e.N, list(e.Problems, e.N))
 }
 
-type nodeHeap []*Node
-
-func (h nodeHeap) Len() int           { return len(h) }
-func (h nodeHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
-func (h nodeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *nodeHeap) Push(x any)        { *h = append(*h, x.(*Node)) }
-func (h *nodeHeap) Pop() any {
-	old := *h
-	n := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return n
-}
-
 // TopoOrder returns the nodes in a deterministic topological order: among the nodes
 // ready to run, the one created first (source position, then rewrite order) comes
 // first, so an already sorted graph keeps its order. It returns a *CycleError when
 // some nodes depend on each other; undefined inputs do not block ordering.
 func (g *Graph) TopoOrder() ([]*Node, error) {
-	indeg := make(map[*Node]int, len(g.Nodes))
-	for _, n := range g.Nodes {
-		d := 0
-		seen := map[*Node]bool{}
-		count := func(v *Value) {
-			if v != nil && v.Producer != nil && !v.Producer.dead && v.Producer != n && !seen[v.Producer] {
-				seen[v.Producer] = true
-				d++
-			}
-		}
-		for _, v := range n.Inputs {
-			count(v)
-		}
-		for _, v := range n.Implicit {
-			count(v)
-		}
-		for _, v := range n.Inputs {
-			if v != nil && v.Producer == n {
-				d++ // reads its own output: a cycle of one
-			}
-		}
-		indeg[n] = d
+	pos := make(map[*Node]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		pos[n] = i
 	}
-	h := nodeHeap{}
-	for _, n := range g.Nodes {
-		if indeg[n] == 0 {
-			h = append(h, n)
-		}
-	}
-	heap.Init(&h)
-	order := make([]*Node, 0, len(g.Nodes))
-	for h.Len() > 0 {
-		n := heap.Pop(&h).(*Node)
-		order = append(order, n)
-		done := map[*Node]bool{}
-		for _, v := range n.Outputs {
+	next := func(i int) []int {
+		var r []int
+		for _, v := range g.Nodes[i].Outputs {
 			if v == nil {
 				continue
 			}
 			for _, c := range v.Consumers {
-				if c.dead || done[c] {
-					continue
-				}
-				if _, ok := indeg[c]; !ok {
-					continue
-				}
-				done[c] = true
-				indeg[c]--
-				if indeg[c] == 0 {
-					heap.Push(&h, c)
+				if p, ok := pos[c]; ok && !c.dead {
+					r = append(r, p) // i itself when it reads its own output: a cycle of one
 				}
 			}
 		}
+		return r
 	}
-	if len(order) < len(g.Nodes) {
+	idx, err := SortIndices(len(g.Nodes), next,
+		func(a, b int) bool { return g.Nodes[a].seq < g.Nodes[b].seq },
+		func(i int) string { return g.Nodes[i].String() })
+	order := make([]*Node, len(idx))
+	for k, i := range idx {
+		order[k] = g.Nodes[i]
+	}
+	return order, err
+}
+
+// SortIndices is the topological sort behind TopoOrder, for callers that number
+// their own nodes 0..n-1 (the runtime's compiled plan). next(i) lists the items
+// that read what i computes, so must come after it (repeats are ignored; i
+// itself makes a cycle of one). Kahn's algorithm: among the items ready, the
+// first by less comes first (less nil: the lowest number), so items already in a
+// valid order keep it; items that become ready together enter the heap in the
+// order next lists them. When some items depend on each other, it returns the
+// items it could order and a *CycleError naming (with name) the others in index
+// order.
+func SortIndices(n int, next func(i int) []int, less func(a, b int) bool, name func(i int) string) ([]int, error) {
+	indeg := make([]int, n)
+	succ := make([][]int, n)
+	mark := make([]int, n) // mark[c] == i+1: c is already a successor of i
+	for i := range n {
+		for _, c := range next(i) {
+			if mark[c] == i+1 {
+				continue
+			}
+			mark[c] = i + 1
+			succ[i] = append(succ[i], c)
+			indeg[c]++
+		}
+	}
+	if less == nil {
+		less = func(a, b int) bool { return a < b }
+	}
+	h := &indexHeap{less: less}
+	for i := range n {
+		if indeg[i] == 0 {
+			h.a = append(h.a, i)
+		}
+	}
+	heap.Init(h)
+	order := make([]int, 0, n)
+	for h.Len() > 0 {
+		i := heap.Pop(h).(int)
+		order = append(order, i)
+		for _, c := range succ[i] {
+			indeg[c]--
+			if indeg[c] == 0 {
+				heap.Push(h, c)
+			}
+		}
+	}
+	if len(order) < n {
 		var names []string
-		for _, n := range g.Nodes {
-			if indeg[n] > 0 {
-				names = append(names, n.String())
+		for i := range n {
+			if indeg[i] > 0 {
+				names = append(names, name(i))
 			}
 		}
 		return order, &CycleError{Nodes: bounded(names), N: len(names)}
 	}
 	return order, nil
+}
+
+// indexHeap is a min-heap of item numbers under less.
+type indexHeap struct {
+	a    []int
+	less func(a, b int) bool
+}
+
+func (h *indexHeap) Len() int           { return len(h.a) }
+func (h *indexHeap) Less(i, j int) bool { return h.less(h.a[i], h.a[j]) }
+func (h *indexHeap) Swap(i, j int)      { h.a[i], h.a[j] = h.a[j], h.a[i] }
+func (h *indexHeap) Push(x any)         { h.a = append(h.a, x.(int)) }
+func (h *indexHeap) Pop() any {
+	n := h.a[len(h.a)-1]
+	h.a = h.a[:len(h.a)-1]
+	return n
 }
 
 // Sort puts the nodes in TopoOrder.

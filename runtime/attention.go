@@ -1,5 +1,7 @@
 package runtime
 
+import "github.com/onnxslm/onnxslm/runtime/internal/kernels"
+
 // Attention fused through the product with V: softmax(Q·Kᵀ ⊘ c + mask)·V,
 // computed one (batch, head) item at a time. The scores of an item (T×S
 // floats) live in a scratch buffer that stays in cache while they are scaled,
@@ -115,8 +117,8 @@ func attentionPVKernel(ec *execCtx, q, k, v *Tensor, qPerm, kPerm, vPerm, outPer
 					offM += x * mst[i]
 				}
 			}
-			sgemm(inner, m, s, d, 1, matView{data: Q.data, off: offQ, rs: Q.st[rq-2], cs: Q.st[rq-1]},
-				matView{data: K.data, off: offK, rs: K.st[rk-2], cs: K.st[rk-1]}, 0, sc, s)
+			kernels.Sgemm(inner, m, s, d, 1, kernels.MatView{Data: Q.data, Off: offQ, RS: Q.st[rq-2], CS: Q.st[rq-1]},
+				kernels.MatView{Data: K.data, Off: offK, RS: K.st[rk-2], CS: K.st[rk-1]}, 0, sc, s)
 			rowMs := 0
 			if mst != nil {
 				rowMs = mst[r-1]
@@ -128,8 +130,8 @@ func attentionPVKernel(ec *execCtx, q, k, v *Tensor, qPerm, kPerm, vPerm, outPer
 				}
 				scoreRow(sc[t*s:(t+1)*s], scale, c, mask, cond, o, rowMs, y)
 			}
-			sgemm(inner, m, n, s, 1, matView{data: sc, rs: s, cs: 1},
-				matView{data: V.data, off: offV, rs: V.st[rv-2], cs: V.st[rv-1]}, 0, od[offC:], ldc)
+			kernels.Sgemm(inner, m, n, s, 1, kernels.MatView{Data: sc, RS: s, CS: 1},
+				kernels.MatView{Data: V.data, Off: offV, RS: V.st[rv-2], CS: V.st[rv-1]}, 0, od[offC:], ldc)
 		}
 	})
 	return out, true, nil

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 type numeric interface {
@@ -29,89 +29,27 @@ const (
 
 var binOpNames = [...]string{"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Mod"}
 
-func init() {
-	for _, op := range []binOp{opAdd, opSub, opMul, opDiv, opPow} {
-		register(binOpNames[op], &opDef{since: 7, minIn: 2, maxIn: 2, inplace: true, compile: compileBinary(op)})
+// compileMod compiles Mod: integer modulo with the divisor's sign, or C fmod
+// (fmod=1, the only choice for floating-point inputs).
+func compileMod(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("fmod"); err != nil {
+		return nil, err
 	}
-	for _, op := range []binOp{opMax, opMin} {
-		register(binOpNames[op], &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(op)})
+	f, err := c.attrs.int("fmod", 0)
+	if err != nil {
+		return nil, err
 	}
-	register("Sum", &opDef{since: 8, minIn: 1, maxIn: anyIn, inplace: true, compile: compileVariadic(opAdd)})
-	register("Mod", &opDef{since: 10, minIn: 2, maxIn: 2, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("fmod"); err != nil {
-			return nil, err
-		}
-		f, err := c.attrs.int("fmod", 0)
-		if err != nil {
-			return nil, err
-		}
-		op := opMod
-		if f != 0 {
-			op = opFmod
-		}
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			if op == opMod && (in[0].dtype == Float32 || in[0].dtype == Float64) {
-				return nil, errors.New("Mod of floating-point tensors needs fmod=1")
-			}
-			t, err := ec.binary(op, in[0], in[1])
-			return []*Tensor{t}, err
-		}, nil
-	}})
-	for _, c := range []struct {
-		name string
-		op   cmpOp
-	}{{"Equal", cmpEq}, {"Less", cmpLt}, {"LessOrEqual", cmpLe}, {"Greater", cmpGt}, {"GreaterOrEqual", cmpGe}} {
-		op := c.op
-		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-				t, err := compare(ec, op, in[0], in[1])
-				return []*Tensor{t}, err
-			}, c.attrs.only()
-		}})
+	op := opMod
+	if f != 0 {
+		op = opFmod
 	}
-	for _, c := range []struct {
-		name string
-		op   logicOp
-	}{{"And", logAnd}, {"Or", logOr}, {"Xor", logXor}} {
-		op := c.op
-		register(c.name, &opDef{since: 7, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-				t, err := logic(ec, op, in[0], in[1])
-				return []*Tensor{t}, err
-			}, c.attrs.only()
-		}})
-	}
-	register("Not", &opDef{since: 1, minIn: 1, maxIn: 1, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			x := in[0].BoolData()
-			if in[0].dtype != Bool {
-				return nil, errType("Not", in[0].dtype)
-			}
-			out := newTensor(Bool, append([]int{}, in[0].shape...))
-			o := out.BoolData()
-			for i, v := range x {
-				o[i] = !v
-			}
-			return []*Tensor{out}, nil
-		}, c.attrs.only()
-	}})
-	register("Where", &opDef{since: 9, minIn: 3, maxIn: 3, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := where(ec, in[0], in[1], in[2])
-			return []*Tensor{t}, err
-		}, c.attrs.only()
-	}})
-	register("Clip", &opDef{since: 6, minIn: 1, maxIn: 3, inplace: true, compile: compileClip})
-	register("Cast", &opDef{since: 6, minIn: 1, maxIn: 1, compile: compileCast})
-	register("CastLike", &opDef{since: 15, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("saturate"); err != nil {
-			return nil, err
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		if op == opMod && (in[0].dtype == Float32 || in[0].dtype == Float64) {
+			return nil, errors.New("Mod of floating-point tensors needs fmod=1")
 		}
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := castTo(in[0], in[1].dtype, pb.TensorProto_UNDEFINED)
-			return []*Tensor{t}, err
-		}, nil
-	}})
+		t, err := ec.binary(op, in[0], in[1])
+		return []*Tensor{t}, err
+	}, nil
 }
 
 func compileBinary(op binOp) func(c *compileCtx) (kernel, error) {
@@ -238,9 +176,14 @@ func binaryF32(ec *execCtx, op binOp, a, b, out *Tensor) {
 	})
 }
 
-// vecBinary, where the CPU allows, computes f32Row for a length that is a
-// multiple of 8 (Add, Sub, Mul, Div); false means it does not handle op.
-var vecBinary func(op binOp, dst, a, b []float32, sa, sb int) bool
+// The first four binOps are kernels.BinOp's (f32Row passes them on as they
+// are); these fail to compile if the two orders differ.
+var (
+	_ = [1]int{}[opAdd-binOp(kernels.Add)]
+	_ = [1]int{}[opSub-binOp(kernels.Sub)]
+	_ = [1]int{}[opMul-binOp(kernels.Mul)]
+	_ = [1]int{}[opDiv-binOp(kernels.Div)]
+)
 
 // f32Row computes dst[i] = a[i*sa] op b[i*sb] for strides 0 or 1.
 func f32Row(op binOp, dst, a, b []float32, sa, sb int) {
@@ -251,8 +194,8 @@ func f32Row(op binOp, dst, a, b []float32, sa, sb int) {
 	if sb == 1 {
 		b = b[:n]
 	}
-	if v := n &^ 7; v > 0 && vecBinary != nil && (sa|sb) != 0 && op <= opDiv {
-		if vecBinary(op, dst[:v], a[:v*sa+1-sa], b[:v*sb+1-sb], sa, sb) {
+	if v := n &^ 7; v > 0 && kernels.Binary != nil && (sa|sb) != 0 && op <= opDiv {
+		if kernels.Binary(kernels.BinOp(op), dst[:v], a[:v*sa+1-sa], b[:v*sb+1-sb], sa, sb) {
 			if v == n {
 				return
 			}
@@ -480,349 +423,4 @@ func binaryGeneric[T numeric](ec *execCtx, op binOp, a, b, out []T, as, bs, os [
 		return errDivZero
 	}
 	return nil
-}
-
-type cmpOp uint8
-
-const (
-	cmpEq cmpOp = iota
-	cmpLt
-	cmpLe
-	cmpGt
-	cmpGe
-)
-
-func compare(ec *execCtx, op cmpOp, a, b *Tensor) (*Tensor, error) {
-	if a.dtype != b.dtype {
-		return nil, fmt.Errorf("comparing %v with %v", a.dtype, b.dtype)
-	}
-	shape, err := broadcastShape(a.shape, b.shape)
-	if err != nil {
-		return nil, err
-	}
-	out := newTensor(Bool, shape)
-	o := out.BoolData()
-	switch a.dtype {
-	case Float32:
-		compareGeneric(op, a.Float32Data(), b.Float32Data(), o, a.shape, b.shape, shape)
-	case Float64:
-		compareGeneric(op, a.Float64Data(), b.Float64Data(), o, a.shape, b.shape, shape)
-	case Int64:
-		compareGeneric(op, a.Int64Data(), b.Int64Data(), o, a.shape, b.shape, shape)
-	case Int32:
-		compareGeneric(op, a.Int32Data(), b.Int32Data(), o, a.shape, b.shape, shape)
-	case Int8:
-		compareGeneric(op, a.data.([]int8), b.data.([]int8), o, a.shape, b.shape, shape)
-	case Uint8:
-		compareGeneric(op, a.data.([]uint8), b.data.([]uint8), o, a.shape, b.shape, shape)
-	case Bool:
-		if op != cmpEq {
-			return nil, errType("ordering comparison", Bool)
-		}
-		ad, bd := a.BoolData(), b.BoolData()
-		bc := newBcast(shape, a.shape, b.shape)
-		sa, sb := bc.istride[0], bc.istride[1]
-		bc.run(0, bc.rows(), func(off []int, oo int) {
-			for i := range bc.inner {
-				o[oo+i] = ad[off[0]+i*sa] == bd[off[1]+i*sb]
-			}
-		})
-	default:
-		return nil, errType("comparison", a.dtype)
-	}
-	return out, nil
-}
-
-func compareGeneric[T numeric](op cmpOp, a, b []T, out []bool, as, bs, os []int) {
-	bc := newBcast(os, as, bs)
-	sa, sb := bc.istride[0], bc.istride[1]
-	inner := bc.inner
-	bc.run(0, bc.rows(), func(off []int, o int) {
-		x, y := off[0], off[1]
-		dst := out[o : o+inner]
-		switch op {
-		case cmpEq:
-			for i := range dst {
-				dst[i] = a[x+i*sa] == b[y+i*sb]
-			}
-		case cmpLt:
-			for i := range dst {
-				dst[i] = a[x+i*sa] < b[y+i*sb]
-			}
-		case cmpLe:
-			for i := range dst {
-				dst[i] = a[x+i*sa] <= b[y+i*sb]
-			}
-		case cmpGt:
-			for i := range dst {
-				dst[i] = a[x+i*sa] > b[y+i*sb]
-			}
-		case cmpGe:
-			for i := range dst {
-				dst[i] = a[x+i*sa] >= b[y+i*sb]
-			}
-		}
-	})
-}
-
-type logicOp uint8
-
-const (
-	logAnd logicOp = iota
-	logOr
-	logXor
-)
-
-func logic(ec *execCtx, op logicOp, a, b *Tensor) (*Tensor, error) {
-	if a.dtype != Bool || b.dtype != Bool {
-		return nil, fmt.Errorf("logical op of %v and %v, want bool", a.dtype, b.dtype)
-	}
-	shape, err := broadcastShape(a.shape, b.shape)
-	if err != nil {
-		return nil, err
-	}
-	out := newTensor(Bool, shape)
-	o, ad, bd := out.BoolData(), a.BoolData(), b.BoolData()
-	bc := newBcast(shape, a.shape, b.shape)
-	sa, sb := bc.istride[0], bc.istride[1]
-	bc.run(0, bc.rows(), func(off []int, oo int) {
-		for i := range bc.inner {
-			x, y := ad[off[0]+i*sa], bd[off[1]+i*sb]
-			switch op {
-			case logAnd:
-				o[oo+i] = x && y
-			case logOr:
-				o[oo+i] = x || y
-			case logXor:
-				o[oo+i] = x != y
-			}
-		}
-	})
-	return out, nil
-}
-
-func where(ec *execCtx, cond, x, y *Tensor) (*Tensor, error) {
-	if cond.dtype != Bool {
-		return nil, fmt.Errorf("condition is %v, want bool", cond.dtype)
-	}
-	if x.dtype != y.dtype {
-		return nil, fmt.Errorf("branches are %v and %v", x.dtype, y.dtype)
-	}
-	shape, err := broadcastShape(cond.shape, x.shape, y.shape)
-	if err != nil {
-		return nil, err
-	}
-	out := ec.newOut(x.dtype, shape)
-	c := cond.BoolData()
-	switch x.dtype {
-	case Float32:
-		whereGeneric(ec, c, x.Float32Data(), y.Float32Data(), out.Float32Data(), cond.shape, x.shape, y.shape, shape)
-	case Float64:
-		whereGeneric(ec, c, x.Float64Data(), y.Float64Data(), out.Float64Data(), cond.shape, x.shape, y.shape, shape)
-	case Int64:
-		whereGeneric(ec, c, x.Int64Data(), y.Int64Data(), out.Int64Data(), cond.shape, x.shape, y.shape, shape)
-	case Int32:
-		whereGeneric(ec, c, x.Int32Data(), y.Int32Data(), out.Int32Data(), cond.shape, x.shape, y.shape, shape)
-	case Int8:
-		whereGeneric(ec, c, x.data.([]int8), y.data.([]int8), out.data.([]int8), cond.shape, x.shape, y.shape, shape)
-	case Uint8:
-		whereGeneric(ec, c, x.data.([]uint8), y.data.([]uint8), out.data.([]uint8), cond.shape, x.shape, y.shape, shape)
-	case Bool:
-		whereGeneric(ec, c, x.BoolData(), y.BoolData(), out.BoolData(), cond.shape, x.shape, y.shape, shape)
-	default:
-		return nil, errType("Where", x.dtype)
-	}
-	return out, nil
-}
-
-func whereGeneric[T any](ec *execCtx, c []bool, x, y, out []T, cs, xs, ys, os []int) {
-	bc := newBcast(os, cs, xs, ys)
-	sc, sx, sy := bc.istride[0], bc.istride[1], bc.istride[2]
-	inner := bc.inner
-	bc.parallelRows(ec.threads, func(off []int, o int) {
-		dst := out[o : o+inner]
-		oc, ox, oy := off[0], off[1], off[2]
-		for i := range dst {
-			if c[oc+i*sc] {
-				dst[i] = x[ox+i*sx]
-			} else {
-				dst[i] = y[oy+i*sy]
-			}
-		}
-	})
-}
-
-func compileClip(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("min", "max"); err != nil {
-		return nil, err
-	}
-	// Opset < 11: bounds are attributes.
-	lo, err := c.attrs.float("min", float32(math.Inf(-1)))
-	if err != nil {
-		return nil, err
-	}
-	hi, err := c.attrs.float("max", float32(math.Inf(1)))
-	if err != nil {
-		return nil, err
-	}
-	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		x := in[0]
-		l, h := float64(lo), float64(hi)
-		if len(in) > 1 && in[1] != nil {
-			v, err := scalarOf(in[1])
-			if err != nil {
-				return nil, fmt.Errorf("min: %w", err)
-			}
-			l = v
-		}
-		if len(in) > 2 && in[2] != nil {
-			v, err := scalarOf(in[2])
-			if err != nil {
-				return nil, fmt.Errorf("max: %w", err)
-			}
-			h = v
-		}
-		out := ec.outLike(0, x.dtype, append([]int{}, x.shape...))
-		switch x.dtype {
-		case Float32:
-			clipGeneric(x.Float32Data(), out.Float32Data(), float32(l), float32(h))
-		case Float64:
-			clipGeneric(x.Float64Data(), out.Float64Data(), l, h)
-		case Int64:
-			clipGeneric(x.Int64Data(), out.Int64Data(), clampInt64(l), clampInt64(h))
-		case Int32:
-			clipGeneric(x.Int32Data(), out.Int32Data(), int32(max(l, math.MinInt32)), int32(min(h, math.MaxInt32)))
-		default:
-			return nil, errType("Clip", x.dtype)
-		}
-		return []*Tensor{out}, nil
-	}, nil
-}
-
-func clampInt64(v float64) int64 {
-	switch {
-	case v <= math.MinInt64:
-		return math.MinInt64
-	case v >= math.MaxInt64:
-		return math.MaxInt64
-	}
-	return int64(v)
-}
-
-func clipGeneric[T numeric](x, out []T, lo, hi T) {
-	for i, v := range x {
-		if v < lo {
-			v = lo
-		}
-		if v > hi {
-			v = hi
-		}
-		out[i] = v
-	}
-}
-
-func compileCast(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("to", "saturate", "round_mode"); err != nil {
-		return nil, err
-	}
-	to, err := c.attrs.int("to", 0)
-	if err != nil {
-		return nil, err
-	}
-	if !c.attrs.has("to") {
-		return nil, errors.New("attribute to is required")
-	}
-	target := pb.TensorProto_DataType(to)
-	dt, ok := fromONNX(target)
-	if !ok {
-		return nil, fmt.Errorf("cast to %s is not supported", onnx.DTypeName(target))
-	}
-	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		t, err := castTo(in[0], dt, target)
-		return []*Tensor{t}, err
-	}, nil
-}
-
-// castTo converts t to dt; onnxType FLOAT16/BFLOAT16 rounds float32 results to
-// that precision (the runtime keeps them in float32).
-func castTo(t *Tensor, dt DType, onnxType pb.TensorProto_DataType) (*Tensor, error) {
-	if t.dtype == dt && onnxType != pb.TensorProto_FLOAT16 && onnxType != pb.TensorProto_BFLOAT16 {
-		return t.Clone(), nil
-	}
-	out := newTensor(dt, append([]int{}, t.shape...))
-	var err error
-	switch src := t.data.(type) {
-	case []float32:
-		err = castFrom(src, out)
-	case []float64:
-		err = castFrom(src, out)
-	case []int64:
-		err = castFrom(src, out)
-	case []int32:
-		err = castFrom(src, out)
-	case []int8:
-		err = castFrom(src, out)
-	case []uint8:
-		err = castFrom(src, out)
-	case []bool:
-		switch dst := out.data.(type) {
-		case []bool:
-			copy(dst, src)
-		default:
-			ones := newTensor(Uint8, []int{len(src)})
-			u := ones.data.([]uint8)
-			for i, b := range src {
-				if b {
-					u[i] = 1
-				}
-			}
-			err = castFrom(u, out)
-		}
-	default:
-		err = errType("Cast", t.dtype)
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch onnxType {
-	case pb.TensorProto_FLOAT16:
-		for i, v := range out.Float32Data() {
-			out.Float32Data()[i] = onnx.Float16ToFloat32(onnx.Float32ToFloat16(v))
-		}
-	case pb.TensorProto_BFLOAT16:
-		for i, v := range out.Float32Data() {
-			out.Float32Data()[i] = onnx.BFloat16ToFloat32(onnx.Float32ToBFloat16(v))
-		}
-	}
-	return out, nil
-}
-
-func castFrom[S numeric](src []S, out *Tensor) error {
-	switch dst := out.data.(type) {
-	case []float32:
-		convertSlice(src, dst)
-	case []float64:
-		convertSlice(src, dst)
-	case []int64:
-		convertSlice(src, dst)
-	case []int32:
-		convertSlice(src, dst)
-	case []int8:
-		convertSlice(src, dst)
-	case []uint8:
-		convertSlice(src, dst)
-	case []bool:
-		for i, v := range src {
-			dst[i] = v != 0
-		}
-	default:
-		return errType("Cast", out.dtype)
-	}
-	return nil
-}
-
-func convertSlice[S, D numeric](src []S, dst []D) {
-	for i, v := range src {
-		dst[i] = D(v)
-	}
 }

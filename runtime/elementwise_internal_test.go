@@ -49,3 +49,11 @@ func closeRel(a, b float32, rel float64) bool {
 	}
 	return d <= rel*m
 }
+
+func randF32(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}

@@ -42,7 +42,7 @@ type unit struct {
 }
 
 func nodeUnit(n *node) unit {
-	return unit{label: n.label(), op: n.op, in: n.in, out: n.out, run: n.run, inplace: n.def.inplace}
+	return unit{label: n.label(), op: n.op, in: n.in, out: n.out, run: n.run, inplace: n.def.inplace()}
 }
 
 type step struct {
@@ -276,7 +276,7 @@ func (s *Session) buildPlan(feeds map[string]*Tensor, fetch []string) (*plan, er
 			if v < 0 {
 				continue
 			}
-			if n.def.shapeOnly {
+			if n.def.shapeOnly() {
 				st = st && shapeKnown[v]
 			} else {
 				st = st && static[v]

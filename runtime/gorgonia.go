@@ -7,6 +7,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/tensor"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 // gorgoniaBLAS is gonum's BLAS with Sgemm replaced by the runtime's blocked
@@ -56,15 +58,15 @@ func (g gorgoniaBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 	case m > 0 && n > 0 && (rowsA > 0 && len(a) < lda*(rowsA-1)+colsA || rowsB > 0 && len(b) < ldb*(rowsB-1)+colsB || len(c) < ldc*(m-1)+n):
 		panic("blas: bad shape")
 	}
-	av := matView{data: a, rs: lda, cs: 1}
+	av := kernels.MatView{Data: a, RS: lda, CS: 1}
 	if tA != blas.NoTrans {
-		av = matView{data: a, rs: 1, cs: lda}
+		av = kernels.MatView{Data: a, RS: 1, CS: lda}
 	}
-	bv := matView{data: b, rs: ldb, cs: 1}
+	bv := kernels.MatView{Data: b, RS: ldb, CS: 1}
 	if tB != blas.NoTrans {
-		bv = matView{data: b, rs: 1, cs: ldb}
+		bv = kernels.MatView{Data: b, RS: 1, CS: ldb}
 	}
-	sgemm(g.threads, m, n, k, alpha, av, bv, beta, c, ldc)
+	kernels.Sgemm(g.threads, m, n, k, alpha, av, bv, beta, c, ldc)
 }
 
 // Dense returns t as a gorgonia tensor sharing t's data (float32, float64,

@@ -3,16 +3,15 @@ package runtime
 import (
 	"errors"
 	"fmt"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
-func init() {
-	register("MatMul", &opDef{since: 1, minIn: 2, maxIn: 2, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := matmul(ec, in[0], in[1])
-			return []*Tensor{t}, err
-		}, c.attrs.only()
-	}})
-	register("Gemm", &opDef{since: 7, minIn: 2, maxIn: 3, compile: compileGemm})
+func compileMatMul(c *compileCtx) (kernel, error) {
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := matmul(ec, in[0], in[1])
+		return []*Tensor{t}, err
+	}, c.attrs.only()
 }
 
 // matmul is numpy's matmul for float32 tensors.
@@ -113,8 +112,8 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 	// One multiply over all rows when B is shared by every batch and the rows
 	// of A and C continue each other through the batch dims.
 	if rows(batch, aSt, A.st[ra-2], m) && rows(batch, cSt, ldc, m) && allZero(bSt) {
-		sgemm(ec.threads, nb*m, n, k, alpha, matView{data: A.data, rs: A.st[ra-2], cs: A.st[ra-1]},
-			matView{data: B.data, rs: B.st[rb-2], cs: B.st[rb-1]}, 0, od, ldc)
+		kernels.Sgemm(ec.threads, nb*m, n, k, alpha, kernels.MatView{Data: A.data, RS: A.st[ra-2], CS: A.st[ra-1]},
+			kernels.MatView{Data: B.data, RS: B.st[rb-2], CS: B.st[rb-1]}, 0, od, ldc)
 		return out, nil
 	}
 	threads := ec.threads
@@ -134,8 +133,8 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 				offB += idx[d] * bSt[d]
 				offC += idx[d] * cSt[d]
 			}
-			sgemm(inner, m, n, k, alpha, matView{data: A.data, off: offA, rs: A.st[ra-2], cs: A.st[ra-1]},
-				matView{data: B.data, off: offB, rs: B.st[rb-2], cs: B.st[rb-1]}, 0, od[offC:], ldc)
+			kernels.Sgemm(inner, m, n, k, alpha, kernels.MatView{Data: A.data, Off: offA, RS: A.st[ra-2], CS: A.st[ra-1]},
+				kernels.MatView{Data: B.data, Off: offB, RS: B.st[rb-2], CS: B.st[rb-1]}, 0, od[offC:], ldc)
 		}
 	})
 	return out, nil
@@ -192,16 +191,16 @@ func compileGemm(c *compileCtx) (kernel, error) {
 			return nil, fmt.Errorf("Gemm of shapes %v and %v: want 2-D inputs", a.shape, b.shape)
 		}
 		m, k := a.shape[0], a.shape[1]
-		av := matView{data: a.Float32Data(), rs: k, cs: 1}
+		av := kernels.MatView{Data: a.Float32Data(), RS: k, CS: 1}
 		if ta != 0 {
 			m, k = k, m
-			av = matView{data: a.Float32Data(), rs: 1, cs: m}
+			av = kernels.MatView{Data: a.Float32Data(), RS: 1, CS: m}
 		}
 		k2, n := b.shape[0], b.shape[1]
-		bv := matView{data: b.Float32Data(), rs: n, cs: 1}
+		bv := kernels.MatView{Data: b.Float32Data(), RS: n, CS: 1}
 		if tb != 0 {
 			k2, n = n, k2
-			bv = matView{data: b.Float32Data(), rs: 1, cs: k2}
+			bv = kernels.MatView{Data: b.Float32Data(), RS: 1, CS: k2}
 		}
 		if k != k2 {
 			return nil, fmt.Errorf("Gemm of shapes %v and %v (transA=%d, transB=%d): inner dimensions differ", a.shape, b.shape, ta, tb)
@@ -241,7 +240,7 @@ func compileGemm(c *compileCtx) (kernel, error) {
 			out = ec.newF32(shape)
 			bt = 0
 		}
-		sgemm(ec.threads, m, n, k, alpha, av, bv, bt, out.Float32Data(), n)
+		kernels.Sgemm(ec.threads, m, n, k, alpha, av, bv, bt, out.Float32Data(), n)
 		return []*Tensor{out}, nil
 	}, nil
 }

@@ -8,14 +8,6 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
-func init() {
-	register("Constant", &opDef{since: 1, minIn: 0, maxIn: 0, compile: compileConstant})
-	register("ConstantOfShape", &opDef{since: 9, minIn: 1, maxIn: 1, shapeArgs: []int{0}, compile: compileConstantOfShape})
-	register("Range", &opDef{since: 11, minIn: 3, maxIn: 3, shapeArgs: []int{0, 1, 2}, compile: compileRange})
-	register("Trilu", &opDef{since: 14, minIn: 1, maxIn: 2, compile: compileTrilu})
-	register("ScatterND", &opDef{since: 11, minIn: 3, maxIn: 3, compile: compileScatterND})
-}
-
 func compileConstant(c *compileCtx) (kernel, error) {
 	if len(c.attrs.m) != 1 {
 		return nil, errors.New("want exactly one value attribute")

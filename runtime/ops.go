@@ -11,19 +11,29 @@ import (
 // inputs). It must not modify its inputs, except those ec.outLike hands back.
 type kernel func(ec *execCtx, in []*Tensor) ([]*Tensor, error)
 
-// opDef describes how the runtime executes one op type.
+// opDef describes how the runtime executes one op type (a row of opTable,
+// where the columns are described).
 type opDef struct {
-	since        int64 // oldest opset whose semantics the kernel implements
-	minIn, maxIn int   // maxIn < 0: any number
-	// shapeArgs are the inputs whose values (not only shapes) decide the output
-	// shape; folding needs them static to know an output's shape ahead.
-	shapeArgs []int
-	// shapeOnly ops (Shape, Size) read only their input's shape.
-	shapeOnly bool
-	// inplace kernels may write their output into a dying input (ec.outLike).
-	inplace bool
-	compile func(c *compileCtx) (kernel, error)
+	name         string
+	since        int64
+	minIn, maxIn int // maxIn < 0 (anyIn): any number
+	shapeArgs    []int
+	flags        opFlags
+	compile      func(c *compileCtx) (kernel, error)
 }
+
+// opFlags are an op's boolean properties.
+type opFlags uint8
+
+const (
+	// shapeOnly ops (Shape, Size) read only their input's shape.
+	shapeOnly opFlags = 1 << iota
+	// inPlace kernels may write their output into a dying input (ec.outLike).
+	inPlace
+)
+
+func (d *opDef) shapeOnly() bool { return d.flags&shapeOnly != 0 }
+func (d *opDef) inplace() bool   { return d.flags&inPlace != 0 }
 
 func (d *opDef) isShapeArg(i int) bool {
 	for _, j := range d.shapeArgs {
@@ -40,16 +50,6 @@ type compileCtx struct {
 	n     *node
 	opset int64
 	attrs attrs
-}
-
-// ops is the registry of supported op types (ai.onnx domain).
-var ops = map[string]*opDef{}
-
-func register(name string, d *opDef) {
-	if _, dup := ops[name]; dup {
-		panic("runtime: op registered twice: " + name)
-	}
-	ops[name] = d
 }
 
 // SupportedOps lists the op types the runtime executes.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 type reduceOp uint8
@@ -17,33 +19,15 @@ const (
 	redSumSquare
 )
 
-func init() {
-	for _, r := range []struct {
-		name string
-		op   reduceOp
-		// axesInput is the opset from which axes come as an input.
-		axesInput int64
-	}{
-		{"ReduceSum", redSum, 13},
-		{"ReduceMean", redMean, 18},
-		{"ReduceMax", redMax, 18},
-		{"ReduceMin", redMin, 18},
-		{"ReduceProd", redProd, 18},
-		{"ReduceSumSquare", redSumSquare, 18},
-	} {
-		op, ai := r.op, r.axesInput
-		register(r.name, &opDef{since: 1, minIn: 1, maxIn: 2, shapeArgs: []int{1}, compile: func(c *compileCtx) (kernel, error) {
-			return compileReduce(c, op, ai)
-		}})
-	}
-	register("Softmax", &opDef{since: 1, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		return compileSoftmax(c, false)
-	}})
-	register("LogSoftmax", &opDef{since: 1, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		return compileSoftmax(c, true)
-	}})
-	register("LayerNormalization", &opDef{since: 17, minIn: 2, maxIn: 3, compile: compileLayerNorm})
-	register("CumSum", &opDef{since: 11, minIn: 2, maxIn: 2, compile: compileCumSum})
+// compileReduceOp compiles a Reduce* op; axesInput is the opset from which
+// its axes come as an input rather than an attribute.
+func compileReduceOp(op reduceOp, axesInput int64) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) { return compileReduce(c, op, axesInput) }
+}
+
+// compileSoftmaxOp compiles Softmax, or LogSoftmax when log is set.
+func compileSoftmaxOp(log bool) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) { return compileSoftmax(c, log) }
 }
 
 func compileReduce(c *compileCtx, op reduceOp, axesInput int64) (kernel, error) {
@@ -354,7 +338,7 @@ func softmaxRow(dst, src []float32, logSoftmax bool) {
 	if len(src) == 0 {
 		return
 	}
-	m := maxF32(src)
+	m := kernels.Max(src)
 	if m != m || math.IsInf(float64(m), -1) {
 		// A NaN, or every element -inf: no finite maximum to subtract.
 		for i := range dst {
@@ -373,7 +357,7 @@ func softmaxRow(dst, src []float32, logSoftmax bool) {
 		}
 		return
 	}
-	s := expShiftSum(dst, src, m)
+	s := kernels.ExpShiftSum(dst, src, m)
 	inv := []float32{float32(1 / s)}
 	f32Row(opMul, dst, dst, inv, 1, 0)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -276,53 +277,26 @@ func (s *Session) compileNode(n *node) *UnsupportedOp {
 }
 
 // sortNodes orders nodes topologically (stable: the model's order where it is
-// already valid) and rejects cycles.
+// already valid) with graph's sort, and rejects cycles (a *graph.CycleError).
 func (s *Session) sortNodes() error {
-	nn := len(s.nodes)
-	indeg := make([]int, nn)
-	users := make([][]int, nn)
+	users := make([][]int, len(s.nodes)) // the nodes reading each node's outputs
 	for _, n := range s.nodes {
-		seen := map[int]bool{}
 		for _, v := range n.in {
 			if v < 0 {
 				continue
 			}
-			if p := s.producer[v]; p >= 0 && !seen[p] {
-				seen[p] = true
-				indeg[n.idx]++
+			if p := s.producer[v]; p >= 0 {
 				users[p] = append(users[p], n.idx)
 			}
 		}
 	}
-	// Kahn's algorithm with the lowest original index first.
-	ready := &intHeap{}
-	for i := range nn {
-		if indeg[i] == 0 {
-			ready.push(i)
-		}
+	idx, err := graph.SortIndices(len(s.nodes), func(i int) []int { return users[i] }, nil, func(i int) string { return s.nodes[i].label() })
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
 	}
-	order := make([]*node, 0, nn)
-	for ready.len() > 0 {
-		i := ready.pop()
-		order = append(order, s.nodes[i])
-		for _, u := range users[i] {
-			indeg[u]--
-			if indeg[u] == 0 {
-				ready.push(u)
-			}
-		}
-	}
-	if len(order) != nn {
-		var stuck []string
-		for i := range nn {
-			if indeg[i] > 0 {
-				stuck = append(stuck, s.nodes[i].label())
-				if len(stuck) == 3 {
-					break
-				}
-			}
-		}
-		return fmt.Errorf("runtime: the graph has a cycle through nodes %s", strings.Join(stuck, ", "))
+	order := make([]*node, len(idx))
+	for k, i := range idx {
+		order[k] = s.nodes[i]
 	}
 	s.nodes = order
 	for i, n := range order {
@@ -334,42 +308,6 @@ func (s *Session) sortNodes() error {
 		n.idx = i
 	}
 	return nil
-}
-
-type intHeap struct{ a []int }
-
-func (h *intHeap) len() int { return len(h.a) }
-func (h *intHeap) push(x int) {
-	h.a = append(h.a, x)
-	for i := len(h.a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if h.a[p] <= h.a[i] {
-			break
-		}
-		h.a[p], h.a[i] = h.a[i], h.a[p]
-		i = p
-	}
-}
-func (h *intHeap) pop() int {
-	top := h.a[0]
-	last := len(h.a) - 1
-	h.a[0] = h.a[last]
-	h.a = h.a[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < last && h.a[l] < h.a[m] {
-			m = l
-		}
-		if r < last && h.a[r] < h.a[m] {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h.a[m], h.a[i] = h.a[i], h.a[m]
-		i = m
-	}
-	return top
 }
 
 func valueInfo(vi *pb.ValueInfoProto) ValueInfo {

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -212,5 +213,38 @@ func TestAllocationBomb(t *testing.T) {
 	_, err = runOne("Expand", 17, nil, []*runtime.Tensor{f32(sh(1), 1), i64(sh(3), 1<<20, 1<<20, 1<<10)}, 1)
 	if err == nil || !strings.Contains(err.Error(), "exceeds the memory") {
 		t.Errorf("Expand error = %v, want a refusal", err)
+	}
+}
+
+// TestNodeOrder checks that nodes listed out of order are sorted before they
+// run, and that a cycle is refused with graph's typed error.
+func TestNodeOrder(t *testing.T) {
+	relu := func(in, out string) *pb.NodeProto {
+		return &pb.NodeProto{OpType: proto.String("Relu"), Name: proto.String(out), Input: []string{in}, Output: []string{out}}
+	}
+	m, feeds := oneNodeModel("Add", 14, nil, []*runtime.Tensor{f32(sh(2), -3, 1), f32(sh(2), 1, 1)}, 1, false)
+	// y = Relu(out0) listed before the Add that computes out0.
+	m.Graph.Node = append([]*pb.NodeProto{relu("out0", "y")}, m.Graph.Node...)
+	m.Graph.Output = append(m.Graph.Output, &pb.ValueInfoProto{Name: proto.String("y")})
+	s, err := runtime.New(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Run(feeds, []string{"y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameTensors([]*runtime.Tensor{out["y"]}, []*runtime.Tensor{f32(sh(2), 0, 2)}); err != nil {
+		t.Error(err)
+	}
+
+	m.Graph.Node = append(m.Graph.Node, relu("b", "a"), relu("a", "b"))
+	_, err = runtime.New(m, runtime.Options{})
+	var ce *graph.CycleError
+	if !errors.As(err, &ce) {
+		t.Fatalf("New of a cyclic graph: error %v, want a *graph.CycleError", err)
+	}
+	if ce.N != 2 {
+		t.Errorf("CycleError names %d nodes, want 2 (a, b): %v", ce.N, err)
 	}
 }

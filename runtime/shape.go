@@ -6,30 +6,16 @@ import (
 	"math"
 )
 
-func init() {
-	register("Shape", &opDef{since: 1, minIn: 1, maxIn: 1, shapeOnly: true, compile: compileShape})
-	register("Size", &opDef{since: 1, minIn: 1, maxIn: 1, shapeOnly: true, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			return []*Tensor{ScalarInt64(int64(in[0].Len()))}, nil
-		}, c.attrs.only()
-	}})
-	register("Reshape", &opDef{since: 5, minIn: 2, maxIn: 2, shapeArgs: []int{1}, compile: compileReshape})
-	register("Flatten", &opDef{since: 1, minIn: 1, maxIn: 1, compile: compileFlatten})
-	register("Unsqueeze", &opDef{since: 1, minIn: 1, maxIn: 2, shapeArgs: []int{1}, compile: compileUnsqueeze})
-	register("Squeeze", &opDef{since: 1, minIn: 1, maxIn: 2, shapeArgs: []int{1}, compile: compileSqueeze})
-	register("Identity", &opDef{since: 1, minIn: 1, maxIn: 1, compile: func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			return []*Tensor{in[0].reshaped(in[0].shape)}, nil
-		}, c.attrs.only()
-	}})
-	register("Dropout", &opDef{since: 7, minIn: 1, maxIn: 3, compile: compileDropout})
-	register("Transpose", &opDef{since: 1, minIn: 1, maxIn: 1, compile: compileTranspose})
-	register("Concat", &opDef{since: 4, minIn: 1, maxIn: anyIn, compile: compileConcat})
-	register("Slice", &opDef{since: 10, minIn: 3, maxIn: 5, shapeArgs: []int{1, 2, 3, 4}, compile: compileSlice})
-	register("Split", &opDef{since: 2, minIn: 1, maxIn: 2, shapeArgs: []int{1}, compile: compileSplit})
-	register("Gather", &opDef{since: 1, minIn: 2, maxIn: 2, compile: compileGather})
-	register("Expand", &opDef{since: 8, minIn: 2, maxIn: 2, shapeArgs: []int{1}, compile: compileExpand})
-	register("Tile", &opDef{since: 6, minIn: 2, maxIn: 2, shapeArgs: []int{1}, compile: compileTile})
+func compileSize(c *compileCtx) (kernel, error) {
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		return []*Tensor{ScalarInt64(int64(in[0].Len()))}, nil
+	}, c.attrs.only()
+}
+
+func compileIdentity(c *compileCtx) (kernel, error) {
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		return []*Tensor{in[0].reshaped(in[0].shape)}, nil
+	}, c.attrs.only()
 }
 
 func compileShape(c *compileCtx) (kernel, error) {

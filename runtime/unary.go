@@ -3,6 +3,8 @@ package runtime
 import (
 	"fmt"
 	"math"
+
+	"github.com/onnxslm/onnxslm/runtime/internal/kernels"
 )
 
 // unaryF32 is an elementwise float32 function applied to a whole slice, so
@@ -10,84 +12,85 @@ import (
 type unaryF32 func(dst, src []float32)
 
 type unaryDef struct {
-	name  string
-	since int64
-	f32   unaryF32
+	name string
+	f32  unaryF32
 	// i64, when set, handles integer tensors (Neg, Abs, Relu, Sign).
 	i64 func(int64) int64
 	f64 func(float64) float64
 }
 
+// unaryDefs are the kernels of the simple unary ops, by op name (their rows in
+// opTable use compileUnary).
 var unaryDefs = []unaryDef{
-	{name: "Neg", since: 6, f32: func(d, s []float32) {
+	{name: "Neg", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = -x
 		}
 	}, i64: func(x int64) int64 { return -x }, f64: func(x float64) float64 { return -x }},
-	{name: "Abs", since: 6, f32: func(d, s []float32) {
+	{name: "Abs", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Abs(float64(x)))
 		}
 	}, i64: func(x int64) int64 { return max(x, -x) }, f64: math.Abs},
-	{name: "Sqrt", since: 6, f32: func(d, s []float32) {
+	{name: "Sqrt", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Sqrt(float64(x)))
 		}
 	}, f64: math.Sqrt},
-	{name: "Reciprocal", since: 6, f32: func(d, s []float32) {
+	{name: "Reciprocal", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = 1 / x
 		}
 	}, f64: func(x float64) float64 { return 1 / x }},
-	{name: "Exp", since: 6, f32: expSlice, f64: math.Exp},
-	{name: "Log", since: 6, f32: func(d, s []float32) {
+	{name: "Exp", f32: kernels.Exp, f64: math.Exp},
+	{name: "Log", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Log(float64(x)))
 		}
 	}, f64: math.Log},
-	{name: "Tanh", since: 6, f32: tanhSlice, f64: math.Tanh},
-	{name: "Erf", since: 9, f32: func(d, s []float32) {
+	{name: "Tanh", f32: kernels.Tanh, f64: math.Tanh},
+	{name: "Erf", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Erf(float64(x)))
 		}
 	}, f64: math.Erf},
-	{name: "Sigmoid", since: 6, f32: sigmoidSlice, f64: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
-	{name: "Relu", since: 6, f32: func(d, s []float32) {
+	{name: "Sigmoid", f32: kernels.Sigmoid, f64: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
+	{name: "Relu", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = max(x, 0)
 		}
 	}, i64: func(x int64) int64 { return max(x, 0) }, f64: func(x float64) float64 { return max(x, 0) }},
-	{name: "Cos", since: 7, f32: func(d, s []float32) {
+	{name: "Cos", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Cos(float64(x)))
 		}
 	}, f64: math.Cos},
-	{name: "Sin", since: 7, f32: func(d, s []float32) {
+	{name: "Sin", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Sin(float64(x)))
 		}
 	}, f64: math.Sin},
-	{name: "Floor", since: 6, f32: func(d, s []float32) {
+	{name: "Floor", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Floor(float64(x)))
 		}
 	}, f64: math.Floor},
-	{name: "Ceil", since: 6, f32: func(d, s []float32) {
+	{name: "Ceil", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Ceil(float64(x)))
 		}
 	}, f64: math.Ceil},
-	{name: "Round", since: 11, f32: func(d, s []float32) {
+	{name: "Round", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.RoundToEven(float64(x)))
 		}
 	}, f64: math.RoundToEven},
-	{name: "Sign", since: 9, f32: func(d, s []float32) {
+	{name: "Sign", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(sign(float64(x)))
 		}
 	}, i64: func(x int64) int64 { return int64(sign(float64(x))) }, f64: sign},
-	{name: "Softplus", since: 1, f32: func(d, s []float32) {
+	{name: "Softplus", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(softplus(float64(x)))
 		}
@@ -111,71 +114,81 @@ func softplus(x float64) float64 {
 	return math.Log1p(math.Exp(x))
 }
 
-func init() {
-	for _, u := range unaryDefs {
-		register(u.name, &opDef{since: u.since, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-			if err := c.attrs.only(); err != nil {
-				return nil, err
+// compileUnary compiles the unary op name from its unaryDefs entry.
+func compileUnary(name string) func(c *compileCtx) (kernel, error) {
+	return func(c *compileCtx) (kernel, error) {
+		var u unaryDef
+		for _, d := range unaryDefs {
+			if d.name == name {
+				u = d
 			}
-			return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-				t, err := ec.unary(u, in[0])
-				return []*Tensor{t}, err
-			}, nil
-		}})
+		}
+		if u.f32 == nil {
+			return nil, fmt.Errorf("no unary kernel for %s", name)
+		}
+		if err := c.attrs.only(); err != nil {
+			return nil, err
+		}
+		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+			t, err := ec.unary(u, in[0])
+			return []*Tensor{t}, err
+		}, nil
 	}
-	register("LeakyRelu", &opDef{since: 6, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("alpha"); err != nil {
-			return nil, err
+}
+
+func compileLeakyRelu(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("alpha"); err != nil {
+		return nil, err
+	}
+	alpha, err := c.attrs.float("alpha", 0.01)
+	if err != nil {
+		return nil, err
+	}
+	u := unaryDef{name: "LeakyRelu", f32: func(d, s []float32) {
+		for i, x := range s {
+			if x < 0 {
+				x *= alpha
+			}
+			d[i] = x
 		}
-		alpha, err := c.attrs.float("alpha", 0.01)
-		if err != nil {
-			return nil, err
-		}
-		u := unaryDef{name: "LeakyRelu", f32: func(d, s []float32) {
+	}}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := ec.unary(u, in[0])
+		return []*Tensor{t}, err
+	}, nil
+}
+
+func compileGelu(c *compileCtx) (kernel, error) {
+	if err := c.attrs.only("approximate"); err != nil {
+		return nil, err
+	}
+	approx, err := c.attrs.str("approximate", "none")
+	if err != nil {
+		return nil, err
+	}
+	var u unaryDef
+	switch approx {
+	case "none":
+		u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
 			for i, x := range s {
-				if x < 0 {
-					x *= alpha
-				}
-				d[i] = x
+				d[i] = float32(0.5 * float64(x) * (1 + math.Erf(float64(x)/math.Sqrt2)))
 			}
 		}}
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := ec.unary(u, in[0])
-			return []*Tensor{t}, err
-		}, nil
-	}})
-	register("Gelu", &opDef{since: 20, minIn: 1, maxIn: 1, inplace: true, compile: func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("approximate"); err != nil {
-			return nil, err
-		}
-		approx, err := c.attrs.str("approximate", "none")
-		if err != nil {
-			return nil, err
-		}
-		var u unaryDef
-		switch approx {
-		case "none":
-			u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
-				for i, x := range s {
-					d[i] = float32(0.5 * float64(x) * (1 + math.Erf(float64(x)/math.Sqrt2)))
-				}
-			}}
-		case "tanh":
-			u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
-				const k = 0.7978845608028654 // sqrt(2/pi)
-				for i, x := range s {
-					v := float64(x)
-					d[i] = float32(0.5 * v * (1 + math.Tanh(k*(v+0.044715*v*v*v))))
-				}
-			}}
-		default:
-			return nil, fmt.Errorf("approximate=%q is not supported", approx)
-		}
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := ec.unary(u, in[0])
-			return []*Tensor{t}, err
-		}, nil
-	}})
+	case "tanh":
+		u = unaryDef{name: "Gelu", f32: func(d, s []float32) {
+			const k = 0.7978845608028654 // sqrt(2/pi)
+			for i, x := range s {
+				v := float64(x)
+				d[i] = float32(0.5 * v * (1 + math.Tanh(k*(v+0.044715*v*v*v))))
+			}
+		}}
+	default:
+		return nil, fmt.Errorf("approximate=%q is not supported", approx)
+	}
+	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
+		t, err := ec.unary(u, in[0])
+		return []*Tensor{t}, err
+	}, nil
 }
 
 func (ec *execCtx) unary(u unaryDef, x *Tensor) (*Tensor, error) {

@@ -1,6 +1,8 @@
 //go:build amd64 && !purego
 
-package runtime
+package kernels
+
+import "golang.org/x/sys/cpu"
 
 // kern512Rows2 computes the 6×32 tile C[0:6, 0:32] (+)= A·[B0 B1] with
 // AVX-512: A read in place from six rows lda apart, B0 and B1 two packed
@@ -15,18 +17,8 @@ func kern512Rows2(kc int, a *float32, lda int, b *float32, bs int, c *float32, l
 func kern512Packed2(kc int, a, b *float32, bs int, c *float32, ldc int, acc int)
 
 // hasAVX512F reports whether the CPU and OS support AVX-512 Foundation
-// (with the opmask and all 32 ZMM registers saved by the OS).
-func hasAVX512F() bool {
-	if !hasAVX2FMA() {
-		return false
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	if ebx7&(1<<16) == 0 {
-		return false
-	}
-	xcr0, _ := xgetbv()
-	return xcr0&0xe6 == 0xe6 // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM
-}
+// (x/sys/cpu checks that the OS saves the opmask and all 32 ZMM registers).
+func hasAVX512F() bool { return hasAVX2FMA() && cpu.X86.HasAVX512F }
 
 func microKernelRows2AVX512(kc int, a []float32, lda int, b []float32, bs int, c []float32, ldc int, acc bool) {
 	if kc <= 0 {

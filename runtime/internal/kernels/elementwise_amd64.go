@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package runtime
+package kernels
 
 //go:noescape
 func addVV(dst, a, b *float32, n int)
@@ -36,44 +36,44 @@ func init() {
 	if !useAsm {
 		return
 	}
-	vecBinary = func(op binOp, dst, a, b []float32, sa, sb int) bool {
+	Binary = func(op BinOp, dst, a, b []float32, sa, sb int) bool {
 		n := len(dst)
 		switch {
 		case sa == 1 && sb == 1:
 			switch op {
-			case opAdd:
+			case Add:
 				addVV(&dst[0], &a[0], &b[0], n)
-			case opSub:
+			case Sub:
 				subVV(&dst[0], &a[0], &b[0], n)
-			case opMul:
+			case Mul:
 				mulVV(&dst[0], &a[0], &b[0], n)
-			case opDiv:
+			case Div:
 				divVV(&dst[0], &a[0], &b[0], n)
 			default:
 				return false
 			}
 		case sa == 1:
 			switch op {
-			case opAdd:
+			case Add:
 				addVS(&dst[0], &a[0], b[0], n)
-			case opSub:
+			case Sub:
 				subVS(&dst[0], &a[0], b[0], n)
-			case opMul:
+			case Mul:
 				mulVS(&dst[0], &a[0], b[0], n)
-			case opDiv:
+			case Div:
 				divVS(&dst[0], &a[0], b[0], n)
 			default:
 				return false
 			}
 		case sb == 1:
 			switch op {
-			case opAdd:
+			case Add:
 				addVS(&dst[0], &b[0], a[0], n)
-			case opSub:
+			case Sub:
 				subSV(&dst[0], a[0], &b[0], n)
-			case opMul:
+			case Mul:
 				mulVS(&dst[0], &b[0], a[0], n)
-			case opDiv:
+			case Div:
 				divSV(&dst[0], a[0], &b[0], n)
 			default:
 				return false

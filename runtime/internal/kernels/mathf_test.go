@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 import (
 	"math"
@@ -21,9 +21,9 @@ func TestVectorMath(t *testing.T) {
 		// relative error bound, and absolute error bound (either suffices)
 		rel, abs float64
 	}{
-		{"exp", expSlice, math.Exp, 4e-7, 1e-37},
-		{"sigmoid", sigmoidSlice, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, 4e-7, 1e-37},
-		{"tanh", tanhSlice, math.Tanh, 4e-7, 2e-7},
+		{"exp", Exp, math.Exp, 4e-7, 1e-37},
+		{"sigmoid", Sigmoid, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, 4e-7, 1e-37},
+		{"tanh", Tanh, math.Tanh, 4e-7, 2e-7},
 	}
 	for _, c := range cases {
 		c.f(got, xs)
@@ -42,20 +42,20 @@ func TestVectorMath(t *testing.T) {
 			}
 		}
 	}
-	// expShiftSum over a softmax-like row, masked entries included.
+	// ExpShiftSum over a softmax-like row, masked entries included.
 	row := []float32{1000, 0, 0, 0, -3.4028235e38, 3, 2, 1, 999.5}
 	dst := make([]float32, len(row))
-	s := expShiftSum(dst, row, 1000)
+	s := ExpShiftSum(dst, row, 1000)
 	var want float64
 	for i, v := range row {
 		e := math.Exp(float64(v) - 1000)
 		want += e
 		if d := math.Abs(float64(dst[i]) - e); d > 4e-7*e && d > 1e-37 {
-			t.Errorf("expShiftSum: dst[%d] = %v, want %v", i, dst[i], e)
+			t.Errorf("ExpShiftSum: dst[%d] = %v, want %v", i, dst[i], e)
 		}
 	}
 	if math.Abs(s-want) > 1e-6*want {
-		t.Errorf("expShiftSum = %v, want %v", s, want)
+		t.Errorf("ExpShiftSum = %v, want %v", s, want)
 	}
 }
 
@@ -66,7 +66,7 @@ func BenchmarkExp(b *testing.B) {
 	}
 	dst := make([]float32, len(src))
 	for b.Loop() {
-		expSlice(dst, src)
+		Exp(dst, src)
 	}
 	b.SetBytes(int64(4 * len(src)))
 }
@@ -79,11 +79,11 @@ func TestMaxF32(t *testing.T) {
 				x[i] = float32(-i)
 			}
 			x[at] = 7
-			if got := maxF32(x); got != 7 {
+			if got := Max(x); got != 7 {
 				t.Fatalf("n=%d, max at %d: got %v", n, at, got)
 			}
 			x[at] = float32(math.NaN())
-			if got := maxF32(x); got == got {
+			if got := Max(x); got == got {
 				t.Fatalf("n=%d, NaN at %d: got %v, want NaN", n, at, got)
 			}
 		}

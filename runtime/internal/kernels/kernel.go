@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 // microKernel computes C[0:6, 0:16] += Ap·Bp over kc (packed panels; C row
 // stride ldc), or C = Ap·Bp when acc is false. An assembly version replaces it

@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 import "math"
 
@@ -15,9 +15,9 @@ var (
 	vecMax func(x []float32) (float32, bool)
 )
 
-// maxF32 returns the maximum of x (NaN if any element is NaN); x is not
+// Max returns the maximum of x (NaN if any element is NaN); x is not
 // empty.
-func maxF32(x []float32) float32 {
+func Max(x []float32) float32 {
 	m := x[0]
 	n := 0
 	if vecMax != nil && len(x) >= 8 {
@@ -67,20 +67,20 @@ func sigmoid64(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 func isNaN32(x float32) bool { return x != x }
 
-// expSlice sets d[i] = exp(s[i]).
-func expSlice(d, s []float32) {
+// Exp sets d[i] = exp(s[i]).
+func Exp(d, s []float32) {
 	vectorized(vecExp, math.Exp, d, s, func(x float32) bool { return !(x <= 88.3762626647949) })
 }
 
-// sigmoidSlice sets d[i] = 1/(1+exp(-s[i])).
-func sigmoidSlice(d, s []float32) { vectorized(vecSigmoid, sigmoid64, d, s, isNaN32) }
+// Sigmoid sets d[i] = 1/(1+exp(-s[i])).
+func Sigmoid(d, s []float32) { vectorized(vecSigmoid, sigmoid64, d, s, isNaN32) }
 
-// tanhSlice sets d[i] = tanh(s[i]).
-func tanhSlice(d, s []float32) { vectorized(vecTanh, math.Tanh, d, s, isNaN32) }
+// Tanh sets d[i] = tanh(s[i]).
+func Tanh(d, s []float32) { vectorized(vecTanh, math.Tanh, d, s, isNaN32) }
 
-// expShiftSum sets dst[i] = exp(src[i]-m) and returns their sum; m must be
+// ExpShiftSum sets dst[i] = exp(src[i]-m) and returns their sum; m must be
 // the maximum of src (so that no argument is positive) and not NaN.
-func expShiftSum(dst, src []float32, m float32) float64 {
+func ExpShiftSum(dst, src []float32, m float32) float64 {
 	n := vecLen(vecExpShiftSum != nil, dst, src)
 	var s float64
 	if n > 0 {
@@ -93,3 +93,13 @@ func expShiftSum(dst, src []float32, m float32) float64 {
 	}
 	return s
 }
+
+// ScaleMaskMax, where the CPU allows, sets x[i] = x[i]/c + mask[i] (div) or
+// x[i]·c + mask[i] for len(x) a multiple of 8 and returns the new maximum and
+// whether any value is NaN; MulScalar multiplies x by c, and MulScalarTo sets
+// o[i] = x[i]·c.
+var (
+	ScaleMaskMax func(x, mask []float32, c float32, div bool) (float32, bool)
+	MulScalar    func(x []float32, c float32)
+	MulScalarTo  func(o, x []float32, c float32)
+)

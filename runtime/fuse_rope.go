@@ -1,5 +1,7 @@
 package runtime
 
+import "github.com/onnxslm/onnxslm/runtime/internal/kernels"
+
 // The rotary position embedding as PyTorch exports Hugging Face's
 // apply_rotary_pos_emb:
 //
@@ -237,8 +239,8 @@ func ropeKernel(ec *execCtx, x *Tensor, perm []int, cos, sin *Tensor, lo, hi rop
 // ropeRow is one contiguous row: o = x·c + rotate_half(x)·s, each product
 // rounded to float32 before the sum (as the unfused Mul, Mul, Add).
 func ropeRow(o, x, c, s []float32, h int) {
-	if ropeRowVec != nil && h%8 == 0 && h > 0 {
-		ropeRowVec(o[:2*h], x[:2*h], c[:2*h], s[:2*h], h)
+	if kernels.RopeRow != nil && h%8 == 0 && h > 0 {
+		kernels.RopeRow(o[:2*h], x[:2*h], c[:2*h], s[:2*h], h)
 		return
 	}
 	x1, x2 := x[:h], x[h:2*h]
@@ -252,7 +254,3 @@ func ropeRow(o, x, c, s []float32, h int) {
 		o2[j] = float32(x2[j]*c2[j]) + float32(x1[j]*s2[j])
 	}
 }
-
-// ropeRowVec, where the CPU allows, is ropeRow for h a multiple of 8 (the
-// slices hold exactly 2h values).
-var ropeRowVec func(o, x, c, s []float32, h int)

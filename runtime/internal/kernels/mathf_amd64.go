@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package runtime
+package kernels
 
 //go:noescape
 func expAVX2(dst, src *float32, n int) bool
@@ -33,12 +33,12 @@ func scaleMaskMaxAVX2(x, mask *float32, c float32, n int, div bool) (m float32, 
 
 func init() {
 	if useAsm {
-		vecScaleMaskMax = func(x, mask []float32, c float32, div bool) (float32, bool) {
+		ScaleMaskMax = func(x, mask []float32, c float32, div bool) (float32, bool) {
 			_ = mask[len(x)-1]
 			return scaleMaskMaxAVX2(&x[0], &mask[0], c, len(x), div)
 		}
-		vecMulScalar = func(x []float32, c float32) { mulVS(&x[0], &x[0], c, len(x)) }
-		vecMulScalarTo = func(o, x []float32, c float32) {
+		MulScalar = func(x []float32, c float32) { mulVS(&x[0], &x[0], c, len(x)) }
+		MulScalarTo = func(o, x []float32, c float32) {
 			_ = x[len(o)-1]
 			mulVS(&o[0], &x[0], c, len(o))
 		}

@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 import (
 	"fmt"
@@ -11,12 +11,12 @@ import (
 )
 
 // naiveGemm is the reference: C = alpha·A·B + beta·C in float64.
-func naiveGemm(m, n, k int, alpha float32, a, b matView, beta float32, c []float32, ldc int) {
+func naiveGemm(m, n, k int, alpha float32, a, b MatView, beta float32, c []float32, ldc int) {
 	for i := range m {
 		for j := range n {
 			var s float64
 			for p := range k {
-				s += float64(a.data[a.off+i*a.rs+p*a.cs]) * float64(b.data[b.off+p*b.rs+j*b.cs])
+				s += float64(a.Data[a.Off+i*a.RS+p*a.CS]) * float64(b.Data[b.Off+p*b.RS+j*b.CS])
 			}
 			o := i*ldc + j
 			v := float64(alpha) * s
@@ -53,19 +53,19 @@ func TestSgemm(t *testing.T) {
 			for _, tr := range []struct{ ta, tb bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 				for _, ab := range [][2]float32{{1, 0}, {0.5, 1}, {2, -0.5}} {
 					t.Run(fmt.Sprintf("%s/%dx%dx%d/ta=%v,tb=%v/alpha=%v,beta=%v", name, m, n, k, tr.ta, tr.tb, ab[0], ab[1]), func(t *testing.T) {
-						a := matView{data: randF32(r, m*k+3), off: 3, rs: k, cs: 1}
+						a := MatView{Data: randF32(r, m*k+3), Off: 3, RS: k, CS: 1}
 						if tr.ta {
-							a.rs, a.cs = 1, m
+							a.RS, a.CS = 1, m
 						}
-						b := matView{data: randF32(r, k*n), rs: n, cs: 1}
+						b := MatView{Data: randF32(r, k*n), RS: n, CS: 1}
 						if tr.tb {
-							b.rs, b.cs = 1, k
+							b.RS, b.CS = 1, k
 						}
 						ldc := n + 2
 						c := randF32(r, m*ldc)
 						want := append([]float32{}, c...)
 						naiveGemm(m, n, k, ab[0], a, b, ab[1], want, ldc)
-						sgemm(2, m, n, k, ab[0], a, b, ab[1], c, ldc)
+						Sgemm(2, m, n, k, ab[0], a, b, ab[1], c, ldc)
 						for i := range m {
 							for j := range n {
 								got, w := c[i*ldc+j], want[i*ldc+j]
@@ -95,8 +95,8 @@ func BenchmarkSgemm(b *testing.B) {
 			m, n, k := sz[0], sz[1], sz[2]
 			b.Run(fmt.Sprintf("%dx%dx%d/threads=%d", m, n, k, threads), func(b *testing.B) {
 				r := rand.New(rand.NewPCG(1, 2))
-				a := matView{data: randF32(r, m*k), rs: k, cs: 1}
-				bb := matView{data: randF32(r, k*n), rs: n, cs: 1}
+				a := MatView{Data: randF32(r, m*k), RS: k, CS: 1}
+				bb := MatView{Data: randF32(r, k*n), RS: n, CS: 1}
 				c := make([]float32, m*n)
 				if threads == 1 {
 					goruntime.LockOSThread()
@@ -104,7 +104,7 @@ func BenchmarkSgemm(b *testing.B) {
 				}
 				start, cpu0 := time.Now(), threadCPU()
 				for b.Loop() {
-					sgemm(threads, m, n, k, 1, a, bb, 0, c, n)
+					Sgemm(threads, m, n, k, 1, a, bb, 0, c, n)
 				}
 				flop := 2 * float64(m*n*k) * float64(b.N)
 				b.ReportMetric(flop/time.Since(start).Seconds()/1e9, "GFLOP/s")

@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 import (
 	"fmt"
@@ -24,18 +24,18 @@ func TestSgemmWideKernelBitwise(t *testing.T) {
 			for _, alpha := range []float32{1, 0.5} {
 				for _, threads := range []int{1, 2} {
 					t.Run(fmt.Sprintf("%dx%dx%d/ta=%v/alpha=%v/threads=%d", m, n, k, ta, alpha, threads), func(t *testing.T) {
-						a := matView{data: randF32(r, m*k), rs: k, cs: 1}
+						a := MatView{Data: randF32(r, m*k), RS: k, CS: 1}
 						if ta {
-							a.rs, a.cs = 1, m
+							a.RS, a.CS = 1, m
 						}
-						b := matView{data: randF32(r, k*n), rs: n, cs: 1}
+						b := MatView{Data: randF32(r, k*n), RS: n, CS: 1}
 						c0 := randF32(r, m*n)
 						got := append([]float32{}, c0...)
 						want := append([]float32{}, c0...)
 						microKernel2, microKernelRows2 = saved2, savedR2
-						sgemm(threads, m, n, k, alpha, a, b, 1, got, n)
+						Sgemm(threads, m, n, k, alpha, a, b, 1, got, n)
 						microKernel2, microKernelRows2 = nil, nil
-						sgemm(1, m, n, k, alpha, a, b, 1, want, n)
+						Sgemm(1, m, n, k, alpha, a, b, 1, want, n)
 						for i := range got {
 							if got[i] != want[i] {
 								t.Fatalf("C[%d,%d] = %v with the wide kernel, %v without", i/n, i%n, got[i], want[i])

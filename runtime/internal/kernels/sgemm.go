@@ -1,4 +1,4 @@
-package runtime
+package kernels
 
 import (
 	"sync"
@@ -18,10 +18,12 @@ const (
 	gemmNC = 2048
 )
 
-// matView is a strided matrix operand: element (i, j) is data[off+i*rs+j*cs].
-type matView struct {
-	data        []float32
-	off, rs, cs int
+// MatView is a strided float32 matrix operand: element (i, j) is
+// Data[Off+i*RS+j*CS]. Transposes are views (RS 1, CS the row length).
+type MatView struct {
+	Data   []float32
+	Off    int
+	RS, CS int // row and column strides, in elements
 }
 
 var packPool = sync.Pool{New: func() any { return new([]float32) }}
@@ -35,9 +37,11 @@ func getPack(n int) *[]float32 {
 	return p
 }
 
-// sgemm computes C = alpha·A·B + beta·C, with A m×k, B k×n and C m×n stored
-// row-major with leading dimension ldc, on up to threads goroutines.
-func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []float32, ldc int) {
+// Sgemm computes C = alpha·A·B + beta·C, with A m×k, B k×n and C m×n stored
+// row-major with leading dimension ldc, on up to threads goroutines. The
+// result does not depend on threads (each C element is summed in the same
+// order whatever the split).
+func Sgemm(threads, m, n, k int, alpha float32, a, b MatView, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -89,7 +93,7 @@ func sgemm(threads, m, n, k int, alpha float32, a, b matView, beta float32, c []
 			tasks := mblocks * cols
 			// Row-major A with alpha 1 is read in place (no packing of A);
 			// only a ragged last panel of rows is packed.
-			direct := microKernelRows != nil && a.cs == 1 && alpha == 1
+			direct := microKernelRows != nil && a.CS == 1 && alpha == 1
 			run := func(t int) {
 				ib, cb := t/cols, t%cols
 				ic := ib * gemmMC
@@ -161,21 +165,33 @@ func parallelTasks(threads, n int, run func(int)) {
 var packRows func(dst, src []float32, kc, np, lds, dps int)
 
 // packB packs panels q0..q1 of B[pc:pc+kc, jc:jc+nc] as NR-column panels,
-// each kc rows of NR contiguous values (zero-padded past nc).
-func packB(dst []float32, b matView, pc, jc, kc, nc, q0, q1 int) {
+// each kc rows of NR contiguous float32 values (zero-padded past nc).
+//
+// packB is the only place that reads B: the microkernels see only the packed
+// panels it writes. B is therefore free to be stored in another format as long
+// as packB widens it to float32 here. A weight kept as float16, bfloat16, int8
+// or 4-bit blocks (with their scales) plugs in as a different source operand
+// in place of MatView — e.g. an interface or a second packB variant that
+// decodes rows p = pc..pc+kc-1, columns jc+pj*NR.. of its blocks into the same
+// panel layout (panel pj at dst[pj*kc*NR:], row p at +p*NR, columns past nc
+// zero). Everything after packing (macroKernel, the assembly kernels, the
+// order of the sums, hence the results for float32 B) stays as it is. The
+// row-major fast path (packRows, four panels per k row) is the float32 case of
+// that widening.
+func packB(dst []float32, b MatView, pc, jc, kc, nc, q0, q1 int) {
 	full := min(q1, nc/gemmNR)
-	if b.cs == 1 && full > q0 {
+	if b.CS == 1 && full > q0 {
 		// Row-major B: four panels at a time, so that each k row is read as
 		// 256 contiguous bytes and written as four 64-byte runs.
-		base := b.off + pc*b.rs + jc
+		base := b.Off + pc*b.RS + jc
 		for g := q0; g < full; g += 4 {
 			np := min(4, full-g)
 			if packRows != nil {
-				packRows(dst[g*kc*gemmNR:], b.data[base+g*gemmNR:], kc, np, b.rs, kc*gemmNR)
+				packRows(dst[g*kc*gemmNR:], b.Data[base+g*gemmNR:], kc, np, b.RS, kc*gemmNR)
 				continue
 			}
 			for p := range kc {
-				src := b.data[base+p*b.rs+g*gemmNR : base+p*b.rs+(g+np)*gemmNR]
+				src := b.Data[base+p*b.RS+g*gemmNR : base+p*b.RS+(g+np)*gemmNR]
 				for q := range np {
 					d := dst[(g+q)*kc*gemmNR+p*gemmNR:]
 					*(*[gemmNR]float32)(d) = *(*[gemmNR]float32)(src[q*gemmNR:])
@@ -189,10 +205,10 @@ func packB(dst []float32, b matView, pc, jc, kc, nc, q0, q1 int) {
 		p0 := pj * gemmNR
 		nr := min(gemmNR, nc-p0)
 		panel := dst[pj*kc*gemmNR:]
-		base := b.off + pc*b.rs + (jc+p0)*b.cs
-		if b.cs == 1 {
+		base := b.Off + pc*b.RS + (jc+p0)*b.CS
+		if b.CS == 1 {
 			for p := range kc {
-				src := b.data[base+p*b.rs : base+p*b.rs+nr]
+				src := b.Data[base+p*b.RS : base+p*b.RS+nr]
 				d := panel[p*gemmNR : p*gemmNR+gemmNR]
 				copy(d, src)
 				clear(d[nr:])
@@ -201,9 +217,9 @@ func packB(dst []float32, b matView, pc, jc, kc, nc, q0, q1 int) {
 		}
 		for p := range kc {
 			d := panel[p*gemmNR : p*gemmNR+gemmNR]
-			o := base + p*b.rs
+			o := base + p*b.RS
 			for j := range nr {
-				d[j] = b.data[o+j*b.cs]
+				d[j] = b.Data[o+j*b.CS]
 			}
 			clear(d[nr:])
 		}
@@ -212,34 +228,34 @@ func packB(dst []float32, b matView, pc, jc, kc, nc, q0, q1 int) {
 
 // packA packs alpha·A[ic:ic+mc, pc:pc+kc] as MR-row panels, each kc columns of
 // MR contiguous values (zero-padded past mc).
-func packA(dst []float32, a matView, alpha float32, ic, pc, mc, kc int) {
+func packA(dst []float32, a MatView, alpha float32, ic, pc, mc, kc int) {
 	for i0 := 0; i0 < mc; i0 += gemmMR {
 		mr := min(gemmMR, mc-i0)
 		panel := dst[(i0/gemmMR)*kc*gemmMR : (i0/gemmMR+1)*kc*gemmMR]
-		o := a.off + (ic+i0)*a.rs + pc*a.cs
+		o := a.Off + (ic+i0)*a.RS + pc*a.CS
 		switch {
-		case mr == gemmMR && a.cs == 1:
+		case mr == gemmMR && a.CS == 1:
 			// Six row streams in, one sequential stream out.
-			r0 := a.data[o : o+kc]
-			r1 := a.data[o+a.rs : o+a.rs+kc]
-			r2 := a.data[o+2*a.rs : o+2*a.rs+kc]
-			r3 := a.data[o+3*a.rs : o+3*a.rs+kc]
-			r4 := a.data[o+4*a.rs : o+4*a.rs+kc]
-			r5 := a.data[o+5*a.rs : o+5*a.rs+kc]
+			r0 := a.Data[o : o+kc]
+			r1 := a.Data[o+a.RS : o+a.RS+kc]
+			r2 := a.Data[o+2*a.RS : o+2*a.RS+kc]
+			r3 := a.Data[o+3*a.RS : o+3*a.RS+kc]
+			r4 := a.Data[o+4*a.RS : o+4*a.RS+kc]
+			r5 := a.Data[o+5*a.RS : o+5*a.RS+kc]
 			for p := range r0 {
 				q := (*[gemmMR]float32)(panel[p*gemmMR : p*gemmMR+gemmMR])
 				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 			}
-		case mr == gemmMR && a.rs == 1:
+		case mr == gemmMR && a.RS == 1:
 			// Transposed A: each k step is six contiguous values.
 			for p := range kc {
-				copy(panel[p*gemmMR:p*gemmMR+gemmMR], a.data[o+p*a.cs:o+p*a.cs+gemmMR])
+				copy(panel[p*gemmMR:p*gemmMR+gemmMR], a.Data[o+p*a.CS:o+p*a.CS+gemmMR])
 			}
 		default:
 			for p := range kc {
 				q := panel[p*gemmMR : p*gemmMR+gemmMR]
 				for i := range mr {
-					q[i] = a.data[o+i*a.rs+p*a.cs]
+					q[i] = a.Data[o+i*a.RS+p*a.CS]
 				}
 				clear(q[mr:])
 			}
@@ -331,7 +347,7 @@ func boolInt(b bool) int {
 
 // macroKernelRows is macroKernel for a row-major A read in place (alpha 1):
 // full six-row panels go to microKernelRows; a ragged last panel is packed.
-func macroKernelRows(a matView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0, p1 int, acc bool) {
+func macroKernelRows(a MatView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0, p1 int, acc bool) {
 	full := mc / gemmMR * gemmMR
 	var edge []float32
 	if full < mc {
@@ -353,9 +369,9 @@ func macroKernelRows(a matView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0
 		for i0 := 0; i0 < mc; i0 += gemmMR {
 			mr := min(gemmMR, mc-i0)
 			co := (ic+i0)*ldc + jc + j0
-			arow := a.off + (ic+i0)*a.rs + pc
+			arow := a.Off + (ic+i0)*a.RS + pc
 			if mr == gemmMR && w == 2 {
-				microKernelRows2(kc, a.data[arow:], a.rs, bp[pj*pstride:(pj+2)*pstride], pstride, c[co:], ldc, acc)
+				microKernelRows2(kc, a.Data[arow:], a.RS, bp[pj*pstride:(pj+2)*pstride], pstride, c[co:], ldc, acc)
 				continue
 			}
 			for q := range w {
@@ -363,12 +379,12 @@ func macroKernelRows(a matView, bp, c []float32, ldc, ic, jc, pc, mc, nc, kc, p0
 				cq := co + q*gemmNR
 				nq := min(gemmNR, nc-j0-q*gemmNR)
 				if mr == gemmMR && nq == gemmNR {
-					microKernelRows(kc, a.data[arow:], a.rs, bq, c[cq:], ldc, acc)
+					microKernelRows(kc, a.Data[arow:], a.RS, bq, c[cq:], ldc, acc)
 					continue
 				}
 				t := tmp.get()
 				if mr == gemmMR {
-					microKernelRows(kc, a.data[arow:], a.rs, bq, t, gemmNR, false)
+					microKernelRows(kc, a.Data[arow:], a.RS, bq, t, gemmNR, false)
 				} else {
 					microKernel(kc, edge, bq, t, gemmNR, false)
 				}

@@ -1,6 +1,8 @@
 //go:build amd64 && !purego
 
-package runtime
+package kernels
+
+import "golang.org/x/sys/cpu"
 
 // kernAVX2 is microKernel in AVX2/FMA assembly: C[0:6, 0:16] (+)= Ap·Bp,
 // with ldc in elements; acc = 0 overwrites C.
@@ -13,32 +15,9 @@ func kernAVX2(kc int, a, b, c *float32, ldc int, acc int)
 //go:noescape
 func kernAVX2Rows(kc int, a *float32, lda int, b, c *float32, ldc int, acc int)
 
-// cpuid and xgetbv query the processor (for AVX2/FMA and OS support of YMM
-// state).
-func cpuid(eax, ecx uint32) (a, b, c, d uint32)
-func xgetbv() (eax, edx uint32)
-
-// hasAVX2FMA reports whether the CPU and OS support AVX2 and FMA3.
-func hasAVX2FMA() bool {
-	maxID, _, _, _ := cpuid(0, 0)
-	if maxID < 7 {
-		return false
-	}
-	_, _, ecx1, _ := cpuid(1, 0)
-	const (
-		fma     = 1 << 12
-		osxsave = 1 << 27
-		avx     = 1 << 28
-	)
-	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return false
-	}
-	if xcr0, _ := xgetbv(); xcr0&6 != 6 { // XMM and YMM state enabled
-		return false
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	return ebx7&(1<<5) != 0 // AVX2
-}
+// hasAVX2FMA reports whether the CPU and OS support AVX2 and FMA3 (x/sys/cpu
+// checks that the OS saves the YMM state).
+func hasAVX2FMA() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }
 
 func microKernelAVX2(kc int, a, b, c []float32, ldc int, acc bool) {
 	if kc <= 0 {
@@ -68,7 +47,7 @@ func microKernelRowsAVX2(kc int, a []float32, lda int, b, c []float32, ldc int, 
 	kernAVX2Rows(kc, &a[0], lda, &b[0], &c[0], ldc, flag)
 }
 
-// useAsm records whether the assembly kernels are in use.
+// useAsm records whether the assembly kernels are in use (AVX2 and FMA).
 var useAsm = hasAVX2FMA()
 
 func init() {
@@ -96,7 +75,7 @@ func packRowsAsm(dst, src []float32, kc, np, lds, dps int) {
 func init() {
 	if useAsm {
 		packRows = packRowsAsm
-		ropeRowVec = func(o, x, c, s []float32, h int) {
+		RopeRow = func(o, x, c, s []float32, h int) {
 			_, _, _ = x[2*h-1], c[2*h-1], s[2*h-1]
 			_ = o[2*h-1]
 			ropeRowAVX2(&o[0], &x[0], &c[0], &s[0], h)
