@@ -3,6 +3,7 @@ package harness_test
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,9 +50,9 @@ func byteIDs(s string) []int64 {
 // that Evaluate reports with the Go runtime, batched and padded.
 func TestScoringAgainstORT(t *testing.T) {
 	ort := judge.ORT(t)
-	for _, name := range []string{"llama8", "gpt2_6"} {
+	for _, name := range []string{"llama8", "gpt2_6", "tiny_llama_kv"} {
 		t.Run(name, func(t *testing.T) {
-			path := testenv.TestModel(t, name)
+			path := modelPath(t, name)
 			m, err := onnx.Load(path)
 			if err != nil {
 				t.Fatal(err)
@@ -68,10 +69,11 @@ func TestScoringAgainstORT(t *testing.T) {
 			// The harness's split, written out by hand: the context's trailing
 			// whitespace starts the continuation.
 			var req struct {
-				Model  string `json:"model"`
-				Loglik []pair `json:"loglik"`
+				Model  string           `json:"model"`
+				Past   map[string][]int `json:"past"`
+				Loglik []pair           `json:"loglik"`
 			}
-			req.Model = path
+			req.Model, req.Past = path, pastShapes(t, s)
 			for _, ex := range handMade {
 				ctx := strings.TrimRight(ex.Context, " \t\n")
 				moved := ex.Context[len(ctx):]
@@ -113,4 +115,66 @@ func TestScoringAgainstORT(t *testing.T) {
 			t.Logf("acc %.4f acc_norm %.4f (onnxruntime: %.4f, %.4f)", res.Acc, res.AccNorm, acc, accNorm)
 		})
 	}
+}
+
+// modelPath finds a shared test model or a fixture of testdata/models.
+func modelPath(t *testing.T, name string) string {
+	if strings.HasPrefix(name, "tiny_") {
+		return filepath.Join(testenv.RepoRoot(t), "testdata", "models", name+".onnx")
+	}
+	return testenv.TestModel(t, name)
+}
+
+// pastShapes gives each past input of a KV-cache model an empty shape
+// [1, heads, 0, size].
+func pastShapes(t *testing.T, s *runtime.Session) map[string][]int {
+	t.Helper()
+	out := map[string][]int{}
+	for _, in := range s.Inputs() {
+		if !strings.HasPrefix(in.Name, "past") {
+			continue
+		}
+		if len(in.Shape) != 4 || in.Shape[1].Size <= 0 || in.Shape[3].Size <= 0 {
+			t.Fatalf("%s: shape %v, want static heads and size", in.Name, in.Shape)
+		}
+		out[in.Name] = []int{1, in.Shape[1].Size, 0, in.Shape[3].Size}
+	}
+	return out
+}
+
+// TestSharedContextCache: on a KV-cache model, running each example's
+// context once and its choices after the cached context gives the
+// log-likelihoods of running every choice whole.
+func TestSharedContextCache(t *testing.T) {
+	m, err := onnx.Load(modelPath(t, "tiny_llama_kv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.New(m.Proto, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := &harness.Task{Name: "hand", Source: "hand", Format: "context", Delimiter: " ", Examples: handMade}
+	cached := &harness.Model{Session: s}
+	whole := &harness.Model{Session: s, NoCache: true}
+	a, err := harness.Evaluate(context.Background(), task, tokenizer.Bytes(), cached, harness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := harness.Evaluate(context.Background(), task, tokenizer.Bytes(), whole, harness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.LogLikelihoods {
+		for j := range a.LogLikelihoods[i] {
+			x, y := a.LogLikelihoods[i][j], b.LogLikelihoods[i][j]
+			if math.Abs(x-y) > 1e-4*math.Max(1, math.Abs(y)) {
+				t.Errorf("example %d choice %d: %.6f with the cache, %.6f whole", i, j, x, y)
+			}
+		}
+	}
+	if cached.InputTokens >= whole.InputTokens {
+		t.Errorf("the cache ran %d tokens, running whole %d: the context was not shared", cached.InputTokens, whole.InputTokens)
+	}
+	t.Logf("tokens run: %d with the shared context, %d whole", cached.InputTokens, whole.InputTokens)
 }

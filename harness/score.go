@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -80,10 +81,15 @@ type Scorer interface {
 // Model scores requests with a causal language model run by the Go runtime.
 // The requests of one call run as one batch, right-padded to one length
 // (a causal model's logits at a position do not depend on later tokens).
+// With a model that has a KV cache, requests that share their context (the
+// choices of one example) run the context once and only their continuations
+// in a batch that continues its cache.
 type Model struct {
 	Session *runtime.Session
 	// MaxLength truncates inputs from the left (0: no limit).
 	MaxLength int
+	// NoCache runs every request whole even when the model has a KV cache.
+	NoCache bool
 	// InputTokens counts the tokens run, padding included.
 	InputTokens int
 }
@@ -97,6 +103,135 @@ func (m *Model) LogLikelihoods(ctx context.Context, reqs []Request) ([]float64, 
 	if err != nil {
 		return nil, err
 	}
+	if kv := lm.FindKVCache(m.Session); kv != nil && !m.NoCache {
+		lls := make([]float64, len(reqs))
+		for lo := 0; lo < len(reqs); {
+			hi := lo + 1
+			for hi < len(reqs) && slices.Equal(reqs[hi].Context, reqs[lo].Context) {
+				hi++
+			}
+			if err := m.shared(ctx, kv, logitsName, reqs[lo:hi], lls[lo:hi]); err != nil {
+				return nil, err
+			}
+			lo = hi
+		}
+		return lls, nil
+	}
+	return m.batch(ctx, logitsName, reqs)
+}
+
+// shared scores requests of one context with the KV cache: the context runs
+// once (its last logits predict each continuation's first token), then the
+// continuations without their last token run as one batch after the
+// context's presents, repeated along the batch.
+func (m *Model) shared(ctx context.Context, kv *lm.KVCache, logitsName string, reqs []Request, lls []float64) error {
+	c := reqs[0].Context
+	T := 0
+	for _, r := range reqs {
+		if len(r.Continuation) == 0 {
+			return errors.New("the continuation has no tokens")
+		}
+		if len(c) == 0 || m.MaxLength > 0 && len(c)+len(r.Continuation)-1 > m.MaxLength {
+			// Truncation (or no context) changes the context per request.
+			out, err := m.batch(ctx, logitsName, reqs)
+			copy(lls, out)
+			return err
+		}
+		T = max(T, len(r.Continuation)-1)
+	}
+	feeds, err := lm.Feeds(m.Session, [][]int64{c})
+	if err != nil {
+		return err
+	}
+	out, err := m.Session.RunContext(ctx, feeds, append([]string{logitsName}, kv.Present...))
+	if err != nil {
+		return err
+	}
+	m.InputTokens += len(c)
+	first, V, err := lastRow(out[logitsName], 1, len(c))
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		for _, tok := range r.Continuation {
+			if tok < 0 || tok >= int64(V) {
+				return fmt.Errorf("token id %d is out of range for %d logits", tok, V)
+			}
+		}
+		lls[i] = logProb(first, r.Continuation[0], V)
+	}
+	m.Session.Recycle(out[logitsName])
+	if T == 0 {
+		return nil
+	}
+	past := map[string]*runtime.Tensor{}
+	for i, name := range kv.Present {
+		if past[kv.Past[i]], err = repeatBatch(out[name], len(reqs)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	rows := make([][]int64, len(reqs))
+	for i, r := range reqs {
+		rows[i] = make([]int64, T)
+		copy(rows[i], r.Continuation[:len(r.Continuation)-1])
+	}
+	feeds, err = lm.FeedsAfter(m.Session, rows, len(c), past)
+	if err != nil {
+		return err
+	}
+	out2, err := m.Session.RunContext(ctx, feeds, []string{logitsName})
+	if err != nil {
+		return err
+	}
+	m.InputTokens += len(rows) * T
+	logits := out2[logitsName]
+	defer m.Session.Recycle(logits)
+	data := logits.Float32Data()
+	if sh := logits.Shape(); len(sh) != 3 || sh[0] != len(rows) || sh[1] != T || sh[2] != V || data == nil {
+		return fmt.Errorf("logits of shape %v (%v), want float32 [%d, %d, %d]", sh, logits.DType(), len(rows), T, V)
+	}
+	for i, r := range reqs {
+		for j := 1; j < len(r.Continuation); j++ {
+			row := data[(i*T+j-1)*V : (i*T+j)*V]
+			lls[i] += logProb(row, r.Continuation[j], V)
+		}
+	}
+	return nil
+}
+
+// lastRow returns the logits of the last of T positions of a [B, T, V] batch
+// of one row.
+func lastRow(logits *runtime.Tensor, B, T int) ([]float32, int, error) {
+	sh, data := logits.Shape(), logits.Float32Data()
+	if len(sh) != 3 || sh[0] != B || sh[1] != T || data == nil {
+		return nil, 0, fmt.Errorf("logits of shape %v (%v), want float32 [%d, %d, vocab]", sh, logits.DType(), B, T)
+	}
+	V := sh[2]
+	return append([]float32(nil), data[(T-1)*V:T*V]...), V, nil
+}
+
+// logProb is log softmax(row)[tok] (tok checked by the caller).
+func logProb(row []float32, tok int64, V int) float64 {
+	return float64(row[tok]) - lm.LogSumExp(row)
+}
+
+// repeatBatch repeats a [1, ...] float32 tensor n times along axis 0.
+func repeatBatch(t *runtime.Tensor, n int) (*runtime.Tensor, error) {
+	sh, data := t.Shape(), t.Float32Data()
+	if len(sh) == 0 || sh[0] != 1 || data == nil {
+		return nil, fmt.Errorf("cache of shape %v (%v), want float32 [1, ...]", sh, t.DType())
+	}
+	out := make([]float32, 0, n*len(data))
+	for range n {
+		out = append(out, data...)
+	}
+	sh[0] = n
+	return runtime.FromSlice(sh, out)
+}
+
+// batch runs every request whole, right-padded to one length.
+func (m *Model) batch(ctx context.Context, logitsName string, reqs []Request) ([]float64, error) {
+	var err error
 	inps := make([][]int64, len(reqs))
 	firsts := make([]int, len(reqs))
 	T := 0

@@ -138,7 +138,7 @@ func Generate(ctx context.Context, s *runtime.Session, prompt []int64, opts Gene
 		if step == 0 || kv == nil {
 			feeds, err = Feeds(s, [][]int64{seq})
 		} else {
-			feeds, err = stepFeeds(s, seq[len(seq)-1], len(seq)-1, kv, past)
+			feeds, err = FeedsAfter(s, [][]int64{{seq[len(seq)-1]}}, len(seq)-1, past)
 		}
 		if err != nil {
 			return nil, err
@@ -181,26 +181,47 @@ func Generate(ctx context.Context, s *runtime.Session, prompt []int64, opts Gene
 	return g, nil
 }
 
-// stepFeeds builds the inputs of one decoding step: token at position pos
-// after a past of pos positions.
-func stepFeeds(s *runtime.Session, token int64, pos int, kv *KVCache, past map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error) {
+// FeedsAfter builds the inputs of rows (all of one length) that continue a
+// cached past of pastLen positions: past maps each past input to its tensor
+// (the presents of the run before, batch dimension len(rows)); the attention
+// mask covers past and rows, positions count on from pastLen.
+func FeedsAfter(s *runtime.Session, rows [][]int64, pastLen int, past map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error) {
+	if len(rows) == 0 {
+		return nil, errors.New("lm: no token rows")
+	}
+	B, T := len(rows), len(rows[0])
+	ids := make([]int64, 0, B*T)
+	for i, r := range rows {
+		if len(r) != T {
+			return nil, fmt.Errorf("lm: row %d has %d tokens, row 0 has %d (rows of one batch must have one length)", i, len(r), T)
+		}
+		ids = append(ids, r...)
+	}
 	feeds := map[string]*runtime.Tensor{}
 	for _, in := range s.Inputs() {
 		var t *runtime.Tensor
 		var err error
 		switch {
 		case in.Name == "input_ids":
-			t, err = intTensor(in, []int{1, 1}, []int64{token})
+			t, err = intTensor(in, []int{B, T}, ids)
 		case in.Name == "attention_mask":
-			ones := make([]int64, pos+1)
+			ones := make([]int64, B*(pastLen+T))
 			for i := range ones {
 				ones[i] = 1
 			}
-			t, err = intTensor(in, []int{1, pos + 1}, ones)
+			t, err = intTensor(in, []int{B, pastLen + T}, ones)
 		case in.Name == "position_ids":
-			t, err = intTensor(in, []int{1, 1}, []int64{int64(pos)})
+			pos := make([]int64, B*T)
+			for i := range pos {
+				pos[i] = int64(pastLen + i%T)
+			}
+			t, err = intTensor(in, []int{B, T}, pos)
 		case in.Name == "cache_position":
-			t, err = intTensor(in, []int{1}, []int64{int64(pos)})
+			pos := make([]int64, T)
+			for i := range pos {
+				pos[i] = int64(pastLen + i)
+			}
+			t, err = intTensor(in, []int{T}, pos)
 		case past[in.Name] != nil:
 			t = past[in.Name]
 		default:
