@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,4 +263,32 @@ func sample(z []float32, temp float64, rng *rand.Rand) int {
 		}
 	}
 	return len(p) - 1
+}
+
+// MaxPositions returns the longest sequence the model takes, 0 when it cannot
+// tell: the model's max_position_embeddings (or n_positions) metadata, else
+// the rows of a learned position table (a 2-D initializer whose name says
+// "wpe" or "position", gathered by something other than input_ids).
+func MaxPositions(s *runtime.Session) int {
+	for _, p := range s.Model().GetMetadataProps() {
+		switch p.GetKey() {
+		case "max_position_embeddings", "n_positions":
+			if n, err := strconv.Atoi(p.GetValue()); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	for _, n := range s.Model().GetGraph().GetNode() {
+		if n.GetOpType() != "Gather" || len(n.GetInput()) != 2 || n.GetInput()[1] == "input_ids" {
+			continue
+		}
+		name := strings.ToLower(n.GetInput()[0] + " " + n.GetName())
+		if !strings.Contains(name, "wpe") && !strings.Contains(name, "position") {
+			continue
+		}
+		if t, err := s.Initializer(n.GetInput()[0]); err == nil && t.Rank() == 2 {
+			return t.Dim(0)
+		}
+	}
+	return 0
 }

@@ -191,3 +191,17 @@ func pastShapes(t *testing.T, s *runtime.Session) map[string][]int {
 	}
 	return out
 }
+
+// TestMaxPositions: GPT-2's learned position table bounds its input;
+// llama8 has no metadata and no learned table (its RoPE tables are not
+// recognised), so no limit is known.
+func TestMaxPositions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want int
+	}{{"gpt2_6", 256}, {"llama8", 0}} {
+		if got := lm.MaxPositions(session(t, tc.name)); got != tc.want {
+			t.Errorf("%s: MaxPositions = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func addTaskFlags(fs *pflag.FlagSet) *taskFlags {
 	fs.StringVar(&t.format, "task-format", "auto", "task fields: auto, "+taskFormatNames()+", or context=FIELD,choices=FIELD,gold=FIELD")
 	fs.StringVar(&t.tokenizer, "tokenizer", "", "Hugging Face tokenizer.json for --task (vocab-256 models: byte-level without it)")
 	fs.StringVar(&t.delimiter, "target-delimiter", " ", "text between the context and each choice (the harness's target_delimiter; built-in tasks set their own)")
-	fs.IntVar(&t.maxLength, "max-length", 0, "truncate inputs from the left to this many tokens (0: the model's max_position_embeddings metadata, else no limit)")
+	fs.IntVar(&t.maxLength, "max-length", 0, "truncate inputs from the left to this many tokens (0: the model's own, from its metadata or its position table, else no limit)")
 	return t
 }
 
@@ -93,19 +93,9 @@ func taskTokenizer(path string, vocab int) (tokenizer.Tokenizer, string, error) 
 	return tokenizer.Bytes(), "byte-level", nil
 }
 
-// modelMaxLength reads max_position_embeddings (or n_positions) from the
-// model's metadata, 0 when absent.
-func modelMaxLength(s *runtime.Session) int {
-	for _, p := range s.Model().GetMetadataProps() {
-		switch p.GetKey() {
-		case "max_position_embeddings", "n_positions", "max_length":
-			if n, err := strconv.Atoi(p.GetValue()); err == nil && n > 0 {
-				return n
-			}
-		}
-	}
-	return 0
-}
+// modelMaxLength is the longest sequence the model takes (lm.MaxPositions),
+// 0 when it cannot tell.
+func modelMaxLength(s *runtime.Session) int { return lm.MaxPositions(s) }
 
 // tasksReport is what `onnxslm eval --task ... --json` prints: per task the
 // harness's fields, under results keyed by task name.

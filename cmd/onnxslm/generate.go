@@ -27,7 +27,7 @@ func init() {
 			temp := fs.Float64("temperature", 0, "0: greedy; above 0: sample from softmax(logits/T)")
 			seed := fs.Uint64("seed", 0, "seed of the sampler (with --temperature)")
 			noCache := fs.Bool("no-cache", false, "run the whole sequence at every step even when the model has a KV cache")
-			maxLen := fs.Int("max-length", 0, "stop when the sequence reaches this many tokens (0: the model's max_position_embeddings metadata, else no limit)")
+			maxLen := fs.Int("max-length", 0, "stop when the sequence reaches this many tokens (0: the model's own, from its metadata or its position table, else no limit)")
 			threads := fs.Int("threads", 0, "goroutines per kernel (0: all cores)")
 			asJSON := fs.Bool("json", false, "print one JSON object on stdout instead of the text")
 			return func(ctx context.Context, io *stdio, args []string) error {
