@@ -2,10 +2,13 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/tokenizer"
 )
 
 // words is a GPT-2-like encoder: a word keeps the space before it (" sat" is
@@ -137,5 +140,38 @@ func TestEvaluateMetrics(t *testing.T) {
 	avg := Average([]*Result{res, res})
 	if avg.Acc != res.Acc || math.Abs(*avg.AccStderr-*res.AccStderr/math.Sqrt2) > 1e-15 {
 		t.Errorf("average %v ± %v", avg.Acc, *avg.AccStderr)
+	}
+}
+
+// TestEncodePairBPE: with a byte-level BPE tokenizer, "low " + "lower" splits
+// as the harness splits it: "low" | "Ġlower" (the space joins the
+// continuation's word), not "low" "Ġ" | "lower".
+func TestEncodePairBPE(t *testing.T) {
+	vocab := []string{"l", "o", "w", "e", "r", "s", "t", "Ġ", "lo", "low", "er", "Ġlow", "Ġlower", "es", "est"}
+	v := map[string]int{}
+	for i, tok := range vocab {
+		v[tok] = i
+	}
+	doc, _ := json.Marshal(map[string]any{
+		"version":       "1.0",
+		"model":         map[string]any{"type": "BPE", "vocab": v, "merges": []string{"l o", "lo w", "e r", "Ġ low", "Ġlow er", "e s", "es t"}},
+		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+	})
+	tok, err := tokenizer.Parse(doc, tokenizer.WithSpecialTokens(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range [][2]string{{"low ", "lower"}, {"low", " lower"}} {
+		ctx, cont, err := EncodePair(tok, tc[0], tc[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ctx, []int64{9}) || !slices.Equal(cont, []int64{12}) {
+			t.Errorf("EncodePair(%q, %q) = %v | %v, want [9] | [12]", tc[0], tc[1], ctx, cont)
+		}
+	}
+	// Tokenized apart, "low " would end in a lone "Ġ" (7).
+	if ids, _ := tok.Encode("low "); !slices.Equal(ids, []int64{9, 7}) {
+		t.Errorf("Encode(\"low \") = %v, want [9 7]", ids)
 	}
 }

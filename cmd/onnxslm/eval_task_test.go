@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/modelgen"
 )
 
 func writeTask(t *testing.T, dir, name, text string) string {
@@ -130,5 +133,53 @@ func TestEvalTaskUsage(t *testing.T) {
 	code, _, stderr := runMainSafe(t, "eval", "builtin:llama8", "--task", "builtin:nope")
 	if code != 1 || !strings.Contains(stderr, "builtin:go-next-line") {
 		t.Errorf("unknown built-in task: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestEvalTaskTokenizer: a model with a BPE vocabulary scores a task through
+// --tokenizer (byte-level BPE: " lower" is one token, and the context's
+// trailing space joins the continuation as the harness does), and refuses
+// to run without one.
+func TestEvalTaskTokenizer(t *testing.T) {
+	dir := t.TempDir()
+	vocab := []string{"l", "o", "w", "e", "r", "s", "t", "Ġ", "lo", "low", "er", "Ġlow", "Ġlower", "es", "est"}
+	v := map[string]int{}
+	for i, tok := range vocab {
+		v[tok] = i
+	}
+	doc := map[string]any{
+		"version":       "1.0",
+		"model":         map[string]any{"type": "BPE", "vocab": v, "merges": []string{"l o", "lo w", "e r", "Ġ low", "Ġlow er", "e s", "es t"}},
+		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := writeTask(t, dir, "tokenizer.json", string(b))
+	cfg := modelgen.Config{Arch: modelgen.Llama, Layers: 2, Hidden: 16, Heads: 2, FFN: 32, Vocab: len(vocab), MaxPos: 64, Opset: 17, Seed: 1}
+	m, err := modelgen.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := modelgen.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := writeTask(t, dir, "m.onnx", string(mb))
+	task := writeTask(t, dir, "low.jsonl", `{"context": "low ", "choices": ["lower", "lowest", "low"], "gold": 0}
+{"context": "low low", "choices": ["er", "est"], "gold": 1}
+`)
+	code, stdout, stderr := runCLI(t, "eval", model, "--task", task, "--tokenizer", tok, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	res := decodeOne(t, stdout)["results"].(map[string]any)["low"].(map[string]any)
+	if res["n"] != 2.0 {
+		t.Errorf("n = %v, want 2", res["n"])
+	}
+	code, _, stderr = runCLI(t, "eval", model, "--task", task)
+	if code != 2 || !strings.Contains(stderr, "needs --tokenizer") {
+		t.Errorf("without --tokenizer: exit %d, stderr %q; want 2 and a hint", code, stderr)
 	}
 }
