@@ -16,25 +16,32 @@ import (
 func init() {
 	register(&command{
 		Name:    "eval",
-		Args:    "MODEL --tokens FILE",
-		Summary: "Perplexity of a language model on a token set (next-token NLL over all predicted positions), run in Go.",
+		Args:    "MODEL (--tokens FILE | --task FILE.jsonl ...)",
+		Summary: "Perplexity on a token set, or zero-shot multiple-choice accuracy (acc, acc_norm) scored as lm-evaluation-harness does, run in Go.",
 		Flags: func(fs *pflag.FlagSet) func(ctx context.Context, io *stdio, args []string) error {
 			tokFile := fs.String("tokens", "", "token ids: .npy (int64 or int32, [N, T]) or .txt (one sequence per line, space-separated)")
-			batch := fs.Int("batch", 8, "sequences per forward pass")
+			batch := fs.Int("batch", 8, "sequences (with --task: choices) per forward pass")
 			threads := fs.Int("threads", 0, "goroutines per kernel (0: all cores)")
 			asJSON := fs.Bool("json", false, "print one JSON object on stdout")
+			tf := addTaskFlags(fs)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
 					return usagef("eval takes one MODEL (a path or builtin:NAME), got %d arguments", len(args))
 				}
-				if *tokFile == "" {
-					return usagef("eval needs --tokens FILE")
+				if *tokFile != "" && len(tf.tasks) > 0 {
+					return usagef("give --tokens or --task, not both")
+				}
+				if *tokFile == "" && len(tf.tasks) == 0 {
+					return usagef("eval needs --tokens FILE or --task FILE.jsonl")
 				}
 				if *batch < 1 {
 					return usagef("--batch must be at least 1, got %d", *batch)
 				}
 				if *threads < 0 {
 					return usagef("--threads must be 0 (all cores) or more, got %d", *threads)
+				}
+				if len(tf.tasks) > 0 {
+					return runTasks(ctx, io, args[0], tf, *batch, *threads, *asJSON)
 				}
 				return runEval(ctx, io, args[0], *tokFile, *batch, *threads, *asJSON)
 			}

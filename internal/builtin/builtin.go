@@ -7,10 +7,13 @@
 package builtin
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/onnxslm/onnxslm/harness"
 )
 
 // Prefix marks a model argument that names a built-in model: "builtin:llama8".
@@ -50,3 +53,27 @@ func Model(arg string) ([]byte, error) {
 // CalibrationText returns the default calibration token set: one sequence of
 // space-separated token ids per line.
 func CalibrationText() []byte { return calibTxt }
+
+//go:embed go_next_line.jsonl
+var goNextLine []byte
+
+// Tasks lists the built-in multiple-choice tasks.
+func Tasks() []string { return []string{Prefix + "go-next-line"} }
+
+// Task returns the built-in multiple-choice task named by arg
+// ("builtin:go-next-line"): 116 examples from held-out Go source (the last
+// 20 % of the packages, never seen by builtin:llama8 in training), each a few
+// complete lines of code and four candidate next lines, the real one and three
+// from elsewhere in the held-out code (written by ./gentask). The choices
+// follow the context's newline directly (no delimiter).
+func Task(arg string) (*harness.Task, error) {
+	if arg != Prefix+"go-next-line" {
+		return nil, fmt.Errorf("no built-in task %q (have %s)", arg, strings.Join(Tasks(), ", "))
+	}
+	t, err := harness.Parse(bytes.NewReader(goNextLine), arg, "go-next-line", nil)
+	if err != nil {
+		return nil, err
+	}
+	t.Delimiter = ""
+	return t, nil
+}

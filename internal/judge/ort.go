@@ -154,3 +154,38 @@ func (r *Runtime) Run(modelPath string, inputs map[string]*npy.Array, outputs []
 	}
 	return out, nil
 }
+
+// Script runs another judge script of tools/judges (such as ort_lm.js) with
+// onnxruntime-node: request is written as JSON to a file given as the script's
+// argument, and the JSON the script prints on stdout is decoded into answer.
+func (r *Runtime) Script(name string, request, answer any) error {
+	tmp, err := os.MkdirTemp("", "onnxslm-judge-*")
+	if err != nil {
+		return fmt.Errorf("judge: %s: %w", name, err)
+	}
+	defer os.RemoveAll(tmp)
+	reqFile := filepath.Join(tmp, "request.json")
+	b, err := json.Marshal(request)
+	if err != nil {
+		return fmt.Errorf("judge: %s: %w", name, err)
+	}
+	if err := os.WriteFile(reqFile, b, 0o644); err != nil {
+		return fmt.Errorf("judge: %s: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.node, filepath.Join(filepath.Dir(r.script), name), reqFile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if ctx.Err() != nil {
+			msg = fmt.Sprintf("timed out after %v", Timeout)
+		}
+		return fmt.Errorf("judge: %s: %s (%v)", name, msg, err)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), answer); err != nil {
+		return fmt.Errorf("judge: %s: answer: %w", name, err)
+	}
+	return nil
+}
