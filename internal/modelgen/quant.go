@@ -1,0 +1,169 @@
+package modelgen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Blockwise 4-bit weight quantization in the layout of onnxruntime's
+// com.microsoft.MatMulNBits, as its DefaultWeightOnlyQuantizer writes it
+// (onnxruntime/python/tools/quantization/matmul_nbits_quantizer.py, which
+// calls MLAS's MlasQuantizeBlockwise through quantize_matmul_4bits):
+//
+//   - the MatMul weight B is [K, N] (y = x·B); each column n is cut along K
+//     into ceil(K/block) blocks, the last one padded with zeros;
+//   - B_Q4 is uint8 [N, k_blocks, block/2]: block values in K order, two per
+//     byte, the even one in the low nibble;
+//   - scales is [N·k_blocks] in A's type, column-major over blocks (n, then block);
+//   - symmetric (the default): scale = v / −8 where v is the block's value of
+//     largest magnitude (sign kept), q = clamp(round(x/scale) + 8, 0, 15),
+//     no zero_points input (it means 8);
+//   - asymmetric: lo = min(min, 0), hi = max(max, 0), scale = (hi − lo)/15,
+//     zp = clamp(round(−lo/scale), 0, 15), q = clamp(round(x/scale + zp), 0, 15);
+//     zero_points uint8 [N·ceil(k_blocks/2)], two per byte, low nibble first;
+//   - x ≈ (q − zp)·scale.
+
+// Q4 is a MatMul weight [K, N] quantized to 4 bits in MatMulNBits's layout.
+type Q4 struct {
+	K, N, BlockSize int
+	Packed          []byte    // [N, KBlocks, BlockSize/2]
+	Scales          []float32 // [N·KBlocks]
+	ZeroPoints      []byte    // [N·ceil(KBlocks/2)], nil when symmetric (zero point 8)
+}
+
+// KBlocks is the number of blocks along K.
+func (q *Q4) KBlocks() int { return (q.K + q.BlockSize - 1) / q.BlockSize }
+
+// ErrQ4 marks malformed 4-bit quantized data.
+var ErrQ4 = errors.New("modelgen: bad 4-bit quantized weight")
+
+// checkQ4Dims validates the dimensions of a 4-bit blockwise weight.
+func checkQ4Dims(K, N, block int) error {
+	if K < 1 || N < 1 {
+		return fmt.Errorf("%w: K=%d N=%d, want both positive", ErrQ4, K, N)
+	}
+	if block < 16 || block&(block-1) != 0 {
+		return fmt.Errorf("%w: block size %d, want a power of 2 ≥ 16", ErrQ4, block)
+	}
+	if K > maxDim || N > maxDim || block > maxDim {
+		return fmt.Errorf("%w: K=%d N=%d block=%d, each at most %d", ErrQ4, K, N, block, maxDim)
+	}
+	return nil
+}
+
+// QuantizeQ4 quantizes w, row-major [K, N], to 4 bits in blocks of block
+// values along K, symmetric unless asymmetric is set.
+func QuantizeQ4(w []float32, K, N, block int, asymmetric bool) (*Q4, error) {
+	if err := checkQ4Dims(K, N, block); err != nil {
+		return nil, err
+	}
+	if len(w) != K*N {
+		return nil, fmt.Errorf("%w: %d weights for [%d, %d]", ErrQ4, len(w), K, N)
+	}
+	q := &Q4{K: K, N: N, BlockSize: block}
+	kb := q.KBlocks()
+	blob := block / 2
+	q.Packed = make([]byte, N*kb*blob)
+	q.Scales = make([]float32, N*kb)
+	if asymmetric {
+		q.ZeroPoints = make([]byte, N*((kb+1)/2))
+	}
+	for n := 0; n < N; n++ {
+		for b := 0; b < kb; b++ {
+			lo, hi := float32(0), float32(0)
+			first := true
+			for k := b * block; k < (b+1)*block && k < K; k++ {
+				v := w[k*N+n]
+				if first || v < lo {
+					lo = v
+				}
+				if first || v > hi {
+					hi = v
+				}
+				first = false
+			}
+			var scale float32
+			zp := 8
+			if asymmetric {
+				lo, hi = min(lo, 0), max(hi, 0)
+				scale = (hi - lo) / 15
+				zf := lo
+				if scale != 0 {
+					zf = -lo / scale
+				}
+				zp = int(min(max(math.Round(float64(zf)), 0), 15))
+				q.ZeroPoints[n*((kb+1)/2)+b/2] |= byte(zp) << (4 * (b % 2))
+			} else {
+				v := lo
+				if abs32(hi) > abs32(lo) {
+					v = hi
+				}
+				scale = v / -8
+			}
+			q.Scales[n*kb+b] = scale
+			var inv float32
+			if scale != 0 {
+				inv = 1 / scale
+			}
+			for i := 0; i < block; i++ {
+				k := b*block + i
+				var x float32 // padding beyond K quantizes zeros
+				if k < K {
+					x = w[k*N+n]
+				}
+				v := int(min(max(math.Round(float64(x*inv+float32(zp))), 0), 15))
+				q.Packed[(n*kb+b)*blob+i/2] |= byte(v) << (4 * (i % 2))
+			}
+		}
+	}
+	return q, nil
+}
+
+func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
+
+// DequantizeQ4 unpacks 4-bit blockwise data in MatMulNBits's layout (B
+// [N, k_blocks, block/2], scales [N·k_blocks], zero points nil or packed
+// [N·ceil(k_blocks/2)]) to the row-major [K, N] float weight. The bytes may come
+// from an untrusted file: every size is checked, nothing panics.
+func DequantizeQ4(packed []byte, scales []float32, zeroPoints []byte, K, N, block int) ([]float32, error) {
+	if err := checkQ4Dims(K, N, block); err != nil {
+		return nil, err
+	}
+	kb := (K + block - 1) / block
+	blob := block / 2
+	if len(packed) != N*kb*blob {
+		return nil, fmt.Errorf("%w: B has %d bytes, want N·k_blocks·block/2 = %d·%d·%d", ErrQ4, len(packed), N, kb, blob)
+	}
+	if len(scales) != N*kb {
+		return nil, fmt.Errorf("%w: %d scales, want N·k_blocks = %d", ErrQ4, len(scales), N*kb)
+	}
+	zpRow := (kb + 1) / 2
+	if zeroPoints != nil && len(zeroPoints) != N*zpRow {
+		return nil, fmt.Errorf("%w: %d zero-point bytes, want N·ceil(k_blocks/2) = %d", ErrQ4, len(zeroPoints), N*zpRow)
+	}
+	w := make([]float32, K*N)
+	for n := 0; n < N; n++ {
+		for b := 0; b < kb; b++ {
+			zp := 8
+			if zeroPoints != nil {
+				zp = int(zeroPoints[n*zpRow+b/2]>>(4*(b%2))) & 15
+			}
+			s := scales[n*kb+b]
+			for i := 0; i < block; i++ {
+				k := b*block + i
+				if k >= K {
+					break
+				}
+				v := int(packed[(n*kb+b)*blob+i/2]>>(4*(i%2))) & 15
+				w[k*N+n] = float32(v-zp) * s
+			}
+		}
+	}
+	return w, nil
+}
+
+// Dequantize returns the [K, N] weight that q stands for.
+func (q *Q4) Dequantize() ([]float32, error) {
+	return DequantizeQ4(q.Packed, q.Scales, q.ZeroPoints, q.K, q.N, q.BlockSize)
+}
