@@ -18,12 +18,20 @@ type refInput struct {
 	pos  [][]int64 // position_ids or nil
 }
 
-type refModel struct{ c Config }
+type refModel struct {
+	c Config
+	// dequant, when set, replaces each weight as generated (row-major [in,
+	// out] for projections) by what a quantized model stores for it.
+	dequant func(key string, w []float32) []float32
+}
 
 // param returns a weight as the builder generates it, rounded to float16 when
 // the model stores float16.
 func (r refModel) param(key string, n int, mean, std float64) []float64 {
 	w := normals(r.c.Seed, key, n, mean, std)
+	if r.dequant != nil {
+		w = r.dequant(key, w)
+	}
 	out := make([]float64, n)
 	for i, v := range w {
 		if r.c.Float16 {
