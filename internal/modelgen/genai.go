@@ -153,43 +153,15 @@ func (b *genaiBuilder) init(name string, dims []int, data []float32) string {
 	return name
 }
 
-// quantized holds a MatMulNBits weight until the end of the graph: the
-// builder quantizes in a pass after building (to_nbits), which appends B_Q4
-// and scales (and zero points) after every float initializer.
-type quantized struct {
-	name string
-	q    *Q4
-}
-
 // matmul is the builder's make_matmul: MatMul NAME with weight
-// NAME[1:]./→. + ".weight" ([in, out]); with int4, onnxruntime's quantizer turns
-// it into MatMulNBits NAME_Q4 reading WEIGHT_Q4, WEIGHT_scales (and
-// WEIGHT_zero_points), keeping the output name.
-func (b *genaiBuilder) matmul(name, x string, w []float32, in, out int, output string, pending *[]quantized) (string, error) {
-	weight := dotted(name) + ".weight"
+// NAME[1:]./→. + ".weight" ([in, out]). For int4 the builder's to_nbits pass
+// (QuantizeMatMulsQ4 here) turns it into MatMulNBits afterwards.
+func (b *genaiBuilder) matmul(name, x string, w []float32, in, out int, output string) string {
 	if output == "" {
 		output = name + "/output_0"
 	}
-	if b.g.Precision != GenAIInt4 {
-		b.node(name, "MatMul", "", []string{x, b.init(weight, []int{in, out}, w)}, []string{output})
-		return output, nil
-	}
-	q, err := QuantizeQ4(w, in, out, b.g.BlockSize, b.g.Asymmetric)
-	if err != nil {
-		return "", fmt.Errorf("quantize %s: %w", weight, err)
-	}
-	*pending = append(*pending, quantized{weight, q})
-	inputs := []string{x, weight + "_Q4", weight + "_scales"}
-	if b.g.Asymmetric {
-		inputs = append(inputs, weight+"_zero_points")
-	}
-	attrs := []*pb.AttributeProto{attrInt("K", int64(in)), attrInt("N", int64(out)), attrInt("bits", 4),
-		attrInt("block_size", int64(b.g.BlockSize))}
-	if b.g.AccuracyLevel != 0 {
-		attrs = append(attrs, attrInt("accuracy_level", int64(b.g.AccuracyLevel)))
-	}
-	b.node(name+"_Q4", "MatMulNBits", "com.microsoft", inputs, []string{output}, attrs...)
-	return output, nil
+	b.node(name, "MatMul", "", []string{x, b.init(dotted(name)+".weight", []int{in, out}, w)}, []string{output})
+	return output
 }
 
 // dotted is the builder's initializer name for a node: name[1:] with / → .
@@ -263,7 +235,6 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 		}
 		return outs[0]
 	}
-	var pending []quantized
 	cosSin := false
 	for i := 0; i < g.Layers; i++ {
 		l := fmt.Sprintf("/model/layers.%d", i)
@@ -289,10 +260,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			packed = append(packed, wk[r*kvSize:(r+1)*kvSize]...)
 			packed = append(packed, wv[r*kvSize:(r+1)*kvSize]...)
 		}
-		qkv, err := b.matmul(l+"/attn/qkv_proj/MatMul", x, packed, g.Hidden, n, "", &pending)
-		if err != nil {
-			return nil, nil, err
-		}
+		qkv := b.matmul(l+"/attn/qkv_proj/MatMul", x, packed, g.Hidden, n, "")
 		// make_rotary_embedding_caches: created once, on the first attention.
 		if !cosSin {
 			cosSin = true
@@ -309,29 +277,19 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			attrFloat("scale", float32(1/math.Sqrt(float64(hd)))), attrInt("local_window_size", -1),
 			attrFloat("softcap", 0), attrInt("do_rotary", 1), attrInt("rotary_interleaved", 0))
 		wo := normals(seed, key+".self_attn.o_proj.weight", qSize*g.Hidden, 0, residStd(qSize))
-		if skip, err = b.matmul(l+"/attn/o_proj/MatMul", attn+"/output_0", wo, qSize, g.Hidden, "", &pending); err != nil {
-			return nil, nil, err
-		}
+		skip = b.matmul(l+"/attn/o_proj/MatMul", attn+"/output_0", wo, qSize, g.Hidden, "")
 		x = skipNorm(l+"/post_attention_layernorm", key+".post_attention_layernorm.weight", false)
 
 		// make_mlp_proj: gate, up, act_fn (Sigmoid, Mul), Mul, down.
 		wg := normals(seed, key+".mlp.gate_proj.weight", g.Hidden*g.FFN, 0, projStd(g.Hidden))
-		gate, err := b.matmul(l+"/mlp/gate_proj/MatMul", x, wg, g.Hidden, g.FFN, "", &pending)
-		if err != nil {
-			return nil, nil, err
-		}
+		gate := b.matmul(l+"/mlp/gate_proj/MatMul", x, wg, g.Hidden, g.FFN, "")
 		wu := normals(seed, key+".mlp.up_proj.weight", g.Hidden*g.FFN, 0, projStd(g.Hidden))
-		up, err := b.matmul(l+"/mlp/up_proj/MatMul", x, wu, g.Hidden, g.FFN, "", &pending)
-		if err != nil {
-			return nil, nil, err
-		}
+		up := b.matmul(l+"/mlp/up_proj/MatMul", x, wu, g.Hidden, g.FFN, "")
 		sig := b.op(l+"/mlp/act_fn/Sigmoid", "Sigmoid", []string{gate})
 		act := b.op(l+"/mlp/act_fn/Mul", "Mul", []string{gate, sig})
 		m := b.op(l+"/mlp/Mul", "Mul", []string{act, up})
 		wd := normals(seed, key+".mlp.down_proj.weight", g.FFN*g.Hidden, 0, residStd(g.FFN))
-		if skip, err = b.matmul(l+"/mlp/down_proj/MatMul", m, wd, g.FFN, g.Hidden, "", &pending); err != nil {
-			return nil, nil, err
-		}
+		skip = b.matmul(l+"/mlp/down_proj/MatMul", m, wd, g.FFN, g.Hidden, "")
 	}
 	// The final norm is layer N's "final_norm" SkipSimplifiedLayerNormalization
 	// with output 0 only; it carries model.norm.weight's values.
@@ -340,17 +298,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 		[]string{root, skip, b.init(fmt.Sprintf("model.layers.%d.final_norm_layernorm.weight", g.Layers), []int{g.Hidden}, norm("model.norm.weight"))},
 		[]string{scope + "/output_0"}, eps)
 	wl := normals(seed, "lm_head.weight", g.Hidden*g.Vocab, 0, projStd(g.Hidden))
-	if _, err := b.matmul("/lm_head/MatMul", scope+"/output_0", wl, g.Hidden, g.Vocab, "logits", &pending); err != nil {
-		return nil, nil, err
-	}
-	for _, p := range pending {
-		gr.Initializer = append(gr.Initializer,
-			tensor(p.name+"_Q4", pb.TensorProto_UINT8, []int{p.q.N, p.q.KBlocks(), p.q.BlockSize / 2}, p.q.Packed),
-			tensor(p.name+"_scales", pb.TensorProto_FLOAT, []int{len(p.q.Scales)}, p.q.Scales))
-		if p.q.ZeroPoints != nil {
-			gr.Initializer = append(gr.Initializer, tensor(p.name+"_zero_points", pb.TensorProto_UINT8, []int{len(p.q.ZeroPoints)}, p.q.ZeroPoints))
-		}
-	}
+	b.matmul("/lm_head/MatMul", scope+"/output_0", wl, g.Hidden, g.Vocab, "logits")
 
 	model := &pb.ModelProto{
 		IrVersion:    proto.Int64(irVersion(g.Opset)),
@@ -360,6 +308,12 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			{Domain: proto.String("com.microsoft"), Version: proto.Int64(1)},
 		},
 		Graph: gr,
+	}
+	if g.Precision == GenAIInt4 {
+		// to_nbits: onnxruntime's MatMulNBitsQuantizer over the float model.
+		if _, err := QuantizeMatMulsQ4(model, g.BlockSize, g.Asymmetric, g.AccuracyLevel); err != nil {
+			return nil, nil, err
+		}
 	}
 	cfg, err := g.genaiConfigJSON()
 	if err != nil {

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Blockwise 4-bit weight quantization in the layout of onnxruntime's
@@ -166,4 +170,84 @@ func DequantizeQ4(packed []byte, scales []float32, zeroPoints []byte, K, N, bloc
 // Dequantize returns the [K, N] weight that q stands for.
 func (q *Q4) Dequantize() ([]float32, error) {
 	return DequantizeQ4(q.Packed, q.Scales, q.ZeroPoints, q.K, q.N, q.BlockSize)
+}
+
+// QuantizeMatMulsQ4 does in place what onnxruntime's MatMulNBitsQuantizer
+// (DefaultWeightOnlyQuantizer, QOperator format, 4 bits) does to a model:
+// every default-domain MatMul of the main graph whose B is a 2-D float32
+// initializer becomes com.microsoft.MatMulNBits NAME_Q4 with the same output,
+// reading B_Q4, B_scales (and B_zero_points when asymmetric), with attributes
+// K, N, bits, block_size and accuracy_level when it is not 0; the new
+// initializers are appended in node order, float weights no node reads any
+// more are dropped, and the com.microsoft opset 1 is imported. It returns the
+// number of MatMuls quantized. (The quantizer also walks subgraphs; the models
+// built here have none.)
+func QuantizeMatMulsQ4(m *pb.ModelProto, block int, asymmetric bool, accuracyLevel int) (int, error) {
+	g := m.GetGraph()
+	inits := map[string]*pb.TensorProto{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = t
+	}
+	var added []*pb.TensorProto
+	count := 0
+	for i, n := range g.GetNode() {
+		if n.GetOpType() != "MatMul" || n.GetDomain() != "" || len(n.Input) != 2 {
+			continue
+		}
+		w := inits[n.Input[1]]
+		if w == nil || w.GetDataType() != int32(pb.TensorProto_FLOAT) || len(w.Dims) != 2 {
+			continue
+		}
+		data, err := onnx.Float32s(w)
+		if err != nil {
+			return 0, fmt.Errorf("modelgen: quantize %s: %w", w.GetName(), err)
+		}
+		K, N := int(w.Dims[0]), int(w.Dims[1])
+		q, err := QuantizeQ4(data, K, N, block, asymmetric)
+		if err != nil {
+			return 0, fmt.Errorf("modelgen: quantize %s: %w", w.GetName(), err)
+		}
+		name := w.GetName()
+		inputs := []string{n.Input[0], name + "_Q4", name + "_scales"}
+		added = append(added,
+			tensor(name+"_Q4", pb.TensorProto_UINT8, []int{N, q.KBlocks(), block / 2}, q.Packed),
+			tensor(name+"_scales", pb.TensorProto_FLOAT, []int{len(q.Scales)}, q.Scales))
+		if asymmetric {
+			inputs = append(inputs, name+"_zero_points")
+			added = append(added, tensor(name+"_zero_points", pb.TensorProto_UINT8, []int{len(q.ZeroPoints)}, q.ZeroPoints))
+		}
+		attrs := []*pb.AttributeProto{attrInt("K", int64(K)), attrInt("N", int64(N)), attrInt("bits", 4), attrInt("block_size", int64(block))}
+		if accuracyLevel != 0 {
+			attrs = append(attrs, attrInt("accuracy_level", int64(accuracyLevel)))
+		}
+		nodeName := ""
+		if n.GetName() != "" {
+			nodeName = n.GetName() + "_Q4"
+		}
+		g.Node[i] = &pb.NodeProto{Name: proto.String(nodeName), OpType: proto.String("MatMulNBits"), Domain: proto.String("com.microsoft"),
+			Input: inputs, Output: n.Output, Attribute: attrs}
+		count++
+	}
+	// clean_initializers: drop the float weights nobody reads.
+	used := map[string]bool{}
+	for _, n := range g.GetNode() {
+		for _, in := range n.Input {
+			used[in] = true
+		}
+	}
+	kept := g.Initializer[:0]
+	for _, t := range g.Initializer {
+		if used[t.GetName()] {
+			kept = append(kept, t)
+		}
+	}
+	g.Initializer = append(kept, added...)
+	for _, o := range m.OpsetImport {
+		if o.GetDomain() == "com.microsoft" {
+			o.Version = proto.Int64(1)
+			return count, nil
+		}
+	}
+	m.OpsetImport = append(m.OpsetImport, &pb.OperatorSetIdProto{Domain: proto.String("com.microsoft"), Version: proto.Int64(1)})
+	return count, nil
 }
