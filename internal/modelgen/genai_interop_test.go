@@ -14,40 +14,50 @@ import (
 // ops) judges the genai-builder models against their plain twins. Skipped
 // where the judges are not installed, failed under CI=true.
 
-// genaiDequant is the refModel hook that replaces each projection weight by
-// its 4-bit quantized-then-dequantized value, as the int4 model stores it.
-// Quantizing the packed q/k/v matrix column by column equals quantizing q, k
-// and v apart: blocks run along K within one output column.
-func genaiDequant(t *testing.T, g GenAIConfig) func(string, []float32) []float32 {
-	g = g.defaults()
-	hd := g.Hidden / g.Heads
+// dequantHook is a refModel hook that replaces each projection weight of c
+// (row-major [in, out]) by quant(w, in, out): what a quantized model stores for
+// it. Embeddings and norms pass through.
+func dequantHook(t *testing.T, c Config, quant func(w []float32, in, out int) ([]float32, error)) func(string, []float32) []float32 {
+	c = c.defaults()
+	hd := c.Hidden / c.Heads
 	return func(key string, w []float32) []float32 {
 		var in, out int
 		switch {
 		case strings.HasSuffix(key, "q_proj.weight"):
-			in, out = g.Hidden, g.Heads*hd
+			in, out = c.Hidden, c.Heads*hd
 		case strings.HasSuffix(key, "k_proj.weight"), strings.HasSuffix(key, "v_proj.weight"):
-			in, out = g.Hidden, g.KVHeads*hd
+			in, out = c.Hidden, c.KVHeads*hd
 		case strings.HasSuffix(key, "o_proj.weight"):
-			in, out = g.Heads*hd, g.Hidden
+			in, out = c.Heads*hd, c.Hidden
 		case strings.HasSuffix(key, "gate_proj.weight"), strings.HasSuffix(key, "up_proj.weight"):
-			in, out = g.Hidden, g.FFN
+			in, out = c.Hidden, c.FFN
 		case strings.HasSuffix(key, "down_proj.weight"):
-			in, out = g.FFN, g.Hidden
+			in, out = c.FFN, c.Hidden
 		case key == "lm_head.weight":
-			in, out = g.Hidden, g.Vocab
+			in, out = c.Hidden, c.Vocab
 		default:
-			return w // embeddings and norms stay float
+			return w
 		}
-		q, err := QuantizeQ4(w, in, out, g.BlockSize, g.Asymmetric)
-		if err == nil {
-			w, err = q.Dequantize()
-		}
+		dq, err := quant(w, in, out)
 		if err != nil {
 			t.Errorf("dequantize %s: %v", key, err)
+			return w
 		}
-		return w
+		return dq
 	}
+}
+
+// q4Hook quantizes to 4 bits and back. Quantizing the genai model's packed
+// q/k/v matrix column by column equals quantizing q, k and v apart: blocks
+// run along K within one output column.
+func q4Hook(t *testing.T, c Config, block int, asym bool) func(string, []float32) []float32 {
+	return dequantHook(t, c, func(w []float32, in, out int) ([]float32, error) {
+		q, err := QuantizeQ4(w, in, out, block, asym)
+		if err != nil {
+			return nil, err
+		}
+		return q.Dequantize()
+	})
 }
 
 // relDiff returns max |a − b| / max |b| over every value.
@@ -177,7 +187,7 @@ func TestJudgeGenAI(t *testing.T) {
 					t.Errorf("fp16: max |genai − twin| / max |twin| = %.3g, want ≤ 2e-2", d)
 				}
 			case GenAIInt4:
-				ref := flatRef(refModel{c: twin, dequant: genaiDequant(t, g)}.logits(refInput{ids: in.ids, mask: in.mask}))
+				ref := flatRef(refModel{c: twin, dequant: q4Hook(t, twin, g.BlockSize, g.Asymmetric)}.logits(refInput{ids: in.ids, mask: in.mask}))
 				dr := relDiff(got, ref)
 				rms, agree := rmsRel(got, want), top1(got, want, g.Vocab)
 				t.Logf("int4: max |ort − dequantized reference| / max = %.3g; against the float twin: rms %.3g, top-1 %.2f", dr, rms, agree)
