@@ -20,7 +20,8 @@ import (
 const (
 	GenAIFP32 = "fp32" // float32 weights and I/O (the builder's CPU fp32 model)
 	GenAIFP16 = "fp16" // float16 weights, I/O and compute (its CUDA/DML/WebGPU fp16 model)
-	GenAIInt4 = "int4" // MatMulNBits projections, float32 I/O (its CPU int4 model)
+	GenAIInt4 = "int4" // 4-bit MatMulNBits projections, float32 I/O (its CPU int4 model)
+	GenAIInt8 = "int8" // 8-bit MatMulNBits projections, float32 I/O (its int8 model)
 )
 
 // GenAIConfig describes a genai-builder model of a Llama decoder.
@@ -34,8 +35,8 @@ type GenAIConfig struct {
 	// Opset is the default-domain opset: 21 (default, today's builder) or any
 	// of 14..20 (builders before mid-2025 wrote 14).
 	Opset     int
-	Precision string // GenAIFP32 (default), GenAIFP16 or GenAIInt4
-	// Int4 only: BlockSize (default 32, the builder's), Asymmetric (the
+	Precision string // GenAIFP32 (default), GenAIFP16, GenAIInt4 or GenAIInt8
+	// Int4 and int8 only: BlockSize (default 32, the builder's), Asymmetric (the
 	// builder's is_symmetric=false: zero_points inputs), AccuracyLevel (the
 	// builder writes 4 for CPU; 0 leaves the attribute out, as onnxruntime's
 	// quantizer does for 0).
@@ -78,6 +79,17 @@ func (g GenAIConfig) Twin() Config {
 		TransposedWeights: true, Float16: g.Precision == GenAIFP16, Opset: 17}
 }
 
+// bits is the MatMulNBits width of the precision, 0 for float models.
+func (g GenAIConfig) bits() int {
+	switch g.Precision {
+	case GenAIInt4:
+		return 4
+	case GenAIInt8:
+		return 8
+	}
+	return 0
+}
+
 func (g GenAIConfig) validate() error {
 	if err := g.Twin().defaults().validate(); err != nil {
 		return err
@@ -90,7 +102,7 @@ func (g GenAIConfig) validate() error {
 	}
 	switch g.Precision {
 	case GenAIFP32, GenAIFP16:
-	case GenAIInt4:
+	case GenAIInt4, GenAIInt8:
 		if g.BlockSize < 16 || g.BlockSize&(g.BlockSize-1) != 0 {
 			return fmt.Errorf("BlockSize %d: want a power of 2 ≥ 16", g.BlockSize)
 		}
@@ -98,7 +110,7 @@ func (g GenAIConfig) validate() error {
 			return fmt.Errorf("AccuracyLevel %d: want 0..4", g.AccuracyLevel)
 		}
 	default:
-		return fmt.Errorf("Precision %q: want %q, %q or %q", g.Precision, GenAIFP32, GenAIFP16, GenAIInt4)
+		return fmt.Errorf("Precision %q: want %q, %q, %q or %q", g.Precision, GenAIFP32, GenAIFP16, GenAIInt4, GenAIInt8)
 	}
 	return nil
 }
@@ -154,8 +166,8 @@ func (b *genaiBuilder) init(name string, dims []int, data []float32) string {
 }
 
 // matmul is the builder's make_matmul: MatMul NAME with weight
-// NAME[1:]./→. + ".weight" ([in, out]). For int4 the builder's to_nbits pass
-// (QuantizeMatMulsQ4 here) turns it into MatMulNBits afterwards.
+// NAME[1:]./→. + ".weight" ([in, out]). For int4 and int8 the builder's
+// to_nbits pass (QuantizeMatMuls here) turns it into MatMulNBits afterwards.
 func (b *genaiBuilder) matmul(name, x string, w []float32, in, out int, output string) string {
 	if output == "" {
 		output = name + "/output_0"
@@ -309,9 +321,9 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 		},
 		Graph: gr,
 	}
-	if g.Precision == GenAIInt4 {
+	if bits := g.bits(); bits != 0 {
 		// to_nbits: onnxruntime's MatMulNBitsQuantizer over the float model.
-		if _, err := QuantizeMatMulsQ4(model, g.BlockSize, g.Asymmetric, g.AccuracyLevel); err != nil {
+		if _, err := QuantizeMatMuls(model, bits, g.BlockSize, g.Asymmetric, g.AccuracyLevel); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -34,7 +34,7 @@ func mustBuildGenAI(t *testing.T, g GenAIConfig) (*pb.ModelProto, []byte) {
 }
 
 func TestGenAIDeterministic(t *testing.T) {
-	for _, p := range []string{GenAIFP32, GenAIFP16, GenAIInt4} {
+	for _, p := range []string{GenAIFP32, GenAIFP16, GenAIInt4, GenAIInt8} {
 		g := genaiWith(func(g *GenAIConfig) { g.Precision = p })
 		m1, c1 := mustBuildGenAI(t, g)
 		m2, c2 := mustBuildGenAI(t, g)
@@ -78,6 +78,7 @@ func TestGenAIStructure(t *testing.T) {
 		genaiBase,
 		genaiWith(func(g *GenAIConfig) { g.Precision = GenAIFP16; g.Opset = 14 }),
 		genaiWith(func(g *GenAIConfig) { g.Precision = GenAIInt4; g.Asymmetric = true; g.AccuracyLevel = 4 }),
+		genaiWith(func(g *GenAIConfig) { g.Precision = GenAIInt8; g.BlockSize = 16 }),
 	} {
 		t.Run(g.defaults().Precision, func(t *testing.T) {
 			m, cfgJSON := mustBuildGenAI(t, g)
@@ -130,7 +131,7 @@ func TestGenAIStructure(t *testing.T) {
 				byName[n.GetName()] = n
 			}
 			mm, matmul := "MatMul", ":MatMul"
-			if g.Precision == GenAIInt4 {
+			if g.bits() != 0 {
 				mm, matmul = "MatMulNBits", "com.microsoft:MatMulNBits"
 			}
 			want := map[string]int{
@@ -149,15 +150,15 @@ func TestGenAIStructure(t *testing.T) {
 					t.Errorf("%d %s nodes, want %d", count[op], op, n)
 				}
 			}
-			if g.Precision != GenAIInt4 && count["com.microsoft:MatMulNBits"] != 0 {
+			if g.bits() == 0 && count["com.microsoft:MatMulNBits"] != 0 {
 				t.Error("float model has MatMulNBits")
 			}
 
 			// The residual chain: layer i's input norm adds layer i-1's
 			// down_proj output to the residual its post-attention norm left.
 			suffix := ""
-			if g.Precision == GenAIInt4 {
-				suffix = "_Q4"
+			if g.bits() != 0 {
+				suffix = fmt.Sprintf("_Q%d", g.bits())
 			}
 			for i := 1; i <= L; i++ {
 				name := fmt.Sprintf("/model/layers.%d/input_layernorm/SkipLayerNorm", i)
@@ -199,8 +200,8 @@ func TestGenAIStructure(t *testing.T) {
 			for _, init := range m.Graph.Initializer {
 				name, dt := init.GetName(), pb.TensorProto_DataType(init.GetDataType())
 				switch {
-				case strings.HasSuffix(name, "_Q4"):
-					if dt != pb.TensorProto_UINT8 || len(init.Dims) != 3 || init.Dims[2] != int64(g.BlockSize/2) {
+				case suffix != "" && strings.HasSuffix(name, suffix):
+					if dt != pb.TensorProto_UINT8 || len(init.Dims) != 3 || init.Dims[2] != int64(g.BlockSize*g.bits()/8) {
 						t.Errorf("%s: %v %v", name, dt, init.Dims)
 					}
 				case strings.HasSuffix(name, "_zero_points"):

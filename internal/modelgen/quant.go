@@ -10,68 +10,77 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Blockwise 4-bit weight quantization in the layout of onnxruntime's
+// Blockwise 4- and 8-bit weight quantization in the layout of onnxruntime's
 // com.microsoft.MatMulNBits, as its DefaultWeightOnlyQuantizer writes it
 // (onnxruntime/python/tools/quantization/matmul_nbits_quantizer.py, which
-// calls MLAS's MlasQuantizeBlockwise through quantize_matmul_4bits):
+// calls MLAS's MlasQuantizeBlockwise through quantize_matmul_4bits and
+// quantize_matmul_8bits):
 //
 //   - the MatMul weight B is [K, N] (y = x·B); each column n is cut along K
 //     into ceil(K/block) blocks, the last one padded with zeros;
-//   - B_Q4 is uint8 [N, k_blocks, block/2]: block values in K order, two per
-//     byte, the even one in the low nibble;
-//   - scales is [N·k_blocks] in A's type, column-major over blocks (n, then block);
-//   - symmetric (the default): scale = v / −8 where v is the block's value of
-//     largest magnitude (sign kept), q = clamp(round(x/scale) + 8, 0, 15),
-//     no zero_points input (it means 8);
-//   - asymmetric: lo = min(min, 0), hi = max(max, 0), scale = (hi − lo)/15,
-//     zp = clamp(round(−lo/scale), 0, 15), q = clamp(round(x/scale + zp), 0, 15);
-//     zero_points uint8 [N·ceil(k_blocks/2)], two per byte, low nibble first;
+//   - B_Q{bits} is uint8 [N, k_blocks, block·bits/8]: block values in K order;
+//     4-bit: two per byte, the even one in the low nibble;
+//   - scales is [N·k_blocks] in A's type, block index fastest;
+//   - symmetric (the default): scale = v / −2^(bits−1) where v is the block's
+//     value of largest magnitude (sign kept), q = clamp(round(x/scale + mid),
+//     0, 2^bits − 1) with mid = 2^(bits−1); no zero_points input (mid implied);
+//   - asymmetric: lo = min(min, 0), hi = max(max, 0), scale = (hi − lo)/(2^bits − 1),
+//     zp = clamp(round(−lo/scale), 0, 2^bits − 1), q = clamp(round(x/scale + zp), …);
+//     zero_points uint8 [N·ceil(k_blocks·bits/8)], 4-bit ones two per byte,
+//     low nibble first;
 //   - x ≈ (q − zp)·scale.
 
-// Q4 is a MatMul weight [K, N] quantized to 4 bits in MatMulNBits's layout.
-type Q4 struct {
-	K, N, BlockSize int
-	Packed          []byte    // [N, KBlocks, BlockSize/2]
-	Scales          []float32 // [N·KBlocks]
-	ZeroPoints      []byte    // [N·ceil(KBlocks/2)], nil when symmetric (zero point 8)
+// QBlocks is a MatMul weight [K, N] quantized blockwise in MatMulNBits's layout.
+type QBlocks struct {
+	Bits, K, N, BlockSize int
+	Packed                []byte    // [N, KBlocks, BlockSize·Bits/8]
+	Scales                []float32 // [N·KBlocks]
+	ZeroPoints            []byte    // [N·ceil(KBlocks·Bits/8)], nil when symmetric
 }
 
 // KBlocks is the number of blocks along K.
-func (q *Q4) KBlocks() int { return (q.K + q.BlockSize - 1) / q.BlockSize }
+func (q *QBlocks) KBlocks() int { return (q.K + q.BlockSize - 1) / q.BlockSize }
 
-// ErrQ4 marks malformed 4-bit quantized data.
-var ErrQ4 = errors.New("modelgen: bad 4-bit quantized weight")
+// ErrQBlocks marks malformed blockwise quantized data.
+var ErrQBlocks = errors.New("modelgen: bad blockwise quantized weight")
 
-// checkQ4Dims validates the dimensions of a 4-bit blockwise weight.
-func checkQ4Dims(K, N, block int) error {
+// checkQDims validates the dimensions of a blockwise quantized weight.
+func checkQDims(bits, K, N, block int) error {
+	if bits != 4 && bits != 8 {
+		return fmt.Errorf("%w: %d bits, want 4 or 8", ErrQBlocks, bits)
+	}
 	if K < 1 || N < 1 {
-		return fmt.Errorf("%w: K=%d N=%d, want both positive", ErrQ4, K, N)
+		return fmt.Errorf("%w: K=%d N=%d, want both positive", ErrQBlocks, K, N)
 	}
 	if block < 16 || block&(block-1) != 0 {
-		return fmt.Errorf("%w: block size %d, want a power of 2 ≥ 16", ErrQ4, block)
+		return fmt.Errorf("%w: block size %d, want a power of 2 ≥ 16", ErrQBlocks, block)
 	}
 	if K > maxDim || N > maxDim || block > maxDim {
-		return fmt.Errorf("%w: K=%d N=%d block=%d, each at most %d", ErrQ4, K, N, block, maxDim)
+		return fmt.Errorf("%w: K=%d N=%d block=%d, each at most %d", ErrQBlocks, K, N, block, maxDim)
 	}
 	return nil
 }
 
-// QuantizeQ4 quantizes w, row-major [K, N], to 4 bits in blocks of block
-// values along K, symmetric unless asymmetric is set.
-func QuantizeQ4(w []float32, K, N, block int, asymmetric bool) (*Q4, error) {
-	if err := checkQ4Dims(K, N, block); err != nil {
+// zpBytes is the zero-point bytes of one column.
+func zpBytes(bits, kb int) int { return (kb*bits + 7) / 8 }
+
+// QuantizeBlocks quantizes w, row-major [K, N], to bits (4 or 8) in blocks of
+// block values along K, symmetric unless asymmetric is set.
+func QuantizeBlocks(w []float32, bits, K, N, block int, asymmetric bool) (*QBlocks, error) {
+	if err := checkQDims(bits, K, N, block); err != nil {
 		return nil, err
 	}
 	if len(w) != K*N {
-		return nil, fmt.Errorf("%w: %d weights for [%d, %d]", ErrQ4, len(w), K, N)
+		return nil, fmt.Errorf("%w: %d weights for [%d, %d]", ErrQBlocks, len(w), K, N)
 	}
-	q := &Q4{K: K, N: N, BlockSize: block}
+	q := &QBlocks{Bits: bits, K: K, N: N, BlockSize: block}
 	kb := q.KBlocks()
-	blob := block / 2
+	blob := block * bits / 8
+	qmax := 1<<bits - 1
 	q.Packed = make([]byte, N*kb*blob)
 	q.Scales = make([]float32, N*kb)
 	if asymmetric {
-		q.ZeroPoints = make([]byte, N*((kb+1)/2))
+		q.ZeroPoints = make([]byte, N*zpBytes(bits, kb))
 	}
 	for n := 0; n < N; n++ {
 		for b := 0; b < kb; b++ {
@@ -88,22 +97,22 @@ func QuantizeQ4(w []float32, K, N, block int, asymmetric bool) (*Q4, error) {
 				first = false
 			}
 			var scale float32
-			zp := 8
+			zp := 1 << (bits - 1)
 			if asymmetric {
 				lo, hi = min(lo, 0), max(hi, 0)
-				scale = (hi - lo) / 15
+				scale = (hi - lo) / float32(qmax)
 				zf := lo
 				if scale != 0 {
 					zf = -lo / scale
 				}
-				zp = int(min(max(math.Round(float64(zf)), 0), 15))
-				q.ZeroPoints[n*((kb+1)/2)+b/2] |= byte(zp) << (4 * (b % 2))
+				zp = int(min(max(math.Round(float64(zf)), 0), float64(qmax)))
+				q.setZP(n, b, zp)
 			} else {
 				v := lo
 				if abs32(hi) > abs32(lo) {
 					v = hi
 				}
-				scale = v / -8
+				scale = v / -float32(int(1)<<(bits-1))
 			}
 			q.Scales[n*kb+b] = scale
 			var inv float32
@@ -116,42 +125,59 @@ func QuantizeQ4(w []float32, K, N, block int, asymmetric bool) (*Q4, error) {
 				if k < K {
 					x = w[k*N+n]
 				}
-				v := int(min(max(math.Round(float64(x*inv+float32(zp))), 0), 15))
-				q.Packed[(n*kb+b)*blob+i/2] |= byte(v) << (4 * (i % 2))
+				v := int(min(max(math.Round(float64(x*inv+float32(zp))), 0), float64(qmax)))
+				if bits == 8 {
+					q.Packed[(n*kb+b)*blob+i] = byte(v)
+				} else {
+					q.Packed[(n*kb+b)*blob+i/2] |= byte(v) << (4 * (i % 2))
+				}
 			}
 		}
 	}
 	return q, nil
 }
 
+func (q *QBlocks) setZP(n, b, zp int) {
+	row := n * zpBytes(q.Bits, q.KBlocks())
+	if q.Bits == 8 {
+		q.ZeroPoints[row+b] = byte(zp)
+		return
+	}
+	q.ZeroPoints[row+b/2] |= byte(zp) << (4 * (b % 2))
+}
+
 func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
 
-// DequantizeQ4 unpacks 4-bit blockwise data in MatMulNBits's layout (B
-// [N, k_blocks, block/2], scales [N·k_blocks], zero points nil or packed
-// [N·ceil(k_blocks/2)]) to the row-major [K, N] float weight. The bytes may come
-// from an untrusted file: every size is checked, nothing panics.
-func DequantizeQ4(packed []byte, scales []float32, zeroPoints []byte, K, N, block int) ([]float32, error) {
-	if err := checkQ4Dims(K, N, block); err != nil {
+// DequantizeBlocks unpacks blockwise data in MatMulNBits's layout (B
+// [N, k_blocks, block·bits/8], scales [N·k_blocks], zero points nil or
+// [N·ceil(k_blocks·bits/8)]) to the row-major [K, N] float weight. The bytes
+// may come from an untrusted file: every size is checked, nothing panics.
+func DequantizeBlocks(packed []byte, scales []float32, zeroPoints []byte, bits, K, N, block int) ([]float32, error) {
+	if err := checkQDims(bits, K, N, block); err != nil {
 		return nil, err
 	}
 	kb := (K + block - 1) / block
-	blob := block / 2
+	blob := block * bits / 8
 	if len(packed) != N*kb*blob {
-		return nil, fmt.Errorf("%w: B has %d bytes, want N·k_blocks·block/2 = %d·%d·%d", ErrQ4, len(packed), N, kb, blob)
+		return nil, fmt.Errorf("%w: B has %d bytes, want N·k_blocks·block·bits/8 = %d·%d·%d", ErrQBlocks, len(packed), N, kb, blob)
 	}
 	if len(scales) != N*kb {
-		return nil, fmt.Errorf("%w: %d scales, want N·k_blocks = %d", ErrQ4, len(scales), N*kb)
+		return nil, fmt.Errorf("%w: %d scales, want N·k_blocks = %d", ErrQBlocks, len(scales), N*kb)
 	}
-	zpRow := (kb + 1) / 2
+	zpRow := zpBytes(bits, kb)
 	if zeroPoints != nil && len(zeroPoints) != N*zpRow {
-		return nil, fmt.Errorf("%w: %d zero-point bytes, want N·ceil(k_blocks/2) = %d", ErrQ4, len(zeroPoints), N*zpRow)
+		return nil, fmt.Errorf("%w: %d zero-point bytes, want N·ceil(k_blocks·bits/8) = %d", ErrQBlocks, len(zeroPoints), N*zpRow)
 	}
 	w := make([]float32, K*N)
 	for n := 0; n < N; n++ {
 		for b := 0; b < kb; b++ {
-			zp := 8
+			zp := 1 << (bits - 1)
 			if zeroPoints != nil {
-				zp = int(zeroPoints[n*zpRow+b/2]>>(4*(b%2))) & 15
+				if bits == 8 {
+					zp = int(zeroPoints[n*zpRow+b])
+				} else {
+					zp = int(zeroPoints[n*zpRow+b/2]>>(4*(b%2))) & 15
+				}
 			}
 			s := scales[n*kb+b]
 			for i := 0; i < block; i++ {
@@ -159,7 +185,12 @@ func DequantizeQ4(packed []byte, scales []float32, zeroPoints []byte, K, N, bloc
 				if k >= K {
 					break
 				}
-				v := int(packed[(n*kb+b)*blob+i/2]>>(4*(i%2))) & 15
+				var v int
+				if bits == 8 {
+					v = int(packed[(n*kb+b)*blob+i])
+				} else {
+					v = int(packed[(n*kb+b)*blob+i/2]>>(4*(i%2))) & 15
+				}
 				w[k*N+n] = float32(v-zp) * s
 			}
 		}
@@ -168,21 +199,22 @@ func DequantizeQ4(packed []byte, scales []float32, zeroPoints []byte, K, N, bloc
 }
 
 // Dequantize returns the [K, N] weight that q stands for.
-func (q *Q4) Dequantize() ([]float32, error) {
-	return DequantizeQ4(q.Packed, q.Scales, q.ZeroPoints, q.K, q.N, q.BlockSize)
+func (q *QBlocks) Dequantize() ([]float32, error) {
+	return DequantizeBlocks(q.Packed, q.Scales, q.ZeroPoints, q.Bits, q.K, q.N, q.BlockSize)
 }
 
-// QuantizeMatMulsQ4 does in place what onnxruntime's MatMulNBitsQuantizer
-// (DefaultWeightOnlyQuantizer, QOperator format, 4 bits) does to a model:
+// QuantizeMatMuls does in place what onnxruntime's MatMulNBitsQuantizer
+// (DefaultWeightOnlyQuantizer, QOperator format, 4 or 8 bits) does to a model:
 // every default-domain MatMul of the main graph whose B is a 2-D float32
-// initializer becomes com.microsoft.MatMulNBits NAME_Q4 with the same output,
-// reading B_Q4, B_scales (and B_zero_points when asymmetric), with attributes
+// initializer becomes com.microsoft.MatMulNBits NAME_Q{bits} with the same
+// output, reading B_Q{bits}, B_scales (and B_zero_points when asymmetric), with attributes
 // K, N, bits, block_size and accuracy_level when it is not 0; the new
 // initializers are appended in node order, float weights no node reads any
 // more are dropped, and the com.microsoft opset 1 is imported. It returns the
 // number of MatMuls quantized. (The quantizer also walks subgraphs; the models
 // built here have none.)
-func QuantizeMatMulsQ4(m *pb.ModelProto, block int, asymmetric bool, accuracyLevel int) (int, error) {
+func QuantizeMatMuls(m *pb.ModelProto, bits, block int, asymmetric bool, accuracyLevel int) (int, error) {
+	suffix := fmt.Sprintf("_Q%d", bits)
 	g := m.GetGraph()
 	inits := map[string]*pb.TensorProto{}
 	for _, t := range g.GetInitializer() {
@@ -203,26 +235,26 @@ func QuantizeMatMulsQ4(m *pb.ModelProto, block int, asymmetric bool, accuracyLev
 			return 0, fmt.Errorf("modelgen: quantize %s: %w", w.GetName(), err)
 		}
 		K, N := int(w.Dims[0]), int(w.Dims[1])
-		q, err := QuantizeQ4(data, K, N, block, asymmetric)
+		q, err := QuantizeBlocks(data, bits, K, N, block, asymmetric)
 		if err != nil {
 			return 0, fmt.Errorf("modelgen: quantize %s: %w", w.GetName(), err)
 		}
 		name := w.GetName()
-		inputs := []string{n.Input[0], name + "_Q4", name + "_scales"}
+		inputs := []string{n.Input[0], name + suffix, name + "_scales"}
 		added = append(added,
-			tensor(name+"_Q4", pb.TensorProto_UINT8, []int{N, q.KBlocks(), block / 2}, q.Packed),
+			tensor(name+suffix, pb.TensorProto_UINT8, []int{N, q.KBlocks(), block * bits / 8}, q.Packed),
 			tensor(name+"_scales", pb.TensorProto_FLOAT, []int{len(q.Scales)}, q.Scales))
 		if asymmetric {
 			inputs = append(inputs, name+"_zero_points")
 			added = append(added, tensor(name+"_zero_points", pb.TensorProto_UINT8, []int{len(q.ZeroPoints)}, q.ZeroPoints))
 		}
-		attrs := []*pb.AttributeProto{attrInt("K", int64(K)), attrInt("N", int64(N)), attrInt("bits", 4), attrInt("block_size", int64(block))}
+		attrs := []*pb.AttributeProto{attrInt("K", int64(K)), attrInt("N", int64(N)), attrInt("bits", int64(bits)), attrInt("block_size", int64(block))}
 		if accuracyLevel != 0 {
 			attrs = append(attrs, attrInt("accuracy_level", int64(accuracyLevel)))
 		}
 		nodeName := ""
 		if n.GetName() != "" {
-			nodeName = n.GetName() + "_Q4"
+			nodeName = n.GetName() + suffix
 		}
 		g.Node[i] = &pb.NodeProto{Name: proto.String(nodeName), OpType: proto.String("MatMulNBits"), Domain: proto.String("com.microsoft"),
 			Input: inputs, Output: n.Output, Attribute: attrs}

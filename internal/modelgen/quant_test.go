@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestQ4Layout pins the packing on hand-made blocks: nibble order, offsets,
+// TestQBlocksLayout pins the packing on hand-made blocks: nibble order, offsets,
 // the signed symmetric scale and the asymmetric zero point.
-func TestQ4Layout(t *testing.T) {
+func TestQBlocksLayout(t *testing.T) {
 	// K=32 (one block), N=1: column values 0, 1, ..., 15, then -16, ..., -1.
 	w := make([]float32, 32)
 	for k := range w {
@@ -17,7 +17,7 @@ func TestQ4Layout(t *testing.T) {
 			w[k] = float32(k - 32)
 		}
 	}
-	q, err := QuantizeQ4(w, 32, 1, 32, false)
+	q, err := QuantizeBlocks(w, 4, 32, 1, 32, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestQ4Layout(t *testing.T) {
 	// A positive extreme gives a negative scale (MLAS keeps the sign).
 	pos := make([]float32, 32)
 	pos[3] = 4
-	q, err = QuantizeQ4(pos, 32, 1, 32, false)
+	q, err = QuantizeBlocks(pos, 4, 32, 1, 32, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestQ4Layout(t *testing.T) {
 		a[k] = float32(k%4) * 1
 		a[32+k] = -1
 	}
-	q, err = QuantizeQ4(a, 64, 1, 32, true)
+	q, err = QuantizeBlocks(a, 4, 64, 1, 32, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,26 +76,27 @@ func TestQ4Layout(t *testing.T) {
 	}
 }
 
-// TestQ4RoundTrip: on random weights of awkward shapes, every dequantized
+// TestQBlocksRoundTrip: on random weights of awkward shapes, every dequantized
 // value is within one scale step of the weight (half a step unless clamped at
 // the positive end), the block's extreme is exact, and quantizing the
 // dequantized weight gives the same bytes.
-func TestQ4RoundTrip(t *testing.T) {
+func TestQBlocksRoundTrip(t *testing.T) {
 	tests := []struct {
-		K, N, block int
-		asym        bool
+		bits, K, N, block int
+		asym              bool
 	}{
-		{32, 8, 32, false}, {80, 5, 32, false}, {80, 5, 32, true}, {17, 3, 16, false},
-		{64, 7, 16, true}, {300, 4, 128, false}, {1, 1, 16, true},
+		{4, 32, 8, 32, false}, {4, 80, 5, 32, false}, {4, 80, 5, 32, true}, {4, 17, 3, 16, false},
+		{4, 64, 7, 16, true}, {4, 300, 4, 128, false}, {4, 1, 1, 16, true},
+		{8, 80, 5, 32, false}, {8, 80, 5, 32, true}, {8, 17, 3, 16, true}, {8, 1, 1, 16, false},
 	}
 	for _, tt := range tests {
 		w := normals(int64(tt.K*tt.N), "q4", tt.K*tt.N, 0, 0.3)
-		q, err := QuantizeQ4(w, tt.K, tt.N, tt.block, tt.asym)
+		q, err := QuantizeBlocks(w, tt.bits, tt.K, tt.N, tt.block, tt.asym)
 		if err != nil {
 			t.Fatal(err)
 		}
 		kb := q.KBlocks()
-		if len(q.Packed) != tt.N*kb*tt.block/2 || len(q.Scales) != tt.N*kb {
+		if len(q.Packed) != tt.N*kb*tt.block*tt.bits/8 || len(q.Scales) != tt.N*kb {
 			t.Fatalf("%+v: %d bytes, %d scales", tt, len(q.Packed), len(q.Scales))
 		}
 		dq, err := q.Dequantize()
@@ -123,7 +124,7 @@ func TestQ4RoundTrip(t *testing.T) {
 		if tt.asym {
 			continue // the zero point of a re-quantized block may move
 		}
-		q2, err := QuantizeQ4(dq, tt.K, tt.N, tt.block, tt.asym)
+		q2, err := QuantizeBlocks(dq, tt.bits, tt.K, tt.N, tt.block, tt.asym)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,8 +140,8 @@ func TestQ4RoundTrip(t *testing.T) {
 	}
 }
 
-func TestQ4Errors(t *testing.T) {
-	good, err := QuantizeQ4(make([]float32, 64), 32, 2, 32, true)
+func TestQBlocksErrors(t *testing.T) {
+	good, err := QuantizeBlocks(make([]float32, 64), 4, 32, 2, 32, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,33 +150,42 @@ func TestQ4Errors(t *testing.T) {
 		packed   []byte
 		scales   []float32
 		zp       []byte
+		bits     int
 		K, N, bs int
 	}{
-		{"block 24", good.Packed, good.Scales, nil, 32, 2, 24},
-		{"block 8", good.Packed, good.Scales, nil, 32, 2, 8},
-		{"K 0", nil, nil, nil, 0, 2, 32},
-		{"short B", good.Packed[1:], good.Scales, nil, 32, 2, 32},
-		{"long scales", good.Packed, append(good.Scales, 1), nil, 32, 2, 32},
-		{"short zero points", good.Packed, good.Scales, []byte{}, 32, 2, 32},
-		{"huge N", nil, nil, nil, 32, 1 << 40, 32},
+		{"block 24", good.Packed, good.Scales, nil, 4, 32, 2, 24},
+		{"block 8", good.Packed, good.Scales, nil, 4, 32, 2, 8},
+		{"3 bits", good.Packed, good.Scales, nil, 3, 32, 2, 32},
+		{"8 bits, 4-bit data", good.Packed, good.Scales, nil, 8, 32, 2, 32},
+		{"K 0", nil, nil, nil, 4, 0, 2, 32},
+		{"short B", good.Packed[1:], good.Scales, nil, 4, 32, 2, 32},
+		{"long scales", good.Packed, append(good.Scales, 1), nil, 4, 32, 2, 32},
+		{"short zero points", good.Packed, good.Scales, []byte{}, 4, 32, 2, 32},
+		{"huge N", nil, nil, nil, 4, 32, 1 << 40, 32},
 	}
 	for _, tt := range tests {
-		if _, err := DequantizeQ4(tt.packed, tt.scales, tt.zp, tt.K, tt.N, tt.bs); !errors.Is(err, ErrQ4) {
-			t.Errorf("%s: err = %v, want ErrQ4", tt.name, err)
+		if _, err := DequantizeBlocks(tt.packed, tt.scales, tt.zp, tt.bits, tt.K, tt.N, tt.bs); !errors.Is(err, ErrQBlocks) {
+			t.Errorf("%s: err = %v, want ErrQBlocks", tt.name, err)
 		}
 	}
-	if _, err := QuantizeQ4(make([]float32, 5), 32, 2, 32, false); !errors.Is(err, ErrQ4) {
-		t.Errorf("wrong length: err = %v, want ErrQ4", err)
+	if _, err := QuantizeBlocks(make([]float32, 5), 4, 32, 2, 32, false); !errors.Is(err, ErrQBlocks) {
+		t.Errorf("wrong length: err = %v, want ErrQBlocks", err)
 	}
 }
 
-// FuzzDequantizeQ4 feeds untrusted bytes to the unpacker: it must refuse or
-// unpack without panicking, and what it unpacks must follow the formula.
-func FuzzDequantizeQ4(f *testing.F) {
-	q, _ := QuantizeQ4(normals(1, "fuzz", 80*3, 0, 1), 80, 3, 16, true)
-	f.Add(uint16(80), uint8(3), uint8(4), true, q.Packed, []byte{1, 2, 3})
-	f.Add(uint16(32), uint8(1), uint8(5), false, make([]byte, 16), []byte{})
-	f.Fuzz(func(t *testing.T, K uint16, N uint8, logBlock uint8, withZP bool, packed, extra []byte) {
+// FuzzDequantizeBlocks feeds untrusted bytes to the unpacker: it must refuse
+// or unpack without panicking, and what it unpacks must follow the formula.
+func FuzzDequantizeBlocks(f *testing.F) {
+	q, _ := QuantizeBlocks(normals(1, "fuzz", 80*3, 0, 1), 4, 80, 3, 16, true)
+	f.Add(uint16(80), uint8(3), uint8(4), false, true, q.Packed, []byte{1, 2, 3})
+	q8, _ := QuantizeBlocks(normals(1, "fuzz", 40*2, 0, 1), 8, 40, 2, 32, true)
+	f.Add(uint16(40), uint8(2), uint8(5), true, true, q8.Packed, q8.ZeroPoints)
+	f.Add(uint16(32), uint8(1), uint8(5), false, false, make([]byte, 16), []byte{})
+	f.Fuzz(func(t *testing.T, K uint16, N uint8, logBlock uint8, eight, withZP bool, packed, extra []byte) {
+		bits := 4
+		if eight {
+			bits = 8
+		}
 		block := 1 << (logBlock % 9)
 		kb := (int(K) + block - 1) / block
 		scales := make([]float32, int(N)*kb)
@@ -186,22 +196,23 @@ func FuzzDequantizeQ4(f *testing.F) {
 		if withZP {
 			zp = extra
 		}
-		w, err := DequantizeQ4(packed, scales, zp, int(K), int(N), block)
+		w, err := DequantizeBlocks(packed, scales, zp, bits, int(K), int(N), block)
 		if err != nil {
-			if !errors.Is(err, ErrQ4) {
-				t.Fatalf("error %v does not wrap ErrQ4", err)
+			if !errors.Is(err, ErrQBlocks) {
+				t.Fatalf("error %v does not wrap ErrQBlocks", err)
 			}
 			return
 		}
 		if len(w) != int(K)*int(N) {
 			t.Fatalf("%d values for [%d, %d]", len(w), K, N)
 		}
-		// Check one value per column against the formula.
+		// Check the first value of each column against the formula.
+		mask := 1<<bits - 1
 		for n := 0; n < int(N); n++ {
-			v := int(packed[n*kb*block/2]) & 15
-			z := 8
+			v := int(packed[n*kb*block*bits/8]) & mask
+			z := 1 << (bits - 1)
 			if zp != nil {
-				z = int(zp[n*((kb+1)/2)]) & 15
+				z = int(zp[n*((kb*bits+7)/8)]) & mask
 			}
 			if want := float32(v-z) * scales[n*kb]; w[n] != want {
 				t.Fatalf("w[0,%d] = %v, want %v", n, w[n], want)

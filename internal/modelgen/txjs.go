@@ -14,7 +14,7 @@ import (
 // (docs/design/formats.md):
 //
 //   - model_q4.onnx: onnxruntime's MatMul4BitsQuantizer, block 32, symmetric,
-//     accuracy_level unset (QuantizeMatMulsQ4);
+//     accuracy_level unset (QuantizeMatMuls);
 //   - model_quantized.onnx (mode q8): onnxruntime's ONNXQuantizer in
 //     IntegerOps mode, dynamic, per-tensor int8 weights (uint8 only for models
 //     with Conv or genai attention ops), uint8 activations, MatMulConstBOnly
@@ -37,7 +37,7 @@ func BuildTransformersJS(c Config, variant string) (*pb.ModelProto, error) {
 	}
 	switch variant {
 	case TransformersJSQ4:
-		_, err = QuantizeMatMulsQ4(m, 32, false, 0)
+		_, err = QuantizeMatMuls(m, 4, 32, false, 0)
 	case TransformersJSQuantized:
 		_, err = QuantizeDynamicInt8(m)
 	default:

@@ -159,7 +159,7 @@ func TestJudgeTransformersJS(t *testing.T) {
 				float := refModel{c: c}.logits(ref)
 				var hook func(string, []float32) []float32
 				if variant == TransformersJSQ4 {
-					hook = q4Hook(t, c, 32, false)
+					hook = blocksHook(t, c, 4, 32, false)
 				} else {
 					proj := dequantHook(t, c, func(w []float32, _, _ int) ([]float32, error) { return QuantizeInt8(w).Dequantize(), nil })
 					hook = func(key string, w []float32) []float32 {
