@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -449,4 +452,20 @@ func (g GenAIConfig) genaiConfigJSON() ([]byte, error) {
 		return nil, fmt.Errorf("modelgen: genai_config.json: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// WriteGenAI writes the model as dir/model.onnx (weights inline) and
+// genai_config.json beside it, as the builder lays out its output folder.
+func WriteGenAI(dir string, g GenAIConfig) error {
+	m, cfg, err := BuildGenAI(g)
+	if err != nil {
+		return err
+	}
+	if err := onnx.Save(m, filepath.Join(dir, "model.onnx"), onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+		return fmt.Errorf("modelgen: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "genai_config.json"), cfg, 0o644); err != nil {
+		return fmt.Errorf("modelgen: %w", err)
+	}
+	return nil
 }

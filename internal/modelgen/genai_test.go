@@ -2,6 +2,7 @@ package modelgen
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -245,6 +246,28 @@ func TestGenAIStructure(t *testing.T) {
 				t.Errorf("genai_config.json is not written as json.dump(indent=4) writes it:\n%s", cfgJSON)
 			}
 		})
+	}
+}
+
+func TestWriteGenAI(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteGenAI(dir, genaiBase); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, cfg := mustBuildGenAI(t, genaiBase)
+	if !proto.Equal(m.Proto, want) {
+		t.Error("model.onnx differs from BuildGenAI's model")
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "genai_config.json"))
+	if err != nil || string(got) != string(cfg) {
+		t.Errorf("genai_config.json: %v, %q", err, got)
+	}
+	if err := WriteGenAI(dir, GenAIConfig{}); !errors.Is(err, ErrConfig) {
+		t.Errorf("zero config: err = %v, want ErrConfig", err)
 	}
 }
 
