@@ -159,7 +159,11 @@ func TestJudgeGenAI(t *testing.T) {
 		{"int8_zero_points", genaiWith(func(g *GenAIConfig) { g.Precision, g.Asymmetric = GenAIInt8, true })},
 		{"fp16", genaiWith(func(g *GenAIConfig) { g.Precision = GenAIFP16 })},
 	}
+	short := map[string]bool{"fp32": true, "int4": true, "int8": true, "fp16": true}
 	for _, tt := range tests {
+		if testing.Short() && !short[tt.name] {
+			continue
+		}
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ort := judge.ORT(t)
@@ -220,6 +224,9 @@ func TestJudgeGenAI(t *testing.T) {
 func TestJudgeGenAIKVCache(t *testing.T) {
 	for _, p := range []string{GenAIFP32, GenAIInt4, GenAIInt8, GenAIFP16} {
 		for _, c := range []struct{ B, New int }{{2, 1}, {1, 3}} {
+			if testing.Short() && c.B == 1 && p != GenAIFP32 {
+				continue
+			}
 			t.Run(fmt.Sprintf("%s_batch%d_new%d", p, c.B, c.New), func(t *testing.T) {
 				t.Parallel()
 				ort := judge.ORT(t)
