@@ -401,16 +401,22 @@ const (
 	genaiEOS = 2
 )
 
-// genaiConfigJSON is make_genai_config's output for this model on the CPU
-// provider (json.dump, indent 4).
+// genaiConfigJSON is make_genai_config's output for this model (json.dump,
+// indent 4): on the CPU provider, or on CUDA for the fp16 model (the provider
+// the builder makes an fp16 GroupQueryAttention model for), which lists its
+// provider options.
 func (g GenAIConfig) genaiConfigJSON() ([]byte, error) {
 	hd := g.Hidden / g.Heads
+	providers := []any{}
+	if g.Precision == GenAIFP16 {
+		providers = append(providers, ordered{{"cuda", ordered{{"enable_cuda_graph", "0"}}}})
+	}
 	cfg := ordered{
 		{"model", ordered{
 			{"bos_token_id", genaiBOS},
 			{"context_length", g.MaxPos},
 			{"decoder", ordered{
-				{"session_options", ordered{{"log_id", "onnxruntime-genai"}, {"provider_options", []any{}}}},
+				{"session_options", ordered{{"log_id", "onnxruntime-genai"}, {"provider_options", providers}}},
 				{"filename", "model.onnx"},
 				{"head_size", hd},
 				{"hidden_size", g.Hidden},

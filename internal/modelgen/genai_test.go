@@ -242,6 +242,9 @@ func TestGenAIStructure(t *testing.T) {
 				d.Outputs["present_value_names"] != "present.%d.value" || cfg.Model.ContextLength != g.MaxPos {
 				t.Errorf("genai_config.json: %+v", cfg)
 			}
+			if cuda := strings.Contains(string(cfgJSON), `"enable_cuda_graph": "0"`); cuda != (g.Precision == GenAIFP16) {
+				t.Errorf("genai_config.json: CUDA provider options %v for precision %s", cuda, g.Precision)
+			}
 			if !strings.Contains(string(cfgJSON), "\n    \"search\": {") || !strings.Contains(string(cfgJSON), "\"temperature\": 1.0") {
 				t.Errorf("genai_config.json is not written as json.dump(indent=4) writes it:\n%s", cfgJSON)
 			}
