@@ -235,19 +235,13 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 
 	eps := attrFloat("epsilon", rmsEps)
 	norm := func(key string) []float32 { return normals(seed, key, g.Hidden, 1, normStd) }
-	// make_layernorm: Skip…(root, skip, weight) → output_0 and, but for the
-	// final norm, output_3 (the residual sum, the next root).
-	skipNorm := func(scope, key string, last bool) string {
-		name := scope + "/SkipLayerNorm"
+	// make_layernorm: SkipSimplifiedLayerNormalization(root, skip, weight) →
+	// output_0, and output_3 (root + skip, the residual) as the next root.
+	skipNorm := func(scope, key string) string {
 		outs := []string{scope + "/output_0", "", "", scope + "/output_3"}
-		if last {
-			outs = outs[:1]
-		}
-		b.node(name, "SkipSimplifiedLayerNormalization", "com.microsoft",
+		b.node(scope+"/SkipLayerNorm", "SkipSimplifiedLayerNormalization", "com.microsoft",
 			[]string{root, skip, b.init(key, []int{g.Hidden}, norm(key))}, outs, eps)
-		if !last {
-			root = outs[3]
-		}
+		root = outs[3]
 		return outs[0]
 	}
 	cosSin := false
@@ -261,7 +255,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			b.node(l+"/input_layernorm/LayerNorm", "SimplifiedLayerNormalization", "",
 				[]string{root, b.init(k, []int{g.Hidden}, norm(k))}, []string{x}, eps, attrInt("axis", -1), attrInt("stash_type", 1))
 		} else {
-			x = skipNorm(l+"/input_layernorm", key+".input_layernorm.weight", false)
+			x = skipNorm(l+"/input_layernorm", key+".input_layernorm.weight")
 		}
 
 		// make_attention_input_proj: one packed q/k/v MatMul, [H, q+k+v].
@@ -293,7 +287,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			attrFloat("softcap", 0), attrInt("do_rotary", 1), attrInt("rotary_interleaved", 0))
 		wo := normals(seed, key+".self_attn.o_proj.weight", qSize*g.Hidden, 0, residStd(qSize))
 		skip = b.matmul(l+"/attn/o_proj/MatMul", attn+"/output_0", wo, qSize, g.Hidden, "")
-		x = skipNorm(l+"/post_attention_layernorm", key+".post_attention_layernorm.weight", false)
+		x = skipNorm(l+"/post_attention_layernorm", key+".post_attention_layernorm.weight")
 
 		// make_mlp_proj: gate, up, act_fn (Sigmoid, Mul), Mul, down.
 		wg := normals(seed, key+".mlp.gate_proj.weight", g.Hidden*g.FFN, 0, projStd(g.Hidden))
