@@ -65,7 +65,7 @@ func columns(rows [][]int64, from, to int) [][]int64 {
 // maskPositions returns the position ids of every column of in.mask (past and
 // new positions) by the rule the graph applies without position_ids.
 func maskPositions(c Config, in refInput) [][]int64 {
-	return refModel{c}.positionsRef(refInput{ids: in.mask, mask: in.mask})
+	return refModel{c: c}.positionsRef(refInput{ids: in.mask, mask: in.mask})
 }
 
 // feeds builds the model inputs for ids over a past of pastLen positions
@@ -131,7 +131,7 @@ func compareReference(t *testing.T, ort *judge.Runtime, path string, c Config, i
 		t.Fatal(err)
 	}
 	got := float32s(t, out["logits"])
-	want := refModel{c}.logits(ref)
+	want := refModel{c: c}.logits(ref)
 	B, T := len(in.ids), len(in.ids[0])
 	if fmt.Sprint(out["logits"].Shape) != fmt.Sprint([]int{B, T, c.Vocab}) {
 		t.Fatalf("logits shape %v, want [%d %d %d]", out["logits"].Shape, B, T, c.Vocab)

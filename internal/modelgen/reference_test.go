@@ -18,12 +18,32 @@ type refInput struct {
 	pos  [][]int64 // position_ids or nil
 }
 
-type refModel struct{ c Config }
+type refModel struct {
+	c Config
+	// dequant, when set, replaces each weight as generated (row-major [in,
+	// out] for projections) by what a quantized model stores for it.
+	dequant func(key string, w []float32) []float32
+	// act, when set, replaces the input of every Llama projection and of the
+	// head by what a dynamically quantized model computes with (a
+	// DynamicQuantizeLinear round trip).
+	act func(x [][]float64) [][]float64
+}
+
+// projIn is the input a projection reads: x, or r.act(x).
+func (r refModel) projIn(x [][]float64) [][]float64 {
+	if r.act == nil {
+		return x
+	}
+	return r.act(x)
+}
 
 // param returns a weight as the builder generates it, rounded to float16 when
 // the model stores float16.
 func (r refModel) param(key string, n int, mean, std float64) []float64 {
 	w := normals(r.c.Seed, key, n, mean, std)
+	if r.dequant != nil {
+		w = r.dequant(key, w)
+	}
 	out := make([]float64, n)
 	for i, v := range w {
 		if r.c.Float16 {
@@ -228,7 +248,7 @@ func (r refModel) head(x [][]float64, emb []float64) [][]float64 {
 	} else {
 		w = r.param("lm_head.weight", c.Hidden*c.Vocab, 0, projStd(c.Hidden))
 	}
-	return linear(x, w, nil, c.Vocab)
+	return linear(r.projIn(x), w, nil, c.Vocab)
 }
 
 func addInto(x, y [][]float64) {
@@ -256,13 +276,13 @@ func (r refModel) llamaRow(ids, mask, pos []int64) [][]float64 {
 			if odd && c.Odd.Kind == OddBias {
 				bias = r.param(key+".self_attn."+name+".bias", out, 0, biasStd)
 			}
-			return linear(h, r.param(key+".self_attn."+name+".weight", c.Hidden*out, 0, projStd(c.Hidden)), bias, out)
+			return linear(r.projIn(h), r.param(key+".self_attn."+name+".weight", c.Hidden*out, 0, projStd(c.Hidden)), bias, out)
 		}
 		q, k, v := proj("q_proj", c.Heads*hd), proj("k_proj", c.KVHeads*hd), proj("v_proj", c.KVHeads*hd)
 		rope(q, pos, hd)
 		rope(k, pos, hd)
 		a := attend(q, k, v, c.Heads, c.KVHeads, hd, mask)
-		addInto(x, linear(a, r.param(key+".self_attn.o_proj.weight", c.Hidden*c.Hidden, 0, residStd(c.Hidden)), nil, c.Hidden))
+		addInto(x, linear(r.projIn(a), r.param(key+".self_attn.o_proj.weight", c.Hidden*c.Hidden, 0, residStd(c.Hidden)), nil, c.Hidden))
 		w = r.param(key+".post_attention_layernorm.weight", c.Hidden, 1, normStd)
 		for t := range x {
 			h[t] = rmsNormRef(x[t], w)
@@ -271,14 +291,14 @@ func (r refModel) llamaRow(ids, mask, pos []int64) [][]float64 {
 		if odd && c.Odd.Kind == OddFFN {
 			ffn += c.FFN / 2
 		}
-		g := linear(h, r.param(key+".mlp.gate_proj.weight", c.Hidden*ffn, 0, projStd(c.Hidden)), nil, ffn)
-		u := linear(h, r.param(key+".mlp.up_proj.weight", c.Hidden*ffn, 0, projStd(c.Hidden)), nil, ffn)
+		g := linear(r.projIn(h), r.param(key+".mlp.gate_proj.weight", c.Hidden*ffn, 0, projStd(c.Hidden)), nil, ffn)
+		u := linear(r.projIn(h), r.param(key+".mlp.up_proj.weight", c.Hidden*ffn, 0, projStd(c.Hidden)), nil, ffn)
 		for t := range g {
 			for j, gv := range g[t] {
 				g[t][j] = gv / (1 + math.Exp(-gv)) * u[t][j]
 			}
 		}
-		addInto(x, linear(g, r.param(key+".mlp.down_proj.weight", ffn*c.Hidden, 0, residStd(ffn)), nil, c.Hidden))
+		addInto(x, linear(r.projIn(g), r.param(key+".mlp.down_proj.weight", ffn*c.Hidden, 0, residStd(ffn)), nil, c.Hidden))
 	}
 	w := r.param("model.norm.weight", c.Hidden, 1, normStd)
 	for t := range x {
