@@ -42,6 +42,42 @@ func getPack(n int) *[]float32 {
 // result does not depend on threads (each C element is summed in the same
 // order whatever the split).
 func Sgemm(threads, m, n, k int, alpha float32, a, b MatView, beta float32, c []float32, ldc int) {
+	sgemm(threads, m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+// BSource is a B operand kept in its stored format (float16, bfloat16, int8,
+// 4-bit blocks with scales, ...): the matmul never reads B except through
+// PackB, which widens the block it is asked for to float32 while writing the
+// packed panels. A source therefore costs its stored bytes in memory, never a
+// float32 copy of the whole matrix. MatView is the float32 source.
+//
+// PackB writes panels q0..q1 (NR = 16 columns each) of B[pc:pc+kc, jc:jc+nc]
+// into dst: panel q starts at dst[q*kc*16:], row p of it at +p*16, and
+// columns past nc are zero. It is called concurrently for disjoint panel
+// ranges of the same block and must not keep dst.
+type BSource interface {
+	PackB(dst []float32, pc, jc, kc, nc, q0, q1 int)
+}
+
+// PanelWidth is the number of B columns in one packed panel (NR).
+const PanelWidth = gemmNR
+
+// PackB implements BSource for a float32 view.
+func (b MatView) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
+	packB(dst, b, pc, jc, kc, nc, q0, q1)
+}
+
+// SgemmB is Sgemm with B read through a BSource. With a MatView it computes
+// exactly what Sgemm does; a source whose PackB widens exactly (float16,
+// bfloat16 and integer blocks all do) gives results bitwise equal to widening
+// B first and calling Sgemm.
+func SgemmB(threads, m, n, k int, alpha float32, a MatView, b BSource, beta float32, c []float32, ldc int) {
+	sgemm(threads, m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+// sgemm is generic in the source so that Sgemm's MatView is not boxed (no
+// allocation per call) while SgemmB takes any source.
+func sgemm[S BSource](threads, m, n, k int, alpha float32, a MatView, b S, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -78,10 +114,10 @@ func Sgemm(threads, m, n, k int, alpha float32, a, b MatView, beta float32, c []
 			// Pack B, in parallel chunks of panels when it is large.
 			if chunks := min(4*threads, panels/8); threads > 1 && chunks > 1 && mblocks*gemmMC*kc*nc >= 1<<20 {
 				parallelTasks(threads, chunks, func(t int) {
-					packB(*bp, b, pc, jc, kc, nc, t*panels/chunks, (t+1)*panels/chunks)
+					b.PackB(*bp, pc, jc, kc, nc, t*panels/chunks, (t+1)*panels/chunks)
 				})
 			} else {
-				packB(*bp, b, pc, jc, kc, nc, 0, panels)
+				b.PackB(*bp, pc, jc, kc, nc, 0, panels)
 			}
 			// Tasks: M blocks, times column ranges when M blocks alone are
 			// too few to balance the threads (about four tasks per thread,
@@ -170,9 +206,8 @@ var packRows func(dst, src []float32, kc, np, lds, dps int)
 // packB is the only place that reads B: the microkernels see only the packed
 // panels it writes. B is therefore free to be stored in another format as long
 // as packB widens it to float32 here. A weight kept as float16, bfloat16, int8
-// or 4-bit blocks (with their scales) plugs in as a different source operand
-// in place of MatView — e.g. an interface or a second packB variant that
-// decodes rows p = pc..pc+kc-1, columns jc+pj*NR.. of its blocks into the same
+// or 4-bit blocks (with their scales) plugs in as a BSource (SgemmB) whose
+// PackB decodes rows p = pc..pc+kc-1, columns jc+pj*NR.. of its blocks into the same
 // panel layout (panel pj at dst[pj*kc*NR:], row p at +p*NR, columns past nc
 // zero). Everything after packing (macroKernel, the assembly kernels, the
 // order of the sums, hence the results for float32 B) stays as it is. The
