@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
@@ -411,30 +410,6 @@ func TestGolden(t *testing.T) {
 }
 
 // TestMergeIsFast: the SLM search calls Merge for every candidate.
-func TestMergeIsFast(t *testing.T) {
-	mp, err := onnx.Load(testenv.TestModel(t, "llama8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := discover.Find(mp.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 2, High: 4}}, {Window: slm.Window{Low: 5, High: 6}}}}
-	best := time.Hour
-	for i := 0; i < 5; i++ {
-		start := time.Now()
-		if _, err := rewrite.Merge(mp.Proto, s, plan, rewrite.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		best = min(best, time.Since(start))
-	}
-	t.Logf("Merge of llama8 (windows 2..4, 5..6, rule paper): best of 5 %v", best)
-	if best > 250*time.Millisecond {
-		t.Errorf("Merge took %v, want tens of milliseconds", best)
-	}
-}
-
 func BenchmarkMerge(b *testing.B) {
 	mp, err := onnx.Load(testenv.TestModel(b, "llama8"))
 	if err != nil {

@@ -15,15 +15,6 @@ import (
 	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
-// ErrNotCheckable is kept so that older call sites compile; Check never
-// returns it.
-//
-// Deprecated: a model too new for the installed checker (Debian's onnx 1.12
-// knows IR <= 8 and opset <= 17) was not judged, and a test that logged this
-// error and went on passed without a verdict. Check now reports such a model
-// as a failure; use Valid to skip it instead (failing under CI=true).
-var ErrNotCheckable = errors.New("model needs a newer ONNX than the installed checker")
-
 // errTooNew marks, inside this package, a model the installed checker cannot
 // judge.
 var errTooNew = errors.New("not judged: the model needs a newer ONNX than the installed checker")
