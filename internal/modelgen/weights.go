@@ -57,14 +57,18 @@ func normals(seed int64, key string, n int, mean, std float64) []float32 {
 	return out
 }
 
-// tensor encodes data (the Go slice type of dt, float32 for FLOAT16) as a
+// tensor encodes data (the Go slice type of dt, float32 for FLOAT16 and BFLOAT16) as a
 // tensor with little-endian raw_data; an empty name is left unset, as in
 // torch's Constant values. A length that does not match dims is a bug here.
 func tensor(name string, dt pb.TensorProto_DataType, dims []int, data any) *pb.TensorProto {
-	if f, ok := data.([]float32); ok && dt == pb.TensorProto_FLOAT16 {
+	if f, ok := data.([]float32); ok && (dt == pb.TensorProto_FLOAT16 || dt == pb.TensorProto_BFLOAT16) {
+		narrow := onnx.Float32ToFloat16
+		if dt == pb.TensorProto_BFLOAT16 {
+			narrow = onnx.Float32ToBFloat16
+		}
 		h := make([]uint16, len(f))
 		for i, v := range f {
-			h[i] = onnx.Float32ToFloat16(v)
+			h[i] = narrow(v)
 		}
 		data = h
 	}
