@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 )
@@ -59,6 +60,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "genmodel: -dtype %q: want float32, float16 or bfloat16\n", dtype)
 		os.Exit(2)
 	}
+	// Each tensor is garbage once written: collect sooner than the default
+	// (100), so the peak stays near one tensor's copies (measured on the
+	// 1.26 B fp16 shape: 1.03 GB peak RSS at 100, 0.74 GB at 25).
+	debug.SetGCPercent(25)
 	if err := modelgen.Stream(c, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "genmodel:", err)
 		os.Exit(1)
