@@ -217,11 +217,11 @@ func (b *builder) asFloat(name string) string {
 // [in, out] under onnx::MatMul_N; the unfolded one stores the PyTorch [out, in]
 // parameter under its own name and transposes it in the graph.
 func (b *builder) weightMatrix(key string, in, out int, std float64) string {
-	w := normals(b.cfg.Seed, key, in*out, 0, std) // row-major [in, out]
 	if b.cfg.TransposedWeights {
-		return b.foldedWeight([]int{in, out}, w)
+		return b.foldedWeight([]int{in, out}, normals(b.cfg.Seed, key, in*out, 0, std)) // row-major [in, out]
 	}
-	return b.transpose(b.initializer(key, []int{out, in}, transpose2(w, in, out)), 1, 0)
+	// The same values, generated in PyTorch's [out, in] order.
+	return b.transpose(b.initializer(key, []int{out, in}, normalsT(b.cfg.Seed, key, in, out, std)), 1, 0)
 }
 
 // transpose2 returns the [cols, rows] transpose of a row-major [rows, cols] matrix.

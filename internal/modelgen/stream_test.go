@@ -199,3 +199,27 @@ func TestStreamRuntimeMatchesORT(t *testing.T) {
 		})
 	}
 }
+
+// normalAt and normalsT give exactly the values of drawing the stream in
+// order (Stream relies on it to skip the untransposed copy).
+func TestNormalAtMatchesStream(t *testing.T) {
+	for _, tc := range []struct {
+		key        string
+		rows, cols int
+	}{{"a", 1, 1}, {"model.layers.0.mlp.up_proj.weight", 7, 13}, {"lm_head.weight", 32, 3}} {
+		r := newRNG(5, tc.key)
+		ref := newRNG(5, tc.key)
+		for i := 0; i < tc.rows*tc.cols; i++ {
+			if got, want := r.normalAt(i), ref.normal(); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%s: normalAt(%d) = %v, stream gives %v", tc.key, i, got, want)
+			}
+		}
+		got := normalsT(5, tc.key, tc.rows, tc.cols, 0.3)
+		want := transpose2(normals(5, tc.key, tc.rows*tc.cols, 0, 0.3), tc.rows, tc.cols)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s: normalsT[%d] = %v, want %v", tc.key, i, got[i], want[i])
+			}
+		}
+	}
+}
