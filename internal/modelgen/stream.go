@@ -19,8 +19,8 @@ const maxStreamParams = 1 << 40
 // Stream writes the model described by cfg to path, with every initializer of
 // at least onnx.DefaultMinExternalBytes bytes in the external-data file
 // path+".data" beside it, generating and writing one tensor at a time: memory
-// is that of the largest tensor (a few copies of it: float32 values, narrowed
-// values, encoded bytes) plus the graph, whatever the model's size. Build caps
+// is that of the largest tensor (its float32 values and its stored bytes)
+// plus the graph, whatever the model's size. Build caps
 // models at about 67M parameters; Stream at about 1.1 T.
 //
 // The files are byte-identical to what onnx.Save writes for Build's model
