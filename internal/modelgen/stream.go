@@ -57,6 +57,10 @@ func Stream(cfg Config, path string) (err error) {
 	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("modelgen: write %s: %w", dataName, err)
 	}
+	// CreateTemp makes 0600 files; onnx.Save's are 0644 (before umask).
+	if err := dataTmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("modelgen: %w", err)
+	}
 	if err := dataTmp.Sync(); err != nil {
 		return fmt.Errorf("modelgen: sync %s: %w", dataName, err)
 	}
@@ -68,6 +72,9 @@ func Stream(cfg Config, path string) (err error) {
 		return err
 	}
 	if modelTmp, err = os.CreateTemp(dir, "."+base+".tmp*"); err != nil {
+		return fmt.Errorf("modelgen: %w", err)
+	}
+	if err := modelTmp.Chmod(0o644); err != nil {
 		return fmt.Errorf("modelgen: %w", err)
 	}
 	if _, err := modelTmp.Write(b); err != nil {

@@ -59,6 +59,19 @@ func TestStreamMatchesSave(t *testing.T) {
 					t.Errorf("%s (%d bytes) differs from onnx.Save's %s (%d bytes)", filepath.Base(pair[0]), len(a), filepath.Base(pair[1]), len(b))
 				}
 			}
+			sv, err := os.Stat(saved)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{streamed, streamed + ".data"} {
+				st, err := os.Stat(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Mode().Perm() != sv.Mode().Perm() {
+					t.Errorf("%s has mode %v, onnx.Save's model %v", filepath.Base(f), st.Mode().Perm(), sv.Mode().Perm())
+				}
+			}
 			entries, err := os.ReadDir(dir)
 			if err != nil {
 				t.Fatal(err)
