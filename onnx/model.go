@@ -17,7 +17,8 @@ import (
 
 // Model is a loaded ONNX model. Its Proto is self-contained: every tensor
 // holds its data in memory (raw_data or a typed field), none refers to an
-// external file.
+// external file. Tensors read from external data by Load have raw_data that
+// is a read-only memory mapping of their file (see Load and Close).
 type Model struct {
 	Proto *pb.ModelProto
 	// Path is the file the model was loaded from ("" for LoadBytes).
@@ -28,6 +29,39 @@ type Model struct {
 	// DataUnread is set by LoadGraphOnly: tensors stored externally still
 	// refer to their files, unread, and the model cannot be run or saved.
 	DataUnread bool
+
+	// maps are the external-data files mapped by Load; mapped the tensors
+	// whose raw_data points into them (cleared by Close).
+	maps   [][]byte
+	mapped []*pb.TensorProto
+}
+
+// Close releases the memory mappings that hold the bytes of tensors loaded
+// from external data, and sets those tensors' raw_data to nil, so a later use
+// through the model fails a size check instead of reading unmapped memory.
+// After Close, no slice taken from such a tensor before (its raw_data, the
+// result of Float32s, a runtime session built on the model) may be used:
+// reading it faults. Close is idempotent; a model that is never closed keeps
+// its mappings until the process exits (they are clean file pages, which the
+// kernel reclaims under memory pressure and rereads on use). There is
+// deliberately no finalizer: Go cannot see slices into mapped memory, so a
+// finalizer on the Model could unmap bytes still in use elsewhere.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	for _, t := range m.mapped {
+		t.RawData = nil
+	}
+	m.mapped = nil
+	var first error
+	for _, b := range m.maps {
+		if err := unmapFile(b); err != nil && first == nil {
+			first = fmt.Errorf("onnx: unmap external data: %w", err)
+		}
+	}
+	m.maps = nil
+	return first
 }
 
 // InputFiles lists the files the model was read from: Path and its external
@@ -52,9 +86,19 @@ func (m *Model) InputFiles() []string {
 // External data locations are relative to the model's folder; a location that
 // is absolute, climbs out with "..", or is a symlink resolving outside the
 // folder is refused, as is an offset or length past the end of the file or a
-// length that does not match the tensor's dims. Each tensor's data is read
-// straight into its own buffer, after the checks: memory is bounded by what
-// the files really hold. Every tensor's dims and data size are checked.
+// length that does not match the tensor's dims. Every tensor's dims and data
+// size are checked.
+//
+// External data files are memory-mapped read-only (on Unix; elsewhere each
+// tensor's bytes are read into its own buffer, after the checks): a tensor's
+// raw_data is a slice of the mapping, not a copy on the heap, so loading
+// costs no memory until the bytes are used, and the pages the kernel keeps
+// are clean file pages it can drop and reread. raw_data of such tensors must
+// not be written to (a write faults): code that changes a tensor's values
+// makes a new buffer. The mappings live until Model.Close; the data file must
+// not be truncated or rewritten in place meanwhile (reading a page past a
+// truncation raises SIGBUS; Save and onnxslm replace files by rename, which
+// leaves the mapped file intact). Inline data stays where the decoder put it.
 //
 // Errors are one line naming the file and the tensor, like
 //
@@ -119,6 +163,12 @@ func resolve(mp *pb.ModelProto, name, path string, read bool) (*Model, error) {
 	}
 	ext := &externalData{path: path, checkOnly: !read}
 	defer ext.close()
+	ok := false
+	defer func() {
+		if !ok {
+			ext.unmap()
+		}
+	}()
 	_, _, err := mapTensors(mp.ProtoReflect(), "", func(where, _ string, t *pb.TensorProto) (*pb.TensorProto, error) {
 		if isExternal(t) || len(t.ExternalData) > 0 {
 			if err := ext.resolve(t); err != nil {
@@ -136,7 +186,8 @@ func resolve(mp *pb.ModelProto, name, path string, read bool) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Proto: mp, Path: path, ExternalFiles: ext.locations()}, nil
+	ok = true
+	return &Model{Proto: mp, Path: path, ExternalFiles: ext.locations(), maps: ext.maps, mapped: ext.mapped}, nil
 }
 
 func whereOrName(where string, t *pb.TensorProto) string {
@@ -164,12 +215,18 @@ type externalData struct {
 	// checkOnly: resolve checks a reference but reads nothing and leaves the
 	// tensor external.
 	checkOnly bool
+	maps      [][]byte          // the files mapped so far
+	mapped    []*pb.TensorProto // tensors whose raw_data is in maps
 }
 
 type extFile struct {
 	f    *os.File
 	size int64
 	err  error
+	// data is the file mapped read-only, once a tensor of it is read;
+	// mapTried is set after the first try (a failure falls back to ReadAt).
+	data     []byte
+	mapTried bool
 }
 
 type extRef struct {
@@ -257,6 +314,13 @@ func (e *externalData) resolve(t *pb.TensorProto) error {
 	if e.checkOnly {
 		return nil
 	}
+	if data := e.mapping(f); data != nil && r.length > 0 {
+		t.RawData = data[r.offset : r.offset+r.length : r.offset+r.length]
+		e.mapped = append(e.mapped, t)
+		t.ExternalData = nil
+		t.DataLocation = nil
+		return nil
+	}
 	// r.length is now bounded by the file's size: allocating it is safe.
 	buf := make([]byte, r.length)
 	if _, err := f.f.ReadAt(buf, r.offset); err != nil && !(errors.Is(err, io.EOF) && r.length == 0) {
@@ -266,6 +330,32 @@ func (e *externalData) resolve(t *pb.TensorProto) error {
 	t.ExternalData = nil
 	t.DataLocation = nil
 	return nil
+}
+
+// mapping returns f mapped read-only, or nil where mapping is not supported
+// or fails (then Load reads each tensor into memory instead).
+func (e *externalData) mapping(f *extFile) []byte {
+	if !f.mapTried {
+		f.mapTried = true
+		if mmapSupported && f.size > 0 {
+			if data, err := mapFile(f.f, f.size); err == nil {
+				f.data = data
+				e.maps = append(e.maps, data)
+			}
+		}
+	}
+	return f.data
+}
+
+// unmap releases the mappings of a load that failed.
+func (e *externalData) unmap() {
+	for _, t := range e.mapped {
+		t.RawData = nil
+	}
+	for _, b := range e.maps {
+		unmapFile(b)
+	}
+	e.maps, e.mapped = nil, nil
 }
 
 // open opens an external-data file once, after checking that its location

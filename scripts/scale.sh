@@ -21,6 +21,19 @@
 # Environment: SCALE_LAYERS, SCALE_D, SCALE_FFN, SCALE_VOCAB (model shape; the
 # defaults are biglm's), SCALE_THREADS (onnxslm --threads; default all cores),
 # ONNXSLM_PYTHON (default /usr/bin/python3).
+#
+# SCALE_MODEL picks the model:
+#   biglm        (default) the 374M float32 Llama above, made by PyTorch;
+#   tinyllama1b  TinyLlama's shape in float16 without PyTorch (internal/cmd/genmodel,
+#                streamed): 22 layers, d 2048, 32 heads (SCALE_KV_HEADS: 32), FFN 5632,
+#                vocab 32000; 1.26 B parameters, 2.52 GB of external data;
+#   llama7b      a 7B shape in float16: 32 layers, d 4096, 32 heads / 8 KV heads,
+#                FFN 11008 (SCALE_FFN=14336 for Mistral's), vocab 32000; 5.9 B
+#                parameters, 11.9 GB (7.2 B, 14.5 GB with FFN 14336).
+# SCALE_DTYPE (float16 or bfloat16) and SCALE_KV_HEADS override the generated
+# models' storage and KV heads. For the generated models the script stops after
+# the build and inspect steps unless SCALE_FULL=1 (eval and prune at that size
+# wait for the layer-major runtime of issue 13).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-/tmp/onnxslm-scale}"
@@ -33,16 +46,19 @@ say() { printf '== %s\n' "$*" >&2; }
 
 # --- prerequisites -------------------------------------------------------------
 [ -x /usr/bin/time ] || { say "installing time"; apt-get install -y -qq time >/dev/null; }
-if ! "$python" -c 'import torch, onnx, numpy' 2>/dev/null; then
+kind="${SCALE_MODEL:-biglm}"
+case "$kind" in
+biglm | tinyllama1b | llama7b) ;;
+*) echo "scale.sh: SCALE_MODEL=$kind: want biglm, tinyllama1b or llama7b" >&2; exit 2 ;;
+esac
+generated=0
+[ "$kind" != biglm ] && generated=1
+if [ "$generated" -eq 0 ] && ! "$python" -c 'import torch, onnx, numpy' 2>/dev/null; then
 	say "installing python3-torch python3-onnx python3-numpy (large; Debian packages)"
 	sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-torch python3-onnx python3-numpy
 fi
-[ -f "$biglm" ] || { echo "scale.sh: $biglm not found (../shared/tools/biglm)" >&2; exit 1; }
-if [ ! -f "$repo/tools/judges/node_modules/onnxruntime-node/package.json" ]; then
-	say "installing the judges (onnxruntime-node)"
-	bash "$repo/.ci/install-judges.sh"
-fi
+[ "$generated" -eq 1 ] || [ -f "$biglm" ] || { echo "scale.sh: $biglm not found (../shared/tools/biglm)" >&2; exit 1; }
 
 say "go build onnxslm"
 (cd "$repo" && go build -o "$work/onnxslm" ./cmd/onnxslm)
@@ -51,18 +67,43 @@ threads=()
 [ -n "${SCALE_THREADS:-}" ] && threads=(--threads "$SCALE_THREADS")
 
 # --- the model ----------------------------------------------------------------
-model="$work/llama374m.onnx"
-shape=()
-[ -n "${SCALE_LAYERS:-}" ] && shape+=(--layers "$SCALE_LAYERS")
-[ -n "${SCALE_D:-}" ] && shape+=(--d "$SCALE_D")
-[ -n "${SCALE_FFN:-}" ] && shape+=(--ffn "$SCALE_FFN")
-[ -n "${SCALE_VOCAB:-}" ] && shape+=(--vocab "$SCALE_VOCAB")
-if [ ! -f "$model" ] || [ ! -f "$model.data" ] || [ "${#shape[@]}" -gt 0 ]; then
-	say "building the random Llama (make_random_llama.py ${shape[*]:-})"
-	/usr/bin/time -v -o "$work/build.time" "$python" "$biglm" "$model" "${shape[@]}" >"$work/build.json"
+if [ "$generated" -eq 1 ]; then
+	# Streamed by internal/cmd/genmodel: memory is about the largest tensor.
+	say "go build genmodel"
+	(cd "$repo" && go build -o "$work/genmodel" ./internal/cmd/genmodel)
+	dtype="${SCALE_DTYPE:-float16}"
+	case "$kind" in
+	tinyllama1b) gen=(-layers "${SCALE_LAYERS:-22}" -d "${SCALE_D:-2048}" -heads 32 -kv-heads "${SCALE_KV_HEADS:-32}" -ffn "${SCALE_FFN:-5632}") ;;
+	llama7b) gen=(-layers "${SCALE_LAYERS:-32}" -d "${SCALE_D:-4096}" -heads 32 -kv-heads "${SCALE_KV_HEADS:-8}" -ffn "${SCALE_FFN:-11008}") ;;
+	esac
+	gen+=(-vocab "${SCALE_VOCAB:-32000}" -dtype "$dtype")
+	model="$work/$kind-$dtype.onnx"
+	spec="${gen[*]}"
+	if [ ! -f "$model" ] || [ ! -f "$model.data" ] || [ "$(cat "$model.gen" 2>/dev/null)" != "$spec" ]; then
+		say "generating $kind (genmodel $spec)"
+		rm -f "$model" "$model.data" "$model.gen"
+		/usr/bin/time -v -o "$model.time" "$work/genmodel" "${gen[@]}" "$model"
+		echo "$spec" >"$model.gen"
+	fi
+	# The build step of the table is this model's generation.
+	cp "$model.time" "$work/build.time" 2>/dev/null || rm -f "$work/build.time"
 fi
-vocab="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["vocab_size"])' "$work/build.json" 2>/dev/null ||
-	"$onnxslm" inspect --json "$model" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["outputs"][0]["shape"][-1])')"
+if [ "$generated" -eq 0 ]; then
+	model="$work/llama374m.onnx"
+	shape=()
+	[ -n "${SCALE_LAYERS:-}" ] && shape+=(--layers "$SCALE_LAYERS")
+	[ -n "${SCALE_D:-}" ] && shape+=(--d "$SCALE_D")
+	[ -n "${SCALE_FFN:-}" ] && shape+=(--ffn "$SCALE_FFN")
+	[ -n "${SCALE_VOCAB:-}" ] && shape+=(--vocab "$SCALE_VOCAB")
+	if [ ! -f "$model" ] || [ ! -f "$model.data" ] || [ "${#shape[@]}" -gt 0 ]; then
+		say "building the random Llama (make_random_llama.py ${shape[*]:-})"
+		/usr/bin/time -v -o "$work/build.time" "$python" "$biglm" "$model" "${shape[@]}" >"$work/build.json"
+	fi
+	vocab="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["vocab_size"])' "$work/build.json" 2>/dev/null ||
+			"$onnxslm" inspect --json "$model" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["outputs"][0]["shape"][-1])')"
+else
+	vocab="${SCALE_VOCAB:-32000}"
+fi
 weights=$(($(stat -c %s "$model") + $(stat -c %s "$model.data")))
 
 # --- token sets: random ids, seeded ---------------------------------------------
@@ -73,7 +114,7 @@ tokens 1 "$work/calib.txt"
 tokens 2 "$work/eval.txt"
 
 # --- the steps ------------------------------------------------------------------
-out="$work/llama374m-pruned.onnx"
+out="${model%.onnx}-pruned.onnx"
 rm -f "$out" "$out.data" "$work/over.txt"
 steps=()
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -84,7 +125,15 @@ run() { # NAME CMD...: run under /usr/bin/time -v, keep stdout in NAME.out
 		echo "scale.sh: $name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
 	steps+=("$name")
 }
+ort_ok=0
 run inspect "$onnxslm" inspect --json "$model"
+full=1
+[ "$generated" -eq 1 ] && [ "${SCALE_FULL:-0}" != 1 ] && full=0
+if [ "$full" -eq 1 ]; then
+if [ ! -f "$repo/tools/judges/node_modules/onnxruntime-node/package.json" ]; then
+	say "installing the judges (onnxruntime-node)"
+	bash "$repo/.ci/install-judges.sh"
+fi
 run eval "$onnxslm" eval --json "${threads[@]}" "$model" --tokens "$work/eval.txt"
 # SCALE_METHOD picks the pruning method (default: the CLI's default, auto).
 run prune "$onnxslm" --method "${SCALE_METHOD:-auto}" --prune-ratio 0.25 --calib "$work/calib.txt" "${threads[@]}" "$model" "$out" --report "$work/report.json"
@@ -111,7 +160,6 @@ cat >"$work/ort_request.json" <<EOF
 {"model": "$out", "inputs": $inputs], "outputs": ["logits"], "out_dir": "$work/ort", "intra_op_threads": 2}
 EOF
 run ort-out node "$repo/tools/judges/ort_run.js" "$work/ort_request.json"
-ort_ok=0
 "$python" - "$work" <<'EOF' >"$work/ort_check.txt" || ort_ok=1
 import json, sys, numpy as np
 work = sys.argv[1]
@@ -128,6 +176,7 @@ print(f"mean NLL: onnxruntime {ort:.6f}, onnxslm eval {go:.6f}, relative differe
 sys.exit(0 if rel <= 1e-4 else 1)
 EOF
 cat "$work/ort_check.txt" >&2
+fi # full
 
 # --- the table ------------------------------------------------------------------
 field() { # FILE KEY -> value of "KEY: value" in /usr/bin/time -v output
@@ -153,7 +202,7 @@ over=0
 		esac
 	done
 	printf '\n'
-	"$python" - "$work" <<'EOF'
+	[ "$full" -eq 1 ] && "$python" - "$work" <<'EOF'
 import json, sys
 work = sys.argv[1]
 r = json.load(open(f"{work}/report.json"))
@@ -165,7 +214,11 @@ print(f"Prune: {r['layers_before']} → {r['layers_after']} layers, windows {r.g
 print(f"Perplexity on 4×128 random ids: {e0['perplexity']:.1f} before, {e1['perplexity']:.1f} after "
       f"(random weights: near the vocabulary size); eval speed {e0['tokens_per_second']:.0f} tokens/s before.")
 EOF
-	cat "$work/ort_check.txt"
+	if [ "$full" -eq 1 ]; then
+		cat "$work/ort_check.txt"
+	else
+		printf 'Generated model: build and inspect only (SCALE_FULL=1 runs eval, prune and onnxruntime too).\n'
+	fi
 } >"$work/scale.md"
 cat "$work/scale.md"
 [ -s "$work/over.txt" ] && over=1

@@ -25,6 +25,9 @@ type builder struct {
 	counts  map[string]int
 	serial  int // torch's global value counter (onnx::X_N names)
 	pending int // folded weights not yet named (see foldedWeight)
+	// sink, when set, receives every initializer as it is made and returns
+	// what the graph keeps (Stream: an external reference).
+	sink func(*pb.TensorProto) *pb.TensorProto
 }
 
 func newBuilder(cfg Config, name string) *builder {
@@ -185,17 +188,24 @@ func (b *builder) slice(x, starts, ends, axes, steps string) string {
 // the config asks for it, and returns the value that consumers read (asFloat).
 func (b *builder) initializer(name string, dims []int, data []float32) string {
 	dt := pb.TensorProto_FLOAT
-	if b.cfg.Float16 {
+	switch {
+	case b.cfg.Float16:
 		dt = pb.TensorProto_FLOAT16
+	case b.cfg.BFloat16:
+		dt = pb.TensorProto_BFLOAT16
 	}
-	b.g.Initializer = append(b.g.Initializer, tensor(name, dt, dims, data))
+	t := tensor(name, dt, dims, data)
+	if b.sink != nil {
+		t = b.sink(t) // streamed out: t now refers to the data file
+	}
+	b.g.Initializer = append(b.g.Initializer, t)
 	return b.asFloat(name)
 }
 
 // asFloat returns a value that reads a weight as float: the weight itself, or
 // with Float16 a Cast of it to float in the current scope.
 func (b *builder) asFloat(name string) string {
-	if b.cfg.Float16 {
+	if b.cfg.Float16 || b.cfg.BFloat16 {
 		return b.opA("Cast", []string{name}, attrInt("to", int64(pb.TensorProto_FLOAT)))
 	}
 	return name
@@ -207,11 +217,11 @@ func (b *builder) asFloat(name string) string {
 // [in, out] under onnx::MatMul_N; the unfolded one stores the PyTorch [out, in]
 // parameter under its own name and transposes it in the graph.
 func (b *builder) weightMatrix(key string, in, out int, std float64) string {
-	w := normals(b.cfg.Seed, key, in*out, 0, std) // row-major [in, out]
 	if b.cfg.TransposedWeights {
-		return b.foldedWeight([]int{in, out}, w)
+		return b.foldedWeight([]int{in, out}, normals(b.cfg.Seed, key, in*out, 0, std)) // row-major [in, out]
 	}
-	return b.transpose(b.initializer(key, []int{out, in}, transpose2(w, in, out)), 1, 0)
+	// The same values, generated in PyTorch's [out, in] order.
+	return b.transpose(b.initializer(key, []int{out, in}, normalsT(b.cfg.Seed, key, in, out, std)), 1, 0)
 }
 
 // transpose2 returns the [cols, rows] transpose of a row-major [rows, cols] matrix.

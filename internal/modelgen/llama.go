@@ -323,6 +323,9 @@ func buildLlama(b *builder) {
 	embValue := b.initializer(embKey, []int{c.Vocab, c.Hidden}, emb)
 	h := b.op("Gather", embValue, io.ids)
 	b.pop()
+	if !c.TiedEmbeddings {
+		emb = nil // not needed again: Stream holds one tensor at a time
+	}
 	cos, sin := b.rotary(pos, seq)
 	bias := b.attentionBias(io.mask, seq, pastLen)
 

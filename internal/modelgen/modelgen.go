@@ -50,6 +50,8 @@ type Config struct {
 	// Float16 stores every float initializer as float16, read through a Cast
 	// to float; inputs, outputs and compute stay float32.
 	Float16 bool
+	// BFloat16 is Float16 with bfloat16 storage (the two are exclusive).
+	BFloat16 bool
 	// Opset is the default-domain opset, 13..21. Default 17.
 	Opset int
 	Seed  int64
@@ -116,7 +118,12 @@ const (
 	maxParams = 1 << 26
 )
 
-func (c Config) validate() error {
+func (c Config) validate() error { return c.validateMax(maxParams) }
+
+// validateMax checks c with a limit on the (approximate) parameter count:
+// maxParams for Build, which holds the model in memory, a larger one for
+// Stream, which holds one tensor at a time.
+func (c Config) validateMax(limit int) error {
 	switch c.Arch {
 	case Llama, GPT2, EncDec, MLP:
 	default:
@@ -150,8 +157,11 @@ func (c Config) validate() error {
 	if c.Arch == EncDec {
 		params *= 2
 	}
-	if params > maxParams {
-		return fmt.Errorf("about %d parameters: at most %d for a test model", params, maxParams)
+	if params > limit {
+		return fmt.Errorf("about %d parameters: at most %d for a model built in memory (Stream writes larger ones)", params, limit)
+	}
+	if c.Float16 && c.BFloat16 {
+		return errors.New("Float16 and BFloat16 are exclusive")
 	}
 	if c.Hidden%c.Heads != 0 {
 		return fmt.Errorf("Hidden %d is not a multiple of Heads %d", c.Hidden, c.Heads)
@@ -203,12 +213,16 @@ func irVersion(opset int) int64 {
 var ErrConfig = errors.New("modelgen: invalid config")
 
 // Build returns the model described by cfg.
-func Build(cfg Config) (*pb.ModelProto, error) {
+func Build(cfg Config) (*pb.ModelProto, error) { return build(cfg, maxParams, nil) }
+
+// build is Build with a parameter limit and an initializer sink (see builder.sink).
+func build(cfg Config, limit int, sink func(*pb.TensorProto) *pb.TensorProto) (*pb.ModelProto, error) {
 	cfg = cfg.defaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validateMax(limit); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	b := newBuilder(cfg, "main_graph")
+	b.sink = sink
 	switch cfg.Arch {
 	case Llama:
 		buildLlama(b)
@@ -245,7 +259,7 @@ func (c Config) String() string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.KVCache, "kv_cache"}, {c.AttentionMask, "attention_mask"}, {c.PositionIDs, "position_ids"}, {c.Float16, "float16"},
+	}{{c.KVCache, "kv_cache"}, {c.AttentionMask, "attention_mask"}, {c.PositionIDs, "position_ids"}, {c.Float16, "float16"}, {c.BFloat16, "bfloat16"},
 		{c.TransposedWeights, "transposed_weights"}, {c.TiedEmbeddings, "tied_embeddings"}, {c.DedupIdentity, "dedup_identity"}} {
 		if f.on {
 			s += " " + f.name

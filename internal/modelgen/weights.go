@@ -1,8 +1,11 @@
 package modelgen
 
 import (
+	"encoding/binary"
+
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // rng is a splitmix64 stream. Each tensor gets its own stream, keyed by the
@@ -46,6 +49,36 @@ func (r *rng) normal() float64 {
 	return s - 6
 }
 
+// normalAt returns what the (i+1)-th normal() call of r returns, r fresh
+// from newRNG: splitmix64 is a counter (the k-th next() mixes s + k·γ), so
+// any value of a stream can be computed alone, bit-identical to drawing the
+// stream in order.
+func (r *rng) normalAt(i int) float64 {
+	base := r.s + uint64(12*i)*0x9E3779B97F4A7C15
+	s := 0.0
+	for j := uint64(1); j <= 12; j++ {
+		z := base + j*0x9E3779B97F4A7C15
+		z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
+		z = (z ^ z>>27) * 0x94D049BB133111EB
+		s += float64((z^z>>31)>>11) * 0x1p-53
+	}
+	return s - 6
+}
+
+// normalsT returns normals(seed, key, rows*cols, 0, std), a row-major
+// [rows, cols] matrix, transposed to [cols, rows], without holding the
+// untransposed copy.
+func normalsT(seed int64, key string, rows, cols int, std float64) []float32 {
+	r := newRNG(seed, key)
+	out := make([]float32, rows*cols)
+	for j := 0; j < cols; j++ {
+		for i := 0; i < rows; i++ {
+			out[j*rows+i] = float32(0 + float64(std*r.normalAt(i*cols+j)))
+		}
+	}
+	return out
+}
+
 // normals returns n values mean + std·N(0,1) rounded to float32.
 func normals(seed int64, key string, n int, mean, std float64) []float32 {
 	r := newRNG(seed, key)
@@ -57,16 +90,29 @@ func normals(seed int64, key string, n int, mean, std float64) []float32 {
 	return out
 }
 
-// tensor encodes data (the Go slice type of dt, float32 for FLOAT16) as a
+// tensor encodes data (the Go slice type of dt, float32 for FLOAT16 and BFLOAT16) as a
 // tensor with little-endian raw_data; an empty name is left unset, as in
 // torch's Constant values. A length that does not match dims is a bug here.
 func tensor(name string, dt pb.TensorProto_DataType, dims []int, data any) *pb.TensorProto {
-	if f, ok := data.([]float32); ok && dt == pb.TensorProto_FLOAT16 {
-		h := make([]uint16, len(f))
-		for i, v := range f {
-			h[i] = onnx.Float32ToFloat16(v)
+	if f, ok := data.([]float32); ok && (dt == pb.TensorProto_FLOAT16 || dt == pb.TensorProto_BFLOAT16) {
+		narrow := onnx.Float32ToFloat16
+		if dt == pb.TensorProto_BFLOAT16 {
+			narrow = onnx.Float32ToBFloat16
 		}
-		data = h
+		// Narrowed straight into raw_data (what EncodeTensor would write for
+		// the []uint16 bits), so a large tensor is not held twice more.
+		raw := make([]byte, 2*len(f))
+		for i, v := range f {
+			binary.LittleEndian.PutUint16(raw[2*i:], narrow(v))
+		}
+		t := &pb.TensorProto{DataType: proto.Int32(int32(dt)), RawData: raw}
+		for _, v := range dims {
+			t.Dims = append(t.Dims, int64(v))
+		}
+		if name != "" {
+			t.Name = proto.String(name)
+		}
+		return t
 	}
 	d := make([]int64, len(dims))
 	for i, v := range dims {
