@@ -120,14 +120,14 @@ type fwdOp struct {
 	id   int64
 }
 
-func (o *fwdOp) Arity() int           { return len(o.dims) }
-func (o *fwdOp) ReturnsPtr() bool     { return false }
-func (o *fwdOp) CallsExtern() bool    { return false }
-func (o *fwdOp) OverwritesInput() int { return -1 }
+func (o *fwdOp) Arity() int            { return len(o.dims) }
+func (o *fwdOp) ReturnsPtr() bool      { return false }
+func (o *fwdOp) CallsExtern() bool     { return false }
+func (o *fwdOp) OverwritesInput() int  { return -1 }
 func (o *fwdOp) WriteHash(h hash.Hash) { (&opBase{o.k, o.id}).hash(h, "fwd") }
-func (o *fwdOp) Hashcode() uint32     { return hashOf(o.WriteHash) }
-func (o *fwdOp) String() string       { return o.k.name }
-func (o *fwdOp) DiffWRT(int) []bool   { return o.k.diff }
+func (o *fwdOp) Hashcode() uint32      { return hashOf(o.WriteHash) }
+func (o *fwdOp) String() string        { return o.k.name }
+func (o *fwdOp) DiffWRT(int) []bool    { return o.k.diff }
 
 func (o *fwdOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
