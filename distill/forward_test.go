@@ -15,7 +15,9 @@ func randomLayer(kind Kind, d, heads, kvHeads, ffn int, seed uint64) *Layer {
 	hd := d / heads
 	l := &Layer{Kind: kind, Hidden: d, Heads: heads, KVHeads: kvHeads, HeadDim: hd, FFN: ffn,
 		Eps: 1e-6, Scale: float32(math.Sqrt(float64(hd)))}
-	w := func(in, out int, std float64) []float32 { return f32s(randn(rng, in*out, 0, std/math.Sqrt(float64(in)))) }
+	w := func(in, out int, std float64) []float32 {
+		return f32s(randn(rng, in*out, 0, std/math.Sqrt(float64(in))))
+	}
 	gain := func(n int) []float32 { return f32s(randn(rng, n, 1, 0.1)) }
 	bias := func(n int) []float32 { return f32s(randn(rng, n, 0, 0.1)) }
 	l.AttnNorm, l.MLPNorm = gain(d), gain(d)
@@ -220,8 +222,8 @@ func TestQKVSplitJoin(t *testing.T) {
 
 func TestValidateRefuses(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		break_ func(l *Layer)
+		name   string
+		mutate func(l *Layer)
 	}{
 		{"short q", func(l *Layer) { l.Q = l.Q[1:] }},
 		{"no gate", func(l *Layer) { l.Gate = nil }},
@@ -230,7 +232,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"gpt2 gate", func(l *Layer) { l.Kind = GPT2 }},
 	} {
 		l := randomLayer(Llama, 8, 2, 2, 8, 1)
-		tc.break_(l)
+		tc.mutate(l)
 		if err := l.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted a broken layer", tc.name)
 		}
