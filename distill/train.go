@@ -24,7 +24,7 @@ type Options struct {
 	Steps     int           // most optimizer steps (default 200)
 	Budget    time.Duration // wall-clock limit (0: none); stopping on it is not reproducible
 	Batch     int           // rows per step (default min(4, fit rows))
-	LR        float64       // Adam's learning rate (default 1e-4)
+	LR        float64       // Adam's learning rate (default 3e-4)
 	EvalEvery int           // steps between held-out evaluations (default one pass over the fit rows)
 	Patience  int           // evaluations without improvement before stopping (default 3)
 	Train     []string      // parameter names to train (Layer.Params); empty: all
@@ -204,7 +204,7 @@ func (o Options) withDefaults(fitRows int) Options {
 		o.Batch = min(4, fitRows)
 	}
 	if o.LR <= 0 {
-		o.LR = 1e-4
+		o.LR = 3e-4
 	}
 	if o.EvalEvery <= 0 {
 		o.EvalEvery = max(1, (fitRows+o.Batch-1)/o.Batch)

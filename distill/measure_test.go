@@ -1,0 +1,130 @@
+package distill
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/tokens"
+)
+
+var measure = flag.Bool("distill.measure", false, "run the measurements of docs/design/recovery.md")
+
+// mergePaper is the paper's merge of a window's layers:
+// θ_low + Σ_{i>low}(θ_i − θ_low), tensor by tensor.
+func mergePaper(ls []*Layer) *Layer {
+	m := ls[0].Clone()
+	for _, l := range ls[1:] {
+		for j, p := range m.Params() {
+			q, b := *l.Params()[j].Data, *ls[0].Params()[j].Data
+			for i := range *p.Data {
+				(*p.Data)[i] += q[i] - b[i]
+			}
+		}
+	}
+	return m
+}
+
+// calibBoundaries runs llama8 on all 16 calibration rows and returns the
+// stream at every boundary, per row.
+func calibBoundaries(t *testing.T, g *graphIndex, name string, m *onnx.Model) [][][]float32 {
+	hidden, _ := testenv.Streams(t, name)
+	set, err := tokens.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.New(m.Proto, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make([][][]float32, len(hidden))
+	for _, row := range set.Rows {
+		in, err := runtime.NewInt64([]int{1, len(row)}, row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.Run(map[string]*runtime.Tensor{"input_ids": in}, hidden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range hidden {
+			res[i] = append(res[i], out[h].Float32Data())
+		}
+	}
+	return res
+}
+
+// TestMeasureLlama8Windows merges windows of llama8 with the paper's rule
+// and distills each fused layer toward its window on 12 calibration rows,
+// 4 held out (go test ./distill -run Measure -distill.measure -v).
+func TestMeasureLlama8Windows(t *testing.T) {
+	if !*measure {
+		t.Skip("a measurement: -distill.measure")
+	}
+	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := indexModel(t, m.Proto)
+	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+	hs := calibBoundaries(t, g, "llama8", m)
+	var layers []*Layer
+	for i := 0; i < 8; i++ {
+		layers = append(layers, llama8Layer(g, i, rot))
+	}
+	for _, w := range [][2]int{{4, 6}, {5, 7}, {2, 4}, {1, 2}} {
+		for _, lr := range []float64{3e-4, 1e-3} {
+			fused := mergePaper(layers[w[0] : w[1]+1])
+			fit := Rows{X: hs[w[0]][:12], Y: hs[w[1]+1][:12], T: 128}
+			held := Rows{X: hs[w[0]][12:], Y: hs[w[1]+1][12:], T: 128}
+			_, rep, err := Train(context.Background(), fused, fit, held, Options{Steps: 300, Batch: 4, LR: lr, Patience: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("window %d..%d lr %g: fit %.4f → %.4f, held-out %.4f → %.4f, %d steps (best %d, %s), %v, %.1f steps/s",
+				w[0], w[1], lr, rep.FitBefore, rep.FitAfter, rep.HeldBefore, rep.HeldAfter, rep.Steps, rep.BestStep, rep.Stop,
+				rep.Elapsed.Round(time.Millisecond), float64(rep.Steps)/rep.Elapsed.Seconds())
+			if !(rep.HeldAfter < rep.HeldBefore) {
+				t.Errorf("window %d..%d: held-out loss did not improve", w[0], w[1])
+			}
+		}
+	}
+}
+
+// TestMeasure1BStep times training steps of a layer of the 1.26 B model's
+// shape (d 2048, 32 heads, FFN 5632) on rows of 512 tokens.
+func TestMeasure1BStep(t *testing.T) {
+	if !*measure {
+		t.Skip("a measurement: -distill.measure")
+	}
+	l := randomLayer(Llama, 2048, 32, 32, 5632, 1)
+	l.QBias = nil
+	rot := RotaryTables(64, 512, 10000)
+	l.Rotary = &rot
+	rng := rand.New(rand.NewPCG(1, 1))
+	var fit Rows
+	fit.T = 512
+	for i := 0; i < 2; i++ {
+		fit.X = append(fit.X, f32s(randn(rng, 512*2048, 0, 1)))
+		fit.Y = append(fit.Y, f32s(randn(rng, 512*2048, 0, 1)))
+	}
+	start := time.Now()
+	if _, err := Forward(l, fit.X[0], 512); err != nil {
+		t.Fatal(err)
+	}
+	fwd := time.Since(start)
+	_, rep, err := Train(context.Background(), l, fit, Rows{}, Options{Steps: 3, Batch: 1, Progress: func(p Progress) {
+		t.Logf("step %d at %v", p.Step, p.Elapsed.Round(time.Millisecond))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("1B-class layer, 512 tokens: forward %v; %d steps of 1 row in %v (incl. 2 loss evaluations of 2 rows)\n",
+		fwd.Round(time.Millisecond), rep.Steps, rep.Elapsed.Round(time.Millisecond))
+}
