@@ -56,8 +56,8 @@ type Report struct {
 
 var useBLAS sync.Once
 
-// Train fits a copy of l so that l(fit.X) ≈ fit.Y, with Adam on gorgonia's
-// symbolic gradients, and returns it. With held-out rows it evaluates them
+// Train fits a copy of l so that l(fit.X) ≈ fit.Y, with Adam (see adam) on
+// gorgonia's symbolic gradients, and returns it. With held-out rows it evaluates them
 // every EvalEvery steps, keeps the weights of the best evaluation (the
 // original weights count as step 0, so the held-out loss never gets worse)
 // and stops after Patience evaluations without improvement. The same inputs
@@ -112,7 +112,7 @@ func Train(ctx context.Context, l *Layer, fit, held Rows, opt Options) (*Layer, 
 	}
 	vm := G.NewTapeMachine(n.g, G.BindDualValues(trained...))
 	defer vm.Close()
-	solver := G.NewAdamSolver(G.WithLearnRate(opt.LR))
+	solver := newAdam(opt.LR)
 
 	cur := l.Clone()
 	best := l.Clone()
@@ -152,7 +152,7 @@ func Train(ctx context.Context, l *Layer, fit, held Rows, opt Options) (*Layer, 
 			return nil, rep, fmt.Errorf("distill: step %d: %w", step, err)
 		}
 		fitLoss := scalar(cost.Value())
-		if err := solver.Step(G.NodesToValueGrads(trained)); err != nil {
+		if err := solver.step(trained); err != nil {
 			return nil, rep, fmt.Errorf("distill: step %d: %w", step, err)
 		}
 		vm.Reset()
