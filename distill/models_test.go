@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokens"
+	"google.golang.org/protobuf/proto"
 )
 
 // graphIndex finds tensors of an exported model by the names the exporter
@@ -74,16 +76,27 @@ func (g *graphIndex) attrFloat(node, attr string) float32 {
 	return 0
 }
 
-func llama8Layer(g *graphIndex, i int, rot *Rotary) *Layer {
+// llama8Names maps layer i's parameters to their initializers in llama8.
+func llama8Names(g *graphIndex, i int) map[string]string {
 	p := fmt.Sprintf("/model/layers.%d/", i)
 	k := fmt.Sprintf("model.layers.%d.", i)
+	names := map[string]string{"attn_norm": k + "input_layernorm.weight", "mlp_norm": k + "post_attention_layernorm.weight"}
+	for param, node := range map[string]string{"q": "self_attn/q_proj/MatMul", "k": "self_attn/k_proj/MatMul",
+		"v": "self_attn/v_proj/MatMul", "o": "self_attn/o_proj/MatMul", "gate": "mlp/gate_proj/MatMul",
+		"up": "mlp/up_proj/MatMul", "down": "mlp/down_proj/MatMul"} {
+		names[param] = g.nodes[p+node].GetInput()[1]
+	}
+	return names
+}
+
+func llama8Layer(g *graphIndex, i int, rot *Rotary) *Layer {
+	p := fmt.Sprintf("/model/layers.%d/", i)
+	n := llama8Names(g, i)
 	return &Layer{Kind: Llama, Hidden: 128, Heads: 4, KVHeads: 4, HeadDim: 32, FFN: 384,
 		Eps: g.input(p+"input_layernorm/Add", 1)[0], Scale: g.input(p+"self_attn/Div_2", 1)[0], Rotary: rot,
-		AttnNorm: g.value(k + "input_layernorm.weight"), MLPNorm: g.value(k + "post_attention_layernorm.weight"),
-		Q: g.input(p+"self_attn/q_proj/MatMul", 1), K: g.input(p+"self_attn/k_proj/MatMul", 1),
-		V: g.input(p+"self_attn/v_proj/MatMul", 1), O: g.input(p+"self_attn/o_proj/MatMul", 1),
-		Gate: g.input(p+"mlp/gate_proj/MatMul", 1), Up: g.input(p+"mlp/up_proj/MatMul", 1),
-		Down: g.input(p+"mlp/down_proj/MatMul", 1)}
+		AttnNorm: g.value(n["attn_norm"]), MLPNorm: g.value(n["mlp_norm"]),
+		Q: g.value(n["q"]), K: g.value(n["k"]), V: g.value(n["v"]), O: g.value(n["o"]),
+		Gate: g.value(n["gate"]), Up: g.value(n["up"]), Down: g.value(n["down"])}
 }
 
 func gpt2Layer(g *graphIndex, i int) *Layer {
@@ -178,6 +191,106 @@ func TestSharedModelLayers(t *testing.T) {
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+// gpt2Names maps layer i's parameters to gpt2_6's initializers; q, k, v
+// and their biases live fused in c_attn.
+func gpt2Names(i int) map[string]string {
+	k := fmt.Sprintf("transformer.h.%d.", i)
+	return map[string]string{"attn_norm": k + "ln_1.weight", "attn_norm_bias": k + "ln_1.bias",
+		"mlp_norm": k + "ln_2.weight", "mlp_norm_bias": k + "ln_2.bias",
+		"o": k + "attn.c_proj.weight", "o_bias": k + "attn.c_proj.bias",
+		"up": k + "mlp.c_fc.weight", "up_bias": k + "mlp.c_fc.bias",
+		"down": k + "mlp.c_proj.weight", "down_bias": k + "mlp.c_proj.bias"}
+}
+
+// writeLayer returns a copy of m with layer l's weights in place of the
+// initializers names maps them to (and c_attn for GPT-2).
+func writeLayer(t *testing.T, m *pb.ModelProto, l *Layer, names map[string]string, cAttn string) *pb.ModelProto {
+	out := proto.Clone(m).(*pb.ModelProto)
+	data := map[string][]float32{}
+	for _, p := range l.Params() {
+		if n, ok := names[p.Name]; ok {
+			data[n] = *p.Data
+		}
+	}
+	if cAttn != "" {
+		data[cAttn+".weight"] = JoinQKV(l.Q, l.K, l.V, l.Hidden, l.Heads*l.HeadDim)
+		data[cAttn+".bias"] = JoinQKV(l.QBias, l.KBias, l.VBias, 1, l.Heads*l.HeadDim)
+	}
+	inits := out.GetGraph().GetInitializer()
+	for i, in := range inits {
+		if d, ok := data[in.GetName()]; ok {
+			inits[i] = onnx.NewFloat32(in.GetName(), in.GetDims(), d)
+			delete(data, in.GetName())
+		}
+	}
+	if len(data) > 0 {
+		t.Fatalf("initializers not found: %v", data)
+	}
+	return out
+}
+
+// TestTrainedLayerInRuntime: a layer of each shared model, trained a few
+// steps toward a 2-layer window, written back into the model's
+// initializers, runs in the Go runtime (fed the cached stream entering it)
+// exactly as Forward computes it.
+func TestTrainedLayerInRuntime(t *testing.T) {
+	for _, name := range []string{"llama8", "gpt2_6"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := onnx.Load(testenv.TestModel(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := indexModel(t, m.Proto)
+			const low = 2
+			var l *Layer
+			var names map[string]string
+			cAttn := ""
+			if name == "llama8" {
+				rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+				l, names = llama8Layer(g, low, rot), llama8Names(g, low)
+			} else {
+				l, names, cAttn = gpt2Layer(g, low), gpt2Names(low), fmt.Sprintf("transformer.h.%d.attn.c_attn", low)
+			}
+			hs := boundaries(t, name, m.Proto)
+			fit := Rows{X: hs[low][:1], Y: hs[low+2][:1], T: 128}
+			held := Rows{X: hs[low][1:], Y: hs[low+2][1:], T: 128}
+			trained, rep, err := Train(context.Background(), l, fit, held, Options{Steps: 4, Batch: 1, LR: 1e-3, EvalEvery: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.BestStep == 0 {
+				t.Fatalf("training did not improve the held-out row: %+v", rep)
+			}
+			hidden, _ := testenv.Streams(t, name)
+			s, err := runtime.New(writeLayer(t, m.Proto, trained, names, cAttn), runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, err := runtime.NewFloat32([]int{1, 128, 128}, held.X[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, err := runtime.NewInt64([]int{1, 128}, make([]int64, 128))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.Run(map[string]*runtime.Tensor{hidden[low]: x, "input_ids": ids}, []string{hidden[low+1]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := Forward(trained, held.X[0], 128)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := maxRelDiff(out[hidden[low+1]].Float32Data(), convert[float64](want)); e > 1e-6 {
+				t.Errorf("the runtime's output of the written layer differs from Forward by %.2g", e)
+			} else {
+				t.Logf("runtime vs Forward: %.2g of max |y| (held-out loss %.4f → %.4f)", e, rep.HeldBefore, rep.HeldAfter)
 			}
 		})
 	}
