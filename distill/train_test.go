@@ -2,11 +2,13 @@ package distill
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // task is a synthetic window: the teacher is a random layer, the student
@@ -150,5 +152,48 @@ func TestTrainSubset(t *testing.T) {
 	}
 	if _, _, err := Train(context.Background(), student, fit, held, Options{Train: []string{"gate"}}); err == nil || !strings.Contains(err.Error(), `"gate"`) {
 		t.Errorf("training a gpt2 layer's gate: err %v, want one naming it", err)
+	}
+}
+
+// TestBudgetAndCancel: a spent time budget stops before the first step and
+// returns the original weights; a cancelled context is an error.
+func TestBudgetAndCancel(t *testing.T) {
+	student, fit, held := task(t, Llama, 2, 1)
+	got, rep, err := Train(context.Background(), student, fit, held, Options{Steps: 10, Budget: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stop != "budget" || rep.Steps != 0 || !sameWeights(got, student) || rep.FitAfter != rep.FitBefore {
+		t.Errorf("stop %q after %d steps, fit %v → %v: want budget, 0, unchanged", rep.Stop, rep.Steps, rep.FitBefore, rep.FitAfter)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := Train(ctx, student, fit, held, Options{Steps: 10}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: err %v", err)
+	}
+}
+
+func TestTrainRefusesBadRows(t *testing.T) {
+	student, fit, held := task(t, Llama, 2, 1)
+	short := Rows{X: [][]float32{fit.X[0][1:]}, Y: [][]float32{fit.Y[0]}, T: fit.T}
+	// rows beyond the rotary tables' 64 positions
+	long := Rows{X: [][]float32{make([]float32, 100*16)}, Y: [][]float32{make([]float32, 100*16)}, T: 100}
+	for _, tc := range []struct {
+		name string
+		r    Rows
+		want string
+	}{
+		{"none", Rows{}, "no fit rows"},
+		{"short row", short, "row 0 has 127 inputs"},
+		{"ragged", Rows{X: fit.X, Y: fit.Y[:1], T: fit.T}, "2 fit inputs but 1 outputs"},
+		{"too long", long, "rotary tables' 64 positions"},
+	} {
+		h := held
+		if tc.name == "too long" {
+			h = Rows{}
+		}
+		if _, _, err := Train(context.Background(), student, tc.r, h, Options{Steps: 1}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want one containing %q", tc.name, err, tc.want)
+		}
 	}
 }
