@@ -70,3 +70,21 @@ func TestAdamMatchesGorgonia(t *testing.T) {
 		}
 	}
 }
+
+// TestChunksCoverOnce: the goroutine split of Adam's pass visits every
+// element exactly once (run under -race too).
+func TestChunksCoverOnce(t *testing.T) {
+	for _, n := range []int{0, 5, 1<<17 - 1, 1 << 17, 1<<20 + 3} {
+		seen := make([]int32, n)
+		chunks(n, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i]++
+			}
+		})
+		for i, c := range seen {
+			if c != 1 {
+				t.Fatalf("n=%d: element %d visited %d times", n, i, c)
+			}
+		}
+	}
+}
