@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokens"
 )
@@ -141,4 +143,68 @@ func TestMeasure1BStep(t *testing.T) {
 	}
 	fmt.Printf("1B-class layer, 512 tokens: Forward %v wall, %v CPU; %d steps of 1 row in %v (incl. graph build and 2 loss evaluations of 2 rows)\n",
 		fwd.Round(time.Millisecond), fwdCPU.Round(time.Millisecond), rep.Steps, rep.Elapsed.Round(time.Millisecond))
+}
+
+// TestMeasureLlama8Perplexity: perplexity on eval_go of llama8 with one
+// window merged by the paper's rule, before and after distilling the fused
+// layer. The merged model is emulated without graph surgery: the fused
+// weights go into layer low, and layers low+1..high get zero o and down
+// projections, which makes them the identity (x + 0 + 0).
+func TestMeasureLlama8Perplexity(t *testing.T) {
+	if !*measure {
+		t.Skip("a measurement: -distill.measure")
+	}
+	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := indexModel(t, m.Proto)
+	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+	hs := calibBoundaries(t, g, "llama8", m)
+	var layers []*Layer
+	for i := 0; i < 8; i++ {
+		layers = append(layers, llama8Layer(g, i, rot))
+	}
+	eval, err := tokens.Read(testenv.TestFile(t, "tokens/eval_go_64x256.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ppl := func(model *pb.ModelProto) float64 {
+		s, err := runtime.New(model, runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := lm.Perplexity(context.Background(), s, eval.Rows, lm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Perplexity
+	}
+	withWindow := func(model *pb.ModelProto, fused *Layer, low, high int) *pb.ModelProto {
+		out := writeLayer(t, model, fused, llama8Names(g, low), "")
+		for i := low + 1; i <= high; i++ {
+			id := layers[i].Clone()
+			clear(id.O)
+			clear(id.Down)
+			out = writeLayer(t, out, id, llama8Names(g, i), "")
+		}
+		return out
+	}
+	t.Logf("original: eval_go perplexity %.4f", ppl(m.Proto))
+	// Each window is distilled on its own boundaries of the original model.
+	for _, ws := range [][][2]int{{{4, 6}}, {{5, 7}}, {{2, 4}}, {{1, 2}}, {{1, 2}, {4, 6}}, {{2, 4}, {6, 7}}} {
+		merged, distilled := m.Proto, m.Proto
+		for _, w := range ws {
+			fused := mergePaper(layers[w[0] : w[1]+1])
+			fit := Rows{X: hs[w[0]][:12], Y: hs[w[1]+1][:12], T: 128}
+			held := Rows{X: hs[w[0]][12:], Y: hs[w[1]+1][12:], T: 128}
+			trained, rep, err := Train(context.Background(), fused, fit, held, Options{Steps: 300, Batch: 4, LR: 1e-3, Patience: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			merged, distilled = withWindow(merged, fused, w[0], w[1]), withWindow(distilled, trained, w[0], w[1])
+			t.Logf("window %d..%d: held-out loss %.3f → %.3f", w[0], w[1], rep.HeldBefore, rep.HeldAfter)
+		}
+		t.Logf("windows %v: eval_go perplexity merged %.4f → distilled %.4f", ws, ppl(merged), ppl(distilled))
+	}
 }
