@@ -114,7 +114,7 @@ func Width(m *pb.ModelProto, s *discover.Stack, plan WidthPlan, opt Options) (*W
 	if !opt.Meta.Omit && len(res.Changes) > 0 {
 		widths := make([]int, len(s.Layers))
 		for i, l := range s.Layers {
-			widths[i] = mlpWidth(&l)
+			widths[i] = MLPWidth(&l)
 		}
 		for _, c := range res.Changes {
 			widths[c.Layer] = c.After
@@ -168,8 +168,8 @@ func MLPProjections(l *discover.Layer) (gate, up, down *discover.Projection, err
 	return gate, up, down, nil
 }
 
-// mlpWidth is layer l's MLP width, 0 when it has no MLP Width understands.
-func mlpWidth(l *discover.Layer) int {
+// MLPWidth is layer l's MLP width, 0 when it has no MLP Width understands.
+func MLPWidth(l *discover.Layer) int {
 	_, _, down, err := MLPProjections(l)
 	if err != nil {
 		return 0
