@@ -166,22 +166,22 @@ func ptrValue(p *float64) any {
 	return *p
 }
 
-// widthScore is the channel score of a parameter target: Fluctuation when
-// none is set.
-func (o Options) widthScore() WidthScore {
+// widthScores are the channel scores a parameter target tries: the one set,
+// or all.
+func (o Options) widthScores() []WidthScore {
 	if o.WidthScore == "" {
-		return Fluctuation
+		return WidthScores
 	}
-	return o.WidthScore
+	return []WidthScore{o.WidthScore}
 }
 
-// widthAlloc is the channel allocation of a parameter target: PerLayer
-// when none is set.
-func (o Options) widthAlloc() WidthAlloc {
+// widthAllocs are the channel allocations a parameter target tries: the one
+// set, or all.
+func (o Options) widthAllocs() []WidthAlloc {
 	if o.WidthAlloc == "" {
-		return PerLayer
+		return WidthAllocs
 	}
-	return o.WidthAlloc
+	return []WidthAlloc{o.WidthAlloc}
 }
 
 // method is the method o asks for: Auto when none is set.

@@ -78,8 +78,8 @@ type Options struct {
 	// ParamsRatio, when set, is the share of the decoder layers' parameters
 	// to remove, by depth and by width (MLP channels) together; the mix is
 	// searched on the calibration KL unless WidthRatio fixes the share asked
-	// of width. WidthScore and WidthAlloc choose how channels are scored and
-	// spread ("" for the defaults). See width.go.
+	// of width. WidthScore and WidthAlloc fix how channels are scored and
+	// spread; "" tries each and keeps the least KL. See width.go.
 	ParamsRatio float64
 	WidthRatio  *float64
 	WidthScore  WidthScore

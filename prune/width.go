@@ -29,8 +29,6 @@ type WidthReport struct {
 	// WidthRatio the share of them asked of width, when fixed by hand.
 	ParamsRatio float64  `json:"params_ratio"`
 	WidthRatio  *float64 `json:"width_ratio,omitempty"`
-	Score       string   `json:"score"`
-	Alloc       string   `json:"alloc"`
 	// DecoderParams counts the decoder layers' parameters before; Target how
 	// many of them to remove; Removed how many were (depth + width, less any
 	// bias the compensation added).
@@ -58,6 +56,18 @@ type WidthMix struct {
 	// Skipped says why the split was not measured (the MLPs cannot give the
 	// channels it asks).
 	Skipped string `json:"skipped,omitempty"`
+	// Score and Alloc are the channel choice kept, of the Variants measured
+	// (each channel score with each allocation unless the options fix them).
+	Score    WidthScore     `json:"score,omitempty"`
+	Alloc    WidthAlloc     `json:"alloc,omitempty"`
+	Variants []WidthVariant `json:"variants,omitempty"`
+}
+
+// WidthVariant is one channel choice of a split and its held-out KL.
+type WidthVariant struct {
+	Score WidthScore `json:"score"`
+	Alloc WidthAlloc `json:"alloc"`
+	KL    float64    `json:"kl_check"`
 }
 
 // WidthLayer is one kept layer's MLP width change.
@@ -108,8 +118,7 @@ func decideParams(ctx context.Context, sc *scorer, L int, opts Options, rep *Rep
 	if err != nil {
 		return nil, err
 	}
-	wr := &WidthReport{ParamsRatio: opts.ParamsRatio, WidthRatio: opts.WidthRatio, Score: string(opts.widthScore()),
-		Alloc: string(opts.widthAlloc()), DecoderParams: dec, Target: target}
+	wr := &WidthReport{ParamsRatio: opts.ParamsRatio, WidthRatio: opts.WidthRatio, DecoderParams: dec, Target: target}
 	var best *widthMix
 	var capErr *capacityError
 	for _, d := range depths {
@@ -165,32 +174,45 @@ func measureMix(ctx context.Context, sc *scorer, a *autoEval, L, d int, target i
 	after, _ := onnx.Parameters(res.Model)
 	mix.DepthParams = before - after
 	rest := target - mix.DepthParams
-	model := res.Model
-	if rest > 0 {
-		plan, channels, err := widthPlan(ctx, sc, a, res.Model, st, rest, opts)
-		if err != nil {
-			return nil, err
-		}
-		mix.width, mix.ChannelsRemoved = plan, channels
-		wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
-		if err != nil {
-			return nil, err
-		}
-		model = wres.Model
-		wafter, _ := onnx.Parameters(model)
-		mix.WidthParams = after - wafter
+	if rest <= 0 {
+		mix.KL, mix.cos, err = checkKL(ctx, a, res.Model, sc.rt)
+		return mix, err
 	}
-	kl, cos, err := checkKL(ctx, a, model, sc.rt)
+	stats, err := collectStats(ctx, res.Model, st, sc.cal, sc.rt, a.fitRows)
 	if err != nil {
 		return nil, err
 	}
-	mix.KL, mix.cos = kl, cos
+	first := true
+	for _, score := range opts.widthScores() {
+		for _, alloc := range opts.widthAllocs() {
+			plan, channels, err := widthPlan(res.Model, st, stats, rest, score, alloc)
+			if err != nil {
+				return nil, err
+			}
+			wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+			if err != nil {
+				return nil, err
+			}
+			kl, cos, err := checkKL(ctx, a, wres.Model, sc.rt)
+			if err != nil {
+				return nil, err
+			}
+			mix.Variants = append(mix.Variants, WidthVariant{Score: score, Alloc: alloc, KL: kl})
+			if first || kl < mix.KL {
+				first = false
+				wafter, _ := onnx.Parameters(wres.Model)
+				mix.width, mix.ChannelsRemoved, mix.WidthParams = plan, channels, after-wafter
+				mix.KL, mix.cos, mix.Score, mix.Alloc = kl, cos, score, alloc
+			}
+		}
+	}
 	return mix, nil
 }
 
 // widthPlan chooses the MLP channels of m's layers to remove for at least
-// rest parameters, counting the biases the compensation adds.
-func widthPlan(ctx context.Context, sc *scorer, a *autoEval, m *pb.ModelProto, st *discover.Stack, rest int64, opts Options) (rewrite.WidthPlan, int, error) {
+// rest parameters, counting the biases the compensation adds, from the
+// layers' channel statistics.
+func widthPlan(m *pb.ModelProto, st *discover.Stack, stats []channelStats, rest int64, score WidthScore, alloc WidthAlloc) (rewrite.WidthPlan, int, error) {
 	n := len(st.Layers)
 	per, err := rewrite.MLPChannelParams(&st.Layers[0])
 	if err != nil {
@@ -201,20 +223,16 @@ func widthPlan(ctx context.Context, sc *scorer, a *autoEval, m *pb.ModelProto, s
 		rest += int64(n) * down.Out
 	}
 	channels := int((rest + per - 1) / per)
-	if opts.widthAlloc() == PerLayer { // one width for every layer
+	if alloc == PerLayer { // one width for every layer
 		channels = (channels + n - 1) / n * n
-	}
-	stats, err := collectStats(ctx, m, st, sc.cal, sc.rt, a.fitRows)
-	if err != nil {
-		return rewrite.WidthPlan{}, 0, err
 	}
 	scores := make([][]float64, n)
 	for i := range st.Layers {
-		if scores[i], err = scoreChannels(m, &st.Layers[i], stats[i], opts.widthScore()); err != nil {
+		if scores[i], err = scoreChannels(m, &st.Layers[i], stats[i], score); err != nil {
 			return rewrite.WidthPlan{}, 0, fmt.Errorf("width: layer %d: %w", i, err)
 		}
 	}
-	keep, err := allocate(scores, channels, opts.widthAlloc())
+	keep, err := allocate(scores, channels, alloc)
 	if err != nil {
 		return rewrite.WidthPlan{}, 0, err
 	}

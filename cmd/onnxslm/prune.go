@@ -32,8 +32,8 @@ func init() {
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
 			fs.Float64Var(&o.paramsRatio, "params-ratio", 0, "remove this share of the decoder layers' parameters, by depth and width (MLP channels) together; the mix is searched on the calibration KL")
 			fs.Float64Var(&o.widthRatio, "width-ratio", 0, "with --params-ratio: take this share of the removed parameters from width instead of searching the mix (0: depth only, 1: width only)")
-			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation, the default) or wanda (|W|·‖x‖)")
-			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer, the default) or global (standardized scores ranked across layers)")
+			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
+			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
@@ -212,8 +212,8 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	}
 	if w := r.Width; w != nil {
 		m := w.Mixes[w.Chosen]
-		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d); KL %.4f on held-out calibration rows\n",
-			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.KL)
+		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d, %s/%s); KL %.4f on held-out calibration rows\n",
+			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
 	}
 	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
