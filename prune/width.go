@@ -58,8 +58,11 @@ type WidthMix struct {
 	Skipped string `json:"skipped,omitempty"`
 	// Score and Alloc are the channel choice kept, of the Variants measured
 	// (each channel score with each allocation unless the options fix them).
+	// Refit says the down projections were refitted by least squares
+	// (refitDown) rather than given FLAP's mean compensation.
 	Score    WidthScore     `json:"score,omitempty"`
 	Alloc    WidthAlloc     `json:"alloc,omitempty"`
+	Refit    bool           `json:"refit,omitempty"`
 	Variants []WidthVariant `json:"variants,omitempty"`
 }
 
@@ -67,6 +70,7 @@ type WidthMix struct {
 type WidthVariant struct {
 	Score WidthScore `json:"score"`
 	Alloc WidthAlloc `json:"alloc"`
+	Refit bool       `json:"refit"`
 	KL    float64    `json:"kl_check"`
 }
 
@@ -189,20 +193,27 @@ func measureMix(ctx context.Context, sc *scorer, a *autoEval, L, d int, target i
 			if err != nil {
 				return nil, err
 			}
-			wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
-			if err != nil {
-				return nil, err
-			}
-			kl, cos, err := checkKL(ctx, a, wres.Model, sc.rt)
-			if err != nil {
-				return nil, err
-			}
-			mix.Variants = append(mix.Variants, WidthVariant{Score: score, Alloc: alloc, KL: kl})
-			if first || kl < mix.KL {
-				first = false
-				wafter, _ := onnx.Parameters(wres.Model)
-				mix.width, mix.ChannelsRemoved, mix.WidthParams = plan, channels, after-wafter
-				mix.KL, mix.cos, mix.Score, mix.Alloc = kl, cos, score, alloc
+			for _, refit := range []bool{false, true} {
+				if refit {
+					if plan, err = refitDown(ctx, res.Model, st, sc.cal, sc.rt, a.fitRows, plan); err != nil {
+						return nil, err
+					}
+				}
+				wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+				if err != nil {
+					return nil, err
+				}
+				kl, cos, err := checkKL(ctx, a, wres.Model, sc.rt)
+				if err != nil {
+					return nil, err
+				}
+				mix.Variants = append(mix.Variants, WidthVariant{Score: score, Alloc: alloc, Refit: refit, KL: kl})
+				if first || kl < mix.KL {
+					first = false
+					wafter, _ := onnx.Parameters(wres.Model)
+					mix.width, mix.ChannelsRemoved, mix.WidthParams = plan, channels, after-wafter
+					mix.KL, mix.cos, mix.Score, mix.Alloc, mix.Refit = kl, cos, score, alloc, refit
+				}
 			}
 		}
 	}

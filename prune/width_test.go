@@ -54,6 +54,9 @@ func TestParamsRatioMeetsTarget(t *testing.T) {
 					}
 					continue
 				}
+				if mix.ChannelsRemoved > 0 && len(mix.Variants) != 8 {
+					t.Errorf("mix %d: %d channel choices measured, want 8 (2 scores × 2 allocations × refit or not)", i, len(mix.Variants))
+				}
 				if mix.DepthParams+mix.WidthParams < w.Target {
 					t.Errorf("mix %+v removes less than the target %d", mix, w.Target)
 				}

@@ -35,6 +35,14 @@ type MLPChannels struct {
 	// projection's bias; a down projection without a bias gets one (an Add
 	// after it).
 	Mean []float32
+	// Down, when set, is the down projection's new weight for the kept
+	// channels, len(Keep)×out in the [in, out] orientation (row k is kept
+	// channel Keep[k]), instead of the original rows: a refit of the down
+	// projection on the kept channels (prune's least-squares refit).
+	Down []float32
+	// Offset, when set (out values), is added to the down projection's bias
+	// (one is added where there is none), in place of Mean's compensation.
+	Offset []float32
 }
 
 // WidthPlan lists the layers whose MLPs lose channels; a layer not listed is
@@ -53,6 +61,8 @@ type WidthChange struct {
 	// AddedBias when that bias is new (the down projection had none).
 	Compensated bool `json:"compensated"`
 	AddedBias   bool `json:"added_bias,omitempty"`
+	// Refit is set when the down weight was replaced (MLPChannels.Down).
+	Refit bool `json:"refit,omitempty"`
 	// Shapes counts the shape constants rewritten (Reshape targets).
 	Shapes int `json:"shapes_rewritten"`
 }
@@ -217,6 +227,13 @@ func (w *widther) mlp(c MLPChannels) (WidthChange, error) {
 	if c.Mean != nil && len(c.Mean) != F {
 		return ch, fmt.Errorf("%d channel means for a width of %d", len(c.Mean), F)
 	}
+	out := int(down.Out)
+	if c.Down != nil && len(c.Down) != len(c.Keep)*out {
+		return ch, fmt.Errorf("new down weight of %d values for %d kept channels and %d outputs", len(c.Down), len(c.Keep), out)
+	}
+	if c.Offset != nil && (len(c.Offset) != out || c.Mean != nil) {
+		return ch, fmt.Errorf("an offset of %d values for %d outputs (and no channel means)", len(c.Offset), out)
+	}
 	if len(c.Keep) == F {
 		return ch, nil
 	}
@@ -235,9 +252,27 @@ func (w *widther) mlp(c MLPChannels) (WidthChange, error) {
 		if err != nil {
 			return ch, err
 		}
-		comp = compensation(wt, down.Transposed, F, int(down.Out), c.Keep, c.Mean)
+		comp = compensation(wt, down.Transposed, F, out, c.Keep, c.Mean)
 	}
-	if err := w.slice(l, down, c.Keep, true); err != nil {
+	if c.Offset != nil {
+		comp = c.Offset
+	}
+	if c.Down != nil {
+		data, dims := c.Down, []int64{int64(len(c.Keep)), int64(out)}
+		if down.Transposed {
+			data = make([]float32, len(c.Down))
+			for k := range c.Keep {
+				for o := 0; o < out; o++ {
+					data[o*len(c.Keep)+k] = c.Down[k*out+o]
+				}
+			}
+			dims = []int64{int64(out), int64(len(c.Keep))}
+		}
+		if err := w.replace(l.Params[down.Matrix()], dims, data, "_w"); err != nil {
+			return ch, err
+		}
+		ch.Refit = true
+	} else if err := w.slice(l, down, c.Keep, true); err != nil {
 		return ch, err
 	}
 	if comp != nil {

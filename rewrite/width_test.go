@@ -268,6 +268,72 @@ func floatsOf(t *testing.T, m *pb.ModelProto, name string) []float32 {
 	return nil
 }
 
+// TestWidthNewDownWeight: a new down weight for the kept channels (here the
+// original rows) with an offset computes what the mean compensation does
+// with that offset, in both weight layouts.
+func TestWidthNewDownWeight(t *testing.T) {
+	for _, name := range []string{"llama", "llama_alt", "gpt2"} {
+		t.Run(name, func(t *testing.T) {
+			m, s := build(t, widthConfigs[name])
+			l := &s.Layers[1]
+			F := mlpWidthOf(t, l)
+			keep := keepAllBut(F)
+			_, _, down, _ := rewrite.MLPProjections(l)
+			p := l.Params[down.Matrix()]
+			wt := floatsOf(t, m, p.Name)
+			out := int(down.Out)
+			var rows []float32
+			for _, j := range keep {
+				for o := 0; o < out; o++ {
+					x := wt[j*out+o]
+					if p.Transposed {
+						x = wt[o*F+j]
+					}
+					rows = append(rows, x)
+				}
+			}
+			mean := make([]float32, F)
+			offset := make([]float32, out)
+			for j := range mean {
+				mean[j] = float32(j%5) - 2
+			}
+			kept := map[int]bool{}
+			for _, k := range keep {
+				kept[k] = true
+			}
+			for j := 0; j < F; j++ {
+				if kept[j] {
+					continue
+				}
+				for o := 0; o < out; o++ {
+					x := wt[j*out+o]
+					if p.Transposed {
+						x = wt[o*F+j]
+					}
+					offset[o] += mean[j] * x
+				}
+			}
+			a, err := rewrite.Width(m, s, rewrite.WidthPlan{MLP: []rewrite.MLPChannels{{Layer: 1, Keep: keep, Mean: mean}}}, rewrite.Options{Check: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := rewrite.Width(m, s, rewrite.WidthPlan{MLP: []rewrite.MLPChannels{{Layer: 1, Keep: keep, Down: rows, Offset: offset}}}, rewrite.Options{Check: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !b.Changes[0].Refit || !b.Changes[0].Compensated {
+				t.Errorf("change %+v: want refit and compensated", b.Changes[0])
+			}
+			in := randomRows(2, 5, 256, 3)
+			got := runGo(t, b.Model, in, []string{s.Logits})[s.Logits].Float32Data()
+			want := runGo(t, a.Model, in, []string{s.Logits})[s.Logits].Float32Data()
+			if d := maxAbsDiff(got, want); d > 1e-4 {
+				t.Errorf("logits differ by %g", d)
+			}
+		})
+	}
+}
+
 // TestWidthRefuses: plans the pass cannot carry out are errors, not broken
 // models.
 func TestWidthRefuses(t *testing.T) {
@@ -280,6 +346,8 @@ func TestWidthRefuses(t *testing.T) {
 		"no layer":     {MLP: []rewrite.MLPChannels{{Layer: 9, Keep: []int{1}}}},
 		"twice":        {MLP: []rewrite.MLPChannels{{Layer: 0, Keep: []int{1}}, {Layer: 0, Keep: []int{2}}}},
 		"short means":  {MLP: []rewrite.MLPChannels{{Layer: 0, Keep: []int{1}, Mean: []float32{1}}}},
+		"short down":   {MLP: []rewrite.MLPChannels{{Layer: 0, Keep: []int{1}, Down: []float32{1}}}},
+		"short offset": {MLP: []rewrite.MLPChannels{{Layer: 0, Keep: []int{1}, Offset: []float32{1}}}},
 	} {
 		if _, err := rewrite.Width(m, s, plan, rewrite.Options{}); err == nil {
 			t.Errorf("%s: no error", name)
