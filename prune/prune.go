@@ -74,6 +74,16 @@ type Options struct {
 	FullRerun bool
 	// Progress, when set, hears about long steps.
 	Progress Progress
+
+	// ParamsRatio, when set, is the share of the decoder layers' parameters
+	// to remove, by depth and by width (MLP channels) together; the mix is
+	// searched on the calibration KL unless WidthRatio fixes the share asked
+	// of width. WidthScore and WidthAlloc fix how channels are scored and
+	// spread; "" tries each and keeps the least KL. See width.go.
+	ParamsRatio float64
+	WidthRatio  *float64
+	WidthScore  WidthScore
+	WidthAlloc  WidthAlloc
 }
 
 // Progress receives reports of long steps. Start is called once per step with
@@ -104,6 +114,7 @@ type Report struct {
 	Similarity       float64              `json:"similarity"`
 	Trace            []TraceStep          `json:"trace"`
 	Auto             *AutoReport          `json:"auto,omitempty"`
+	Width            *WidthReport         `json:"width,omitempty"`
 	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
 	BlockInfluence   []float64            `json:"block_influence"`
 	ParametersBefore int64                `json:"parameters_before"`
@@ -214,6 +225,11 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	}
 	rep.ParametersBefore, _ = onnx.Parameters(m)
 
+	if opts.ParamsRatio > 0 {
+		prog.Start("candidates", 0)
+		defer prog.Done()
+		return runParams(ctx, sc, L, opts, rep, t0)
+	}
 	prog.Start("candidates", 0)
 	plan, lowest, err := decide(ctx, sc, L, target, opts, rep)
 	prog.Done()

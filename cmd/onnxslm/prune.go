@@ -30,6 +30,10 @@ func init() {
 			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
+			fs.Float64Var(&o.paramsRatio, "params-ratio", 0, "remove this share of the decoder layers' parameters, by depth and width (MLP channels) together; the mix is searched on the calibration KL")
+			fs.Float64Var(&o.widthRatio, "width-ratio", 0, "with --params-ratio: take this share of the removed parameters from width instead of searching the mix (0: depth only, 1: width only)")
+			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
+			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
@@ -45,6 +49,7 @@ func init() {
 				if len(args) != 2 {
 					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
 				}
+				o.widthRatioSet = fs.Changed("width-ratio")
 				return runPrune(ctx, io, args[0], args[1], o)
 			}
 		},
@@ -62,6 +67,10 @@ type pruneFlags struct {
 	verbose          bool
 	cpuProfile       string
 	batch, threads   int
+
+	paramsRatio, widthRatio float64
+	widthRatioSet           bool
+	widthScore, widthAlloc  string
 }
 
 func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
@@ -75,6 +84,12 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		KeepKVNumbers: f.keepKV,
 		Runtime:       runtime.Options{Threads: f.threads},
 		Version:       Version,
+		ParamsRatio:   f.paramsRatio,
+		WidthScore:    prune.WidthScore(f.widthScore),
+		WidthAlloc:    prune.WidthAlloc(f.widthAlloc),
+	}
+	if f.widthRatioSet {
+		opts.WidthRatio = &f.widthRatio
 	}
 	if err := opts.Check(); err != nil {
 		return pruneUsage(err)
@@ -192,8 +207,13 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 		}
 	} else if r.ThresholdFrom == "depth search" {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f (searched for %d layers%s)\n", r.Threshold, r.TargetLayers, map[bool]string{true: "", false: "; not reachable exactly"}[r.ReachedTarget])
-	} else if r.Method != prune.ShortGPT {
+	} else if r.Method != prune.ShortGPT && r.Width == nil {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f\n", r.Threshold)
+	}
+	if w := r.Width; w != nil {
+		m := w.Mixes[w.Chosen]
+		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d, %s/%s); KL %.4f on held-out calibration rows\n",
+			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
 	}
 	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
@@ -214,6 +234,10 @@ var pruneFlagOf = map[string]string{
 	"Batch":           "--batch",
 	"Runtime.Threads": "--threads",
 	"Calibration":     "--calib",
+	"ParamsRatio":     "--params-ratio",
+	"WidthRatio":      "--width-ratio",
+	"WidthScore":      "--width-score",
+	"WidthAlloc":      "--width-alloc",
 }
 
 // pruneUsage turns a *prune.OptionError into a usage error that names the

@@ -42,14 +42,18 @@ type method struct {
 	label  string
 	method prune.Method // "" is the default method
 	merge  rewrite.Rule
+	// params prunes to the parameter count of the cell's depth by depth and
+	// width together (--params-ratio, issue 16) instead of to the depth.
+	params bool
 }
 
 var methods = []method{
-	{"shortgpt", prune.ShortGPT, ""},
-	{"drop", prune.Drop, ""},
-	{"slm (paper)", prune.SLM, rewrite.Paper},
-	{"slm (code)", prune.SLM, rewrite.Code},
-	{"default", "", ""},
+	{"shortgpt", prune.ShortGPT, "", false},
+	{"drop", prune.Drop, "", false},
+	{"slm (paper)", prune.SLM, rewrite.Paper, false},
+	{"slm (code)", prune.SLM, rewrite.Code, false},
+	{"default", "", "", false},
+	{"depth + width", "", "", true},
 }
 
 var (
@@ -140,25 +144,28 @@ func run(outPath, shared string) error {
 					r.reused = true
 				} else {
 					fmt.Fprintf(os.Stderr, "%s → %d layers: %s\n", name, target, me.label)
-					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, target, me, sets, task); err != nil {
+					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, L, target, me, sets, task); err != nil {
 						return fmt.Errorf("%s at %d layers, %s: %w", name, target, me.label, err)
 					}
 					done[key] = r
 				}
 				rows = append(rows, r)
 			}
+			// The depth methods: every row but the original and the last
+			// (depth + width, at the same parameter count, not depth).
+			depthRows := rows[:len(rows)-1]
 			best := [2]float64{math.Inf(1), math.Inf(1)}
-			for _, r := range rows[1 : len(rows)-1] {
+			for _, r := range depthRows[1 : len(depthRows)-1] {
 				for j := range best {
 					best[j] = min(best[j], r.ppl[j])
 				}
 			}
-			def := rows[len(rows)-1]
-			for _, r := range rows {
+			def := depthRows[len(depthRows)-1]
+			for i, r := range rows {
 				cells := []string{r.label, fmt.Sprint(r.layers), fmt.Sprint(r.params)}
 				for j := range r.ppl {
 					c := fmt.Sprintf("%.3f", r.ppl[j])
-					if r.label != "original" && r.ppl[j] <= min(best[j], def.ppl[j]) {
+					if r.label != "original" && i < len(depthRows) && r.ppl[j] <= min(best[j], def.ppl[j]) {
 						c = "**" + c + "**"
 					}
 					cells = append(cells, c)
@@ -178,6 +185,9 @@ func run(outPath, shared string) error {
 			proseGap := 100 * (def.ppl[1]/best[1] - 1)
 			v := fmt.Sprintf("%s, %d %% fewer (%d→%d): default eval_go %.3f vs best baseline %.3f (%s); eval_prose %.3f vs best %.3f (%+.1f %%, %s)",
 				name, int(math.Round(100*ratio)), L, target, def.ppl[0], best[0], yes(goWins, "lowest", "NOT lowest"), def.ppl[1], best[1], proseGap, yes(proseGap <= 2, "within 2 %", "NOT within 2 %"))
+			both := rows[len(rows)-1]
+			v += fmt.Sprintf("; depth + width at the same parameters (%d vs %d) eval_go %.3f (%s than the default)",
+				both.params, def.params, both.ppl[0], yes(both.ppl[0] < def.ppl[0] && both.params <= def.params, "lower", "NOT lower"))
 			verdicts = append(verdicts, v)
 			fmt.Fprintf(&buf, "\n%s\n", v)
 		}
@@ -224,6 +234,10 @@ as lm-evaluation-harness does; chance is 0.25; the standard error is about
   costs, a merge rule per window, a least-squares repair folded into each merged layer's
   MLP output projection, ranked by the KL divergence of next-token distributions on the
   calibration set (docs/design/method.md).
+- **depth + width** (`+"`--params-ratio`"+`, the last row of a cell): not at the depth but at
+  its parameter count (the share of the decoder parameters the removed layers hold), by
+  depth and MLP width together, the mix searched on the calibration KL
+  (docs/design/width.md); not counted among the depth methods for the bold marks.
 
 Bold: the lowest perplexity of the pruned models in the cell. "candidates" counts the
 candidate models run during the decision (for the default, repair fits included).
@@ -234,9 +248,16 @@ Regenerate with `+"`go run ./internal/results`"+`.
 `)
 }
 
-// pruneAndMeasure prunes m to target layers with one method and measures it.
-func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
-	out, err := prune.Run(ctx, m, prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results"})
+// pruneAndMeasure prunes m (L layers) to target layers, or to their
+// parameter count (me.params), with one method and measures it.
+func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, L, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
+	opts := prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results"}
+	if me.params {
+		// Identical layers: the share of the decoder parameters that
+		// L − target layers hold is their share of the layers.
+		opts.Layers, opts.ParamsRatio = 0, float64(L-target)/float64(L)
+	}
+	out, err := prune.Run(ctx, m, opts)
 	if err != nil {
 		return row{}, err
 	}
@@ -246,11 +267,15 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, targe
 		return row{}, err
 	}
 	label := me.label
-	if me.method == "" {
+	if me.method == "" && !me.params {
 		label = fmt.Sprintf("default (%s)", rep.Method)
 	}
 	r := row{label: label, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
 	switch {
+	case rep.Width != nil:
+		mix := rep.Width.Mixes[rep.Width.Chosen]
+		r.what = fmt.Sprintf("--params-ratio %.3f: %d layers (%d parameters), %d MLP channels (%d; %s/%s, refit %v)",
+			rep.Width.ParamsRatio, mix.LayersRemoved, mix.DepthParams, mix.ChannelsRemoved, mix.WidthParams, mix.Score, mix.Alloc, mix.Refit)
 	case rep.Auto != nil:
 		var parts []string
 		for _, w := range rep.Auto.Windows {
