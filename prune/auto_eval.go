@@ -65,6 +65,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		return nil, fmt.Errorf("auto: %w", err)
 	}
 	a := &autoEval{sc: sc, logits: name, threads: sc.rt.Threads}
+	sc.logits = name
 	n := 0
 	L := sc.stack.NumLayers()
 	for _, b := range sc.cal.batches {
@@ -84,6 +85,22 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		a.fitRows = n - n/4
 	}
 	return a, nil
+}
+
+// passCost weighs the work of this model's candidates: a layer by its
+// parameters, the LM head by d·vocab.
+func (a *autoEval) passCost() passCost {
+	st := a.sc.stack
+	pc := passCost{L: st.NumLayers()}
+	for i := range st.Layers {
+		pc.layerParams += float64(st.Layers[i].NumParams())
+	}
+	pc.layerParams /= float64(max(1, pc.L))
+	if len(a.sc.cal.batches) > 0 {
+		h := a.sc.cal.batches[0].hidden[0]
+		pc.headParams = float64(h.Dim(h.Rank()-1)) * float64(a.vocab)
+	}
+	return pc
 }
 
 // distributions are a model's next-token distributions over a batch, kept in
@@ -160,15 +177,12 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 	const fit, check, all = 0, 1, 2
 	var sum [3]measures
 	var cnt [3]struct{ seq, tok, pred float64 }
-	for bi, b := range sc.cal.batches {
-		out, err := cand.RunContext(ctx, cand.feeds(b), []string{sc.stack.FinalNorm, a.logits})
-		if err != nil {
-			return metrics{}, fmt.Errorf("candidate model: %w", err)
-		}
+	err = cand.run(ctx, sc.cal.batches, sc.stack.NumLayers(), []string{sc.stack.FinalNorm, a.logits}, func(bi int, out map[string]*runtime.Tensor) error {
+		b := sc.cal.batches[bi]
 		fin, want := out[sc.stack.FinalNorm].Float32Data(), b.final.Float32Data()
 		lg := out[a.logits].Float32Data()
 		if len(fin) != len(want) || len(lg) != len(a.orig[bi].p) {
-			return metrics{}, fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.orig[bi].p))
+			return fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.orig[bi].p))
 		}
 		per := len(want) / len(b.rows)
 		T := len(b.rows[0])
@@ -181,7 +195,7 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 			}
 			c, err := similarity.Cosine(fin[r*per:(r+1)*per], want[r*per:(r+1)*per])
 			if err != nil {
-				return metrics{}, err
+				return err
 			}
 			var kl, nll float64
 			for t := 0; t < T; t++ {
@@ -199,6 +213,11 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 				cnt[gi].pred += float64(T - 1)
 			}
 		}
+		cand.Recycle(out[sc.stack.FinalNorm], out[a.logits])
+		return nil
+	})
+	if err != nil {
+		return metrics{}, err
 	}
 	var m metrics
 	for g, dst := range [3]*measures{&m.Fit, &m.Check, &m.All} {
@@ -350,18 +369,18 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		if err != nil {
 			return rewrite.Plan{}, err
 		}
+		var fitBatches []calibBatch
 		for bi, b := range sc.cal.batches {
-			if a.firstRow[bi] >= a.fitRows {
-				continue
+			if a.firstRow[bi] < a.fitRows {
+				fitBatches = append(fitBatches, b)
 			}
-			o, err := cand.RunContext(ctx, cand.feeds(b), []string{site.tap, site.out})
-			if err != nil {
-				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
-			}
+		}
+		err = cand.run(ctx, fitBatches, w.Low, []string{site.tap, site.out}, func(bi int, o map[string]*runtime.Tensor) error {
+			b := fitBatches[bi]
 			y, h := o[site.tap].Float32Data(), o[site.out].Float32Data()
 			target := b.hidden[w.High+1].Float32Data()
 			if len(y) != len(h) || len(h) != len(target) {
-				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
+				return fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
 			}
 			per := len(h) / len(b.rows)
 			nfit := min(len(b.rows), a.fitRows-a.firstRow[bi])
@@ -370,8 +389,13 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 				want[i] = target[i] - h[i] + y[i]
 			}
 			if err := prob.Add(y[:nfit*per], want); err != nil {
-				return rewrite.Plan{}, err
+				return err
 			}
+			cand.Recycle(o[site.tap], o[site.out])
+			return nil
+		})
+		if err != nil {
+			return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
 		}
 		fit, err := prob.Solve(repair.Options{Ridge: opts.Ridge})
 		if err != nil {
