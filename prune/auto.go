@@ -92,6 +92,28 @@ type AutoReport struct {
 	Evaluations  int               `json:"evaluations"`
 	Fits         int               `json:"repair_fits"`
 	Seconds      float64           `json:"seconds"`
+	// Cost is what the search ran, in full calibration passes.
+	Cost AutoCost `json:"cost"`
+}
+
+// AutoCost is the search's work in full calibration passes: one pass runs
+// the calibration set through every layer and the LM head (with the KL that
+// reads its logits), layers and head weighted by their multiply-adds per
+// token. A candidate that starts at layer i costs (L − i)/L of the layers'
+// share; a repair fit runs from its lowest changed layer up to the merged
+// layer and no head.
+type AutoCost struct {
+	Passes float64 `json:"passes"`
+	// Options, Sets and Ridge split Passes: the single-window options
+	// (measures and fits), the sets measured whole, the ridge trials.
+	Options float64 `json:"options"`
+	Sets    float64 `json:"sets"`
+	Ridge   float64 `json:"ridge"`
+	// LayerRuns counts runs of the calibration set through one layer,
+	// HeadRuns through the LM head; HeadShare is the head's share of a pass.
+	LayerRuns float64 `json:"layer_runs"`
+	HeadRuns  float64 `json:"head_runs"`
+	HeadShare float64 `json:"head_share"`
 }
 
 // AutoSplit is one measure on the fit rows, the check rows and all rows.
@@ -172,7 +194,7 @@ type autoResult struct {
 //     those below in place) and measured; the cheapest is kept.
 func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig) (*autoResult, error) {
 	t0 := time.Now()
-	e0, f0 := a.evaluations, a.fits
+	e0, f0, w0 := a.evaluations, a.fits, a.sc.work
 	rep := &AutoReport{Criterion: "mean KL(original ‖ candidate) of next-token distributions on the calibration rows", Ridge: cfg.Ridge,
 		FitRows: a.fitRows, CheckRows: a.rows - a.fitRows, Windows: []AutoWindow{}, Combinations: []AutoCombination{}}
 	if !cfg.Repair {
@@ -210,16 +232,25 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 		}
 	}
 	rep.SpansMeasured, rep.Options = len(opts.measured), len(opts.singles)
+	pc := a.passCost()
+	w1 := a.sc.work
+	rep.Cost.Options = pc.passes(w1.minus(w0))
 	out, err := measureSets(ctx, a, opts, combos, L, rep)
 	if err != nil {
 		return nil, err
 	}
 	out.options = opts.singles
+	w2 := a.sc.work
+	rep.Cost.Sets = pc.passes(w2.minus(w1))
 	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
 		if err := tuneRidge(ctx, a, out, cfg); err != nil {
 			return nil, err
 		}
 	}
+	all := a.sc.work.minus(w0)
+	rep.Cost.Ridge = pc.passes(a.sc.work.minus(w2))
+	rep.Cost.Passes = pc.passes(all)
+	rep.Cost.LayerRuns, rep.Cost.HeadRuns, rep.Cost.HeadShare = all.layers, all.heads, pc.headShare()
 	rep.KL, rep.NLL, rep.Cos = splits(out.m)
 	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
 	rep.Seconds = time.Since(t0).Seconds()
