@@ -29,6 +29,9 @@ type autoEval struct {
 	// orig[b] is the original model's next-token distributions for batch b.
 	orig  []distributions
 	vocab int
+	// denseKL: the original's distributions are kept whole (exact KL), else
+	// cut to their most likely tokens (kl.go).
+	denseKL bool
 	// threads share the per-token work of the KL (0: all cores).
 	threads int
 	// firstRow[b] is the calibration index of batch b's first row.
@@ -78,7 +81,13 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		}
 		t := out[name]
 		a.vocab = t.Dim(t.Rank() - 1)
-		a.orig = append(a.orig, newDistributions(t.Float32Data(), a.vocab))
+		a.denseKL = sc.cal.tokens*a.vocab <= maxDenseKL
+		if a.denseKL {
+			a.orig = append(a.orig, newDistributions(t.Float32Data(), a.vocab))
+		} else {
+			a.orig = append(a.orig, distributions{top: newTopDistributions(t.Float32Data(), a.vocab, topKL), values: t.Len()})
+		}
+		sess.Recycle(t)
 	}
 	a.rows, a.fitRows = n, n
 	if n >= 4 {
@@ -115,11 +124,16 @@ func (a *autoEval) passCost() passCost {
 type distributions struct {
 	p          []float32
 	negH, mass []float64
+	// top, when set, replaces the rest: the distributions cut to their most
+	// likely tokens (kl.go), for a vocabulary too large to keep whole.
+	top *topDistributions
+	// values is tokens × vocab, the size of the logits they came from.
+	values int
 }
 
 func newDistributions(logits []float32, v int) distributions {
 	n := len(logits) / v
-	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n)}
+	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n), values: len(logits)}
 	for t := 0; t < n; t++ {
 		z := logits[t*v : (t+1)*v]
 		lse := lm.LogSumExp(z)
@@ -139,6 +153,9 @@ func newDistributions(logits []float32, v int) distributions {
 // threads goroutines (each token on its own, so the result does not depend
 // on their number).
 func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []float64) {
+	if d.top != nil {
+		return d.top.tokenScores(logits, threads)
+	}
 	n := len(logits) / v
 	kl, lse = make([]float64, n), make([]float64, n)
 	if threads <= 0 {
@@ -181,8 +198,8 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 		b := sc.cal.batches[bi]
 		fin, want := out[sc.stack.FinalNorm].Float32Data(), b.final.Float32Data()
 		lg := out[a.logits].Float32Data()
-		if len(fin) != len(want) || len(lg) != len(a.orig[bi].p) {
-			return fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.orig[bi].p))
+		if len(fin) != len(want) || len(lg) != a.orig[bi].values {
+			return fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), a.orig[bi].values)
 		}
 		per := len(want) / len(b.rows)
 		T := len(b.rows[0])
