@@ -41,11 +41,11 @@ type autoConfig struct {
 	// model has more windows than that, and only MaxSpans of them, screened
 	// from the cached stream (screenSpans), are measured. 0: all.
 	MaxSpans int
-	// Local makes a screened search (more than MaxSpans windows) local first
-	// (localSearch): max(MaxSpans, 1.5·L) windows are screened by span influence, each option (window and rule) is fitted and
-	// measured by its local error (one layer's run), and the options of lowest
-	// local error are measured by KL until KLBudget full calibration passes
-	// are spent.
+	// Local makes a screened search (more than MaxSpans windows) local
+	// first (localSearch): max(MaxSpans, L) windows are screened by span
+	// influence, each option (window and rule) is fitted and measured by its
+	// local error (one layer's run), and the options of lowest local error
+	// are measured by KL until KLBudget full calibration passes are spent.
 	Local    bool
 	KLBudget float64
 }

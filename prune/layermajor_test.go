@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
@@ -187,4 +189,49 @@ func TestLayerMajorCandidateMatchesBatchMajor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkCalibrate compares the layer-major calibration run with the
+// batch-major reference on the shared models (16 rows of 128 tokens, batches
+// of 8), each on a fresh session, so plan building is counted:
+//
+//	go test ./prune -run '^$' -bench Calibrate -benchtime 5x
+func BenchmarkCalibrate(b *testing.B) {
+	for _, name := range []string{"llama8", "gpt2_6"} {
+		fx := load(&testing.T{}, name)
+		st, err := discover.Find(fx.model)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{"layer_major", "batch_major"} {
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				cpu0 := cpuSeconds()
+				for range b.N {
+					sess, err := runtime.New(fx.model, runtime.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if mode == "layer_major" {
+						_, err = calibrate(context.Background(), sess, st, fx.calib, 8, nil)
+					} else {
+						_, err = calibrateBatchMajor(context.Background(), sess, st, fx.calib, 8)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				// CPU time is steadier than wall time on a shared machine.
+				b.ReportMetric((cpuSeconds()-cpu0)*1000/float64(b.N), "cpu-ms/op")
+			})
+		}
+	}
+}
+
+// cpuSeconds is the process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
