@@ -75,6 +75,7 @@ func TestAutoLocalScores(t *testing.T) {
 			size          int
 			kl, nmse, cos float64
 			bi, klCheck   float64
+			rawCos        float64
 		}
 		var rows []row
 		for _, o := range res.options {
@@ -82,12 +83,17 @@ func TestAutoLocalScores(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			_, raw, err := c.a.fitLocal(context.Background(), o.win, cfg.Ridge, false)
+			if err != nil {
+				t.Fatal(err)
+			}
 			bi, _ := c.a.sc.cal.removedInfluence(o.win.Low, o.win.High)
-			rows = append(rows, row{o.win.Size(), cost(o.m), lm.NMSE, lm.Cos, bi, o.m.Check.KL})
+			rows = append(rows, row{o.win.Size(), cost(o.m), lm.NMSE, lm.Cos, bi, o.m.Check.KL, raw.Cos})
 		}
 		scores := map[string]func(r row) float64{
 			"local NMSE":              func(r row) float64 { return r.nmse },
 			"local 1-cos":             func(r row) float64 { return r.cos },
+			"local 1-cos, no repair":  func(r row) float64 { return r.rawCos },
 			"span influence (screen)": func(r row) float64 { return r.bi },
 		}
 		for name, f := range scores {
