@@ -42,12 +42,14 @@ type autoConfig struct {
 	// from the cached stream (screenSpans), are measured. 0: all.
 	MaxSpans int
 	// Local makes a screened search (more than MaxSpans windows) local
-	// first (localSearch): max(MaxSpans, L) windows are screened by span
+	// first (localSearch): max(MaxSpans, 2·L) windows are screened by span
 	// influence, each option (window and rule) is fitted and measured by its
 	// local error (one layer's run), and the options of lowest local error
 	// are measured by KL until KLBudget full calibration passes are spent.
 	Local    bool
 	KLBudget float64
+	// LocalSpans is the local stage's pool of windows (0: max(MaxSpans, 2·L)).
+	LocalSpans int
 }
 
 // defaultAuto is the auto method's configuration. It was chosen on the
@@ -62,7 +64,7 @@ var defaultAuto = autoConfig{
 	Joint:     8,
 	MaxSpans:  20,
 	Local:     true,
-	KLBudget:  8,
+	KLBudget:  16,
 }
 
 // cost ranks candidates: the mean KL divergence (nats per token) from the

@@ -159,7 +159,7 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 // localSearch is the screened search, local first (cfg.Local), for a model
 // with more windows than MaxSpans:
 //
-//  1. max(MaxSpans, L) windows are screened from the cached stream by span
+//  1. max(MaxSpans, 2·L) windows are screened from the cached stream by span
 //     influence (screenSpans);
 //  2. each of them with each rule is fitted and measured by its local error
 //     (fitLocal: one layer's run of the calibration set);
@@ -175,7 +175,11 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 // It returns the sets; o holds the KL-measured options.
 func localSearch(ctx context.Context, o *autoOptions, L, k, maxW int, rep *AutoReport) ([]slm.Combination, error) {
 	a := o.a
-	pool, total, err := screenSpans(L, k, maxW, max(o.cfg.MaxSpans, L), a.sc.cal.removedInfluence)
+	poolSize := o.cfg.LocalSpans
+	if poolSize <= 0 {
+		poolSize = max(o.cfg.MaxSpans, 2*L)
+	}
+	pool, total, err := screenSpans(L, k, maxW, poolSize, a.sc.cal.removedInfluence)
 	if err != nil {
 		return nil, err
 	}

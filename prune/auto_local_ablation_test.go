@@ -117,3 +117,37 @@ func TestAutoLocalScores(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoLocalBudget chooses the local-first search's pool and KL budget on
+// llama8 forced to screen (MaxSpans 8 of its 13 or 18 windows): the pool of
+// locally measured windows and the passes spent on KL measures, against the
+// full search's set (docs/design/method.md):
+//
+//	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoLocalBudget -v
+func TestAutoLocalBudget(t *testing.T) {
+	if os.Getenv("ONNXSLM_ABLATION") == "" {
+		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
+	}
+	fx := load(t, "llama8")
+	st, cal := calibrated(t, fx)
+	for _, target := range []int{5, 6} {
+		for _, v := range []struct {
+			pool   int
+			budget float64
+		}{{8, 8}, {16, 8}, {8, 16}, {16, 16}} {
+			sc := &scorer{model: fx.model, stack: st, cal: cal}
+			a, err := newAutoEval(context.Background(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := defaultAuto
+			cfg.MaxSpans, cfg.LocalSpans, cfg.KLBudget = 8, v.pool, v.budget
+			res, err := autoSearch(context.Background(), a, 8, target, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res.report
+			t.Logf("8→%d pool %d budget %g: %v KL %.4f (check %.4f) passes %.1f, %d measures", target, v.pool, v.budget, r.Windows, r.KL.All, r.KL.Check, r.Cost.Passes, r.Evaluations)
+		}
+	}
+}
