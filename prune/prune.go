@@ -207,7 +207,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if prog == nil {
 		prog = nopProgress{}
 	}
-	prog.Start("calibration", (len(opts.Calibration)+batch-1)/batch)
+	prog.Start("calibration", calibrationSteps(L))
 	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
 	prog.Done()
 	if err != nil {
