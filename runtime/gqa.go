@@ -26,7 +26,9 @@ import (
 // past[:past_b] followed by the new k (v), in a buffer of max(P,
 // total_sequence_length) positions (zeros past the end). Query head n reads
 // kv head n / (N/kvN); position s sees keys [start, past_b + s] with start = 0,
-// or past_b + s − local_window_size when a window is set; scores are
+// or past_b + s + 1 − local_window_size when a window (> 0) is set: the last
+// local_window_size keys, itself included (measured on onnxruntime 1.30;
+// older sources read one key more); scores are
 // scale·q·k (scale 0 means 1/√H), softcapped by c·tanh(x/c) when softcap > 0,
 // then softmaxed. Output [B, S, N·H].
 
@@ -279,8 +281,8 @@ func gqa(ec *execCtx, a gqaAttrs, in []*Tensor) ([]*Tensor, error) {
 				row := sc[s*tb : (s+1)*tb]
 				end := min(pb+s+1, tb)
 				start := 0
-				if a.window >= 0 && end > a.window+1 {
-					start = end - a.window - 1
+				if a.window > 0 && end > a.window {
+					start = end - a.window
 				}
 				w := row[start:end]
 				if a.softcap > 0 {
