@@ -25,7 +25,11 @@ import (
 // msModel is a one-node model of a com.microsoft op (domain "") with fed
 // inputs (nil: absent) and the named outputs ("" absent).
 func msModel(op, domain string, attrs []*pb.AttributeProto, inputs []*runtime.Tensor, outputs []string) (*pb.ModelProto, map[string]*runtime.Tensor) {
-	m, feeds := oneNodeModel(op, 21, attrs, inputs, 0, false)
+	opset := int64(21)
+	if op == "RMSNormalization" {
+		opset = 23
+	}
+	m, feeds := oneNodeModel(op, opset, attrs, inputs, 0, false)
 	n := m.Graph.Node[0]
 	n.Domain = proto.String(domain)
 	n.Output = outputs
@@ -123,11 +127,15 @@ func TestSimplifiedLayerNorms(t *testing.T) {
 		}
 		return
 	}
-	for _, domain := range []string{"", "com.microsoft"} {
-		m, f := msModel("SimplifiedLayerNormalization", domain, []*pb.AttributeProto{aFloat("epsilon", eps), aInt("axis", -1), aInt("stash_type", 1)},
+	for _, domain := range []string{"", "com.microsoft", "rms"} {
+		op := "SimplifiedLayerNormalization"
+		if domain == "rms" {
+			op, domain = "RMSNormalization", "" // opset 23, the same computation
+		}
+		m, f := msModel(op, domain, []*pb.AttributeProto{aFloat("epsilon", eps), aInt("axis", -1), aInt("stash_type", 1)},
 			[]*runtime.Tensor{x, g}, []string{"y"})
 		y, _ := ref(false, false, false)
-		within(t, "SimplifiedLayerNormalization "+domain, runModel(t, m, f)["y"], y, 1e-6)
+		within(t, op+" "+domain, runModel(t, m, f)["y"], y, 1e-6)
 	}
 	m, f := msModel("SkipSimplifiedLayerNormalization", "com.microsoft", []*pb.AttributeProto{aFloat("epsilon", eps)},
 		[]*runtime.Tensor{x, skip, g}, []string{"y", "", "", "sum"})

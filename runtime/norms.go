@@ -35,8 +35,9 @@ func normOutputsOnly(c *compileCtx, allowed ...int) error {
 	return nil
 }
 
-// compileSimplifiedLayerNorm is SimplifiedLayerNormalization (X, scale):
-// RMSNorm over the axes from axis on.
+// compileSimplifiedLayerNorm is SimplifiedLayerNormalization (X, scale), and
+// opset 23's RMSNormalization, which is the same: RMSNorm over the axes from
+// axis on.
 func compileSimplifiedLayerNorm(c *compileCtx) (kernel, error) {
 	if err := c.attrs.only("axis", "epsilon", "stash_type"); err != nil {
 		return nil, err

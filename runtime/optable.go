@@ -64,6 +64,7 @@ var opTable = []opDef{
 	{"Not", 1, 1, 1, nil, 0, compileNot},
 	{"Or", 7, 2, 2, nil, 0, compileLogic(logOr)},
 	{"Pow", 7, 2, 2, nil, inPlace, compileBinary(opPow)},
+	{"RMSNormalization", 23, 2, 2, nil, 0, compileSimplifiedLayerNorm},
 	{"Range", 11, 3, 3, []int{0, 1, 2}, 0, compileRange},
 	{"Reciprocal", 6, 1, 1, nil, inPlace, compileUnary("Reciprocal")},
 	{"ReduceMax", 1, 1, 2, []int{1}, 0, compileReduceOp(redMax, 18)},
