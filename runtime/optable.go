@@ -107,6 +107,7 @@ const msDomain = "com.microsoft"
 // docs/ContribOperators.md), at the attribute combinations the producers
 // write (docs/design/runtime.md lists them), sorted by name.
 var msOpTable = []opDef{
+	{"Attention", 1, 2, 7, nil, 0, compileMSAttention},
 	{"BiasGelu", 1, 2, 2, nil, 0, compileBiasGelu},
 	{"FastGelu", 1, 1, 2, nil, 0, compileFastGelu},
 	{"GroupQueryAttention", 1, 1, 12, nil, 0, compileGQA},
