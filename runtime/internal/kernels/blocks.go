@@ -91,22 +91,88 @@ func (q *Blocks) Dequantize() []float32 {
 	return w
 }
 
-// PackB implements BSource.
+// PackB implements BSource. Full panels are decoded a block row at a time
+// across their 16 columns (each packed row written as one contiguous run);
+// a ragged last panel column by column.
 func (q *Blocks) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
 	for pj := q0; pj < q1; pj++ {
 		panel := dst[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
 		c0 := pj * gemmNR
 		nr := min(gemmNR, nc-c0)
+		if nr == gemmNR {
+			q.panel(panel, jc+c0, pc, kc)
+			continue
+		}
 		for j := range nr {
 			q.column(panel[j:], jc+c0+j, pc, kc)
 		}
-		if nr < gemmNR {
-			for p := range kc {
-				clear(panel[p*gemmNR+nr : p*gemmNR+gemmNR])
-			}
+		for p := range kc {
+			clear(panel[p*gemmNR+nr : p*gemmNR+gemmNR])
 		}
 	}
 }
+
+// panel decodes rows pc..pc+kc of the 16 columns from n0 into a packed
+// panel, one block segment at a time (the 16 scales and zero points loaded
+// once per segment), two rows per byte for 4 bits.
+func (q *Blocks) panel(dst []float32, n0, pc, kc int) {
+	bs := q.BlockSize
+	packed := q.Packed
+	var sc, zp [gemmNR]float32
+	var src [gemmNR][]byte
+	for k, end := pc, pc+kc; k < end; {
+		b := k / bs
+		i0 := k - b*bs
+		cnt := min(bs-i0, end-k)
+		for j := range gemmNR {
+			n := n0 + j
+			sc[j] = q.Scales[n*q.kb+b]
+			zp[j] = float32(q.zero(n, b))
+			o := (n*q.kb + b) * q.blob
+			src[j] = packed[o : o+q.blob]
+		}
+		out := dst[(k-pc)*gemmNR : (k-pc+cnt)*gemmNR]
+		if q.Bits == 8 {
+			for i := range cnt {
+				row := (*[gemmNR]float32)(out[i*gemmNR:])
+				for j := range gemmNR {
+					row[j] = (float32(src[j][i0+i]) - zp[j]) * sc[j]
+				}
+			}
+			k += cnt
+			continue
+		}
+		i := 0
+		if i0&1 != 0 { // an odd start: the high nibbles of its bytes
+			row := (*[gemmNR]float32)(out)
+			for j := range gemmNR {
+				row[j] = (nibble[src[j][i0>>1]>>4] - zp[j]) * sc[j]
+			}
+			i = 1
+		}
+		for ; i+1 < cnt; i += 2 {
+			r0 := (*[gemmNR]float32)(out[i*gemmNR:])
+			r1 := (*[gemmNR]float32)(out[(i+1)*gemmNR:])
+			off := (i0 + i) >> 1
+			for j := range gemmNR {
+				v := src[j][off]
+				z, s := zp[j], sc[j]
+				r0[j] = (nibble[v&15] - z) * s
+				r1[j] = (nibble[v>>4] - z) * s
+			}
+		}
+		if i < cnt { // an odd end: the low nibbles
+			row := (*[gemmNR]float32)(out[i*gemmNR:])
+			for j := range gemmNR {
+				row[j] = (nibble[src[j][(i0+i)>>1]&15] - zp[j]) * sc[j]
+			}
+		}
+		k += cnt
+	}
+}
+
+// nibble is float32(v) for each 4-bit v.
+var nibble = [16]float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 
 // column writes rows pc..pc+kc of column n to dst[0], dst[16], dst[32], ...
 func (q *Blocks) column(dst []float32, n, pc, kc int) {

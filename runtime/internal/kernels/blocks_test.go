@@ -215,3 +215,30 @@ func BenchmarkBlocks(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPackB is the cost of packing one KC×NC block of B per element
+// (ns/elem), float32 against the decoding of 4- and 8-bit blocks: what a
+// multiply pays once per block of B, whatever M.
+func BenchmarkPackB(b *testing.B) {
+	const k, n = 1024, 1024
+	r := rand.New(rand.NewPCG(1, 2))
+	q4, w := quantized(b, r, 4, k, n, 32, false)
+	q8, _ := quantized(b, r, 8, k, n, 32, true)
+	dst := make([]float32, gemmKC*n)
+	for _, v := range []struct {
+		name string
+		src  BSource
+	}{{"float32", MatView{Data: w, RS: n, CS: 1}}, {"q4", q4}, {"q8_zero_points", q8}} {
+		b.Run(v.name, func(b *testing.B) {
+			goruntime.LockOSThread()
+			defer goruntime.UnlockOSThread()
+			cpu0 := threadCPU()
+			for b.Loop() {
+				for pc := 0; pc < k; pc += gemmKC {
+					v.src.PackB(dst, pc, 0, gemmKC, n, 0, n/gemmNR)
+				}
+			}
+			b.ReportMetric(float64((threadCPU()-cpu0).Nanoseconds())/float64(b.N)/float64(k*n), "cpu-ns/elem")
+		})
+	}
+}
