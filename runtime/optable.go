@@ -23,6 +23,7 @@ var opTable = []opDef{
 	{"Abs", 6, 1, 1, nil, inPlace, compileUnary("Abs")},
 	{"Add", 7, 2, 2, nil, inPlace, compileBinary(opAdd)},
 	{"And", 7, 2, 2, nil, 0, compileLogic(logAnd)},
+	{"Attention", 23, 3, 7, nil, 0, compileAttention23},
 	{"Cast", 6, 1, 1, nil, 0, compileCast},
 	{"CastLike", 15, 2, 2, nil, 0, compileCastLike},
 	{"Ceil", 6, 1, 1, nil, inPlace, compileUnary("Ceil")},
