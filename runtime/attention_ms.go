@@ -88,30 +88,9 @@ func compileMSAttention(c *compileCtx) (kernel, error) {
 			P = past.shape[3]
 		}
 		T := P + S
-		// The additive mask of each row [B, T] (0 or filter), nil without.
-		var add []float32
-		if mask != nil {
-			mv, err := intsOf2(mask)
-			if err != nil {
-				return nil, err
-			}
-			add = make([]float32, B*T)
-			switch {
-			case len(mv) == B*T && mask.Rank() == 2:
-				for i, m := range mv {
-					if m <= 0 {
-						add[i] = filter
-					}
-				}
-			case len(mv) == B && mask.Rank() == 1:
-				for b, end := range mv {
-					for j := max(int(end), 0); j < T; j++ {
-						add[b*T+j] = filter
-					}
-				}
-			default:
-				return nil, fmt.Errorf("Attention: mask_index of shape %v: only a raw [B, P+S] mask or [B] lengths are supported", mask.shape)
-			}
+		add, err := paddingMask(mask, B, T, filter)
+		if err != nil {
+			return nil, err
 		}
 		// QKV projection [B·S, tot].
 		qkv := ec.s.pool.get(B * S * tot)
@@ -142,47 +121,97 @@ func compileMSAttention(c *compileCtx) (kernel, error) {
 				}
 			}
 		}
-		sc := scale
-		if sc == 0 {
-			sc = float32(1 / math.Sqrt(float64(H)))
-		}
 		out := ec.newF32([]int{B, S, vh})
-		od := out.Float32Data()
-		threads, inner := ec.threads, 1
-		if B*N < threads {
-			threads, inner = 1, ec.threads
-		}
-		parallelFor(threads, B*N, S*T*H*2, func(lo, hi int) {
-			scores := ec.s.pool.get(S * T)
-			defer ec.s.pool.put(scores)
-			for it := lo; it < hi; it++ {
-				b, n := it/N, it%N
-				ko := ((b*N + n) * T) * H
-				vo := (((B+b)*N + n) * T) * H
-				kernels.Sgemm(inner, S, T, H, sc, kernels.MatView{Data: qkv, Off: b*S*tot + n*H, RS: tot, CS: 1},
-					kernels.MatView{Data: pd, Off: ko, RS: 1, CS: H}, 0, scores, T)
-				for s := range S {
-					row := scores[s*T : (s+1)*T]
-					// Padding adds mask_filter_value; the causal mask is
-					// the lowest float32 (onnxruntime's PrepareMask), so a
-					// query whose visible keys are all padding still
-					// attends to them, never to later keys.
-					if add != nil {
-						f32Row(opAdd, row, row, add[b*T:(b+1)*T], 1, 1)
-					}
-					if uni != 0 {
-						for j := P + s + 1; j < T; j++ {
-							row[j] = -math.MaxFloat32
-						}
-					}
-					softmaxRow(row, row, false)
-				}
-				kernels.Sgemm(inner, S, H, T, 1, kernels.MatView{Data: scores, RS: T, CS: 1},
-					kernels.MatView{Data: pd, Off: vo, RS: H, CS: 1}, 0, od[b*S*vh+n*H:], vh)
-			}
-		})
+		bertAttend(ec, bertItems{B: B, N: N, S: S, T: T, P: P, H: H, scale: scale, add: add, causal: uni != 0,
+			q: qkv, qOff: func(b, n int) int { return b*S*tot + n*H }, qRS: tot,
+			k: pd, kOff: func(b, n int) int { return ((b*N + n) * T) * H },
+			v: pd, vOff: func(b, n int) int { return (((B+b)*N + n) * T) * H },
+			out: out.Float32Data(), outOff: func(b, n int) int { return b*S*vh + n*H }, ldo: vh})
 		return []*Tensor{out, present}, nil
 	}, nil
+}
+
+// paddingMask turns mask_index (nil, a raw 0/1 [B, T] mask or [B] valid
+// lengths) into additive rows [B, T]: filter where masked, else 0.
+func paddingMask(mask *Tensor, B, T int, filter float32) ([]float32, error) {
+	if mask == nil {
+		return nil, nil
+	}
+	mv, err := intsOf2(mask)
+	if err != nil {
+		return nil, err
+	}
+	add := make([]float32, B*T)
+	switch {
+	case len(mv) == B*T && mask.Rank() == 2:
+		for i, m := range mv {
+			if m <= 0 {
+				add[i] = filter
+			}
+		}
+	case len(mv) == B && mask.Rank() == 1:
+		for b, end := range mv {
+			for j := max(int(end), 0); j < T; j++ {
+				add[b*T+j] = filter
+			}
+		}
+	default:
+		return nil, fmt.Errorf("mask of shape %v: only a raw [B, P+S] mask or [B] lengths are supported", mask.shape)
+	}
+	return add, nil
+}
+
+// bertItems is one attention over (batch, head) items whose present keys
+// and values are laid out [T, H] per item: the shared core of
+// com.microsoft Attention and MultiHeadAttention.
+type bertItems struct {
+	B, N, S, T, P, H int
+	scale            float32
+	add              []float32 // [B, T] additive padding mask, or nil
+	causal           bool
+	q, k, v, out     []float32
+	qOff, kOff, vOff func(b, n int) int
+	outOff           func(b, n int) int
+	qRS, ldo         int
+}
+
+// bertAttend computes softmax(scale·Q·Kᵀ + padding, causal)·V per item:
+// padding adds mask_filter_value; the causal mask is the lowest float32
+// (onnxruntime's PrepareMask), so a query whose visible keys are all padding
+// still attends to them, never to later keys.
+func bertAttend(ec *execCtx, a bertItems) {
+	sc := a.scale
+	if sc == 0 {
+		sc = float32(1 / math.Sqrt(float64(a.H)))
+	}
+	S, T, H := a.S, a.T, a.H
+	threads, inner := ec.threads, 1
+	if a.B*a.N < threads {
+		threads, inner = 1, ec.threads
+	}
+	parallelFor(threads, a.B*a.N, S*T*H*2, func(lo, hi int) {
+		scores := ec.s.pool.get(S * T)
+		defer ec.s.pool.put(scores)
+		for it := lo; it < hi; it++ {
+			b, n := it/a.N, it%a.N
+			kernels.Sgemm(inner, S, T, H, sc, kernels.MatView{Data: a.q, Off: a.qOff(b, n), RS: a.qRS, CS: 1},
+				kernels.MatView{Data: a.k, Off: a.kOff(b, n), RS: 1, CS: H}, 0, scores, T)
+			for s := range S {
+				row := scores[s*T : (s+1)*T]
+				if a.add != nil {
+					f32Row(opAdd, row, row, a.add[b*T:(b+1)*T], 1, 1)
+				}
+				if a.causal {
+					for j := a.P + s + 1; j < T; j++ {
+						row[j] = -math.MaxFloat32
+					}
+				}
+				softmaxRow(row, row, false)
+			}
+			kernels.Sgemm(inner, S, H, T, 1, kernels.MatView{Data: scores, RS: T, CS: 1},
+				kernels.MatView{Data: a.v, Off: a.vOff(b, n), RS: H, CS: 1}, 0, a.out[a.outOff(b, n):], a.ldo)
+		}
+	})
 }
 
 // intsOf2 reads an int32 or int64 tensor of any rank.

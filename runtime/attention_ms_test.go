@@ -125,3 +125,68 @@ func TestMSAttention(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiHeadAttention: MultiHeadAttention on projected q, k, v equals the
+// Attention reference on the input and weights that project them (same
+// masks, past and bias), and onnxruntime.
+func TestMultiHeadAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	const D, N = 32, 4
+	for _, c := range []struct {
+		name    string
+		B, S, P int
+		uni     bool
+		pad     int
+	}{
+		{"causal_prompt_padded", 2, 5, 0, true, 2},
+		{"causal_past", 2, 2, 3, true, 0},
+		{"bidirectional_no_mask", 1, 4, 0, false, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			T := c.P + c.S
+			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
+			proj := make([]*runtime.Tensor, 3)
+			for p := range 3 {
+				v := make([]float32, c.B*c.S*D)
+				for row := range c.B * c.S {
+					for j := range D {
+						var s float64
+						for i := range D {
+							s += float64(x.Float32Data()[row*D+i]) * float64(w.Float32Data()[i*3*D+p*D+j])
+						}
+						v[row*D+j] = float32(s)
+					}
+				}
+				proj[p] = f32(sh(c.B, c.S, D), v...)
+			}
+			var pastD []float32
+			in := []*runtime.Tensor{proj[0], proj[1], proj[2], bias, nil, nil, nil, nil}
+			if c.P > 0 {
+				pk, pv := randT(r, c.B, N, c.P, D/N), randT(r, c.B, N, c.P, D/N)
+				in[6], in[7] = pk, pv
+				pastD = append(append([]float32{}, pk.Float32Data()...), pv.Float32Data()...)
+			}
+			var maskD []int32
+			if c.pad >= 0 {
+				maskD = make([]int32, c.B*T)
+				for i := range maskD {
+					if i >= c.pad {
+						maskD[i] = 1
+					}
+				}
+				in[4] = i32(sh(c.B, T), maskD...)
+			}
+			for in[len(in)-1] == nil {
+				in = in[:len(in)-1]
+			}
+			m, f := msModel("MultiHeadAttention", "com.microsoft", []*pb.AttributeProto{aInt("num_heads", N), aInt("unidirectional", boolInt(c.uni))},
+				in, []string{"out", "present_key", "present_value"})
+			got := runModel(t, m, f)
+			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
+			within(t, "output", got["out"], out, 1e-5)
+			within(t, "present_key", got["present_key"], present[:len(present)/2], 1e-5)
+			within(t, "present_value", got["present_value"], present[len(present)/2:], 1e-5)
+			t.Run("onnxruntime", func(t *testing.T) { compareORT(t, m, f, got) })
+		})
+	}
+}

@@ -113,6 +113,7 @@ var msOpTable = []opDef{
 	{"FastGelu", 1, 1, 2, nil, 0, compileFastGelu},
 	{"GroupQueryAttention", 1, 1, 12, nil, 0, compileGQA},
 	{"MatMulNBits", 1, 3, 6, nil, 0, compileMatMulNBits},
+	{"MultiHeadAttention", 1, 1, 10, nil, 0, compileMHA},
 	{"RotaryEmbedding", 1, 4, 4, nil, 0, compileRotaryEmbedding},
 	{"SimplifiedLayerNormalization", 1, 2, 2, nil, 0, compileSimplifiedLayerNorm},
 	{"SkipLayerNormalization", 1, 3, 5, nil, 0, compileSkipLayerNorm(false)},
