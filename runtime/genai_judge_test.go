@@ -310,6 +310,9 @@ func txjsCase(name string, c modelgen.Config, variant string) judgedCase {
 	}}
 }
 
+// shortCases are the layouts -short judges.
+var shortCases = map[string]bool{"genai_fp32": true, "genai_int4": true, "genai_int8": true, "txjs_quantized": true}
+
 var judgedCases = []judgedCase{
 	genaiCase("genai_fp32", genaiBase),
 	genaiCase("genai_fp32_opset14", genaiWith(func(g *modelgen.GenAIConfig) { g.Opset = 14 })),
@@ -334,6 +337,9 @@ var judgedCases = []judgedCase{
 // the full one; quantized models equal the Go dequantize-then-MatMul model.
 func TestDeployedLayoutsAgainstORT(t *testing.T) {
 	for _, c := range judgedCases {
+		if testing.Short() && !shortCases[c.name] {
+			continue
+		}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			m := c.model(t)
@@ -417,6 +423,9 @@ func TestDeployedLayoutsPerplexity(t *testing.T) {
 	for _, c := range judgedCases {
 		if c.level == 4 || c.fp16 {
 			continue // onnxruntime quantizes A to int8, or computes in float16: not the same numbers
+		}
+		if testing.Short() && !shortCases[c.name] {
+			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
