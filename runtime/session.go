@@ -50,6 +50,7 @@ type Session struct {
 	opts    Options
 	threads int
 	opset   int64
+	opsets  map[string]int64 // imported opset of each domain ("" for ai.onnx)
 
 	names    []string       // value index -> name
 	index    map[string]int // name -> value index
@@ -152,11 +153,13 @@ func New(m *pb.ModelProto, opts Options) (*Session, error) {
 	if s.threads <= 0 {
 		s.threads = goruntime.GOMAXPROCS(0)
 	}
-	s.opset = -1
+	s.opsets = map[string]int64{}
 	for _, o := range m.GetOpsetImport() {
-		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
-			s.opset = o.GetVersion()
-		}
+		s.opsets[opDomain(o.GetDomain())] = o.GetVersion()
+	}
+	s.opset = -1
+	if v, ok := s.opsets[""]; ok {
+		s.opset = v
 	}
 	if s.opset < 0 {
 		return nil, fmt.Errorf("runtime: model imports no ai.onnx opset")
@@ -242,16 +245,18 @@ func New(m *pb.ModelProto, opts Options) (*Session, error) {
 
 // compileNode looks the op up and binds its attributes.
 func (s *Session) compileNode(n *node) *UnsupportedOp {
-	u := &UnsupportedOp{Op: n.op, Domain: n.proto.GetDomain(), Node: n.label(), Opset: s.opset}
-	if d := n.proto.GetDomain(); d != "" && d != "ai.onnx" {
-		u.Reason = "only the default ai.onnx domain is supported"
+	domain := opDomain(n.proto.GetDomain())
+	opset, imported := s.opsets[domain]
+	u := &UnsupportedOp{Op: n.op, Domain: n.proto.GetDomain(), Node: n.label(), Opset: opset}
+	if !imported {
+		u.Reason = fmt.Sprintf("the model imports no opset of domain %q", n.proto.GetDomain())
 		return u
 	}
-	def, ok := ops[n.op]
+	def, ok := ops[opKey{domain, n.op}]
 	if !ok {
 		return u
 	}
-	if s.opset < def.since {
+	if opset < def.since {
 		u.Reason = fmt.Sprintf("%s needs opset %d or newer", n.op, def.since)
 		return u
 	}
