@@ -156,6 +156,11 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return err
 	}
 	r := outcome.Report
+	if cfg, err := writeGenAIConfig(in, out, r.LayersBefore, r.KeptFrom, f.keepKV); err != nil {
+		fmt.Fprintf(io.Stderr, "onnxslm: warning: %v\n", err)
+	} else if cfg != "" && !f.quiet {
+		fmt.Fprintf(io.Stderr, "onnxslm: wrote %s (num_hidden_layers %d)\n", cfg, r.LayersAfter)
+	}
 	if report != nil {
 		if err := report.commitJSON(r); err != nil {
 			os.Remove(out)
