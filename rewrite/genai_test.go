@@ -386,3 +386,24 @@ func relMax(a, b []float32) float64 {
 	}
 	return d / s
 }
+
+// FuzzUpdateGenAIConfig: a config from an untrusted folder is refused or
+// rewritten, never a panic; what is written parses again with the new depth.
+func FuzzUpdateGenAIConfig(f *testing.F) {
+	f.Add([]byte(`{"model": {"decoder": {"num_hidden_layers": 4, "filename": "model.onnx", "l": [1, 2, 3, 4]}}}`))
+	f.Add([]byte(`{"model": {"decoder": {"num_hidden_layers": 4e0}}}`))
+	f.Add([]byte(`{"a": [{"b": null}, true, "x\u00e9"], "model": {"decoder": {"num_hidden_layers": 4}}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, err := rewrite.UpdateGenAIConfig(raw, rewrite.GenAIConfigEdit{LayersBefore: 4, KeptFrom: []int{0, 2}, Filename: "x.onnx"})
+		if err != nil {
+			return
+		}
+		again, err := rewrite.UpdateGenAIConfig(out, rewrite.GenAIConfigEdit{LayersBefore: 2, KeptFrom: []int{0, 1}})
+		if err != nil {
+			t.Fatalf("the rewritten config does not parse with 2 layers: %v\n%s", err, out)
+		}
+		if string(again) != string(out) {
+			t.Fatalf("an unchanged edit rewrote\n%s\nto\n%s", out, again)
+		}
+	})
+}
