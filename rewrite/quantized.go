@@ -21,18 +21,20 @@ import (
 // Requantized says how far one merged quantized projection is from the float
 // fusion of the window's (dequantized) weights.
 type Requantized struct {
-	Low, High int
+	Low  int `json:"low"`
+	High int `json:"high"`
 	// Role is the projection's role, Slot the slot of its packed weight.
-	Role string
-	Slot int
+	Role string `json:"role"`
+	Slot int    `json:"slot"`
 	// Bits, BlockSize and Symmetric are the quantization kept.
-	Bits, BlockSize int
-	Symmetric       bool
+	Bits      int  `json:"bits"`
+	BlockSize int  `json:"block_size"`
+	Symmetric bool `json:"symmetric"`
 	// RelErr is ‖dequantize(quantize(W)) − W‖ / ‖W‖ (Frobenius) for W the float
 	// fusion; 0 when the weight was kept float.
-	RelErr float64
+	RelErr float64 `json:"rel_err"`
 	// KeptFloat reports that the merged weight stays float (a MatMul).
-	KeptFloat bool
+	KeptFloat bool `json:"kept_float,omitempty"`
 }
 
 // quantSlots returns the slots of layer low's quantized projections' weight
