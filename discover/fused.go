@@ -155,3 +155,44 @@ func checkOps(m *pb.ModelProto) error {
 	}
 	return nil
 }
+
+// int8ScaleMul is the Mul that scales the product of the MatMulInteger mm,
+// after its Cast (onnxruntime's IntegerOps quantizer), or nil.
+func int8ScaleMul(mm *graph.Node) *graph.Node {
+	out := firstOutput(mm)
+	if out == nil || len(out.Consumers) != 1 || out.Consumers[0].Op != "Cast" {
+		return nil
+	}
+	cast := firstOutput(out.Consumers[0])
+	if cast == nil || len(cast.Consumers) != 1 || cast.Consumers[0].Op != "Mul" {
+		return nil
+	}
+	return cast.Consumers[0]
+}
+
+// int8ScaleOf returns the MatMulInteger whose weight scale the Mul x reads
+// (x = Mul(A_scale, B_scale), feeding the Mul after that MatMulInteger's
+// Cast), or nil.
+func int8ScaleOf(x *graph.Node) *graph.Node {
+	if x.Op != "Mul" || len(x.Inputs) != 2 {
+		return nil
+	}
+	out := firstOutput(x)
+	if out == nil {
+		return nil
+	}
+	for _, c := range out.Consumers {
+		if c.Op != "Mul" || len(c.Inputs) != 2 {
+			continue
+		}
+		for _, in := range c.Inputs {
+			if in == nil || in == out || in.Producer == nil || in.Producer.Op != "Cast" || len(in.Producer.Inputs) == 0 {
+				continue
+			}
+			if src := in.Producer.Inputs[0]; src != nil && src.Producer != nil && src.Producer.Op == "MatMulInteger" {
+				return src.Producer
+			}
+		}
+	}
+	return nil
+}

@@ -76,7 +76,7 @@ func TestGenAILayouts(t *testing.T) {
 			case strings.Contains(name, "int8"):
 				storage, bits, block, parts = discover.NBits, 8, 32, 2
 			case name == "txjs-quantized":
-				storage, parts = discover.Int8PerTensor, 2
+				storage, parts = discover.Int8PerTensor, 3
 			}
 			for _, l := range s.Layers {
 				var roles []discover.ProjRole
@@ -86,11 +86,13 @@ func TestGenAILayouts(t *testing.T) {
 						t.Errorf("layer %d %s projection: storage %s bits %d block %d, %d weight inputs; want %s %d %d %d",
 							l.Index, p.Role, p.Storage, p.Bits, p.BlockSize, len(p.Weights), storage, bits, block, parts)
 					}
-					node := m.Graph.Node[p.Node]
 					for _, w := range p.Weights {
-						if node.Input[w.Input] != w.Name || l.Params[w.Slot].Name != w.Name || l.Params[w.Slot].Kind != discover.ProjWeight {
-							t.Errorf("layer %d %s: weight input %+v is not what the node reads (%q)", l.Index, p.Role, w, node.Input[w.Input])
+						if m.Graph.Node[w.Node].Input[w.Input] != w.Name || l.Params[w.Slot].Name != w.Name || l.Params[w.Slot].Kind != discover.ProjWeight {
+							t.Errorf("layer %d %s: weight input %+v is not what the node reads (%q)", l.Index, p.Role, w, m.Graph.Node[w.Node].Input[w.Input])
 						}
+					}
+					if strings.Contains(p.Output, "quantized") {
+						t.Errorf("layer %d %s: output %q is not the scaled product", l.Index, p.Role, p.Output)
 					}
 					if storage == discover.NBits && (p.In <= 0 || p.Out <= 0) {
 						t.Errorf("layer %d %s: in %d out %d", l.Index, p.Role, p.In, p.Out)

@@ -52,7 +52,7 @@ func (l *layering) params() ([][]*layerParam, error) {
 					continue
 				}
 				t, cv, via := resolveConstValue(v)
-				if t == nil || (!isParamTensor(t) && !isQuantWeightInput(x, j)) {
+				if t == nil || (!isParamTensor(t) && !isQuantWeightInput(x, j) && !isDynamicQuantScale(v)) {
 					continue
 				}
 				kind, trans := classify(x, j, via)
@@ -123,7 +123,7 @@ var kindOrder = map[ParamKind]int{NormWeight: 0, NormBias: 1, ProjWeight: 2, Pro
 
 // classify says what role the tensor read at input j of x plays.
 func classify(x *graph.Node, j int, via []*graph.Node) (ParamKind, bool) {
-	if isQuantWeightInput(x, j) {
+	if isQuantWeightInput(x, j) || (x.Op == "Mul" && isDynamicQuantScale(x.Inputs[j]) && int8ScaleOf(x) != nil) {
 		return ProjWeight, false
 	}
 	if wIn, _, ok := isProjection(x); ok {

@@ -43,9 +43,13 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 		for _, u := range lp.uses {
 			switch u.kind {
 			case ProjWeight:
+				if mm := int8ScaleOf(u.reader); mm != nil {
+					extra[mm] = append(extra[mm], WeightInput{Part: Scales, Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name})
+					continue
+				}
 				_, data, _ := isProjection(u.reader)
 				if st, parts, ok := quantProjection(u.reader); ok {
-					wi := WeightInput{Part: parts[u.input], Input: u.input, Slot: slot, Name: lp.value.Name}
+					wi := WeightInput{Part: parts[u.input], Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name}
 					if u.input != 1 {
 						extra[u.reader] = append(extra[u.reader], wi)
 						continue
@@ -61,7 +65,7 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 					continue
 				}
 				p := Projection{Node: u.reader.Index, Op: u.reader.Op, Storage: Dense,
-					Weights:    []WeightInput{{Part: Matrix, Input: u.input, Slot: slot, Name: lp.value.Name}},
+					Weights:    []WeightInput{{Part: Matrix, Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name}},
 					Transposed: u.transposed, Bias: -1, BiasNode: -1}
 				if d := lp.tensor.Dims; len(d) == 2 {
 					p.In, p.Out = d[0], d[1]
@@ -104,12 +108,17 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 		p := f.p
 		p.Role = roles[i]
 		ws := extra[f.node]
-		sort.Slice(ws, func(a, b int) bool { return ws[a].Input < ws[b].Input })
+		sort.Slice(ws, func(a, b int) bool { return ws[a].Part < ws[b].Part })
 		p.Weights = append(p.Weights, ws...)
 		out := firstOutput(f.node)
 		if b, ok := biasOf[f.node]; ok {
 			p.Bias, p.BiasNode = b.slot, b.node.Index
 			out = firstOutput(b.node)
+		}
+		if p.Storage == Int8PerTensor {
+			if mul := int8ScaleMul(f.node); mul != nil {
+				out = firstOutput(mul)
+			}
 		}
 		if out != nil {
 			p.Output = out.Name

@@ -61,8 +61,9 @@ const (
 	// Package quant packs and unpacks it.
 	NBits
 	// Int8PerTensor is MatMulInteger over a DynamicQuantizeLinear of the input:
-	// an 8-bit Matrix [in, out] and its ZeroPoints (one for the tensor); the
-	// scale is applied to the product by the Mul after it.
+	// an 8-bit Matrix [in, out], its ZeroPoints and Scales (one each for the
+	// tensor); the scale is applied to the product by the Muls after it
+	// (onnxruntime's IntegerOps quantizer), and Projection.Output is theirs.
 	Int8PerTensor
 )
 
@@ -109,7 +110,11 @@ func (p WeightPart) MarshalText() ([]byte, error) { return []byte(p.String()), n
 // weight.
 type WeightInput struct {
 	Part WeightPart
-	// Input is the input position of Projection.Node that reads it.
+	// Node is the index in graph.node of the node reading it: Projection.Node,
+	// or for Int8PerTensor's Scales the Mul that multiplies them with the
+	// input's dynamic scale.
+	Node int
+	// Input is the input position of Node that reads it.
 	Input int
 	// Slot is the parameter slot (index in Layer.Params) of the tensor.
 	Slot int
@@ -127,9 +132,9 @@ type Projection struct {
 	Op   string
 	// Storage says how the weight is stored and so what Weights hold.
 	Storage Storage
-	// Weights are the node's inputs that hold the weight (one Matrix for Dense;
-	// Packed, Scales and ZeroPoints when present for NBits; Matrix and
-	// ZeroPoints for Int8PerTensor).
+	// Weights are the inputs that hold the weight (one Matrix for Dense;
+	// Packed, Scales and ZeroPoints when present for NBits; Matrix, ZeroPoints
+	// and Scales for Int8PerTensor).
 	Weights []WeightInput
 	// Bits and BlockSize are NBits's attributes (0 for other storage).
 	Bits, BlockSize int

@@ -1,7 +1,8 @@
 package rewrite
 
 // This file merges projections whose weights are stored quantized
-// (discover.NBits: onnxruntime's MatMulNBits): the window's weights are
+// (discover.NBits: onnxruntime's MatMulNBits; discover.Int8PerTensor: its
+// MatMulInteger with per-tensor int8 weights): the window's weights are
 // dequantized, fused by the window's rule as float weights are, and quantized
 // again with the same bits, block size and symmetry (package quant, the
 // layout onnxruntime's quantizer writes), or kept float (Options.KeepMergedFloat)
@@ -62,19 +63,20 @@ func (w *merger) fuseQuantized(win Window, rule Rule, suffix string) error {
 		if p.Storage == discover.Dense {
 			continue
 		}
-		if p.Storage != discover.NBits {
-			if rule == Drop {
-				continue
-			}
-			return fmt.Errorf("%s projection: merging %s weights with rule %s is not supported (use --merge drop)", p.Role, p.Storage, rule)
-		}
 		var err error
 		switch rule {
 		case Drop:
 		case Code: // the released code keeps layer high's weights: its quantized parts as they are
 			err = w.repointParts(win, pi, w.s.Layers[win.High].Projections[pi], suffix)
 		case Paper, Mean:
-			err = w.fuseNBits(win, rule, pi, suffix)
+			switch p.Storage {
+			case discover.NBits:
+				err = w.fuseNBits(win, rule, pi, suffix)
+			case discover.Int8PerTensor:
+				err = w.fuseInt8(win, rule, pi, suffix)
+			default:
+				err = fmt.Errorf("merging %s weights with rule %s is not supported (use --merge drop)", p.Storage, rule)
+			}
 		default:
 			err = fmt.Errorf("rule %q", rule)
 		}
@@ -286,3 +288,93 @@ func relErr(a, b []float32) float64 {
 }
 
 func clone64(d []int64) []int64 { return append([]int64(nil), d...) }
+
+// int8Weight returns layer i's Int8PerTensor projection pi as float values
+// (q − zero point)·scale, and its zero point.
+func (w *merger) int8Weight(i, pi int) ([]float32, int8, error) {
+	p := w.s.Layers[i].Projections[pi]
+	get := func(part discover.WeightPart) (*onnx.Tensor, error) {
+		wi, ok := p.Part(part)
+		if !ok {
+			return nil, fmt.Errorf("layer %d: no %s", i, part)
+		}
+		t := w.tensor(wi.Name)
+		if t == nil {
+			return nil, fmt.Errorf("layer %d: %q is not a constant tensor", i, wi.Name)
+		}
+		return onnx.DecodeTensor(t)
+	}
+	mt, err := get(discover.Matrix)
+	if err != nil {
+		return nil, 0, err
+	}
+	zt, err := get(discover.ZeroPoints)
+	if err != nil {
+		return nil, 0, err
+	}
+	q, ok1 := mt.Data.([]int8)
+	zp, ok2 := zt.Data.([]int8)
+	if !ok1 || !ok2 || len(zp) != 1 {
+		return nil, 0, fmt.Errorf("layer %d: want an int8 matrix and one int8 zero point (uint8 weights are not supported)", i)
+	}
+	sc, _ := p.Part(discover.Scales)
+	scale, err := w.floats(sc.Name)
+	if err != nil || len(scale) != 1 {
+		return nil, 0, fmt.Errorf("layer %d: want one weight scale: %v", i, err)
+	}
+	return quant.DequantizeInt8(q, scale[0], zp[0]), zp[0], nil
+}
+
+// fuseInt8 dequantizes the window's per-tensor int8 weights of projection
+// pi, fuses them and quantizes the result again, symmetric as onnxruntime's
+// quantizer does (the zero point must be 0).
+func (w *merger) fuseInt8(win Window, rule Rule, pi int, suffix string) error {
+	if w.opt.KeepMergedFloat {
+		return fmt.Errorf("KeepMergedFloat: %s weights are applied through the input's dynamic quantization and cannot stay float", discover.Int8PerTensor)
+	}
+	p := w.s.Layers[win.Low].Projections[pi]
+	var ws [][]float32
+	for i := win.Low; i <= win.High; i++ {
+		f, zp, err := w.int8Weight(i, pi)
+		if err != nil {
+			return err
+		}
+		if zp != 0 {
+			return fmt.Errorf("layer %d: zero point %d: only symmetric int8 weights are re-quantized", i, zp)
+		}
+		if len(ws) > 0 && len(f) != len(ws[0]) {
+			return fmt.Errorf("layer %d: %d weights, layer %d has %d", i, len(f), win.Low, len(ws[0]))
+		}
+		ws = append(ws, f)
+	}
+	fused := fuseFloats(rule, ws)
+	q := quant.QuantizeInt8(fused)
+	rep := Requantized{Low: win.Low, High: win.High, Role: p.Role.String(), Slot: p.Matrix(), Bits: 8, Symmetric: true,
+		RelErr: relErr(q.Dequantize(), fused)}
+	w.res.Requantized = append(w.res.Requantized, rep)
+	low := &w.s.Layers[win.Low]
+	for _, part := range []discover.WeightPart{discover.Matrix, discover.Scales} {
+		wi, _ := p.Part(part)
+		like := w.tensor(wi.Name)
+		name := w.g.UniqueName(wi.Name + suffix)
+		var t *pb.TensorProto
+		var err error
+		if part == discover.Matrix {
+			t, err = onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_INT8, Dims: clone64(like.Dims), Data: q.Values})
+		} else {
+			t, err = encodeLike(name, like, []float32{q.Scale})
+		}
+		if err != nil {
+			return err
+		}
+		v, err := w.g.AddInitializer(t)
+		if err != nil {
+			return err
+		}
+		w.res.NewInitializers = append(w.res.NewInitializers, v.Name)
+		if err := w.repoint(win.Low, low.Params[wi.Slot], v, suffix); err != nil {
+			return err
+		}
+	}
+	return nil
+}
