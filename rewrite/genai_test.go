@@ -294,7 +294,11 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range genaiPlans {
-			if testing.Short() && p.name != "merge1-2" && p.name != "drop0" {
+			// Every precision: a merge that re-quantizes and the first layer's
+			// removal; the other plans on fp32 and int4 (the package's tests
+			// share a 10-minute budget on a busy machine).
+			full := c.name == "fp32" || c.name == "int4"
+			if p.name != "merge0-1_mean" && p.name != "drop0" && (!full || testing.Short()) {
 				continue
 			}
 			t.Run(c.name+"/"+p.name, func(t *testing.T) {
@@ -456,8 +460,7 @@ func FuzzUpdateGenAIConfig(f *testing.F) {
 }
 
 // TestJudgeTransformersJSRewrite: transformers.js's q4 and int8 variants of
-// an optimum export, merged and with a layer dropped, run in onnxruntime with
-// a past. q4 gives the logits of its own rewrite run with dequantized weights
+// an optimum export, merged, run in onnxruntime with a past. q4 gives the logits of its own rewrite run with dequantized weights
 // (≤ 1e-5); int8 quantizes its activations dynamically, so it is compared with
 // the same edit of the float model (rms, loose) and its merged weights with
 // the re-quantized float fusion.
@@ -483,7 +486,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []int{1, 3} { // mean merge 0..1, drop 3 (the last)
+		for _, p := range []int{1} { // mean merge 0..1 (drops of this plain layout: kv_test.go)
 			pl := genaiPlans[p]
 			t.Run(variant+"/"+pl.name, func(t *testing.T) {
 				res, err := rewrite.Merge(m, s, pl.plan, rewrite.Options{Check: true})
