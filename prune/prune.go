@@ -109,6 +109,8 @@ type Report struct {
 	Windows       [][2]int `json:"windows"`
 	RemovedLayers []int    `json:"removed_layers"`
 	KeptFrom      []int    `json:"kept_from"`
+	// Requantized: merged quantized projections and their re-quantization error.
+	Requantized []rewrite.Requantized `json:"requantized,omitempty"`
 	// Similarity is the merge criterion of the result: the mean cosine between the
 	// final-normed hidden states of the result and of the original model.
 	Similarity       float64              `json:"similarity"`
@@ -260,6 +262,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	}
 	rep.LayersAfter = res.LayersAfter
 	rep.KeptFrom = res.KeptFrom
+	rep.Requantized = res.Requantized
 	rep.ReachedTarget = target == 0 || rep.LayersAfter == target
 	for _, w := range plan.Windows {
 		if w.High > w.Low {

@@ -171,6 +171,11 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return err
 	}
 	r := outcome.Report
+	if cfg, err := writeGenAIConfig(in, out, r.LayersBefore, r.KeptFrom, f.keepKV); err != nil {
+		fmt.Fprintf(io.Stderr, "onnxslm: warning: %v\n", err)
+	} else if cfg != "" && !f.quiet {
+		fmt.Fprintf(io.Stderr, "onnxslm: wrote %s (num_hidden_layers %d)\n", cfg, r.LayersAfter)
+	}
 	if report != nil {
 		if err := report.commitJSON(r); err != nil {
 			os.Remove(out)
@@ -219,6 +224,16 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
 	}
 	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)
+	if len(r.Requantized) > 0 {
+		worst := r.Requantized[0]
+		for _, q := range r.Requantized {
+			if q.RelErr > worst.RelErr {
+				worst = q
+			}
+		}
+		fmt.Fprintf(io.Stderr, "  re-quantized %d merged projections (%d-bit, block %d); largest ‖requantized − float fusion‖/‖float fusion‖ %.4f (%d..%d %s)\n",
+			len(r.Requantized), worst.Bits, worst.BlockSize, worst.RelErr, worst.Low, worst.High, worst.Role)
+	}
 	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
 	fmt.Fprintf(io.Stderr, "  parameters %d → %d (%.1f%% fewer)\n", r.ParametersBefore, r.ParametersAfter, 100*(1-float64(r.ParametersAfter)/float64(max(r.ParametersBefore, 1))))
 	fmt.Fprintf(io.Stderr, "  %d candidates in %.1fs, %.1fs in all; wrote %s\n", r.Candidates, r.CandidateSeconds, r.WallSeconds, out)
