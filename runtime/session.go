@@ -374,6 +374,24 @@ func (s *Session) Initializer(name string) (*Tensor, error) {
 	return t.widened(), nil
 }
 
+// InitializerShape returns the dimensions of initializer name without
+// decoding or widening its data.
+func (s *Session) InitializerShape(name string) ([]int, error) {
+	i, ok := s.index[name]
+	if !ok || s.inits[i] == nil {
+		return nil, fmt.Errorf("runtime: no initializer %q", name)
+	}
+	dims := s.inits[i].GetDims()
+	shape := make([]int, len(dims))
+	for j, d := range dims {
+		if d < 0 {
+			return nil, fmt.Errorf("runtime: initializer %q has negative dimension %d", name, d)
+		}
+		shape[j] = int(d)
+	}
+	return shape, nil
+}
+
 // initializer decodes initializer i once; float32 data aliases the model, and
 // float16 and bfloat16 data stay 16-bit tensors aliasing it (half.go).
 func (s *Session) initializer(i int) (*Tensor, error) {
