@@ -93,8 +93,6 @@ func halfFromProto(tp *pb.TensorProto, shape []int) (*Tensor, error) {
 	n := numel(shape)
 	var bits []uint16
 	switch raw := tp.GetRawData(); {
-	case tp.GetDataLocation() == pb.TensorProto_EXTERNAL:
-		return nil, fmt.Errorf("external data of %q was not loaded", tp.GetName())
 	case raw != nil:
 		if len(raw) != 2*n {
 			return nil, fmt.Errorf("raw_data has %d bytes, dims %v of %v need %d", len(raw), shape, dt, 2*n)
@@ -109,6 +107,8 @@ func halfFromProto(tp *pb.TensorProto, shape []int) (*Tensor, error) {
 				bits[i] = binary.LittleEndian.Uint16(raw[2*i:])
 			}
 		}
+	case tp.GetDataLocation() == pb.TensorProto_EXTERNAL:
+		return nil, fmt.Errorf("external data of %q was not loaded", tp.GetName())
 	default:
 		// int32_data holds one 16-bit value per entry.
 		d, err := onnx.DecodeTensor(tp)
