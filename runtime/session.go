@@ -65,6 +65,7 @@ type Session struct {
 	consts map[int]*Tensor // decoded initializers
 	plans  map[string]*plan
 	pool   pool
+	halfs  halfCache // small 16-bit weights, widened
 	// lastPeak is the peak number of float32 activation elements alive during
 	// the last Run (for tests).
 	lastPeak atomic.Int64
@@ -364,16 +365,40 @@ func (s *Session) Model() *pb.ModelProto { return s.model }
 func (s *Session) HasValue(name string) bool { _, ok := s.index[name]; return ok }
 
 // Initializer returns the decoded initializer name (shared with the model: do
-// not modify it).
+// not modify it). A float16 or bfloat16 initializer comes widened to float32,
+// in a new tensor each call (the Session itself keeps it in 16 bits).
 func (s *Session) Initializer(name string) (*Tensor, error) {
 	i, ok := s.index[name]
 	if !ok || s.inits[i] == nil {
 		return nil, fmt.Errorf("runtime: no initializer %q", name)
 	}
-	return s.initializer(i)
+	t, err := s.initializer(i)
+	if err != nil {
+		return nil, err
+	}
+	return t.widened(), nil
 }
 
-// initializer decodes initializer i once; float32 data aliases the model.
+// InitializerShape returns the dimensions of initializer name without
+// decoding or widening its data.
+func (s *Session) InitializerShape(name string) ([]int, error) {
+	i, ok := s.index[name]
+	if !ok || s.inits[i] == nil {
+		return nil, fmt.Errorf("runtime: no initializer %q", name)
+	}
+	dims := s.inits[i].GetDims()
+	shape := make([]int, len(dims))
+	for j, d := range dims {
+		if d < 0 {
+			return nil, fmt.Errorf("runtime: initializer %q has negative dimension %d", name, d)
+		}
+		shape[j] = int(d)
+	}
+	return shape, nil
+}
+
+// initializer decodes initializer i once; float32 data aliases the model, and
+// float16 and bfloat16 data stay 16-bit tensors aliasing it (half.go).
 func (s *Session) initializer(i int) (*Tensor, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -389,7 +414,7 @@ func (s *Session) initializer(i int) (*Tensor, error) {
 }
 
 // tensorFromProto decodes an ONNX tensor. FLOAT data may alias tp's memory;
-// FLOAT16 and BFLOAT16 are widened to float32.
+// FLOAT16 and BFLOAT16 become 16-bit tensors aliasing it (never written).
 func tensorFromProto(tp *pb.TensorProto) (*Tensor, error) {
 	shape := make([]int, len(tp.GetDims()))
 	for i, d := range tp.GetDims() {
@@ -403,7 +428,9 @@ func tensorFromProto(tp *pb.TensorProto) (*Tensor, error) {
 	}
 	dt := pb.TensorProto_DataType(tp.GetDataType())
 	switch dt {
-	case pb.TensorProto_FLOAT, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+		return halfFromProto(tp, shape)
+	case pb.TensorProto_FLOAT:
 		v, err := onnx.Float32s(tp)
 		if err != nil {
 			return nil, err

@@ -148,8 +148,9 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 }
 
-// TestHalfInitializers: FLOAT16 and BFLOAT16 weights are widened to float32
-// when the model is loaded, and the graph computes in float32.
+// TestHalfInitializers: FLOAT16 and BFLOAT16 weights read by an op that does
+// not take them as stored (Add) are widened to float32 for it, and the graph
+// computes in float32.
 func TestHalfInitializers(t *testing.T) {
 	for _, c := range []struct {
 		dt   pb.TensorProto_DataType
