@@ -72,6 +72,14 @@ type Options struct {
 	// model from the token ids, instead of starting from the cached stream
 	// entering its lowest changed layer and reusing known scores.
 	FullRerun bool
+	// Recover trains each layer of the result that stands for several
+	// original layers toward them (recover.go); RecoverSteps (0: 200) and
+	// RecoverBudget (per layer, 0: none) bound it, RecoverLR is Adam's rate
+	// (0: the default).
+	Recover       bool
+	RecoverSteps  int
+	RecoverBudget time.Duration
+	RecoverLR     float64
 	// Progress, when set, hears about long steps.
 	Progress Progress
 }
@@ -104,6 +112,7 @@ type Report struct {
 	Similarity       float64              `json:"similarity"`
 	Trace            []TraceStep          `json:"trace"`
 	Auto             *AutoReport          `json:"auto,omitempty"`
+	Recover          *RecoverReport       `json:"recover,omitempty"`
 	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
 	BlockInfluence   []float64            `json:"block_influence"`
 	ParametersBefore int64                `json:"parameters_before"`
@@ -238,9 +247,17 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 		meta.Threshold = &th
 	}
 	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
+	if opts.Recover {
+		meta.Extra["recover"] = "distill"
+	}
 	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)})
 	if err != nil {
 		return nil, fmt.Errorf("build the pruned model: %w", err)
+	}
+	if opts.Recover {
+		if res.Model, rep.Recover, err = recoverLayers(ctx, m, st, cal, res.Model, res.KeptFrom, opts, prog); err != nil {
+			return nil, err
+		}
 	}
 	rep.LayersAfter = res.LayersAfter
 	rep.KeptFrom = res.KeptFrom

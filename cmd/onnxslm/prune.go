@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -31,6 +32,10 @@ func init() {
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
+			fs.BoolVar(&o.recover, "recover", false, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md)")
+			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
+			fs.DurationVar(&o.recoverBudget, "recover-budget", 0, "with --recover: wall-clock limit per layer, e.g. 2m (0: none; a run stopped by it is not reproducible)")
+			fs.Float64Var(&o.recoverLR, "recover-lr", 0, "with --recover: Adam's learning rate (0: the default)")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
 			fs.BoolVar(&o.json, "json", false, "print the JSON report on stdout")
@@ -62,6 +67,10 @@ type pruneFlags struct {
 	verbose          bool
 	cpuProfile       string
 	batch, threads   int
+	recover          bool
+	recoverSteps     int
+	recoverBudget    time.Duration
+	recoverLR        float64
 }
 
 func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
@@ -75,6 +84,10 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		KeepKVNumbers: f.keepKV,
 		Runtime:       runtime.Options{Threads: f.threads},
 		Version:       Version,
+		Recover:       f.recover,
+		RecoverSteps:  f.recoverSteps,
+		RecoverBudget: f.recoverBudget,
+		RecoverLR:     f.recoverLR,
 	}
 	if err := opts.Check(); err != nil {
 		return pruneUsage(err)
@@ -200,6 +213,16 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	}
 	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)
 	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
+	if rc := r.Recover; rc != nil {
+		for _, w := range rc.Windows {
+			held := ""
+			if w.HeldBefore != nil {
+				held = fmt.Sprintf(", held-out %.3f → %.3f", *w.HeldBefore, *w.HeldAfter)
+			}
+			fmt.Fprintf(io.Stderr, "  recovered layer %d (layers %d..%d): loss %.3f → %.3f%s, %d steps (%s), %.1fs\n",
+				w.Layer, w.From[0], w.From[1], w.FitBefore, w.FitAfter, held, w.Steps, w.Stop, w.Seconds)
+		}
+	}
 	fmt.Fprintf(io.Stderr, "  parameters %d → %d (%.1f%% fewer)\n", r.ParametersBefore, r.ParametersAfter, 100*(1-float64(r.ParametersAfter)/float64(max(r.ParametersBefore, 1))))
 	fmt.Fprintf(io.Stderr, "  %d candidates in %.1fs, %.1fs in all; wrote %s\n", r.Candidates, r.CandidateSeconds, r.WallSeconds, out)
 }
@@ -213,6 +236,10 @@ var pruneFlagOf = map[string]string{
 	"PruneRatio":      "--prune-ratio",
 	"Batch":           "--batch",
 	"Runtime.Threads": "--threads",
+	"Recover":         "--recover",
+	"RecoverSteps":    "--recover-steps",
+	"RecoverBudget":   "--recover-budget",
+	"RecoverLR":       "--recover-lr",
 	"Calibration":     "--calib",
 }
 

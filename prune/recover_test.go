@@ -1,0 +1,187 @@
+package prune
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/npy"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/tokens"
+)
+
+func TestRecoverSpans(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		L    int
+		kept []int
+		want []recoverSpan
+	}{
+		{"nothing removed", 4, []int{0, 1, 2, 3}, nil},
+		{"merged windows", 8, []int{0, 2, 4, 5, 6, 7}, []recoverSpan{{0, 0, 1}, {1, 2, 3}}},
+		{"gap at the top", 6, []int{0, 1, 2, 3}, []recoverSpan{{3, 3, 5}}},
+		{"gap at the bottom", 6, []int{2, 3, 4, 5}, []recoverSpan{{0, 0, 2}}},
+		{"one layer left", 3, []int{1}, []recoverSpan{{0, 0, 2}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := recoverSpans(c.L, c.kept); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("recoverSpans(%d, %v) = %v, want %v", c.L, c.kept, got, c.want)
+			}
+		})
+	}
+}
+
+func TestRecoverOptionChecks(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want string // option named first in the error; "" for none
+	}{
+		{Options{Recover: true, RecoverSteps: 10, RecoverLR: 1e-3}, ""},
+		{Options{Recover: true, RecoverSteps: -1}, "RecoverSteps"},
+		{Options{Recover: true, RecoverBudget: -1}, "RecoverBudget"},
+		{Options{Recover: true, RecoverLR: math.NaN()}, "RecoverLR"},
+		{Options{RecoverSteps: 5}, "RecoverSteps"},
+		{Options{RecoverLR: 1e-3}, "RecoverLR"},
+	} {
+		err := c.o.Check()
+		var got string
+		if oe, ok := err.(*OptionError); ok {
+			got = oe.Options[0].Name
+		} else if err != nil {
+			t.Errorf("%+v: %v is not an *OptionError", c.o, err)
+		}
+		if got != c.want {
+			t.Errorf("Check(%+v) = %v, want an error naming %q", c.o, err, c.want)
+		}
+	}
+}
+
+// TestRecoverSharedModels prunes the shared models with recovery (a few
+// steps) by several methods, and checks that the report's held-out losses
+// do not get worse, that every trained layer is new initializers while the
+// input model stays untouched, and that onnxruntime computes the Go
+// runtime's logits from the written model.
+func TestRecoverSharedModels(t *testing.T) {
+	ort := judge.ORT(t)
+	set, err := tokens.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := judge.CalibRows(t, 2)
+	for _, c := range []struct {
+		model  string
+		method Method
+		merge  rewrite.Rule
+		layers int
+	}{
+		{"llama8", Auto, "", 6},
+		{"gpt2_6", SLM, rewrite.Code, 4},
+		{"llama8", ShortGPT, "", 6},
+	} {
+		t.Run(c.model+"/"+string(c.method), func(t *testing.T) {
+			m, err := onnx.Load(testenv.TestModel(t, c.model))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Run(context.Background(), m.Proto, Options{Method: c.method, Merge: c.merge, Layers: c.layers,
+				Calibration: set.Rows, Recover: true, RecoverSteps: 12, RecoverLR: 1e-3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m.Proto)
+			if !bytes.Equal(before, after) {
+				t.Error("Run changed the input model")
+			}
+			rc := out.Report.Recover
+			if rc == nil || len(rc.Windows) == 0 {
+				t.Fatalf("no recovered layers reported: %+v", rc)
+			}
+			t.Logf("layer: %s", rc.Layer)
+			written := 0
+			for _, w := range rc.Windows {
+				t.Logf("layer %d (%d..%d): fit %.4f → %.4f, held-out %.4f → %.4f, %d steps (best %d)", w.Layer, w.From[0], w.From[1],
+					w.FitBefore, w.FitAfter, *w.HeldBefore, *w.HeldAfter, w.Steps, w.BestStep)
+				if *w.HeldAfter > *w.HeldBefore {
+					t.Errorf("layer %d: held-out loss %.4f → %.4f", w.Layer, *w.HeldBefore, *w.HeldAfter)
+				}
+				if w.BestStep > 0 {
+					written++
+				}
+			}
+			st, err := discover.Find(out.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recovered := map[int]bool{}
+			for j, l := range st.Layers {
+				for _, p := range l.Params {
+					if strings.Contains(p.Name, ".recovered") {
+						recovered[j] = true
+					}
+				}
+			}
+			if len(recovered) != written {
+				t.Errorf("%d layers read .recovered tensors, %d were trained", len(recovered), written)
+			}
+			for _, w := range rc.Windows {
+				if w.BestStep > 0 && !recovered[w.Layer] {
+					t.Errorf("layer %d was trained but reads none of the new tensors", w.Layer)
+				}
+			}
+
+			path := filepath.Join(t.TempDir(), c.model+".onnx")
+			if err := onnx.Save(out.Model, path, onnx.SaveOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sess, err := runtime.New(out.Model, runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feeds, err := lm.Feeds(sess, set.Rows[:2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			goOut, err := sess.Run(feeds, []string{st.Logits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ortOut, err := ort.Run(path, map[string]*npy.Array{st.Tokens: ids}, []string{st.Logits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ortOut[st.Logits].Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := goOut[st.Logits].Float32Data()
+			if len(got) != len(want) {
+				t.Fatalf("Go runtime gave %d logits, onnxruntime %d", len(got), len(want))
+			}
+			var diff, top float64
+			for i := range got {
+				diff = math.Max(diff, math.Abs(float64(got[i])-float64(want[i])))
+				top = math.Max(top, math.Abs(float64(want[i])))
+			}
+			t.Logf("Go runtime vs onnxruntime: largest difference %.2g of max |logit| %.3g", diff, top)
+			if diff > 1e-4*top {
+				t.Errorf("Go runtime and onnxruntime differ by %.2g (max |logit| %.3g)", diff, top)
+			}
+		})
+	}
+}
