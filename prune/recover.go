@@ -164,7 +164,7 @@ func recoverLayers(ctx context.Context, orig *pb.ModelProto, st *discover.Stack,
 		held := distill.Rows{X: xs[fitN:], Y: ys[fitN:], T: T}
 		prog.Start(fmt.Sprintf("recover layer %d (layers %d..%d)", s.layer, s.low, s.high), steps)
 		trained, tr, err := distill.Train(ctx, l, fit, held, distill.Options{
-			Steps: steps, Budget: opts.RecoverBudget, LR: lr,
+			Steps: steps, Budget: opts.RecoverBudget, LR: lr, Patience: recoverPatience,
 			Progress: func(distill.Progress) { prog.Tick() },
 		})
 		prog.Done()
@@ -205,3 +205,8 @@ func (o Options) recoverLR() float64 {
 
 // defaultRecoverLR: see docs/design/recovery.md.
 const defaultRecoverLR = 3e-4
+
+// recoverPatience is how many held-out evaluations (one per pass over the fit
+// rows) without improvement stop training: a layer the least-squares repair
+// already fits well gets worse for Adam's first steps before it improves.
+const recoverPatience = 10

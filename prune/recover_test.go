@@ -185,3 +185,103 @@ func TestRecoverSharedModels(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverVariants prunes the generated models (Llama, GPT-2, KV cache
+// with GQA, float16 weights read through Casts, [out, in] weights read
+// through Transposes with Identity-deduplicated norms) with recovery, and
+// checks that the written layer is the trained one: fed the original stream
+// entering its span, the Go runtime's output of the written model has the
+// held-out loss the report gives. New tensors keep the dtype of those they
+// replace.
+func TestRecoverVariants(t *testing.T) {
+	rows := randomRows(8, 24, 7)
+	for _, name := range []string{"tiny_llama", "tiny_gpt2", "tiny_llama_kv", "tiny_llama_fp16", "tiny_llama_alt"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := onnx.Load(filepath.Join("..", "testdata", "models", name+".onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Run(context.Background(), m.Proto, Options{Calibration: rows, Recover: true, RecoverSteps: 15, RecoverLR: 1e-3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := out.Report.Recover
+			if rc == nil || len(rc.Windows) == 0 {
+				t.Fatalf("nothing recovered: %+v", rc)
+			}
+			t.Logf("%s", rc.Layer)
+			st, err := discover.Find(m.Proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newSt, err := discover.Find(out.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The original model's stream at every boundary.
+			orig, err := runtime.New(m.Proto, runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feeds, err := lm.Feeds(orig, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs, err := orig.Run(feeds, st.Hidden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess, err := runtime.New(out.Model, runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dtypes := map[string]string{}
+			for _, l := range newSt.Layers {
+				for _, p := range l.Params {
+					dtypes[p.Role] = p.DType
+				}
+			}
+			for _, w := range rc.Windows {
+				if w.BestStep == 0 {
+					t.Errorf("layer %d: 15 steps did not improve the held-out rows (%.4f)", w.Layer, *w.HeldBefore)
+					continue
+				}
+				for _, p := range newSt.Layers[w.Layer].Params {
+					if strings.Contains(p.Name, ".recovered") && p.DType != st.Layers[0].Params[p.Slot].DType {
+						t.Errorf("%s stored as %s, the model's as %s", p.Name, p.DType, st.Layers[0].Params[p.Slot].DType)
+					}
+				}
+				in, want := hs[st.Hidden[w.From[0]]], hs[st.Hidden[w.From[1]+1]]
+				f := map[string]*runtime.Tensor{}
+				for k, v := range feeds {
+					if sess.HasValue(k) {
+						f[k] = v
+					}
+				}
+				f[newSt.Hidden[w.Layer]] = in
+				res, err := sess.Run(f, []string{newSt.Hidden[w.Layer+1]})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Held-out rows are the last quarter.
+				x, y, got := in.Float32Data(), want.Float32Data(), res[newSt.Hidden[w.Layer+1]].Float32Data()
+				per := len(x) / len(rows)
+				var num, den float64
+				for i := rc.FitRows * per; i < len(x); i++ {
+					num += sq(float64(got[i]) - float64(y[i]))
+					den += sq(float64(x[i]) - float64(y[i]))
+				}
+				loss := num / den
+				tol := 1e-4
+				if strings.Contains(name, "fp16") {
+					tol = 5e-2 // the trained weights are rounded to float16
+				}
+				if math.Abs(loss-*w.HeldAfter) > tol**w.HeldAfter {
+					t.Errorf("layer %d: the written model's held-out loss is %.6f, the report's %.6f", w.Layer, loss, *w.HeldAfter)
+				}
+			}
+		})
+	}
+}
+
+func sq(x float64) float64 { return x * x }
