@@ -39,17 +39,29 @@ import (
 
 // method is one row of a cell.
 type method struct {
-	label  string
-	method prune.Method // "" is the default method
-	merge  rewrite.Rule
+	label   string
+	method  prune.Method // "" is the default method
+	merge   rewrite.Rule
+	recover bool // --recover: each merged (or kept) layer distilled toward its span
 }
 
-var methods = []method{
-	{"shortgpt", prune.ShortGPT, ""},
-	{"drop", prune.Drop, ""},
-	{"slm (paper)", prune.SLM, rewrite.Paper},
-	{"slm (code)", prune.SLM, rewrite.Code},
-	{"default", "", ""},
+var methods = withRecover([]method{
+	{"shortgpt", prune.ShortGPT, "", false},
+	{"drop", prune.Drop, "", false},
+	{"slm (paper)", prune.SLM, rewrite.Paper, false},
+	{"slm (code)", prune.SLM, rewrite.Code, false},
+	{"default", "", "", false},
+})
+
+// withRecover follows each method by the same with --recover.
+func withRecover(ms []method) []method {
+	var out []method
+	for _, m := range ms {
+		r := m
+		r.label, r.recover = m.label+" +recover", true
+		out = append(out, m, r)
+	}
+	return out
 }
 
 var (
@@ -61,6 +73,8 @@ var (
 // row is one measured model.
 type row struct {
 	label      string
+	recover    bool
+	isDefault  bool
 	layers     int
 	params     int64
 	ppl        [2]float64
@@ -147,18 +161,30 @@ func run(outPath, shared string) error {
 				}
 				rows = append(rows, r)
 			}
+			// best: the baselines' lowest (without recovery); lowest: of
+			// every pruned row, for the bold.
 			best := [2]float64{math.Inf(1), math.Inf(1)}
-			for _, r := range rows[1 : len(rows)-1] {
+			lowest := best
+			var def, defRec row
+			for _, r := range rows[1:] {
 				for j := range best {
-					best[j] = min(best[j], r.ppl[j])
+					lowest[j] = min(lowest[j], r.ppl[j])
+					if !r.isDefault && !r.recover {
+						best[j] = min(best[j], r.ppl[j])
+					}
+				}
+				switch {
+				case r.isDefault && r.recover:
+					defRec = r
+				case r.isDefault:
+					def = r
 				}
 			}
-			def := rows[len(rows)-1]
 			for _, r := range rows {
 				cells := []string{r.label, fmt.Sprint(r.layers), fmt.Sprint(r.params)}
 				for j := range r.ppl {
 					c := fmt.Sprintf("%.3f", r.ppl[j])
-					if r.label != "original" && r.ppl[j] <= min(best[j], def.ppl[j]) {
+					if r.label != "original" && r.ppl[j] <= lowest[j] {
 						c = "**" + c + "**"
 					}
 					cells = append(cells, c)
@@ -178,8 +204,12 @@ func run(outPath, shared string) error {
 			proseGap := 100 * (def.ppl[1]/best[1] - 1)
 			v := fmt.Sprintf("%s, %d %% fewer (%d→%d): default eval_go %.3f vs best baseline %.3f (%s); eval_prose %.3f vs best %.3f (%+.1f %%, %s)",
 				name, int(math.Round(100*ratio)), L, target, def.ppl[0], best[0], yes(goWins, "lowest", "NOT lowest"), def.ppl[1], best[1], proseGap, yes(proseGap <= 2, "within 2 %", "NOT within 2 %"))
-			verdicts = append(verdicts, v)
-			fmt.Fprintf(&buf, "\n%s\n", v)
+			closed := (def.ppl[0] - defRec.ppl[0]) / (def.ppl[0] - orig[0])
+			rv := fmt.Sprintf("%s, %d %% fewer (%d→%d): default +recover eval_go %.3f vs default %.3f, eval_prose %.3f vs %.3f (%s); closes %.0f %% of the eval_go gap to the original %.3f (%s)",
+				name, int(math.Round(100*ratio)), L, target, defRec.ppl[0], def.ppl[0], defRec.ppl[1], def.ppl[1],
+				yes(defRec.ppl[0] < def.ppl[0] && defRec.ppl[1] < def.ppl[1], "both lower", "NOT both lower"), 100*closed, orig[0], yes(closed >= 0.3, "at least 30 %", "NOT 30 %"))
+			verdicts = append(verdicts, v, rv)
+			fmt.Fprintf(&buf, "\n%s\n\n%s\n", v, rv)
 		}
 	}
 	fmt.Fprintf(&buf, "\n## Summary\n\n")
@@ -224,6 +254,9 @@ as lm-evaluation-harness does; chance is 0.25; the standard error is about
   costs, a merge rule per window, a least-squares repair folded into each merged layer's
   MLP output projection, ranked by the KL divergence of next-token distributions on the
   calibration set (docs/design/method.md).
+- **+recover** (`+"`--recover`"+`): the same pruned model, then each layer that stands for several
+  original layers (a merged window, or a layer kept under removed ones) trained toward them on
+  the calibration boundaries (docs/design/recovery.md).
 
 Bold: the lowest perplexity of the pruned models in the cell. "candidates" counts the
 candidate models run during the decision (for the default, repair fits included).
@@ -236,7 +269,7 @@ Regenerate with `+"`go run ./internal/results`"+`.
 
 // pruneAndMeasure prunes m to target layers with one method and measures it.
 func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
-	out, err := prune.Run(ctx, m, prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results"})
+	out, err := prune.Run(ctx, m, prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results", Recover: me.recover})
 	if err != nil {
 		return row{}, err
 	}
@@ -248,8 +281,11 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, targe
 	label := me.label
 	if me.method == "" {
 		label = fmt.Sprintf("default (%s)", rep.Method)
+		if me.recover {
+			label += " +recover"
+		}
 	}
-	r := row{label: label, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
+	r := row{label: label, recover: me.recover, isDefault: me.method == "", layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
 	switch {
 	case rep.Auto != nil:
 		var parts []string
