@@ -261,6 +261,9 @@ func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch,
 				if a.Err = e / math.Max(ymax, 1e-30); a.Err < best.Err {
 					best = a
 				}
+				if best.Err <= tol*1e-3 {
+					return best, nil // no other candidate comes this close
+				}
 			}
 		}
 	}
