@@ -261,10 +261,12 @@ func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch,
 				if a.Err = e / math.Max(ymax, 1e-30); a.Err < best.Err {
 					best = a
 				}
-				if best.Err <= tol*1e-3 {
-					return best, nil // no other candidate comes this close
-				}
 			}
+		}
+		if best.Err <= tol {
+			// A wrong head size is off by far more than a wrong epsilon or
+			// rotary base, all of which were compared for this one.
+			return best, nil
 		}
 	}
 	if !(best.Err <= tol) {
