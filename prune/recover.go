@@ -37,7 +37,10 @@ type RecoverReport struct {
 	FitRows       int             `json:"fit_rows"`
 	HeldRows      int             `json:"held_out_rows"`
 	Windows       []RecoverWindow `json:"windows"`
-	Seconds       float64         `json:"seconds"`
+	// Skipped says why nothing was trained when the layers are of an
+	// architecture distill does not know (the model is then as pruned).
+	Skipped string  `json:"skipped,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
 // RecoverWindow is one trained layer. Losses are Σ‖layer(X)−Y‖² / Σ‖Y−X‖²
@@ -122,7 +125,8 @@ func recoverLayers(ctx context.Context, orig *pb.ModelProto, st *discover.Stack,
 	// compute what the runtime computed for it.
 	lw0, err := readLayer(newTensorTable(orig), &st.Layers[0])
 	if err != nil {
-		return nil, nil, fmt.Errorf("recover: read layer 0: %w", err)
+		rep.Skipped = "layer 0: " + err.Error()
+		return out, rep, nil
 	}
 	y0, _ := cal.rowsAt(1)
 	tp := min(T, 32)
@@ -136,7 +140,8 @@ func recoverLayers(ctx context.Context, orig *pb.ModelProto, st *discover.Stack,
 	}
 	arch, err := probeArch(lw0, x0[0][:tp*d], y0[0][:tp*d], tp, tol)
 	if err != nil {
-		return nil, nil, fmt.Errorf("recover: layer 0: %w", err)
+		rep.Skipped = "layer 0: " + err.Error()
+		return out, rep, nil
 	}
 	rep.Layer = arch.String()
 

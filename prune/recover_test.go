@@ -285,3 +285,46 @@ func TestRecoverVariants(t *testing.T) {
 }
 
 func sq(x float64) float64 { return x * x }
+
+// TestProbeArchRefuses: a layer whose output no candidate reproduces (here
+// the true output scaled by 1.5) is refused, and recovery then skips with
+// the reason instead of training a layer it cannot compute.
+func TestProbeArchRefuses(t *testing.T) {
+	m, err := onnx.Load(filepath.Join("..", "testdata", "models", "tiny_llama.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := discover.Find(m.Proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw, err := readLayer(newTensorTable(m.Proto), &st.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := runtime.New(m.Proto, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := randomRows(1, 16, 3)
+	feeds, err := lm.Feeds(sess, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := sess.Run(feeds, st.Hidden[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := hs[st.Hidden[0]].Float32Data(), hs[st.Hidden[1]].Float32Data()
+	a, err := probeArch(lw, x, y, 16, 1e-3)
+	if err != nil || a.HeadDim != 8 || a.Heads != 4 || a.Eps != 1e-6 || a.Theta != 10000 {
+		t.Fatalf("true output: got %+v, %v; want 4 heads of 8, eps 1e-6, base 10000", a, err)
+	}
+	bad := make([]float32, len(y))
+	for i, v := range y {
+		bad[i] = 1.5 * v
+	}
+	if _, err := probeArch(lw, x, bad, 16, 1e-3); err == nil || !strings.Contains(err.Error(), "closest") {
+		t.Errorf("scaled output: got %v, want a refusal naming the closest error", err)
+	}
+}

@@ -214,6 +214,9 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)
 	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
 	if rc := r.Recover; rc != nil {
+		if rc.Skipped != "" {
+			fmt.Fprintf(io.Stderr, "  recovery skipped: %s\n", rc.Skipped)
+		}
 		for _, w := range rc.Windows {
 			held := ""
 			if w.HeldBefore != nil {
