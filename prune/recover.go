@@ -23,8 +23,21 @@ import (
 // docs/design/recovery.md says why and what it measured.
 
 // DefaultRecoverSteps is the most optimizer steps per layer when
-// Options.RecoverSteps is 0.
+// Options.RecoverSteps is 0, for layers of up to recoverParamSteps/200
+// parameters (10 M); larger layers get proportionally fewer, at least
+// minRecoverSteps (a 1B-class layer of 51 M parameters: 39), so that a
+// default run costs about the same per window whatever the model.
 const DefaultRecoverSteps = 200
+
+const (
+	recoverParamSteps = 2e9
+	minRecoverSteps   = 20
+)
+
+// defaultRecoverSteps is the step limit of a layer of n parameters.
+func defaultRecoverSteps(n int64) int {
+	return int(max(minRecoverSteps, min(DefaultRecoverSteps, recoverParamSteps/max(n, 1))))
+}
 
 // RecoverReport is what recovery did.
 type RecoverReport struct {
@@ -106,7 +119,7 @@ func recoverLayers(ctx context.Context, orig *pb.ModelProto, st *discover.Stack,
 	t0 := time.Now()
 	steps := opts.RecoverSteps
 	if steps == 0 {
-		steps = DefaultRecoverSteps
+		steps = defaultRecoverSteps(st.Layers[0].NumParams())
 	}
 	rep := &RecoverReport{StepsLimit: steps, BudgetSeconds: opts.RecoverBudget.Seconds(), Windows: []RecoverWindow{}}
 	spans := recoverSpans(st.NumLayers(), keptFrom)

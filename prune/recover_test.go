@@ -328,3 +328,14 @@ func TestProbeArchRefuses(t *testing.T) {
 		t.Errorf("scaled output: got %v, want a refusal naming the closest error", err)
 	}
 }
+
+func TestDefaultRecoverSteps(t *testing.T) {
+	for _, c := range []struct {
+		params int64
+		want   int
+	}{{213_000, 200}, {10_000_000, 200}, {20_000_000, 100}, {51_000_000, 39}, {500_000_000, 20}, {0, 200}} {
+		if got := defaultRecoverSteps(c.params); got != c.want {
+			t.Errorf("defaultRecoverSteps(%d) = %d, want %d", c.params, got, c.want)
+		}
+	}
+}
