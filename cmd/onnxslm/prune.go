@@ -32,7 +32,7 @@ func init() {
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
-			fs.BoolVar(&o.recover, "recover", false, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md)")
+			fs.BoolVar(&o.recover, "recover", true, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md); --recover=false to skip")
 			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d, fewer for layers over 10 M parameters, at least 20; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
 			fs.DurationVar(&o.recoverBudget, "recover-budget", 0, "with --recover: wall-clock limit per layer, e.g. 2m (0: none; a run stopped by it is not reproducible)")
 			fs.Float64Var(&o.recoverLR, "recover-lr", 0, "with --recover: Adam's learning rate (0: the default)")
