@@ -24,7 +24,7 @@ func (l *layering) signature(k int, params []*layerParam) layerSig {
 	s := layerSig{ops: map[string]int{}, past: len(l.pastInputs[k])}
 	for _, x := range l.nodes[k] {
 		if x.Op != "Identity" && !isWeightChain(x) {
-			s.ops[x.Op]++
+			s.ops[l.opName(k, x)]++
 		}
 		for _, o := range x.Outputs {
 			if o != nil && o.IsOutput() {

@@ -22,7 +22,7 @@ func (l *layering) branchNames() []string {
 			name = "step"
 			attn, proj := false, false
 			for _, x := range l.flow.steps[l.firstStep+b] {
-				if x.Op == "Softmax" {
+				if isAttention(x) {
 					attn = true
 				}
 				if isProjectionNode(x) {
@@ -75,10 +75,13 @@ func (l *layering) describe(params [][]*layerParam) {
 	constReaders := map[*graph.Value][]int{}
 	for k := 0; k < l.numLayers; k++ {
 		layer := Layer{Index: k, Input: l.input[k].Name, Output: l.output[k].Name}
+		if l.fused {
+			layer.InputBranch, layer.OutputBranch = s.Branch[k], s.Branch[k+1]
+		}
 		for _, x := range l.nodes[k] {
 			layer.Nodes = append(layer.Nodes, x.Index)
 			for _, v := range append(slices.Clip(x.Inputs), x.Implicit...) {
-				if v == nil || v == l.input[k] {
+				if v == nil || v == l.input[k] || (l.fused && v == l.branchIn(k)) {
 					continue
 				}
 				t := graph.Constant(v)
@@ -139,6 +142,11 @@ func (l *layering) describe(params [][]*layerParam) {
 		// when there is one; the other outputs follow.
 		taken := map[*graph.Value]bool{}
 		for _, v := range past {
+			if o := fusedPresent(v); o != nil && slices.Contains(pres, o) && !taken[o] {
+				taken[o] = true
+				layer.Present = append(layer.Present, o.Name)
+				continue
+			}
 			reach := l.reachable(k, v)
 			for _, o := range pres {
 				if !taken[o] && reach[o] {
@@ -199,4 +207,26 @@ func alignRoles(layers []Layer) {
 			}
 		}
 	}
+}
+
+// fusedPresent is the output of a fused attention op that returns the cache
+// it reads as v (GroupQueryAttention and MultiHeadAttention: past key and
+// value at inputs 3 and 4 (6 and 7 for MultiHeadAttention), present key and
+// value at outputs 1 and 2), or nil.
+func fusedPresent(v *graph.Value) *graph.Value {
+	for _, c := range v.Consumers {
+		if !isFusedAttention(c) {
+			continue
+		}
+		first := 3
+		if c.Op == "MultiHeadAttention" {
+			first = 6
+		}
+		for j, in := range c.Inputs {
+			if in == v && (j == first || j == first+1) && len(c.Outputs) > j-first+1 {
+				return c.Outputs[j-first+1]
+			}
+		}
+	}
+	return nil
 }

@@ -133,81 +133,107 @@ func TestSameStackAfterRenamingAndShuffling(t *testing.T) {
 	for _, name := range reference.Models {
 		for _, seed := range []uint64{0, 11} {
 			t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
-				m := load(t, name)
-				want := find(t, m)
-				g, err := graph.FromModel(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ren, err := g.RenameAll(graph.RenameOptions{Seed: seed})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if seed != 0 {
-					if err := g.Shuffle(seed); err != nil {
-						t.Fatal(err)
-					}
-				}
-				anon := g.Model()
-				got := find(t, anon)
-				v := func(old string) string { return ren.Values[old] }
-				if got.NumLayers() != want.NumLayers() || got.Period != want.Period {
-					t.Fatalf("%d layers period %d, want %d period %d", got.NumLayers(), got.Period, want.NumLayers(), want.Period)
-				}
-				for i := range want.Hidden {
-					if got.Hidden[i] != v(want.Hidden[i]) {
-						t.Errorf("h_%d = %q, want %q (was %q)", i, got.Hidden[i], v(want.Hidden[i]), want.Hidden[i])
-					}
-				}
-				if got.FinalNorm != v(want.FinalNorm) || got.Logits != v(want.Logits) || got.LMHeadWeight != v(want.LMHeadWeight) {
-					t.Errorf("final norm %q logits %q head %q, want %q %q %q", got.FinalNorm, got.Logits, got.LMHeadWeight,
-						v(want.FinalNorm), v(want.Logits), v(want.LMHeadWeight))
-				}
-				nodeName := func(m *pb.ModelProto, idx []int, mapping map[string]string) []string {
-					var names []string
-					for _, i := range idx {
-						n := m.Graph.Node[i].GetName()
-						if mapping != nil {
-							n = mapping[n]
-						}
-						names = append(names, n)
-					}
-					slices.Sort(names)
-					return names
-				}
-				for i, wl := range want.Layers {
-					gl := got.Layers[i]
-					if !slices.Equal(nodeName(anon, gl.Nodes, nil), nodeName(m, wl.Nodes, ren.Nodes)) {
-						t.Errorf("layer %d: the nodes differ", i)
-					}
-					for k, wp := range wl.Params {
-						gp := gl.Params[k]
-						if gp.Name != v(wp.Name) || gp.Kind != wp.Kind || gp.Role != wp.Role {
-							t.Errorf("layer %d slot %d: %s %s %q, want %s %s %q (was %q)", i, k, gp.Role, gp.Kind, gp.Name, wp.Role, wp.Kind, v(wp.Name), wp.Name)
-						}
-					}
-					if len(gl.Projections) != len(wl.Projections) || len(gl.Norms) != len(wl.Norms) {
-						t.Fatalf("layer %d: %d projections %d norms, want %d and %d", i, len(gl.Projections), len(gl.Norms), len(wl.Projections), len(wl.Norms))
-					}
-					for k, wp := range wl.Projections {
-						gp := gl.Projections[k]
-						if gp.Role != wp.Role || gp.Matrix() != wp.Matrix() || gp.Bias != wp.Bias || gp.Output != v(wp.Output) || gp.Residual != v(wp.Residual) ||
-							anon.Graph.Node[gp.Node].GetName() != ren.Nodes[m.Graph.Node[wp.Node].GetName()] {
-							t.Errorf("layer %d projection %d: %+v, want %+v", i, k, gp, wp)
-						}
-					}
-					for k, wn := range wl.Norms {
-						gn := gl.Norms[k]
-						if gn.Scale != wn.Scale || gn.Shift != wn.Shift || anon.Graph.Node[gn.Node].GetName() != ren.Nodes[m.Graph.Node[wn.Node].GetName()] {
-							t.Errorf("layer %d norm %d: %+v, want %+v", i, k, gn, wn)
-						}
-					}
-				}
-				if !slices.Equal(nodeName(anon, got.SharedNodes, nil), nodeName(m, want.SharedNodes, ren.Nodes)) {
-					t.Errorf("the shared nodes differ")
-				}
+				sameStackAfterRenaming(t, load(t, name), seed)
 			})
 		}
+	}
+}
+
+// sameStackAfterRenaming renames every node, value and initializer of m to
+// meaningless names and, for a non-zero seed, reorders the nodes: the stack
+// found must be m's, mapped through the renaming.
+func sameStackAfterRenaming(t *testing.T, m *pb.ModelProto, seed uint64) {
+	t.Helper()
+	want := find(t, m)
+	g, err := graph.FromModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ren, err := g.RenameAll(graph.RenameOptions{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seed != 0 {
+		if err := g.Shuffle(seed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	anon := g.Model()
+	got := find(t, anon)
+	v := func(old string) string { return ren.Values[old] }
+	if got.NumLayers() != want.NumLayers() || got.Period != want.Period {
+		t.Fatalf("%d layers period %d, want %d period %d", got.NumLayers(), got.Period, want.NumLayers(), want.Period)
+	}
+	for i := range want.Hidden {
+		if got.Hidden[i] != v(want.Hidden[i]) {
+			t.Errorf("h_%d = %q, want %q (was %q)", i, got.Hidden[i], v(want.Hidden[i]), want.Hidden[i])
+		}
+	}
+	if len(got.Branch) != len(want.Branch) {
+		t.Errorf("%d fused branches, want %d", len(got.Branch), len(want.Branch))
+	}
+	for i := range want.Branch {
+		if i < len(got.Branch) && got.Branch[i] != v(want.Branch[i]) {
+			t.Errorf("branch %d = %q, want %q (was %q)", i, got.Branch[i], v(want.Branch[i]), want.Branch[i])
+		}
+	}
+	if got.FinalNorm != v(want.FinalNorm) || got.Logits != v(want.Logits) || got.LMHeadWeight != v(want.LMHeadWeight) {
+		t.Errorf("final norm %q logits %q head %q, want %q %q %q", got.FinalNorm, got.Logits, got.LMHeadWeight,
+			v(want.FinalNorm), v(want.Logits), v(want.LMHeadWeight))
+	}
+	nodeName := func(m *pb.ModelProto, idx []int, mapping map[string]string) []string {
+		var names []string
+		for _, i := range idx {
+			n := m.Graph.Node[i].GetName()
+			if mapping != nil {
+				n = mapping[n]
+			}
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return names
+	}
+	for i, wl := range want.Layers {
+		gl := got.Layers[i]
+		if !slices.Equal(nodeName(anon, gl.Nodes, nil), nodeName(m, wl.Nodes, ren.Nodes)) {
+			t.Errorf("layer %d: the nodes differ", i)
+		}
+		for k, wp := range wl.Params {
+			gp := gl.Params[k]
+			if gp.Name != v(wp.Name) || gp.Kind != wp.Kind || gp.Role != wp.Role {
+				t.Errorf("layer %d slot %d: %s %s %q, want %s %s %q (was %q)", i, k, gp.Role, gp.Kind, gp.Name, wp.Role, wp.Kind, v(wp.Name), wp.Name)
+			}
+		}
+		if len(gl.Projections) != len(wl.Projections) || len(gl.Norms) != len(wl.Norms) {
+			t.Fatalf("layer %d: %d projections %d norms, want %d and %d", i, len(gl.Projections), len(gl.Norms), len(wl.Projections), len(wl.Norms))
+		}
+		for k, wp := range wl.Projections {
+			gp := gl.Projections[k]
+			if gp.Role != wp.Role || gp.Matrix() != wp.Matrix() || gp.Bias != wp.Bias || gp.Output != v(wp.Output) || gp.Residual != v(wp.Residual) ||
+				gp.Storage != wp.Storage || len(gp.Weights) != len(wp.Weights) || gp.Bits != wp.Bits || gp.BlockSize != wp.BlockSize ||
+				anon.Graph.Node[gp.Node].GetName() != ren.Nodes[m.Graph.Node[wp.Node].GetName()] {
+				t.Errorf("layer %d projection %d: %+v, want %+v", i, k, gp, wp)
+			}
+		}
+		for k, name := range wl.Past {
+			if k >= len(gl.Past) || gl.Past[k] != v(name) {
+				t.Errorf("layer %d past %v, want %v", i, gl.Past, wl.Past)
+			}
+		}
+		for k, name := range wl.Present {
+			if k >= len(gl.Present) || gl.Present[k] != v(name) {
+				t.Errorf("layer %d present %v, want %v", i, gl.Present, wl.Present)
+			}
+		}
+		for k, wn := range wl.Norms {
+			gn := gl.Norms[k]
+			if gn.Scale != wn.Scale || gn.Shift != wn.Shift || anon.Graph.Node[gn.Node].GetName() != ren.Nodes[m.Graph.Node[wn.Node].GetName()] {
+				t.Errorf("layer %d norm %d: %+v, want %+v", i, k, gn, wn)
+			}
+		}
+	}
+	if !slices.Equal(nodeName(anon, got.SharedNodes, nil), nodeName(m, want.SharedNodes, ren.Nodes)) {
+		t.Errorf("the shared nodes differ")
 	}
 }
 

@@ -15,6 +15,9 @@ import (
 // modified. A model that is not a stack of identical decoder layers gives a
 // *NotDecoderError saying why.
 func Find(m *pb.ModelProto) (*Stack, error) {
+	if err := checkOps(m); err != nil {
+		return nil, err
+	}
 	g, err := graph.FromModel(m)
 	if err != nil {
 		return nil, fmt.Errorf("discover: %w", err)
@@ -64,7 +67,7 @@ func find(g *graph.Graph) (*Stack, error) {
 	}
 	var cands []*graph.Node
 	for _, n := range order {
-		if isEmbeddingLookup(n) {
+		if isEmbeddingLookup(n) || dequantizedLookup(n) != nil {
 			cands = append(cands, n)
 		}
 	}
@@ -114,6 +117,27 @@ func isFloat(t *pb.TensorProto) bool {
 	return false
 }
 
+// dequantizedLookup returns the DequantizeLinear that restores the output of
+// a Gather of integer ids from a constant 2-D 8-bit table (onnxruntime's
+// quantizer's GatherQuant), or nil.
+func dequantizedLookup(n *graph.Node) *graph.Node {
+	if n.Op != "Gather" || n.Domain != "" || len(n.Inputs) < 2 || n.Inputs[0] == nil || n.Inputs[1] == nil || len(n.Outputs) == 0 || n.Outputs[0] == nil {
+		return nil
+	}
+	t, _ := resolveConst(n.Inputs[0])
+	if t == nil || len(t.Dims) != 2 || !isInt8Tensor(t) || n.AttrInt("axis", 0) != 0 {
+		return nil
+	}
+	if it, _ := resolveConst(n.Inputs[1]); it != nil {
+		return nil
+	}
+	cs := n.Outputs[0].Consumers
+	if len(cs) != 1 || cs[0].Op != "DequantizeLinear" || len(cs[0].Outputs) == 0 || cs[0].Outputs[0] == nil {
+		return nil
+	}
+	return cs[0]
+}
+
 // resolveConst follows v back through Identity, Transpose and Cast nodes to a
 // constant (initializer or Constant node output). It returns the tensor, the
 // constant value and the chain nodes from the constant's side, or nil.
@@ -146,6 +170,16 @@ func resolveConst(v *graph.Value) (*pb.TensorProto, []*graph.Node) {
 // isProjection reports whether n multiplies data by a constant 2-D weight, and
 // returns the weight's input position and the data input.
 func isProjection(n *graph.Node) (wIn int, data *graph.Value, ok bool) {
+	if _, _, ok := quantProjection(n); ok {
+		t, _ := resolveConst(n.Inputs[1])
+		if t == nil || n.Inputs[0] == nil {
+			return 0, nil, false
+		}
+		if dt, _ := resolveConst(n.Inputs[0]); dt != nil {
+			return 0, nil, false
+		}
+		return 1, n.Inputs[0], true
+	}
 	if n.Domain != "" || (n.Op != "MatMul" && n.Op != "Gemm") || len(n.Inputs) < 2 {
 		return 0, nil, false
 	}
@@ -168,6 +202,9 @@ func isProjection(n *graph.Node) (wIn int, data *graph.Value, ok bool) {
 // flowFrom analyses the data flow from the embedding lookup n.
 func (a *analysis) flowFrom(n *graph.Node) *flow {
 	f := &flow{a: a, src: n.Outputs[0], gather: n, data: map[*graph.Node]bool{}, idom: map[*graph.Node]*graph.Node{}}
+	if dq := dequantizedLookup(n); dq != nil {
+		f.src = dq.Outputs[0]
+	}
 	// Data nodes: reachable from src, not through shape-only ops.
 	stack := []*graph.Value{f.src}
 	for len(stack) > 0 {
@@ -318,6 +355,11 @@ func isProjectionNode(n *graph.Node) bool {
 
 // chainValue picks the output of chain node x that the rest of the chain reads.
 func chainValue(f *flow, x *graph.Node, j int) *graph.Value {
+	if isSkipNorm(x) {
+		if sum := skipSum(x); sum != nil {
+			return sum
+		}
+	}
 	var first *graph.Value
 	for _, o := range x.Outputs {
 		if o == nil {
@@ -344,7 +386,7 @@ func chainValue(f *flow, x *graph.Node, j int) *graph.Value {
 // x to the Add (the skip connection) and the step contains a weight projection.
 func (f *flow) isResidual(j int) bool {
 	end := f.chain[j+1]
-	if end == nil || end.Op != "Add" || end.Domain != "" {
+	if end == nil || ((end.Op != "Add" || end.Domain != "") && !isSkipNorm(end)) {
 		return false
 	}
 	proj := false
@@ -389,7 +431,7 @@ type coarse struct {
 func (f *flow) coarse(j int) coarse {
 	c := coarse{resid: f.resid[j]}
 	for _, x := range f.steps[j] {
-		if x.Op == "Softmax" {
+		if isAttention(x) {
 			c.attn = true
 		}
 		if isProjectionNode(x) {
@@ -477,14 +519,54 @@ func (f *flow) stack() (*Stack, error) {
 	for i := 0; i <= nl; i++ {
 		s.Hidden = append(s.Hidden, f.vals[first+i*p].Name)
 	}
+	fused := f.fusedBoundaries(first, p, nl)
+	if fused {
+		// The norm at each boundary adds the last branch of the layer below to
+		// the stream: h_i = Hidden[i] + Branch[i], and the norm is layer i's
+		// (the final norm is shared).
+		s.Branch = make([]string, nl+1)
+		for i := 1; i <= nl; i++ {
+			x, root := f.chain[first+i*p], f.vals[first+i*p-1]
+			br := x.Inputs[0]
+			if br == root {
+				br = x.Inputs[1]
+			}
+			s.Hidden[i], s.Branch[i] = root.Name, br.Name
+		}
+	}
 	if err := f.checkTail(s, first+m); err != nil {
 		return nil, err
 	}
 	lay := newLayering(f, s, first, p, nl)
+	lay.fused = fused
 	if err := lay.build(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// fusedBoundaries reports whether every layer boundary after the first is a
+// skip norm (the genai builder's layout: the residual add fused into the next
+// layer's input norm, and into the final norm), each reading the stream
+// value before it and one other value.
+func (f *flow) fusedBoundaries(first, p, nl int) bool {
+	for i := 1; i <= nl; i++ {
+		j := first + i*p
+		if j >= len(f.chain) {
+			return false
+		}
+		x := f.chain[j]
+		if !isSkipNorm(x) || len(x.Inputs) < 3 || x.Inputs[0] == nil || x.Inputs[1] == nil || x.Inputs[0] == x.Inputs[1] {
+			return false
+		}
+		if root := f.vals[j-1]; x.Inputs[0] != root && x.Inputs[1] != root {
+			return false
+		}
+		if i < nl && skipSum(x) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // tokenInput follows the embedding's indices back through Cast/Reshape-like nodes
@@ -512,7 +594,7 @@ func (f *flow) checkTail(s *Stack, tailStart int) error {
 	var projs []*graph.Node
 	for j := tailStart; j < len(f.steps); j++ {
 		for _, x := range f.steps[j] {
-			if x.Op == "Softmax" && x != f.logits.Producer {
+			if isAttention(x) && x != f.logits.Producer {
 				return notDecoder(-1, "attention (%s) runs after the last layer of the residual stream %q: an encoder-decoder or another kind of model, not a decoder-only stack", x, s.Hidden[len(s.Hidden)-1])
 			}
 			if isProjectionNode(x) {
@@ -528,7 +610,7 @@ func (f *flow) checkTail(s *Stack, tailStart int) error {
 	s.LMHead = head.Index
 	for data.Producer != nil && f.data[data.Producer] {
 		switch data.Producer.Op {
-		case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze":
+		case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "DynamicQuantizeLinear":
 			data = data.Producer.Inputs[0]
 			continue
 		}

@@ -173,8 +173,8 @@ func (l *layering) hashLayers() {
 			}
 			// A parameter read directly or through Identity/Transpose/Cast nodes hashes
 			// the same whether those nodes are the layer's own or shared.
-			if t, _, via := resolveConstValue(v); t != nil && isParamTensor(t) {
-				h := constHash(t)
+			if t, _, via := resolveConstValue(v); t != nil && (isParamTensor(t) || readAsQuantWeight(v) || isDynamicQuantScale(v)) {
+				h := mix(hstr("P"), tensorHash(t, false))
 				for _, n := range via {
 					if n.Op != "Identity" {
 						h = mix(h, attrHash(n))
@@ -207,6 +207,20 @@ func (l *layering) hashLayers() {
 				up[x.Outputs[0]] = upVal(x.Inputs[0])
 				if dv, ok := vdepth[x.Inputs[0]]; ok {
 					vdepth[x.Outputs[0]] = dv
+				}
+				continue
+			}
+			if l.isInNorm(k, x) {
+				// The input norm of a fused layout: the stream (and the branch it
+				// adds) in, the scale and shift; its sum output is the stream.
+				h := inNormHash(x, hIn)
+				for _, v := range x.Inputs[normScaleInput(x):] {
+					h = mix(h, upVal(v))
+				}
+				upNode[x], ndepth[x] = h, 0
+				up[x.Outputs[0]], vdepth[x.Outputs[0]] = mix(h, 0), 0
+				if sum := skipSum(x); isSkipNorm(x) && sum != nil {
+					up[sum], vdepth[sum] = hIn, 0
 				}
 				continue
 			}
@@ -270,6 +284,10 @@ func (l *layering) hashLayers() {
 			if x.Op == "Identity" {
 				continue
 			}
+			if l.isInNorm(k, x) {
+				downNode[x] = mix(inNormHash(x, hIn), mix(0, downVal(x.Outputs[0])))
+				continue
+			}
 			h := attrHash(x)
 			for j, o := range x.Outputs {
 				if o != nil {
@@ -296,4 +314,60 @@ func infoHash(vi *pb.ValueInfoProto) uint64 {
 	tt := vi.GetType().GetTensorType()
 	h := mix(hstr("info"), uint64(tt.GetElemType()))
 	return mix(h, uint64(len(tt.GetShape().GetDim())))
+}
+
+// readAsQuantWeight reports whether a quantized projection reads v as a part
+// of its weight (packed values, scales, zero points), which are parameters
+// whatever their type.
+func readAsQuantWeight(v *graph.Value) bool {
+	for _, c := range v.Consumers {
+		for j, in := range c.Inputs {
+			if in == v && isQuantWeightInput(c, j) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// inNormHash is the structural hash of a fused layout's input norm: its
+// kind (plain or layer norm) and epsilon, not whether it adds a branch.
+func inNormHash(x *graph.Node, in uint64) uint64 {
+	kind := "rms"
+	if x.Op == "LayerNormalization" || x.Op == "SkipLayerNormalization" {
+		kind = "ln"
+	}
+	h := mix(hstr("INNORM:"+kind), in)
+	for _, a := range x.Attrs {
+		if a.GetName() == "epsilon" {
+			h = mix(h, uint64(math.Float32bits(a.GetF())))
+		}
+	}
+	return h
+}
+
+// normScaleInput is the input position of a norm op's scale.
+func normScaleInput(x *graph.Node) int {
+	if isSkipNorm(x) {
+		return 2
+	}
+	return 1
+}
+
+// isDynamicQuantScale reports whether v is a per-tensor weight scale that
+// multiplies the scale of a DynamicQuantizeLinear (onnxruntime's IntegerOps
+// quantizer: Mul(A_scale, B_scale) after MatMulInteger): a weight's value,
+// not structure.
+func isDynamicQuantScale(v *graph.Value) bool {
+	for _, c := range v.Consumers {
+		if c.Op != "Mul" || len(c.Inputs) != 2 {
+			continue
+		}
+		for _, in := range c.Inputs {
+			if in != nil && in != v && in.Producer != nil && in.Producer.Op == "DynamicQuantizeLinear" && len(in.Producer.Outputs) > 1 && in.Producer.Outputs[1] == in {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -17,9 +17,13 @@ type layering struct {
 	// firstStep is the index in flow.steps of layer 0's first step; period the
 	// number of steps per layer; numLayers the number of layers.
 	firstStep, period, numLayers int
-	owner                        map[*graph.Node]int // layer index, or -1 for shared
-	branch                       map[*graph.Node]int // residual branch within the layer, -1 unknown
-	nodes                        [][]*graph.Node     // per layer, topological order
+	// fused: the residual adds happen in the next layer's input norm
+	// (Stack.Branch); inNorm[k] is layer k's input norm then.
+	fused  bool
+	inNorm []*graph.Node
+	owner  map[*graph.Node]int // layer index, or -1 for shared
+	branch map[*graph.Node]int // residual branch within the layer, -1 unknown
+	nodes  [][]*graph.Node     // per layer, topological order
 	// input[k] and output[k] are h_k and h_{k+1}, the stream entering and leaving layer k.
 	input, output []*graph.Value
 	// pastInputs[k] are the graph inputs only layer k reads (its KV cache).
@@ -57,6 +61,19 @@ func (l *layering) build() error {
 			l.branch[x] = (s - l.firstStep) % l.period
 		} else {
 			l.owner[x] = -1
+		}
+	}
+	if l.fused {
+		// Each boundary norm is the next layer's input norm; the last one is
+		// the final norm, shared.
+		for i := 1; i <= l.numLayers; i++ {
+			x := f.chain[l.firstStep+i*l.period]
+			if i < l.numLayers {
+				l.owner[x], l.branch[x] = i, 0
+			} else {
+				l.owner[x] = -1
+				delete(l.branch, x)
+			}
 		}
 	}
 	// What h_0 is computed from (the embedding lookup and its inputs) is shared.
@@ -118,6 +135,9 @@ func (l *layering) build() error {
 			l.nodes[k] = append(l.nodes[k], x)
 		}
 	}
+	if l.fused {
+		l.findInputNorms()
+	}
 	if err := l.checkSeparable(); err != nil {
 		return err
 	}
@@ -147,6 +167,9 @@ func (l *layering) checkSeparable() error {
 	for _, v := range l.output {
 		hidden[v] = true
 	}
+	for k := 0; l.fused && k < l.numLayers; k++ {
+		hidden[l.branchOut(k)] = true
+	}
 	for _, x := range l.flow.a.order {
 		k := l.owner[x]
 		for _, v := range append(slices.Clip(x.Inputs), x.Implicit...) {
@@ -157,6 +180,7 @@ func (l *layering) checkSeparable() error {
 			switch {
 			case j < 0 || j == k:
 			case k >= 0 && v == l.input[k]:
+			case k >= 0 && l.fused && v == l.branchIn(k):
 			case k < 0 && hidden[v]:
 			case k >= 0:
 				return notDecoder(k, "layer %d reads %q, computed inside layer %d (by %s): the layers are not separable", k, v.Name, j, v.Producer)
@@ -203,6 +227,9 @@ func (l *layering) findKV() {
 func (l *layering) checkCrossAttention() error {
 	for k := 0; k < l.numLayers; k++ {
 		tainted := map[*graph.Value]bool{l.input[k]: true}
+		if l.fused && k > 0 {
+			tainted[l.branchIn(k)] = true
+		}
 		for _, x := range l.nodes[k] {
 			if _, data, ok := isProjection(x); ok && !tainted[data] {
 				return notDecoder(k, "layer %d: projection %s reads %q, which does not depend on the layer's input %q (cross-attention to an encoder?); only decoder-only models are supported", k, x, data.Name, l.input[k].Name)
@@ -251,4 +278,56 @@ func isWeightChain(x *graph.Node) bool {
 	}
 	t, _ := resolveConst(x.Inputs[0])
 	return t != nil
+}
+
+// branchIn and branchOut are the residual branches (Stack.Branch) entering and
+// leaving layer k when the adds are fused; branchIn(0) is nil.
+func (l *layering) branchIn(k int) *graph.Value {
+	if k == 0 {
+		return nil
+	}
+	return l.flow.a.g.Value(l.stack.Branch[k])
+}
+
+func (l *layering) branchOut(k int) *graph.Value {
+	return l.flow.a.g.Value(l.stack.Branch[k+1])
+}
+
+// findInputNorms records each layer's input norm: the boundary skip norm, or
+// for layer 0 the norm of its nodes that reads h_0.
+func (l *layering) findInputNorms() {
+	l.inNorm = make([]*graph.Node, l.numLayers)
+	for k := 1; k < l.numLayers; k++ {
+		l.inNorm[k] = l.flow.chain[l.firstStep+k*l.period]
+	}
+	for _, x := range l.nodes[0] {
+		if isNormOp(x) && !isSkipNorm(x) && len(x.Inputs) > 0 && x.Inputs[0] == l.input[0] {
+			l.inNorm[0] = x
+			break
+		}
+	}
+}
+
+// isInNorm reports whether x is layer k's input norm in a fused layout.
+func (l *layering) isInNorm(k int, x *graph.Node) bool {
+	return l.fused && l.inNorm[k] == x
+}
+
+// canonicalInput is input j of x as the alignment sees it: a fused input
+// norm's scale is its input 2 (after the stream and the branch), a plain
+// norm's its input 1, and layer 0's plain norm aligns with the others' skip norms.
+func (l *layering) canonicalInput(k int, x *graph.Node, j int) int {
+	if l.isInNorm(k, x) && isSkipNorm(x) {
+		return j - 1
+	}
+	return j
+}
+
+// opName is x's op for the layer signature: the input norm of a fused layout
+// has one name whether it adds a branch (skip norm) or not (layer 0's).
+func (l *layering) opName(k int, x *graph.Node) string {
+	if l.isInNorm(k, x) {
+		return "input-norm"
+	}
+	return x.Op
 }

@@ -52,12 +52,12 @@ func (l *layering) params() ([][]*layerParam, error) {
 					continue
 				}
 				t, cv, via := resolveConstValue(v)
-				if t == nil || !isParamTensor(t) {
+				if t == nil || (!isParamTensor(t) && !isQuantWeightInput(x, j) && !isDynamicQuantScale(v)) {
 					continue
 				}
 				kind, trans := classify(x, j, via)
 				u := paramUse{reader: x, input: j, through: via, kind: kind, transposed: trans}
-				u.key = mix(l.nodeKey[k][x], uint64(j))
+				u.key = mix(l.nodeKey[k][x], uint64(l.canonicalInput(k, x, j)))
 				for _, n := range via {
 					if n.Op != "Identity" {
 						u.key = mix(u.key, attrHash(n))
@@ -123,6 +123,9 @@ var kindOrder = map[ParamKind]int{NormWeight: 0, NormBias: 1, ProjWeight: 2, Pro
 
 // classify says what role the tensor read at input j of x plays.
 func classify(x *graph.Node, j int, via []*graph.Node) (ParamKind, bool) {
+	if isQuantWeightInput(x, j) || (x.Op == "Mul" && isDynamicQuantScale(x.Inputs[j]) && int8ScaleOf(x) != nil) {
+		return ProjWeight, false
+	}
 	if wIn, _, ok := isProjection(x); ok {
 		if j == wIn {
 			trans := x.Op == "Gemm" && x.AttrInt("transB", 0) != 0

@@ -38,13 +38,34 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 		node *graph.Node
 	}
 	biasOf := map[*graph.Node]bias{}
+	extra := map[*graph.Node][]WeightInput{} // quantized projections' scales and zero points
 	for slot, lp := range params {
 		for _, u := range lp.uses {
 			switch u.kind {
 			case ProjWeight:
+				if mm := int8ScaleOf(u.reader); mm != nil {
+					extra[mm] = append(extra[mm], WeightInput{Part: Scales, Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name})
+					continue
+				}
 				_, data, _ := isProjection(u.reader)
+				if st, parts, ok := quantProjection(u.reader); ok {
+					wi := WeightInput{Part: parts[u.input], Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name}
+					if u.input != 1 {
+						extra[u.reader] = append(extra[u.reader], wi)
+						continue
+					}
+					p := Projection{Node: u.reader.Index, Op: u.reader.Op, Storage: st, Weights: []WeightInput{wi}, Bias: -1, BiasNode: -1}
+					if st == NBits {
+						p.In, p.Out = u.reader.AttrInt("K", 0), u.reader.AttrInt("N", 0)
+						p.Bits, p.BlockSize = int(u.reader.AttrInt("bits", 4)), int(u.reader.AttrInt("block_size", 0))
+					} else if d := lp.tensor.Dims; len(d) == 2 {
+						p.In, p.Out = d[0], d[1]
+					}
+					list = append(list, found{p: p, node: u.reader, data: data, key: u.key})
+					continue
+				}
 				p := Projection{Node: u.reader.Index, Op: u.reader.Op, Storage: Dense,
-					Weights:    []WeightInput{{Part: Matrix, Input: u.input, Slot: slot, Name: lp.value.Name}},
+					Weights:    []WeightInput{{Part: Matrix, Node: u.reader.Index, Input: u.input, Slot: slot, Name: lp.value.Name}},
 					Transposed: u.transposed, Bias: -1, BiasNode: -1}
 				if d := lp.tensor.Dims; len(d) == 2 {
 					p.In, p.Out = d[0], d[1]
@@ -86,10 +107,18 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 	for i, f := range list {
 		p := f.p
 		p.Role = roles[i]
+		ws := extra[f.node]
+		sort.Slice(ws, func(a, b int) bool { return ws[a].Part < ws[b].Part })
+		p.Weights = append(p.Weights, ws...)
 		out := firstOutput(f.node)
 		if b, ok := biasOf[f.node]; ok {
 			p.Bias, p.BiasNode = b.slot, b.node.Index
 			out = firstOutput(b.node)
+		}
+		if p.Storage == Int8PerTensor {
+			if mul := int8ScaleMul(f.node); mul != nil {
+				out = firstOutput(mul)
+			}
 		}
 		if out != nil {
 			p.Output = out.Name
@@ -112,6 +141,14 @@ func firstOutput(x *graph.Node) *graph.Value {
 // input of the node computing layer k's output; it returns that value's name, or
 // "" when x's result does not get there.
 func (l *layering) residual(k int, x *graph.Node, biasAdds map[*graph.Node]bool) string {
+	if l.fused {
+		// The layer's last branch is not added in the layer: the next layer's
+		// input norm (or the final norm) adds it.
+		if b := l.branchOut(k); b != nil && slices.Contains(x.Outputs, b) {
+			return b.Name
+		}
+		return ""
+	}
 	sum := l.output[k].Producer
 	if sum == nil || l.owner[sum] != k {
 		return ""
@@ -194,7 +231,7 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	roles := make([]ProjRole, len(nodes))
 	var softmax *graph.Node
 	for _, x := range l.nodes[k] {
-		if x.Op == "Softmax" {
+		if isAttention(x) {
 			if softmax != nil {
 				return roles // several attentions: not a shape this knows
 			}
@@ -204,12 +241,27 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	if softmax == nil || len(softmax.Inputs) == 0 {
 		return roles
 	}
-	scores := l.findMatMul(k, softmax.Inputs[0], false)
-	weighted := l.findMatMul(k, firstOutput(softmax), true)
-	if scores == nil || weighted == nil || firstOutput(weighted) == nil {
+	var qIn, kIn, vIn *graph.Value
+	weighted := softmax
+	if isFusedAttention(softmax) {
+		// q at input 0; k and v at 1 and 2, or packed with q when those are empty.
+		qIn = softmax.Inputs[0]
+		if len(softmax.Inputs) > 2 && softmax.Inputs[1] != nil && softmax.Inputs[2] != nil {
+			kIn, vIn = softmax.Inputs[1], softmax.Inputs[2]
+		} else {
+			kIn, vIn = qIn, qIn
+		}
+	} else {
+		scores := l.findMatMul(k, softmax.Inputs[0], false)
+		weighted = l.findMatMul(k, firstOutput(softmax), true)
+		if scores == nil || weighted == nil {
+			return roles
+		}
+		qIn, kIn, vIn = scores.Inputs[0], scores.Inputs[1], weighted.Inputs[1]
+	}
+	if qIn == nil || firstOutput(weighted) == nil {
 		return roles
 	}
-	qIn, kIn, vIn := scores.Inputs[0], scores.Inputs[1], weighted.Inputs[1]
 	reach := make([]map[*graph.Value]bool, len(nodes))
 	for i, x := range nodes {
 		reach[i] = map[*graph.Value]bool{}

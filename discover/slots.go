@@ -55,14 +55,29 @@ const (
 	// Dense is a float matrix read by MatMul or Gemm: one weight input, stored
 	// [in, out], or [out, in] when Projection.Transposed.
 	Dense Storage = iota
+	// NBits is com.microsoft.MatMulNBits: blockwise 4- or 8-bit values along
+	// the input axis (Packed [out, blocks, block·bits/8]), one scale a block
+	// (Scales), and optional ZeroPoints; Projection.Bits and BlockSize say how.
+	// Package quant packs and unpacks it.
+	NBits
+	// Int8PerTensor is MatMulInteger over a DynamicQuantizeLinear of the input:
+	// an 8-bit Matrix [in, out], its ZeroPoints and Scales (one each for the
+	// tensor); the scale is applied to the product by the Muls after it
+	// (onnxruntime's IntegerOps quantizer), and Projection.Output is theirs.
+	Int8PerTensor
 )
 
+var storageNames = [...]string{"dense", "nbits", "int8"}
+
 func (s Storage) String() string {
-	if s == Dense {
-		return "dense"
+	if int(s) < len(storageNames) {
+		return storageNames[s]
 	}
 	return fmt.Sprintf("Storage(%d)", int(s))
 }
+
+// MarshalText writes the storage's name (JSON output of inspect).
+func (s Storage) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // WeightPart is what one weight input of a projection holds.
 type WeightPart int
@@ -71,20 +86,35 @@ type WeightPart int
 const (
 	// Matrix is the weight matrix itself (for Dense storage, the whole weight).
 	Matrix WeightPart = iota
+	// Packed is MatMulNBits's packed quantized values.
+	Packed
+	// Scales are the quantization scales (one a block for NBits).
+	Scales
+	// ZeroPoints are the quantization zero points (packed for NBits).
+	ZeroPoints
 )
 
+var partNames = [...]string{"matrix", "packed", "scales", "zero_points"}
+
 func (p WeightPart) String() string {
-	if p == Matrix {
-		return "matrix"
+	if int(p) < len(partNames) {
+		return partNames[p]
 	}
 	return fmt.Sprintf("WeightPart(%d)", int(p))
 }
+
+// MarshalText writes the part's name (JSON output of inspect).
+func (p WeightPart) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // WeightInput is one input of a projection node that holds (a part of) its
 // weight.
 type WeightInput struct {
 	Part WeightPart
-	// Input is the input position of Projection.Node that reads it.
+	// Node is the index in graph.node of the node reading it: Projection.Node,
+	// or for Int8PerTensor's Scales the Mul that multiplies them with the
+	// input's dynamic scale.
+	Node int
+	// Input is the input position of Node that reads it.
 	Input int
 	// Slot is the parameter slot (index in Layer.Params) of the tensor.
 	Slot int
@@ -102,8 +132,12 @@ type Projection struct {
 	Op   string
 	// Storage says how the weight is stored and so what Weights hold.
 	Storage Storage
-	// Weights are the node's inputs that hold the weight (one Matrix for Dense).
+	// Weights are the inputs that hold the weight (one Matrix for Dense;
+	// Packed, Scales and ZeroPoints when present for NBits; Matrix, ZeroPoints
+	// and Scales for Int8PerTensor).
 	Weights []WeightInput
+	// Bits and BlockSize are NBits's attributes (0 for other storage).
+	Bits, BlockSize int
 	// Transposed is set when the weight is read as [out, in] (Gemm transB=1 or a
 	// Transpose node), as Param.Transposed of its Matrix slot.
 	Transposed bool
@@ -123,14 +157,25 @@ type Projection struct {
 	Residual string
 }
 
-// Matrix returns the slot of the projection's weight matrix, -1 if it has none.
+// Matrix returns the slot of the projection's weight matrix (the packed values
+// for NBits), -1 if it has none.
 func (p *Projection) Matrix() int {
 	for _, w := range p.Weights {
-		if w.Part == Matrix {
+		if w.Part == Matrix || w.Part == Packed {
 			return w.Slot
 		}
 	}
 	return -1
+}
+
+// Part returns the weight input holding part, and whether there is one.
+func (p *Projection) Part(part WeightPart) (WeightInput, bool) {
+	for _, w := range p.Weights {
+		if w.Part == part {
+			return w, true
+		}
+	}
+	return WeightInput{}, false
 }
 
 // Norm is one normalization's parameters in a layer.

@@ -80,7 +80,11 @@ type Param struct {
 type Layer struct {
 	Index int
 	// Input is h_i, the residual stream entering the layer; Output is h_{i+1}.
-	Input, Output string
+	// With fused residual adds (Stack.Branch), the layer's input norm adds
+	// InputBranch to Input, and the layer leaves OutputBranch for the next norm
+	// to add to Output; both are empty otherwise (and InputBranch for layer 0).
+	Input, Output             string
+	InputBranch, OutputBranch string
 	// Nodes are the layer's nodes as indices in the model's graph.node, ascending.
 	Nodes []int
 	// Params are the layer's parameter slots, aligned across layers.
@@ -119,6 +123,12 @@ type Stack struct {
 	// Hidden is the residual stream h_0 (embedding output, after any position
 	// embedding or scaling) … h_L (output of the last layer, before the final norm).
 	Hidden []string
+	// Branch is set when the layout fuses each residual add into the next norm
+	// (onnxruntime-genai's SkipSimplifiedLayerNormalization): Branch[i] is the
+	// last residual branch of layer i−1, not yet added, so the stream entering
+	// layer i is Hidden[i] + Branch[i], summed by layer i's input norm (by the
+	// final norm for i = L). Branch[0] is empty. Nil for other layouts.
+	Branch []string
 	Layers []Layer
 	// Period is the number of residual branches per layer: 2 for attention + MLP,
 	// 1 for parallel attention/MLP blocks.

@@ -286,8 +286,8 @@ func MaxPositions(s *runtime.Session) int {
 		if !strings.Contains(name, "wpe") && !strings.Contains(name, "position") {
 			continue
 		}
-		if t, err := s.Initializer(n.GetInput()[0]); err == nil && t.Rank() == 2 {
-			return t.Dim(0)
+		if dims, err := s.InitializerShape(n.GetInput()[0]); err == nil && len(dims) == 2 {
+			return dims[0]
 		}
 	}
 	return 0

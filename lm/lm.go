@@ -49,8 +49,8 @@ func Vocab(s *runtime.Session) (int, error) {
 	g := s.Model().GetGraph()
 	for _, n := range g.GetNode() {
 		if n.GetOpType() == "Gather" && len(n.GetInput()) == 2 && n.GetInput()[1] == "input_ids" {
-			if emb, err := s.Initializer(n.GetInput()[0]); err == nil && emb.Rank() == 2 {
-				return emb.Dim(0), nil
+			if dims, err := s.InitializerShape(n.GetInput()[0]); err == nil && len(dims) == 2 {
+				return dims[0], nil
 			}
 		}
 	}

@@ -44,6 +44,9 @@ type Diff struct {
 	Other []string `json:"other"`
 	// Decoder compares the layers; nil unless both models are decoder stacks.
 	Decoder *DecoderDiff `json:"decoder,omitempty"`
+	// Widths lists the layers whose MLP width changed; nil when none did (or
+	// A is not a decoder stack).
+	Widths *WidthDiff `json:"mlp_widths,omitempty"`
 }
 
 // Summary describes one model.
@@ -260,6 +263,9 @@ func Compare(a, b *onnx.Model) (*Diff, error) {
 		if d.Decoder, err = decoderDiff(sa, sb, ta, tb, pbm.GetMetadataProps()); err != nil {
 			return nil, err
 		}
+		d.Widths = widthDiff(sa, sb, d.Decoder.KeptFrom, nil)
+	} else if errA == nil {
+		d.Widths = widthDiff(sa, nil, nil, pbm.GetMetadataProps())
 	}
 	return d, nil
 }

@@ -143,7 +143,7 @@ func Analyze(ctx context.Context, m *pb.ModelProto, opts AnalyzeOptions) (*Analy
 		prog = nopProgress{}
 	}
 
-	prog.Start("calibration", (len(opts.Calibration)+batch-1)/batch)
+	prog.Start("calibration", calibrationSteps(st.NumLayers()))
 	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
 	prog.Done()
 	if err != nil {

@@ -41,6 +41,15 @@ type autoConfig struct {
 	// model has more windows than that, and only MaxSpans of them, screened
 	// from the cached stream (screenSpans), are measured. 0: all.
 	MaxSpans int
+	// Local makes a screened search (more than MaxSpans windows) local
+	// first (localSearch): max(MaxSpans, 2·L) windows are screened by span
+	// influence, each option (window and rule) is fitted and measured by its
+	// local error (one layer's run), and the options of lowest local error
+	// are measured by KL until KLBudget full calibration passes are spent.
+	Local    bool
+	KLBudget float64
+	// LocalSpans is the local stage's pool of windows (0: max(MaxSpans, 2·L)).
+	LocalSpans int
 }
 
 // defaultAuto is the auto method's configuration. It was chosen on the
@@ -54,6 +63,8 @@ var defaultAuto = autoConfig{
 	RidgeGrid: []float64{0.001, 0.01, 0.1, 1},
 	Joint:     8,
 	MaxSpans:  20,
+	Local:     true,
+	KLBudget:  16,
 }
 
 // cost ranks candidates: the mean KL divergence (nats per token) from the
@@ -85,6 +96,9 @@ type AutoReport struct {
 	Spans         int    `json:"spans"`
 	SpansMeasured int    `json:"spans_measured"`
 	Screen        string `json:"screen,omitempty"`
+	// LocalOptions counts the options measured by their local error only
+	// (a local-first screened search).
+	LocalOptions int `json:"local_options,omitempty"`
 	// Options counts the single-window options measured; Combinations lists the
 	// sets of windows measured whole.
 	Options      int               `json:"options"`
@@ -92,6 +106,28 @@ type AutoReport struct {
 	Evaluations  int               `json:"evaluations"`
 	Fits         int               `json:"repair_fits"`
 	Seconds      float64           `json:"seconds"`
+	// Cost is what the search ran, in full calibration passes.
+	Cost AutoCost `json:"cost"`
+}
+
+// AutoCost is the search's work in full calibration passes: one pass runs
+// the calibration set through every layer and the LM head (with the KL that
+// reads its logits), layers and head weighted by their multiply-adds per
+// token. A candidate that starts at layer i costs (L − i)/L of the layers'
+// share; a repair fit runs from its lowest changed layer up to the merged
+// layer and no head.
+type AutoCost struct {
+	Passes float64 `json:"passes"`
+	// Options, Sets and Ridge split Passes: the single-window options
+	// (measures and fits), the sets measured whole, the ridge trials.
+	Options float64 `json:"options"`
+	Sets    float64 `json:"sets"`
+	Ridge   float64 `json:"ridge"`
+	// LayerRuns counts runs of the calibration set through one layer,
+	// HeadRuns through the LM head; HeadShare is the head's share of a pass.
+	LayerRuns float64 `json:"layer_runs"`
+	HeadRuns  float64 `json:"head_runs"`
+	HeadShare float64 `json:"head_share"`
 }
 
 // AutoSplit is one measure on the fit rows, the check rows and all rows.
@@ -172,7 +208,7 @@ type autoResult struct {
 //     those below in place) and measured; the cheapest is kept.
 func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig) (*autoResult, error) {
 	t0 := time.Now()
-	e0, f0 := a.evaluations, a.fits
+	e0, f0, w0 := a.evaluations, a.fits, a.sc.work
 	rep := &AutoReport{Criterion: "mean KL(original ‖ candidate) of next-token distributions on the calibration rows", Ridge: cfg.Ridge,
 		FitRows: a.fitRows, CheckRows: a.rows - a.fitRows, Windows: []AutoWindow{}, Combinations: []AutoCombination{}}
 	if !cfg.Repair {
@@ -195,31 +231,46 @@ func autoSearch(ctx context.Context, a *autoEval, L, target int, cfg autoConfig)
 		rep.Screen = fmt.Sprintf("%d of the %d windows: per size, those whose removed layers low+1..high turn the stream least (1 - cos(h_low+1, h_high+1)), round-robin over the sizes; then the neighbours of the best set's windows", len(spans), total)
 	}
 	opts := &autoOptions{a: a, cfg: cfg, measured: map[slm.Window]bool{}}
-	for _, sp := range spans {
-		if err := opts.add(ctx, sp); err != nil {
+	var combos []slm.Combination
+	if len(spans) < total && cfg.Local {
+		if combos, err = localSearch(ctx, opts, L, k, maxW, rep); err != nil {
 			return nil, err
 		}
-	}
-	combos, err := slm.BestCombinations(L, k, opts.segs, max(1, cfg.Joint))
-	if err != nil {
-		return nil, err
-	}
-	if len(spans) < total {
-		if combos, err = opts.lookAround(ctx, L, k, maxW, cfg.MaxSpans/2, combos); err != nil {
+	} else {
+		for _, sp := range spans {
+			if err := opts.add(ctx, sp); err != nil {
+				return nil, err
+			}
+		}
+		if combos, err = slm.BestCombinations(L, k, opts.segs, max(1, cfg.Joint)); err != nil {
 			return nil, err
+		}
+		if len(spans) < total {
+			if combos, err = opts.lookAround(ctx, L, k, maxW, cfg.MaxSpans/2, combos); err != nil {
+				return nil, err
+			}
 		}
 	}
 	rep.SpansMeasured, rep.Options = len(opts.measured), len(opts.singles)
+	pc := a.passCost()
+	w1 := a.sc.work
+	rep.Cost.Options = pc.passes(w1.minus(w0))
 	out, err := measureSets(ctx, a, opts, combos, L, rep)
 	if err != nil {
 		return nil, err
 	}
 	out.options = opts.singles
+	w2 := a.sc.work
+	rep.Cost.Sets = pc.passes(w2.minus(w1))
 	if cfg.Repair && len(cfg.RidgeGrid) > 0 {
 		if err := tuneRidge(ctx, a, out, cfg); err != nil {
 			return nil, err
 		}
 	}
+	all := a.sc.work.minus(w0)
+	rep.Cost.Ridge = pc.passes(a.sc.work.minus(w2))
+	rep.Cost.Passes = pc.passes(all)
+	rep.Cost.LayerRuns, rep.Cost.HeadRuns, rep.Cost.HeadShare = all.layers, all.heads, pc.headShare()
 	rep.KL, rep.NLL, rep.Cos = splits(out.m)
 	rep.Evaluations, rep.Fits = a.evaluations-e0, a.fits-f0
 	rep.Seconds = time.Since(t0).Seconds()
@@ -240,27 +291,36 @@ type autoOptions struct {
 func (o *autoOptions) add(ctx context.Context, sp slm.Window) error {
 	o.measured[sp] = true
 	for _, rule := range o.cfg.Rules {
-		plan := rewrite.Plan{Windows: []rewrite.Window{{Window: sp, Rule: rule}}}
-		if o.cfg.Repair {
-			var err error
-			if plan, err = o.a.fitRepairs(ctx, plan, repairOptions{Ridge: o.cfg.Ridge}); err != nil {
-				return err
-			}
+		if err := o.addOne(ctx, rewrite.Window{Window: sp, Rule: rule}); err != nil {
+			return err
 		}
-		m, err := o.a.measure(ctx, plan, sp.Low)
-		if err != nil {
-			return fmt.Errorf("window %d..%d (%s): %w", sp.Low, sp.High, rule, err)
-		}
-		win := plan.Windows[0]
-		if sameAsEarlier(o.singles, win, m) {
-			continue // another rule built the same layer (paper and code on two layers without biases)
-		}
-		// The fitted matrix (d×d floats) is not kept: hundreds of options
-		// would hold gigabytes on a wide model. A chosen window is refitted
-		// (the fit is deterministic).
-		o.singles = append(o.singles, autoOption{win: rewrite.Window{Window: win.Window, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
-		o.segs = append(o.segs, slm.Segment{Window: win.Window, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
 	}
+	return nil
+}
+
+// addOne measures window w (its rule set) alone, with its repair fitted.
+func (o *autoOptions) addOne(ctx context.Context, w rewrite.Window) error {
+	o.measured[w.Window] = true
+	plan := rewrite.Plan{Windows: []rewrite.Window{w}}
+	if o.cfg.Repair {
+		var err error
+		if plan, err = o.a.fitRepairs(ctx, plan, repairOptions{Ridge: o.cfg.Ridge}); err != nil {
+			return err
+		}
+	}
+	m, err := o.a.measure(ctx, plan, w.Low)
+	if err != nil {
+		return fmt.Errorf("window %d..%d (%s): %w", w.Low, w.High, w.Rule, err)
+	}
+	win := plan.Windows[0]
+	if sameAsEarlier(o.singles, win, m) {
+		return nil // another rule built the same layer (paper and code on two layers without biases)
+	}
+	// The fitted matrix (d×d floats) is not kept: hundreds of options
+	// would hold gigabytes on a wide model. A chosen window is refitted
+	// (the fit is deterministic).
+	o.singles = append(o.singles, autoOption{win: rewrite.Window{Window: win.Window, Rule: win.Rule}, repaired: win.Repair != nil, m: m})
+	o.segs = append(o.segs, slm.Segment{Window: win.Window, Removes: win.High - win.Low, Cost: cost(m), Choice: len(o.singles) - 1})
 	return nil
 }
 

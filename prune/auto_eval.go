@@ -29,6 +29,9 @@ type autoEval struct {
 	// orig[b] is the original model's next-token distributions for batch b.
 	orig  []distributions
 	vocab int
+	// denseKL: the original's distributions are kept whole (exact KL), else
+	// cut to their most likely tokens (kl.go).
+	denseKL bool
 	// threads share the per-token work of the KL (0: all cores).
 	threads int
 	// firstRow[b] is the calibration index of batch b's first row.
@@ -65,6 +68,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		return nil, fmt.Errorf("auto: %w", err)
 	}
 	a := &autoEval{sc: sc, logits: name, threads: sc.rt.Threads}
+	sc.logits = name
 	n := 0
 	L := sc.stack.NumLayers()
 	for _, b := range sc.cal.batches {
@@ -77,13 +81,35 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 		}
 		t := out[name]
 		a.vocab = t.Dim(t.Rank() - 1)
-		a.orig = append(a.orig, newDistributions(t.Float32Data(), a.vocab))
+		a.denseKL = sc.cal.tokens*a.vocab <= maxDenseKL
+		if a.denseKL {
+			a.orig = append(a.orig, newDistributions(t.Float32Data(), a.vocab))
+		} else {
+			a.orig = append(a.orig, distributions{top: newTopDistributions(t.Float32Data(), a.vocab, topKL), values: t.Len()})
+		}
+		sess.Recycle(t)
 	}
 	a.rows, a.fitRows = n, n
 	if n >= 4 {
 		a.fitRows = n - n/4
 	}
 	return a, nil
+}
+
+// passCost weighs the work of this model's candidates: a layer by its
+// parameters, the LM head by d·vocab.
+func (a *autoEval) passCost() passCost {
+	st := a.sc.stack
+	pc := passCost{L: st.NumLayers()}
+	for i := range st.Layers {
+		pc.layerParams += float64(st.Layers[i].NumParams())
+	}
+	pc.layerParams /= float64(max(1, pc.L))
+	if len(a.sc.cal.batches) > 0 {
+		h := a.sc.cal.batches[0].hidden[0]
+		pc.headParams = float64(h.Dim(h.Rank()-1)) * float64(a.vocab)
+	}
+	return pc
 }
 
 // distributions are a model's next-token distributions over a batch, kept in
@@ -98,11 +124,16 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 type distributions struct {
 	p          []float32
 	negH, mass []float64
+	// top, when set, replaces the rest: the distributions cut to their most
+	// likely tokens (kl.go), for a vocabulary too large to keep whole.
+	top *topDistributions
+	// values is tokens × vocab, the size of the logits they came from.
+	values int
 }
 
 func newDistributions(logits []float32, v int) distributions {
 	n := len(logits) / v
-	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n)}
+	d := distributions{p: make([]float32, len(logits)), negH: make([]float64, n), mass: make([]float64, n), values: len(logits)}
 	for t := 0; t < n; t++ {
 		z := logits[t*v : (t+1)*v]
 		lse := lm.LogSumExp(z)
@@ -122,6 +153,9 @@ func newDistributions(logits []float32, v int) distributions {
 // threads goroutines (each token on its own, so the result does not depend
 // on their number).
 func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []float64) {
+	if d.top != nil {
+		return d.top.tokenScores(logits, threads)
+	}
 	n := len(logits) / v
 	kl, lse = make([]float64, n), make([]float64, n)
 	if threads <= 0 {
@@ -160,15 +194,12 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 	const fit, check, all = 0, 1, 2
 	var sum [3]measures
 	var cnt [3]struct{ seq, tok, pred float64 }
-	for bi, b := range sc.cal.batches {
-		out, err := cand.RunContext(ctx, cand.feeds(b), []string{sc.stack.FinalNorm, a.logits})
-		if err != nil {
-			return metrics{}, fmt.Errorf("candidate model: %w", err)
-		}
+	err = cand.run(ctx, sc.cal.batches, sc.stack.NumLayers(), []string{sc.stack.FinalNorm, a.logits}, func(bi int, out map[string]*runtime.Tensor) error {
+		b := sc.cal.batches[bi]
 		fin, want := out[sc.stack.FinalNorm].Float32Data(), b.final.Float32Data()
 		lg := out[a.logits].Float32Data()
-		if len(fin) != len(want) || len(lg) != len(a.orig[bi].p) {
-			return metrics{}, fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), len(a.orig[bi].p))
+		if len(fin) != len(want) || len(lg) != a.orig[bi].values {
+			return fmt.Errorf("candidate model: outputs of %d and %d values, the original's %d and %d", len(fin), len(lg), len(want), a.orig[bi].values)
 		}
 		per := len(want) / len(b.rows)
 		T := len(b.rows[0])
@@ -181,7 +212,7 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 			}
 			c, err := similarity.Cosine(fin[r*per:(r+1)*per], want[r*per:(r+1)*per])
 			if err != nil {
-				return metrics{}, err
+				return err
 			}
 			var kl, nll float64
 			for t := 0; t < T; t++ {
@@ -199,6 +230,11 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 				cnt[gi].pred += float64(T - 1)
 			}
 		}
+		cand.Recycle(out[sc.stack.FinalNorm], out[a.logits])
+		return nil
+	})
+	if err != nil {
+		return metrics{}, err
 	}
 	var m metrics
 	for g, dst := range [3]*measures{&m.Fit, &m.Check, &m.All} {
@@ -284,18 +320,18 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		if err != nil {
 			return rewrite.Plan{}, err
 		}
+		var fitBatches []calibBatch
 		for bi, b := range sc.cal.batches {
-			if a.firstRow[bi] >= a.fitRows {
-				continue
+			if a.firstRow[bi] < a.fitRows {
+				fitBatches = append(fitBatches, b)
 			}
-			o, err := cand.RunContext(ctx, cand.feeds(b), []string{site.tap, site.out})
-			if err != nil {
-				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
-			}
+		}
+		err = cand.run(ctx, fitBatches, w.Low, []string{site.tap, site.out}, func(bi int, o map[string]*runtime.Tensor) error {
+			b := fitBatches[bi]
 			y, h := o[site.tap].Float32Data(), o[site.out].Float32Data()
 			target := b.hidden[w.High+1].Float32Data()
 			if len(y) != len(h) || len(h) != len(target) {
-				return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
+				return fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
 			}
 			per := len(h) / len(b.rows)
 			nfit := min(len(b.rows), a.fitRows-a.firstRow[bi])
@@ -304,8 +340,13 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 				want[i] = target[i] - h[i] + y[i]
 			}
 			if err := prob.Add(y[:nfit*per], want); err != nil {
-				return rewrite.Plan{}, err
+				return err
 			}
+			cand.Recycle(o[site.tap], o[site.out])
+			return nil
+		})
+		if err != nil {
+			return rewrite.Plan{}, fmt.Errorf("repair of window %d..%d: %w", w.Low, w.High, err)
 		}
 		fit, err := prob.Solve(repair.Options{Ridge: opts.Ridge})
 		if err != nil {

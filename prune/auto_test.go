@@ -239,6 +239,15 @@ func TestAutoScreensDeepModels(t *testing.T) {
 	if a.Options > a.SpansMeasured*len(defaultAuto.Rules) {
 		t.Errorf("%d options from %d windows × %d rules", a.Options, a.SpansMeasured, len(defaultAuto.Rules))
 	}
+	// Local first: every screened window measured by its local error, a few
+	// options by KL, the whole search within a bound in passes (the KL for
+	// every screened window cost 40.7 passes here).
+	if a.LocalOptions < a.SpansMeasured || a.Options >= a.LocalOptions {
+		t.Errorf("%d options measured locally, %d by KL, from %d windows", a.LocalOptions, a.Options, a.SpansMeasured)
+	}
+	if bound := 4*float64(a.SpansMeasured)/12 + defaultAuto.KLBudget + 2 + 7; a.Cost.Passes > bound {
+		t.Errorf("the search cost %.1f passes, above %.1f (local + KL budget + one measure past it + sets and ridge)", a.Cost.Passes, bound)
+	}
 	removed := 0
 	for _, w := range a.Windows {
 		removed += w.High - w.Low

@@ -30,31 +30,69 @@ type calibBatch struct {
 	final *runtime.Tensor
 }
 
-// calibrate runs the original model over rows in batches of batch sequences.
+// calibrate runs the original model over rows in batches of batch sequences,
+// layer-major (walk): every batch through layer 0, then every batch through
+// layer 1, and so on. step is called once per layer (and once for the
+// embedding and once for the final norm).
 func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, rows [][]int64, batch int, step func()) (*calibration, error) {
+	bs, err := calibBatches(sess, rows, batch)
+	if err != nil {
+		return nil, err
+	}
+	for j := range bs {
+		bs[j].hidden = make([]*runtime.Tensor, len(st.Hidden))
+	}
+	err = walk(ctx, sess, bs, "", nil, st.Hidden, []string{st.FinalNorm}, func(i int, vals []*runtime.Tensor) error {
+		for j, v := range vals {
+			bs[j].hidden[i] = v
+		}
+		if step != nil {
+			step()
+		}
+		return nil
+	}, func(j int, out map[string]*runtime.Tensor) error {
+		bs[j].final = out[st.FinalNorm]
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w", err)
+	}
+	if step != nil {
+		step()
+	}
+	return finishCalibration(bs, st.NumLayers())
+}
+
+// calibrationSteps is the number of progress steps of the calibration run
+// of a model of L layers (calibrate's step calls).
+func calibrationSteps(L int) int { return L + 2 }
+
+// calibBatches splits rows into batches of batch sequences with their feeds.
+func calibBatches(sess *runtime.Session, rows [][]int64, batch int) ([]calibBatch, error) {
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("calibration set is empty")
 	}
 	if batch < 1 {
 		batch = 1
 	}
-	fetch := append(append([]string(nil), st.Hidden...), st.FinalNorm)
-	cal := &calibration{}
-	bi := make([]similarity.BlockInfluenceMean, st.NumLayers())
+	var bs []calibBatch
 	for start := 0; start < len(rows); start += batch {
 		end := min(start+batch, len(rows))
 		feeds, err := lm.Feeds(sess, rows[start:end])
 		if err != nil {
 			return nil, fmt.Errorf("calibration rows %d..%d: %w", start, end-1, err)
 		}
-		out, err := sess.RunContext(ctx, feeds, fetch)
-		if err != nil {
-			return nil, fmt.Errorf("calibration rows %d..%d: %w", start, end-1, err)
-		}
-		b := calibBatch{rows: rows[start:end], feeds: feeds, final: out[st.FinalNorm]}
-		for _, name := range st.Hidden {
-			b.hidden = append(b.hidden, out[name])
-		}
+		bs = append(bs, calibBatch{rows: rows[start:end], feeds: feeds})
+	}
+	return bs, nil
+}
+
+// finishCalibration computes the Block Influence of each of the L layers
+// from the batches' cached streams.
+func finishCalibration(bs []calibBatch, L int) (*calibration, error) {
+	cal := &calibration{batches: bs}
+	bi := make([]similarity.BlockInfluenceMean, L)
+	for _, b := range bs {
 		for i := range bi {
 			in, o := b.hidden[i], b.hidden[i+1]
 			d := in.Dim(in.Rank() - 1)
@@ -62,16 +100,34 @@ func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, r
 				return nil, fmt.Errorf("block influence of layer %d: %w", i, err)
 			}
 		}
-		cal.tokens += (end - start) * len(rows[start])
-		cal.batches = append(cal.batches, b)
-		if step != nil {
-			step()
-		}
+		cal.tokens += len(b.rows) * len(b.rows[0])
 	}
 	for i := range bi {
 		cal.blockInfluence = append(cal.blockInfluence, bi[i].Value())
 	}
 	return cal, nil
+}
+
+// calibrateBatchMajor is calibrate the way it ran first, and the reference
+// the layer-major run is tested against: each batch through the whole model,
+// fetching every boundary at once.
+func calibrateBatchMajor(ctx context.Context, sess *runtime.Session, st *discover.Stack, rows [][]int64, batch int) (*calibration, error) {
+	bs, err := calibBatches(sess, rows, batch)
+	if err != nil {
+		return nil, err
+	}
+	fetch := append(append([]string(nil), st.Hidden...), st.FinalNorm)
+	for j := range bs {
+		out, err := sess.RunContext(ctx, bs[j].feeds, fetch)
+		if err != nil {
+			return nil, fmt.Errorf("calibration batch %d: %w", j, err)
+		}
+		bs[j].final = out[st.FinalNorm]
+		for _, name := range st.Hidden {
+			bs[j].hidden = append(bs[j].hidden, out[name])
+		}
+	}
+	return finishCalibration(bs, st.NumLayers())
 }
 
 // spanInfluence is the Block Influence of layers lo..hi taken together: 1 −

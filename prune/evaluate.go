@@ -3,6 +3,7 @@ package prune
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
@@ -26,6 +27,12 @@ type scorer struct {
 	// cached stream entering its lowest changed layer (for the benchmark that
 	// shows what the cache saves).
 	fullRerun bool
+	// logits names the logits value, when a caller fetches it (its runs
+	// count the LM head's work).
+	logits string
+	// work is what the candidates ran, in layers and LM heads over the
+	// calibration set.
+	work work
 
 	evaluations int
 	elapsed     time.Duration
@@ -43,7 +50,9 @@ type candidate struct {
 	// the original.
 	from  string
 	lower int
-	t0    time.Time
+	// kept lists the original index of each of the candidate's layers.
+	kept []int
+	t0   time.Time
 }
 
 // candidate builds the model of plan; lowest is the lowest layer the plan
@@ -61,19 +70,41 @@ func (s *scorer) candidate(plan rewrite.Plan, lowest int, fromStream bool) (*can
 	if err != nil {
 		return nil, fmt.Errorf("candidate model: %w", err)
 	}
-	c := &candidate{Session: sess, sc: s, t0: t0}
+	c := &candidate{Session: sess, sc: s, kept: res.KeptFrom, t0: t0}
 	if fromStream && lowest > 0 {
 		c.from, c.lower = s.stack.Hidden[lowest], lowest
 	}
 	return c, nil
 }
 
-// feeds are batch b's inputs to the candidate.
-func (c *candidate) feeds(b calibBatch) map[string]*runtime.Tensor {
+// run runs the candidate layer-major (walk) over the calibration batches
+// bs, from its start up to layer below (L: the whole stack), and fetches
+// fetch there: below < L fetches values inside layer below (which runs),
+// below = L values above the stack (the final norm, the logits). end receives
+// each batch's fetched values. The work is counted in the scorer's units.
+func (c *candidate) run(ctx context.Context, bs []calibBatch, below int, fetch []string, end func(j int, out map[string]*runtime.Tensor) error) error {
+	s := c.sc
+	var start []*runtime.Tensor
+	var path []string
 	if c.from == "" {
-		return withHidden(c.Session, b, "", nil)
+		path = append(path, s.stack.Hidden[0])
+	} else {
+		for _, b := range bs {
+			start = append(start, b.hidden[c.lower])
+		}
 	}
-	return withHidden(c.Session, b, c.from, b.hidden[c.lower])
+	layers := s.streamPath(c.kept, c.lower, below)
+	path = append(path, layers...)
+	err := walk(ctx, c.Session, bs, c.from, start, path, fetch, nil, end)
+	if err != nil {
+		return fmt.Errorf("candidate model: %w", err)
+	}
+	n := len(layers)
+	if below < s.stack.NumLayers() {
+		n++ // the final fetch runs layer below
+	}
+	s.work.add(bs, s.cal, n, slices.Contains(fetch, s.logits))
+	return nil
 }
 
 // done counts the candidate as one evaluation of the search, with its time
@@ -112,25 +143,26 @@ func (s *scorer) score(ctx context.Context, plan rewrite.Plan, lowest int) (floa
 	}
 	var sum float64
 	var n int
-	for _, b := range s.cal.batches {
-		out, err := cand.RunContext(ctx, cand.feeds(b), []string{s.stack.FinalNorm})
-		if err != nil {
-			return 0, fmt.Errorf("candidate model: %w", err)
-		}
+	err = cand.run(ctx, s.cal.batches, s.stack.NumLayers(), []string{s.stack.FinalNorm}, func(j int, out map[string]*runtime.Tensor) error {
+		b := s.cal.batches[j]
 		got, want := out[s.stack.FinalNorm].Float32Data(), b.final.Float32Data()
 		if len(got) != len(want) {
-			return 0, fmt.Errorf("candidate model: final hidden state has %d values, the original %d", len(got), len(want))
+			return fmt.Errorf("candidate model: final hidden state has %d values, the original %d", len(got), len(want))
 		}
 		per := len(want) / len(b.rows)
 		for r := range b.rows {
 			c, err := similarity.Cosine(got[r*per:(r+1)*per], want[r*per:(r+1)*per])
 			if err != nil {
-				return 0, err
+				return err
 			}
 			sum += c
 			n++
 		}
 		cand.Recycle(out[s.stack.FinalNorm])
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	cand.done()
 	return sum / float64(n), nil

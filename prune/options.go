@@ -3,6 +3,7 @@ package prune
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +94,9 @@ func (o Options) Check() error {
 	if err := o.checkRecover(); err != nil {
 		return err
 	}
+	if err := o.checkWidth(); err != nil {
+		return err
+	}
 	method := o.method()
 	unused, ok := mergeRuleUse[method]
 	if !ok {
@@ -108,6 +112,81 @@ func (o Options) Check() error {
 		}
 	}
 	return nil
+}
+
+// checkWidth checks the parameter target's options: ParamsRatio in (0, 1)
+// excludes the depth targets and any method but the default (it chooses the
+// depth itself, by the auto method); WidthRatio, WidthScore and WidthAlloc
+// need it.
+func (o Options) checkWidth() error {
+	if o.ParamsRatio == 0 {
+		for _, x := range []struct {
+			set bool
+			v   OptionValue
+		}{
+			{o.WidthRatio != nil, OptionValue{"WidthRatio", ptrValue(o.WidthRatio)}},
+			{o.WidthScore != "", OptionValue{"WidthScore", o.WidthScore}},
+			{o.WidthAlloc != "", OptionValue{"WidthAlloc", o.WidthAlloc}},
+		} {
+			if x.set {
+				return optionErr("only a parameter target removes width; give a share of the parameters too", x.v, OptionValue{"ParamsRatio", 0.0})
+			}
+		}
+		return nil
+	}
+	if !(o.ParamsRatio > 0 && o.ParamsRatio < 1) {
+		return optionErr("want a share of the decoder layers' parameters in (0, 1)", OptionValue{"ParamsRatio", o.ParamsRatio})
+	}
+	for _, x := range []struct {
+		set bool
+		v   OptionValue
+	}{
+		{o.Threshold != 0, OptionValue{"Threshold", o.Threshold}},
+		{o.Layers != 0, OptionValue{"Layers", o.Layers}},
+		{o.PruneRatio != 0, OptionValue{"PruneRatio", o.PruneRatio}},
+	} {
+		if x.set {
+			return optionErr("a parameter target chooses the depth itself; give one or the other", OptionValue{"ParamsRatio", o.ParamsRatio}, x.v)
+		}
+	}
+	if o.Method != "" && o.Method != Auto {
+		return optionErr("a parameter target chooses its layers by the default method", OptionValue{"ParamsRatio", o.ParamsRatio}, OptionValue{"Method", o.Method})
+	}
+	if o.WidthRatio != nil && !(*o.WidthRatio >= 0 && *o.WidthRatio <= 1) {
+		return optionErr("want the share of the removed parameters taken from width, in [0, 1]", OptionValue{"WidthRatio", *o.WidthRatio})
+	}
+	if o.WidthScore != "" && !slices.Contains(WidthScores, o.WidthScore) {
+		return optionErr(fmt.Sprintf("want one of %v", WidthScores), OptionValue{"WidthScore", o.WidthScore})
+	}
+	if o.WidthAlloc != "" && !slices.Contains(WidthAllocs, o.WidthAlloc) {
+		return optionErr(fmt.Sprintf("want one of %v", WidthAllocs), OptionValue{"WidthAlloc", o.WidthAlloc})
+	}
+	return nil
+}
+
+func ptrValue(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// widthScores are the channel scores a parameter target tries: the one set,
+// or all.
+func (o Options) widthScores() []WidthScore {
+	if o.WidthScore == "" {
+		return WidthScores
+	}
+	return []WidthScore{o.WidthScore}
+}
+
+// widthAllocs are the channel allocations a parameter target tries: the one
+// set, or all.
+func (o Options) widthAllocs() []WidthAlloc {
+	if o.WidthAlloc == "" {
+		return WidthAllocs
+	}
+	return []WidthAlloc{o.WidthAlloc}
 }
 
 // method is the method o asks for: Auto when none is set.

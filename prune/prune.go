@@ -82,6 +82,16 @@ type Options struct {
 	RecoverLR     float64
 	// Progress, when set, hears about long steps.
 	Progress Progress
+
+	// ParamsRatio, when set, is the share of the decoder layers' parameters
+	// to remove, by depth and by width (MLP channels) together; the mix is
+	// searched on the calibration KL unless WidthRatio fixes the share asked
+	// of width. WidthScore and WidthAlloc fix how channels are scored and
+	// spread; "" tries each and keeps the least KL. See width.go.
+	ParamsRatio float64
+	WidthRatio  *float64
+	WidthScore  WidthScore
+	WidthAlloc  WidthAlloc
 }
 
 // Progress receives reports of long steps. Start is called once per step with
@@ -107,12 +117,15 @@ type Report struct {
 	Windows       [][2]int `json:"windows"`
 	RemovedLayers []int    `json:"removed_layers"`
 	KeptFrom      []int    `json:"kept_from"`
+	// Requantized: merged quantized projections and their re-quantization error.
+	Requantized []rewrite.Requantized `json:"requantized,omitempty"`
 	// Similarity is the merge criterion of the result: the mean cosine between the
 	// final-normed hidden states of the result and of the original model.
 	Similarity       float64              `json:"similarity"`
 	Trace            []TraceStep          `json:"trace"`
 	Auto             *AutoReport          `json:"auto,omitempty"`
 	Recover          *RecoverReport       `json:"recover,omitempty"`
+	Width            *WidthReport         `json:"width,omitempty"`
 	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
 	BlockInfluence   []float64            `json:"block_influence"`
 	ParametersBefore int64                `json:"parameters_before"`
@@ -205,7 +218,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if prog == nil {
 		prog = nopProgress{}
 	}
-	prog.Start("calibration", (len(opts.Calibration)+batch-1)/batch)
+	prog.Start("calibration", calibrationSteps(L))
 	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
 	prog.Done()
 	if err != nil {
@@ -223,6 +236,15 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	}
 	rep.ParametersBefore, _ = onnx.Parameters(m)
 
+	if opts.ParamsRatio > 0 {
+		prog.Start("candidates", 0)
+		defer prog.Done()
+		out, err := runParams(ctx, sc, L, opts, rep, t0)
+		if err == nil && opts.Recover {
+			out.Report.Recover = &RecoverReport{Windows: []RecoverWindow{}, Skipped: "not applied with a parameter target (ParamsRatio) yet"}
+		}
+		return out, err
+	}
 	prog.Start("candidates", 0)
 	plan, lowest, err := decide(ctx, sc, L, target, opts, rep)
 	prog.Done()
@@ -261,6 +283,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	}
 	rep.LayersAfter = res.LayersAfter
 	rep.KeptFrom = res.KeptFrom
+	rep.Requantized = res.Requantized
 	rep.ReachedTarget = target == 0 || rep.LayersAfter == target
 	for _, w := range plan.Windows {
 		if w.High > w.Low {

@@ -37,7 +37,14 @@ func (w *merger) fuseWindow(win Window) error {
 			return err
 		}
 	}
+	if err := w.fuseQuantized(win, rule, suffix); err != nil {
+		return err
+	}
+	quantized := quantSlots(low)
 	for slot, p := range low.Params {
+		if quantized[slot] {
+			continue
+		}
 		for i := win.Low + 1; i <= win.High; i++ {
 			q := w.s.Layers[i].Params
 			if slot >= len(q) || q[slot].Kind != p.Kind || !equalDims(q[slot].Dims, p.Dims) || q[slot].DType != p.DType {

@@ -137,6 +137,10 @@ type Options struct {
 	DumpTo    io.Writer
 	// Timings, when non-nil, receives each pass's duration.
 	Timings *[]graph.PassTiming
+	// KeepMergedFloat keeps a merged window's quantized projections float (a
+	// MatMul of the fused dequantized weights) instead of quantizing them
+	// again with the original bits, block size and symmetry.
+	KeepMergedFloat bool
 	// BLAS computes the matrix products of repairs (Window.Repair); nil means
 	// gonum's pure-Go implementation. package runtime's BLAS is faster.
 	BLAS blas.Float32
@@ -154,6 +158,9 @@ type Result struct {
 	LayersBefore, LayersAfter int
 	// NewInitializers names the tensors the merge computed, in order.
 	NewInitializers []string
+	// Requantized lists the merged quantized projections and how far their
+	// re-quantized weights are from the float fusion.
+	Requantized []Requantized
 }
 
 // Merge returns a copy of m with the plan's windows merged and layers removed. s
@@ -387,6 +394,11 @@ func (w *merger) drop() error {
 			return fmt.Errorf("layers %d..%d: stream values %q, %q not found", a, b, w.s.Layers[a].Input, w.s.Layers[b].Output)
 		}
 		g.ReplaceUses(out, in)
+		if w.s.Branch != nil {
+			if err := w.dropBranch(a, b); err != nil {
+				return err
+			}
+		}
 		a = b
 	}
 	firstKept := w.res.KeptFrom[0]

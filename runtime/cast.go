@@ -105,7 +105,17 @@ func compileCast(c *compileCtx) (kernel, error) {
 		return nil, fmt.Errorf("cast to %s is not supported", onnx.DTypeName(target))
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		t, err := castTo(in[0], dt, target)
+		x := in[0]
+		if x.isHalf() {
+			// A weight kept in 16 bits already stands for its float32 values
+			// (and holds float16 / bfloat16 ones): the cast is a view.
+			if target == pb.TensorProto_FLOAT || target == pb.TensorProto_FLOAT16 && x.dtype == Float16 ||
+				target == pb.TensorProto_BFLOAT16 && x.dtype == BFloat16 {
+				return []*Tensor{x}, nil
+			}
+			x = x.widened()
+		}
+		t, err := castTo(x, dt, target)
 		return []*Tensor{t}, err
 	}, nil
 }

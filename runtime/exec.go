@@ -38,11 +38,12 @@ type unit struct {
 	label, op string
 	in, out   []int // value indices (-1: absent)
 	run       kernel
-	inplace   bool // run may overwrite dying inputs (ec.outLike)
+	inplace   bool   // run may overwrite dying inputs (ec.outLike)
+	stored    uint64 // inputs (bit i) run takes as 16-bit weights (half.go)
 }
 
 func nodeUnit(n *node) unit {
-	return unit{label: n.label(), op: n.op, in: n.in, out: n.out, run: n.run, inplace: n.def.inplace()}
+	return unit{label: n.label(), op: n.op, in: n.in, out: n.out, run: n.run, inplace: n.def.inplace(), stored: storedInputs[n.op]}
 }
 
 type step struct {
@@ -267,11 +268,12 @@ func (s *Session) buildPlan(feeds map[string]*Tensor, fetch []string) (*plan, er
 		}
 	}
 	staticNode := make([]bool, len(s.nodes))
+	heavy := s.heavyHalfInits()
 	for _, n := range s.nodes {
 		if !need[n.idx] {
 			continue
 		}
-		st, sk := true, true
+		st, sk := !widensHeavy(n, heavy), true
 		for i, v := range n.in {
 			if v < 0 {
 				continue
@@ -491,6 +493,7 @@ func (ec *execCtx) runSteps(steps []step, vals []*Tensor, keepStatic func(int, *
 		if ec.pooled && st.reuse != nil {
 			ec.reuse = st.reuse
 		}
+		scratch := ec.widenInputs(in, n.stored)
 		ec.in = in
 		out, err := runKernel(ec, n.run, in)
 		if err != nil {
@@ -508,6 +511,9 @@ func (ec *execCtx) runSteps(steps []step, vals []*Tensor, keepStatic func(int, *
 			if st.static && keepStatic != nil {
 				keepStatic(v, out[i])
 			}
+		}
+		for _, t := range scratch {
+			ec.recycle(t)
 		}
 		for _, v := range st.release {
 			ec.release(vals[v])
@@ -619,64 +625,6 @@ func (ec *execCtx) outLike(i int, dt DType, shape []int) *Tensor {
 		}
 	}
 	return ec.newOut(dt, shape)
-}
-
-// pool keeps float32 buffers by length between Runs, so that steady-state
-// Runs allocate (almost) nothing and the garbage collector stays quiet.
-type pool struct {
-	mu   sync.Mutex
-	free map[int][][]float32
-	held int // elements held
-}
-
-const poolMaxElems = 1 << 28 // 1 GiB of float32
-
-func (p *pool) get(n int) []float32 {
-	p.mu.Lock()
-	if l := p.free[n]; len(l) > 0 {
-		b := l[len(l)-1]
-		p.free[n] = l[:len(l)-1]
-		p.held -= n
-		p.mu.Unlock()
-		return b
-	}
-	p.mu.Unlock()
-	return make([]float32, n)
-}
-
-func (p *pool) put(b []float32) {
-	n := len(b)
-	if n == 0 || cap(b) != n {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.held+n > poolMaxElems {
-		return
-	}
-	if p.free == nil {
-		p.free = map[int][][]float32{}
-	}
-	p.free[n] = append(p.free[n], b)
-	p.held += n
-}
-
-// putUnique is put for buffers handed in from outside a Run, which may
-// arrive twice (two fetched values sharing one buffer): a buffer already held
-// is not added again.
-func (p *pool) putUnique(b []float32) {
-	if len(b) == 0 {
-		return
-	}
-	p.mu.Lock()
-	for _, h := range p.free[len(b)] {
-		if unsafe.SliceData(h) == unsafe.SliceData(b) {
-			p.mu.Unlock()
-			return
-		}
-	}
-	p.mu.Unlock()
-	p.put(b)
 }
 
 // recycle returns a scratch tensor made by this Run (and not stored as a

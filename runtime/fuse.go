@@ -105,20 +105,23 @@ func (f *fuser) from(v int, ops ...string) *node {
 }
 
 // constant returns v's value when it is known before the Run: an initializer
-// or a static value of the plan.
+// or a static value of the plan (a small 16-bit weight widened, a large one
+// as stored).
 func (f *fuser) constant(v int) *Tensor {
 	if v < 0 {
 		return nil
 	}
-	if t, ok := f.static[v]; ok {
-		return t
-	}
-	if f.s.inits[v] != nil {
-		if t, err := f.s.initializer(v); err == nil {
-			return t
+	t, ok := f.static[v]
+	if !ok && f.s.inits[v] != nil {
+		var err error
+		if t, err = f.s.initializer(v); err != nil {
+			return nil
 		}
 	}
-	return nil
+	if t.isHalf() && t.Len() <= smallHalf {
+		return f.s.halfs.get(t)
+	}
+	return t
 }
 
 // scalar returns v's value when it is a known one-element float32.
@@ -168,7 +171,7 @@ func (f *fuser) commit(name string, chain []*node, in []int, run func(ec *execCt
 		}
 	}
 	label := fmt.Sprintf("%s (fused %s: %s)", anchor.label(), name, strings.Join(ops, "+"))
-	f.fused[anchor] = unit{label: label, op: "Fused" + name, in: in, out: anchor.out, run: func(ec *execCtx, ins []*Tensor) ([]*Tensor, error) {
+	f.fused[anchor] = unit{label: label, op: "Fused" + name, in: in, out: anchor.out, stored: storedInputs["Fused"+name], run: func(ec *execCtx, ins []*Tensor) ([]*Tensor, error) {
 		out, ok, err := run(ec, ins)
 		if err != nil {
 			return nil, err
@@ -201,6 +204,9 @@ func runChain(ec *execCtx, chain []*node, ext []int, ins []*Tensor, consts map[i
 				in[i] = local[v]
 			}
 		}
+		// 16-bit weights the node does not take as stored: widened (large
+		// ones into the Run's pool, returned when the Run ends).
+		ec.widenInputs(in, storedInputs[n.op])
 		ec.in = in
 		var err error
 		if out, err = n.run(ec, in); err != nil {

@@ -19,24 +19,44 @@ func matmul(ec *execCtx, a, b *Tensor) (*Tensor, error) {
 	return matmulView(ec, a, b, nil, nil, nil, 1)
 }
 
-// opView is a strided view of a float32 tensor: element idx is at
-// data[Σ idx[i]*st[i]].
+// opView is a strided view of a float32 tensor, or of a 16-bit weight (half
+// set): element idx is at data[Σ idx[i]*st[i]] (half: at half's bits, from
+// its offset).
 type opView struct {
 	shape, st []int
 	data      []float32
+	half      *Tensor
 }
 
 // permuted views t as transpose(t, perm) without moving data (perm nil: t).
 func permuted(t *Tensor, perm []int) opView {
-	st := stridesOf(t.shape)
-	if perm == nil {
-		return opView{shape: t.shape, st: st, data: t.Float32Data()}
+	var st []int
+	var half *Tensor
+	if t.isHalf() {
+		st, half = t.half().st, t
+	} else {
+		st = stridesOf(t.shape)
 	}
-	v := opView{shape: make([]int, len(perm)), st: make([]int, len(perm)), data: t.Float32Data()}
+	if perm == nil {
+		return opView{shape: t.shape, st: st, data: t.Float32Data(), half: half}
+	}
+	v := opView{shape: make([]int, len(perm)), st: make([]int, len(perm)), data: t.Float32Data(), half: half}
 	for i, p := range perm {
 		v.shape[i], v.st[i] = t.shape[p], st[p]
 	}
 	return v
+}
+
+// sgemmView multiplies with B from a float32 or a 16-bit view (offB from its
+// start); see kernels.Sgemm.
+func sgemmView(threads, m, n, k int, alpha float32, a kernels.MatView, b opView, offB, rs, cs int, c []float32, ldc int) {
+	if b.half != nil {
+		hv := b.half.halfView(rs, cs)
+		hv.Off += offB
+		kernels.SgemmB(threads, m, n, k, alpha, a, hv, 0, c, ldc)
+		return
+	}
+	kernels.Sgemm(threads, m, n, k, alpha, a, kernels.MatView{Data: b.data, Off: offB, RS: rs, CS: cs}, 0, c, ldc)
 }
 
 // matmulView computes alpha · transpose(a, aPerm) @ transpose(b, bPerm) with
@@ -44,7 +64,7 @@ func permuted(t *Tensor, perm []int) opView {
 // keep the last axis last). nil perms mean no transpose. Transposes cost
 // nothing here: the packing of the operands absorbs any strides.
 func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha float32) (*Tensor, error) {
-	if a.dtype != Float32 || b.dtype != Float32 {
+	if a.dtype != Float32 || b.dtype != Float32 && !b.isHalf() {
 		return nil, fmt.Errorf("MatMul of %v and %v: only float32 is supported", a.dtype, b.dtype)
 	}
 	if a.Rank() == 0 || b.Rank() == 0 {
@@ -56,7 +76,7 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 		A = opView{shape: []int{1, A.shape[0]}, st: []int{0, A.st[0]}, data: A.data}
 	}
 	if vecB {
-		B = opView{shape: []int{B.shape[0], 1}, st: []int{B.st[0], 0}, data: B.data}
+		B = opView{shape: []int{B.shape[0], 1}, st: []int{B.st[0], 0}, data: B.data, half: B.half}
 	}
 	ra, rb := len(A.shape), len(B.shape)
 	m, k := A.shape[ra-2], A.shape[ra-1]
@@ -112,8 +132,8 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 	// One multiply over all rows when B is shared by every batch and the rows
 	// of A and C continue each other through the batch dims.
 	if rows(batch, aSt, A.st[ra-2], m) && rows(batch, cSt, ldc, m) && allZero(bSt) {
-		kernels.Sgemm(ec.threads, nb*m, n, k, alpha, kernels.MatView{Data: A.data, RS: A.st[ra-2], CS: A.st[ra-1]},
-			kernels.MatView{Data: B.data, RS: B.st[rb-2], CS: B.st[rb-1]}, 0, od, ldc)
+		sgemmView(ec.threads, nb*m, n, k, alpha, kernels.MatView{Data: A.data, RS: A.st[ra-2], CS: A.st[ra-1]},
+			B, 0, B.st[rb-2], B.st[rb-1], od, ldc)
 		return out, nil
 	}
 	threads := ec.threads
@@ -133,8 +153,8 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 				offB += idx[d] * bSt[d]
 				offC += idx[d] * cSt[d]
 			}
-			kernels.Sgemm(inner, m, n, k, alpha, kernels.MatView{Data: A.data, Off: offA, RS: A.st[ra-2], CS: A.st[ra-1]},
-				kernels.MatView{Data: B.data, Off: offB, RS: B.st[rb-2], CS: B.st[rb-1]}, 0, od[offC:], ldc)
+			sgemmView(inner, m, n, k, alpha, kernels.MatView{Data: A.data, Off: offA, RS: A.st[ra-2], CS: A.st[ra-1]},
+				B, offB, B.st[rb-2], B.st[rb-1], od[offC:], ldc)
 		}
 	})
 	return out, nil
@@ -184,7 +204,7 @@ func compileGemm(c *compileCtx) (kernel, error) {
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		a, b := in[0], in[1]
-		if a.dtype != Float32 || b.dtype != Float32 {
+		if a.dtype != Float32 || b.dtype != Float32 && !b.isHalf() {
 			return nil, fmt.Errorf("Gemm of %v and %v: only float32 is supported", a.dtype, b.dtype)
 		}
 		if a.Rank() != 2 || b.Rank() != 2 {
@@ -197,10 +217,13 @@ func compileGemm(c *compileCtx) (kernel, error) {
 			av = kernels.MatView{Data: a.Float32Data(), RS: 1, CS: m}
 		}
 		k2, n := b.shape[0], b.shape[1]
-		bv := kernels.MatView{Data: b.Float32Data(), RS: n, CS: 1}
+		rs, cs := n, 1
+		if b.isHalf() {
+			rs, cs = b.half().st[0], b.half().st[1]
+		}
 		if tb != 0 {
 			k2, n = n, k2
-			bv = kernels.MatView{Data: b.Float32Data(), RS: 1, CS: k2}
+			rs, cs = cs, rs
 		}
 		if k != k2 {
 			return nil, fmt.Errorf("Gemm of shapes %v and %v (transA=%d, transB=%d): inner dimensions differ", a.shape, b.shape, ta, tb)
@@ -240,7 +263,11 @@ func compileGemm(c *compileCtx) (kernel, error) {
 			out = ec.newF32(shape)
 			bt = 0
 		}
-		kernels.Sgemm(ec.threads, m, n, k, alpha, av, bv, bt, out.Float32Data(), n)
+		if b.isHalf() {
+			kernels.SgemmB(ec.threads, m, n, k, alpha, av, b.halfView(rs, cs), bt, out.Float32Data(), n)
+		} else {
+			kernels.Sgemm(ec.threads, m, n, k, alpha, av, kernels.MatView{Data: b.Float32Data(), RS: rs, CS: cs}, bt, out.Float32Data(), n)
+		}
 		return []*Tensor{out}, nil
 	}, nil
 }

@@ -52,8 +52,19 @@ type compileCtx struct {
 	attrs attrs
 }
 
-// SupportedOps lists the op types the runtime executes.
-func SupportedOps() []string { return sortedNames(ops) }
+// SupportedOps lists the op types the runtime executes, those of other
+// domains than ai.onnx prefixed by their domain (com.microsoft.MatMulNBits).
+func SupportedOps() []string {
+	names := make(map[string]bool, len(ops))
+	for k := range ops {
+		if k.domain == "" {
+			names[k.name] = true
+		} else {
+			names[k.domain+"."+k.name] = true
+		}
+	}
+	return sortedNames(names)
+}
 
 type attrs struct {
 	m map[string]*pb.AttributeProto

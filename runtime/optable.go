@@ -1,7 +1,9 @@
 package runtime
 
-// opTable is every op type the runtime executes (ai.onnx domain), one row per
-// op, sorted by name. The columns:
+// opTable is every op type the runtime executes in the default (ai.onnx)
+// domain, one row per op, sorted by name; msOpTable the same for
+// onnxruntime's com.microsoft contrib ops, where since is the com.microsoft
+// opset. A node is looked up by its (domain, op) pair. The columns:
 //
 //   - since: the oldest opset whose semantics the kernel implements (a model
 //     with an older default opset is refused for that node);
@@ -21,6 +23,7 @@ var opTable = []opDef{
 	{"Abs", 6, 1, 1, nil, inPlace, compileUnary("Abs")},
 	{"Add", 7, 2, 2, nil, inPlace, compileBinary(opAdd)},
 	{"And", 7, 2, 2, nil, 0, compileLogic(logAnd)},
+	{"Attention", 23, 3, 7, nil, 0, compileAttention23},
 	{"Cast", 6, 1, 1, nil, 0, compileCast},
 	{"CastLike", 15, 2, 2, nil, 0, compileCastLike},
 	{"Ceil", 6, 1, 1, nil, inPlace, compileUnary("Ceil")},
@@ -30,8 +33,10 @@ var opTable = []opDef{
 	{"ConstantOfShape", 9, 1, 1, []int{0}, 0, compileConstantOfShape},
 	{"Cos", 7, 1, 1, nil, inPlace, compileUnary("Cos")},
 	{"CumSum", 11, 2, 2, nil, 0, compileCumSum},
+	{"DequantizeLinear", 10, 2, 3, nil, 0, compileDequantizeLinear},
 	{"Div", 7, 2, 2, nil, inPlace, compileBinary(opDiv)},
 	{"Dropout", 7, 1, 3, nil, 0, compileDropout},
+	{"DynamicQuantizeLinear", 11, 1, 1, nil, 0, compileDynamicQuantizeLinear},
 	{"Equal", 7, 2, 2, nil, 0, compileCompare(cmpEq)},
 	{"Erf", 9, 1, 1, nil, inPlace, compileUnary("Erf")},
 	{"Exp", 6, 1, 1, nil, inPlace, compileUnary("Exp")},
@@ -51,6 +56,7 @@ var opTable = []opDef{
 	{"Log", 6, 1, 1, nil, inPlace, compileUnary("Log")},
 	{"LogSoftmax", 1, 1, 1, nil, inPlace, compileSoftmaxOp(true)},
 	{"MatMul", 1, 2, 2, nil, 0, compileMatMul},
+	{"MatMulInteger", 10, 2, 4, nil, 0, compileMatMulInteger},
 	{"Max", 8, 1, anyIn, nil, inPlace, compileVariadic(opMax)},
 	{"Min", 8, 1, anyIn, nil, inPlace, compileVariadic(opMin)},
 	{"Mod", 10, 2, 2, nil, inPlace, compileMod},
@@ -59,6 +65,7 @@ var opTable = []opDef{
 	{"Not", 1, 1, 1, nil, 0, compileNot},
 	{"Or", 7, 2, 2, nil, 0, compileLogic(logOr)},
 	{"Pow", 7, 2, 2, nil, inPlace, compileBinary(opPow)},
+	{"RMSNormalization", 23, 2, 2, nil, 0, compileSimplifiedLayerNorm},
 	{"Range", 11, 3, 3, []int{0, 1, 2}, 0, compileRange},
 	{"Reciprocal", 6, 1, 1, nil, inPlace, compileUnary("Reciprocal")},
 	{"ReduceMax", 1, 1, 2, []int{1}, 0, compileReduceOp(redMax, 18)},
@@ -74,6 +81,7 @@ var opTable = []opDef{
 	{"Shape", 1, 1, 1, nil, shapeOnly, compileShape},
 	{"Sigmoid", 6, 1, 1, nil, inPlace, compileUnary("Sigmoid")},
 	{"Sign", 9, 1, 1, nil, inPlace, compileUnary("Sign")},
+	{"SimplifiedLayerNormalization", 1, 2, 2, nil, 0, compileSimplifiedLayerNorm}, // onnxruntime registers it in the default domain (norms.go)
 	{"Sin", 7, 1, 1, nil, inPlace, compileUnary("Sin")},
 	{"Size", 1, 1, 1, nil, shapeOnly, compileSize},
 	{"Slice", 10, 3, 5, []int{1, 2, 3, 4}, 0, compileSlice},
@@ -93,13 +101,45 @@ var opTable = []opDef{
 	{"Xor", 7, 2, 2, nil, 0, compileLogic(logXor)},
 }
 
-// ops indexes opTable by op name.
-var ops = indexOps(opTable)
+// msDomain is onnxruntime's contrib op domain.
+const msDomain = "com.microsoft"
 
-func indexOps(table []opDef) map[string]*opDef {
-	m := make(map[string]*opDef, len(table))
-	for i := range table {
-		m[table[i].name] = &table[i]
+// msOpTable is the com.microsoft contrib ops (onnxruntime's
+// docs/ContribOperators.md), at the attribute combinations the producers
+// write (docs/design/runtime.md lists them), sorted by name.
+var msOpTable = []opDef{
+	{"Attention", 1, 2, 7, nil, 0, compileMSAttention},
+	{"BiasGelu", 1, 2, 2, nil, 0, compileBiasGelu},
+	{"FastGelu", 1, 1, 2, nil, 0, compileFastGelu},
+	{"GroupQueryAttention", 1, 1, 12, nil, 0, compileGQA},
+	{"MatMulNBits", 1, 3, 6, nil, 0, compileMatMulNBits},
+	{"MultiHeadAttention", 1, 1, 10, nil, 0, compileMHA},
+	{"RotaryEmbedding", 1, 4, 4, nil, 0, compileRotaryEmbedding},
+	{"SimplifiedLayerNormalization", 1, 2, 2, nil, 0, compileSimplifiedLayerNorm},
+	{"SkipLayerNormalization", 1, 3, 5, nil, 0, compileSkipLayerNorm(false)},
+	{"SkipSimplifiedLayerNormalization", 1, 3, 4, nil, 0, compileSkipLayerNorm(true)},
+}
+
+// opKey names an op: its domain ("" for ai.onnx) and type.
+type opKey struct{ domain, name string }
+
+// ops indexes the tables by (domain, op).
+var ops = indexOps(map[string][]opDef{"": opTable, msDomain: msOpTable})
+
+func indexOps(tables map[string][]opDef) map[opKey]*opDef {
+	m := map[opKey]*opDef{}
+	for domain, table := range tables {
+		for i := range table {
+			m[opKey{domain, table[i].name}] = &table[i]
+		}
 	}
 	return m
+}
+
+// opDomain maps a node's domain to the key's ("ai.onnx" is "").
+func opDomain(d string) string {
+	if d == "ai.onnx" {
+		return ""
+	}
+	return d
 }

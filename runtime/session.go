@@ -50,6 +50,7 @@ type Session struct {
 	opts    Options
 	threads int
 	opset   int64
+	opsets  map[string]int64 // imported opset of each domain ("" for ai.onnx)
 
 	names    []string       // value index -> name
 	index    map[string]int // name -> value index
@@ -64,6 +65,7 @@ type Session struct {
 	consts map[int]*Tensor // decoded initializers
 	plans  map[string]*plan
 	pool   pool
+	halfs  halfCache // small 16-bit weights, widened
 	// lastPeak is the peak number of float32 activation elements alive during
 	// the last Run (for tests).
 	lastPeak atomic.Int64
@@ -152,11 +154,13 @@ func New(m *pb.ModelProto, opts Options) (*Session, error) {
 	if s.threads <= 0 {
 		s.threads = goruntime.GOMAXPROCS(0)
 	}
-	s.opset = -1
+	s.opsets = map[string]int64{}
 	for _, o := range m.GetOpsetImport() {
-		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
-			s.opset = o.GetVersion()
-		}
+		s.opsets[opDomain(o.GetDomain())] = o.GetVersion()
+	}
+	s.opset = -1
+	if v, ok := s.opsets[""]; ok {
+		s.opset = v
 	}
 	if s.opset < 0 {
 		return nil, fmt.Errorf("runtime: model imports no ai.onnx opset")
@@ -242,16 +246,18 @@ func New(m *pb.ModelProto, opts Options) (*Session, error) {
 
 // compileNode looks the op up and binds its attributes.
 func (s *Session) compileNode(n *node) *UnsupportedOp {
-	u := &UnsupportedOp{Op: n.op, Domain: n.proto.GetDomain(), Node: n.label(), Opset: s.opset}
-	if d := n.proto.GetDomain(); d != "" && d != "ai.onnx" {
-		u.Reason = "only the default ai.onnx domain is supported"
+	domain := opDomain(n.proto.GetDomain())
+	opset, imported := s.opsets[domain]
+	u := &UnsupportedOp{Op: n.op, Domain: n.proto.GetDomain(), Node: n.label(), Opset: opset}
+	if !imported {
+		u.Reason = fmt.Sprintf("the model imports no opset of domain %q", n.proto.GetDomain())
 		return u
 	}
-	def, ok := ops[n.op]
+	def, ok := ops[opKey{domain, n.op}]
 	if !ok {
 		return u
 	}
-	if s.opset < def.since {
+	if opset < def.since {
 		u.Reason = fmt.Sprintf("%s needs opset %d or newer", n.op, def.since)
 		return u
 	}
@@ -359,16 +365,40 @@ func (s *Session) Model() *pb.ModelProto { return s.model }
 func (s *Session) HasValue(name string) bool { _, ok := s.index[name]; return ok }
 
 // Initializer returns the decoded initializer name (shared with the model: do
-// not modify it).
+// not modify it). A float16 or bfloat16 initializer comes widened to float32,
+// in a new tensor each call (the Session itself keeps it in 16 bits).
 func (s *Session) Initializer(name string) (*Tensor, error) {
 	i, ok := s.index[name]
 	if !ok || s.inits[i] == nil {
 		return nil, fmt.Errorf("runtime: no initializer %q", name)
 	}
-	return s.initializer(i)
+	t, err := s.initializer(i)
+	if err != nil {
+		return nil, err
+	}
+	return t.widened(), nil
 }
 
-// initializer decodes initializer i once; float32 data aliases the model.
+// InitializerShape returns the dimensions of initializer name without
+// decoding or widening its data.
+func (s *Session) InitializerShape(name string) ([]int, error) {
+	i, ok := s.index[name]
+	if !ok || s.inits[i] == nil {
+		return nil, fmt.Errorf("runtime: no initializer %q", name)
+	}
+	dims := s.inits[i].GetDims()
+	shape := make([]int, len(dims))
+	for j, d := range dims {
+		if d < 0 {
+			return nil, fmt.Errorf("runtime: initializer %q has negative dimension %d", name, d)
+		}
+		shape[j] = int(d)
+	}
+	return shape, nil
+}
+
+// initializer decodes initializer i once; float32 data aliases the model, and
+// float16 and bfloat16 data stay 16-bit tensors aliasing it (half.go).
 func (s *Session) initializer(i int) (*Tensor, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -384,7 +414,7 @@ func (s *Session) initializer(i int) (*Tensor, error) {
 }
 
 // tensorFromProto decodes an ONNX tensor. FLOAT data may alias tp's memory;
-// FLOAT16 and BFLOAT16 are widened to float32.
+// FLOAT16 and BFLOAT16 become 16-bit tensors aliasing it (never written).
 func tensorFromProto(tp *pb.TensorProto) (*Tensor, error) {
 	shape := make([]int, len(tp.GetDims()))
 	for i, d := range tp.GetDims() {
@@ -398,7 +428,9 @@ func tensorFromProto(tp *pb.TensorProto) (*Tensor, error) {
 	}
 	dt := pb.TensorProto_DataType(tp.GetDataType())
 	switch dt {
-	case pb.TensorProto_FLOAT, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+		return halfFromProto(tp, shape)
+	case pb.TensorProto_FLOAT:
 		v, err := onnx.Float32s(tp)
 		if err != nil {
 			return nil, err

@@ -279,6 +279,9 @@ func compileTranspose(c *compileCtx) (kernel, error) {
 				p[i] = r - 1 - i
 			}
 		}
+		if x.isHalf() {
+			return []*Tensor{permutedHalf(x, p)}, nil
+		}
 		return []*Tensor{transpose(ec, x, p)}, nil
 	}, nil
 }
@@ -564,6 +567,9 @@ func compileGather(c *compileCtx) (kernel, error) {
 		}
 		dim := x.shape[a]
 		shape := append(append(append([]int{}, x.shape[:a]...), idx.shape...), x.shape[a+1:]...)
+		if x.isHalf() {
+			return gatherHalf(ec, x, a, ids, shape)
+		}
 		out := ec.newOut(x.dtype, shape)
 		es := x.dtype.size()
 		outer := numel(x.shape[:a])

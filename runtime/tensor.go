@@ -11,8 +11,12 @@ import (
 // DType is the element type of a Tensor.
 type DType uint8
 
-// The element types the runtime computes with. FLOAT16 and BFLOAT16 data in a
-// model are widened to Float32 when the model is loaded.
+// The element types the runtime computes with, and the two it stores weights
+// in. Float16 and BFloat16 are storage only: a model's float16 and bfloat16
+// initializers are kept in their 2 bytes (half.go) and stand for the float32
+// values they widen to; no kernel computes in them, Run never returns them,
+// and float16/bfloat16 values computed by the graph (Cast to FLOAT16) are
+// float32 rounded to that precision.
 const (
 	Invalid DType = iota
 	Float32
@@ -22,9 +26,11 @@ const (
 	Int8
 	Uint8
 	Bool
+	Float16
+	BFloat16
 )
 
-var dtypeNames = [...]string{"invalid", "float32", "float64", "int64", "int32", "int8", "uint8", "bool"}
+var dtypeNames = [...]string{"invalid", "float32", "float64", "int64", "int32", "int8", "uint8", "bool", "float16", "bfloat16"}
 
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
@@ -42,6 +48,8 @@ func (d DType) size() int {
 		return 8
 	case Int8, Uint8, Bool:
 		return 1
+	case Float16, BFloat16:
+		return 2
 	}
 	return 0
 }
@@ -218,7 +226,7 @@ func NewBool(shape []int, data []bool) (*Tensor, error) {
 
 // Zeros makes a tensor of zeros (false for Bool).
 func Zeros(dt DType, shape []int) (*Tensor, error) {
-	if dt == Invalid || int(dt) >= len(dtypeNames) {
+	if dt == Invalid || dt >= Float16 {
 		return nil, fmt.Errorf("runtime: invalid dtype %v", dt)
 	}
 	if _, err := checkShape(shape); err != nil {
@@ -277,8 +285,12 @@ func (t *Tensor) Int32Data() []int32 { d, _ := t.data.([]int32); return d }
 // BoolData returns the backing slice of a Bool tensor (nil otherwise).
 func (t *Tensor) BoolData() []bool { d, _ := t.data.([]bool); return d }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy (a weight kept in 16 bits comes out widened to
+// float32).
 func (t *Tensor) Clone() *Tensor {
+	if t.isHalf() {
+		return t.widened()
+	}
 	c := newTensor(t.dtype, append([]int{}, t.shape...))
 	copyData(c.data, t.data)
 	return c

@@ -6,10 +6,10 @@ import (
 )
 
 // WeightBytes is what m's floating-point initializers occupy while a Session
-// computes with them: float32 data is read in place from the model, while
-// float16 and bfloat16 weights are widened to float32 and double weights
-// decoded, their originals staying in the model (float16 takes three times
-// its bytes). Callers size memory limits with it.
+// computes with them: float32, float16 and bfloat16 data are read in place
+// from the model (16-bit weights are widened only block by block where they
+// are used, see half.go), while double weights are decoded to float64 beside
+// their originals. Callers size memory limits with it.
 func WeightBytes(m *pb.ModelProto) int64 {
 	var total int64
 	for _, t := range m.GetGraph().GetInitializer() {
@@ -21,7 +21,7 @@ func WeightBytes(m *pb.ModelProto) int64 {
 		case pb.TensorProto_FLOAT:
 			total += 4 * n
 		case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-			total += (2 + 4) * n
+			total += 2 * n
 		case pb.TensorProto_DOUBLE:
 			total += (8 + 8) * n
 		}

@@ -126,6 +126,7 @@ func writeDiffText(w io.Writer, nameA, nameB string, d *modeldiff.Diff, limit in
 		p.line("\nalso differ: %s", strings.Join(d.Other, ", "))
 	}
 	p.decoder(d)
+	p.widths(d.Widths)
 	return p.err
 }
 
@@ -422,4 +423,21 @@ func intList(xs []int, sep string) string {
 		}
 	}
 	return strings.Join(s, sep)
+}
+
+// widths prints the layers whose MLP width changed.
+func (p *printer) widths(w *modeldiff.WidthDiff) {
+	if w == nil {
+		return
+	}
+	src := ""
+	if w.Source == "metadata" {
+		src = " (B's metadata onnxslm.mlp_widths)"
+	}
+	p.line("\nMLP widths%s", src)
+	tw := p.table()
+	for _, l := range w.Layers {
+		fmt.Fprintf(tw, "  layer %d\t← layer %d: %d → %d channels\n", l.Layer, l.From, l.A, l.B)
+	}
+	p.flush(tw)
 }

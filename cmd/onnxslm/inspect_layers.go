@@ -21,6 +21,28 @@ type inspectLayer struct {
 	Params    []inspectParam `json:"params"`
 	Past      []string       `json:"past,omitempty"`
 	Present   []string       `json:"present,omitempty"`
+	// InputBranch and OutputBranch: the residual branch the layer's input norm
+	// adds, and the one it leaves for the next norm, in layouts that fuse the
+	// residual add into the norm (onnxruntime-genai's SkipSimplifiedLayerNormalization).
+	InputBranch  string              `json:"input_branch,omitempty"`
+	OutputBranch string              `json:"output_branch,omitempty"`
+	Projections  []inspectProjection `json:"projections"`
+}
+
+// inspectProjection is one weight projection of a layer.
+type inspectProjection struct {
+	Role    string `json:"role"`
+	Op      string `json:"op"`
+	Storage string `json:"storage"`
+	In      int64  `json:"in"`
+	Out     int64  `json:"out"`
+	// Bits and BlockSize: blockwise quantized weights (MatMulNBits).
+	Bits      int `json:"bits,omitempty"`
+	BlockSize int `json:"block_size,omitempty"`
+	// Weights are the parameter slots holding the weight, by part (matrix,
+	// packed, scales, zero_points).
+	Weights map[string]int `json:"weights"`
+	Bias    int            `json:"bias"`
 }
 
 // inspectParam is one aligned parameter slot of a layer.
@@ -64,6 +86,16 @@ func (r *inspectReport) addLayers(m *pb.ModelProto) {
 			il := inspectLayer{Index: l.Index, Input: l.Input, Output: l.Output, Nodes: len(l.Nodes), NumParams: l.NumParams(), Past: l.Past, Present: l.Present, Params: []inspectParam{}}
 			for _, p := range l.Params {
 				il.Params = append(il.Params, inspectParam{Slot: p.Slot, Kind: p.Kind.String(), Role: p.Role, Name: p.Name, DType: p.DType, Dims: p.Dims, Elements: p.Elements, Transposed: p.Transposed})
+			}
+			il.InputBranch, il.OutputBranch = l.InputBranch, l.OutputBranch
+			il.Projections = []inspectProjection{}
+			for _, p := range l.Projections {
+				ip := inspectProjection{Role: p.Role.String(), Op: p.Op, Storage: p.Storage.String(), In: p.In, Out: p.Out,
+					Bits: p.Bits, BlockSize: p.BlockSize, Weights: map[string]int{}, Bias: p.Bias}
+				for _, w := range p.Weights {
+					ip.Weights[w.Part.String()] = w.Slot
+				}
+				il.Projections = append(il.Projections, ip)
 			}
 			r.Layers = append(r.Layers, il)
 		}
@@ -113,6 +145,16 @@ func (r *inspectReport) writeLayers(w io.Writer) {
 				t = " (stored transposed)"
 			}
 			fmt.Fprintf(w, "  %d\t%s\t%s %v\t%s%s\n", p.Slot, p.Role, p.DType, p.Dims, p.Name, t)
+		}
+		if ps := r.Layers[0].Projections; len(ps) > 0 {
+			fmt.Fprintf(w, "\nprojections (layer 0)\n")
+			for _, p := range ps {
+				q := ""
+				if p.Bits != 0 {
+					q = fmt.Sprintf(" %d-bit, block %d", p.Bits, p.BlockSize)
+				}
+				fmt.Fprintf(w, "  %s\t%s %s%s\t%d → %d\n", p.Role, p.Op, p.Storage, q, p.In, p.Out)
+			}
 		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 // TestVerboseProgress: stderr is not a terminal in tests, so progress shows
 // only with -v, as one line per finished step; -q silences everything.
 func TestVerboseProgress(t *testing.T) {
-	step := regexp.MustCompile(`(?m)^calibration: 2/2 in [0-9.]+m?s$`)
+	// Calibration runs layer-major: one step per layer of llama8, plus the
+	// embedding and the final norm.
+	step := regexp.MustCompile(`(?m)^calibration: 10/10 in [0-9.]+m?s$`)
 	for _, tc := range []struct {
 		name    string
 		flags   []string

@@ -31,6 +31,10 @@ func init() {
 			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
+			fs.Float64Var(&o.paramsRatio, "params-ratio", 0, "remove this share of the decoder layers' parameters, by depth and width (MLP channels) together; the mix is searched on the calibration KL")
+			fs.Float64Var(&o.widthRatio, "width-ratio", 0, "with --params-ratio: take this share of the removed parameters from width instead of searching the mix (0: depth only, 1: width only)")
+			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
+			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
 			fs.BoolVar(&o.recover, "recover", true, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md); --recover=false to skip")
 			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d, fewer for layers over 10 M parameters, at least 20; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
@@ -50,6 +54,7 @@ func init() {
 				if len(args) != 2 {
 					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
 				}
+				o.widthRatioSet = fs.Changed("width-ratio")
 				return runPrune(ctx, io, args[0], args[1], o)
 			}
 		},
@@ -71,6 +76,10 @@ type pruneFlags struct {
 	recoverSteps     int
 	recoverBudget    time.Duration
 	recoverLR        float64
+
+	paramsRatio, widthRatio float64
+	widthRatioSet           bool
+	widthScore, widthAlloc  string
 }
 
 func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
@@ -88,6 +97,12 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		RecoverSteps:  f.recoverSteps,
 		RecoverBudget: f.recoverBudget,
 		RecoverLR:     f.recoverLR,
+		ParamsRatio:   f.paramsRatio,
+		WidthScore:    prune.WidthScore(f.widthScore),
+		WidthAlloc:    prune.WidthAlloc(f.widthAlloc),
+	}
+	if f.widthRatioSet {
+		opts.WidthRatio = &f.widthRatio
 	}
 	if err := opts.Check(); err != nil {
 		return pruneUsage(err)
@@ -169,6 +184,11 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		return err
 	}
 	r := outcome.Report
+	if cfg, err := writeGenAIConfig(in, out, r.LayersBefore, r.KeptFrom, f.keepKV); err != nil {
+		fmt.Fprintf(io.Stderr, "onnxslm: warning: %v\n", err)
+	} else if cfg != "" && !f.quiet {
+		fmt.Fprintf(io.Stderr, "onnxslm: wrote %s (num_hidden_layers %d)\n", cfg, r.LayersAfter)
+	}
 	if report != nil {
 		if err := report.commitJSON(r); err != nil {
 			os.Remove(out)
@@ -205,13 +225,28 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 		}
 	} else if r.ThresholdFrom == "depth search" {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f (searched for %d layers%s)\n", r.Threshold, r.TargetLayers, map[bool]string{true: "", false: "; not reachable exactly"}[r.ReachedTarget])
-	} else if r.Method != prune.ShortGPT {
+	} else if r.Method != prune.ShortGPT && r.Width == nil {
 		fmt.Fprintf(io.Stderr, "  threshold %.6f\n", r.Threshold)
+	}
+	if w := r.Width; w != nil {
+		m := w.Mixes[w.Chosen]
+		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d, %s/%s); KL %.4f on held-out calibration rows\n",
+			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
 	}
 	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
 	}
 	fmt.Fprintf(io.Stderr, "  removed layers %v\n", r.RemovedLayers)
+	if len(r.Requantized) > 0 {
+		worst := r.Requantized[0]
+		for _, q := range r.Requantized {
+			if q.RelErr > worst.RelErr {
+				worst = q
+			}
+		}
+		fmt.Fprintf(io.Stderr, "  re-quantized %d merged projections (%d-bit, block %d); largest ‖requantized − float fusion‖/‖float fusion‖ %.4f (%d..%d %s)\n",
+			len(r.Requantized), worst.Bits, worst.BlockSize, worst.RelErr, worst.Low, worst.High, worst.Role)
+	}
 	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
 	if rc := r.Recover; rc != nil {
 		if rc.Skipped != "" {
@@ -244,6 +279,10 @@ var pruneFlagOf = map[string]string{
 	"RecoverBudget":   "--recover-budget",
 	"RecoverLR":       "--recover-lr",
 	"Calibration":     "--calib",
+	"ParamsRatio":     "--params-ratio",
+	"WidthRatio":      "--width-ratio",
+	"WidthScore":      "--width-score",
+	"WidthAlloc":      "--width-alloc",
 }
 
 // pruneUsage turns a *prune.OptionError into a usage error that names the

@@ -33,6 +33,7 @@ func TestPruneMethodFlags(t *testing.T) {
 		{[]string{"--threads", "1"}, nil},
 		{[]string{"--recover"}, nil},
 		{[]string{"--recover", "--recover-steps", "50", "--recover-budget", "1m", "--recover-lr", "1e-3"}, nil},
+		{[]string{"--params-ratio", "0.3"}, []string{"", "auto"}},
 	}
 	for _, m := range methods {
 		for _, fl := range flags {
@@ -88,5 +89,52 @@ func TestPruneIgnoredFlags(t *testing.T) {
 				t.Errorf("%v: stderr %q does not name %s", tt.args, stderr, w)
 			}
 		}
+	}
+}
+
+// TestPruneParamsFlags: the parameter target's flags, checked before the
+// model is read: accepted combinations fail on the missing model (exit 1),
+// refused ones exit 2 naming the flags at fault.
+func TestPruneParamsFlags(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "missing.onnx"), filepath.Join(dir, "out.onnx")
+	for _, tt := range []struct {
+		args []string
+		want []string // nil: accepted
+	}{
+		{[]string{"--params-ratio", "0.3"}, nil},
+		{[]string{"--params-ratio", "0.3", "--width-ratio", "0"}, nil},
+		{[]string{"--params-ratio", "0.3", "--width-ratio", "1", "--width-score", "wanda", "--width-alloc", "global"}, nil},
+		{[]string{"--params-ratio", "0.3", "--layers", "6"}, []string{"--params-ratio 0.3", "--layers 6"}},
+		{[]string{"--params-ratio", "0.3", "--prune-ratio", "0.25"}, []string{"--params-ratio 0.3", "--prune-ratio 0.25"}},
+		{[]string{"--params-ratio", "0.3", "--threshold", "0.9"}, []string{"--params-ratio 0.3", "--threshold 0.9"}},
+		{[]string{"--params-ratio", "1"}, []string{"--params-ratio 1"}},
+		{[]string{"--params-ratio", "-0.1"}, []string{"--params-ratio -0.1"}},
+		{[]string{"--width-ratio", "0.5"}, []string{"--width-ratio 0.5", "--params-ratio 0"}},
+		{[]string{"--width-ratio", "0"}, []string{"--width-ratio 0", "--params-ratio 0"}},
+		{[]string{"--width-score", "wanda"}, []string{"--width-score wanda", "--params-ratio 0"}},
+		{[]string{"--width-alloc", "global"}, []string{"--width-alloc global", "--params-ratio 0"}},
+		{[]string{"--params-ratio", "0.3", "--width-ratio", "1.5"}, []string{"--width-ratio 1.5"}},
+		{[]string{"--params-ratio", "0.3", "--width-score", "magic"}, []string{"--width-score magic"}},
+		{[]string{"--params-ratio", "0.3", "--width-alloc", "magic"}, []string{"--width-alloc magic"}},
+	} {
+		args := append(append([]string{"prune", "-q"}, tt.args...), in, out)
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, _, stderr := runCLI(t, args...)
+			if tt.want == nil {
+				if code != 1 || !strings.Contains(stderr, "missing.onnx") {
+					t.Errorf("exit %d, %q; want the options accepted (exit 1 on the missing model)", code, stderr)
+				}
+				return
+			}
+			if code != 2 {
+				t.Errorf("exit %d, %q; want 2", code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not name %s", stderr, w)
+				}
+			}
+		})
 	}
 }

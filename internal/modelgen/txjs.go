@@ -2,10 +2,10 @@ package modelgen
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/quant"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,40 +49,11 @@ func BuildTransformersJS(c Config, variant string) (*pb.ModelProto, error) {
 	return m, nil
 }
 
-// Int8 is a per-tensor symmetric int8 quantization of a weight, as
-// onnxruntime's quantizer computes it for QInt8 weights (quant_utils:
-// compute_scale_zp with symmetric=True and the range [-127, 127],
-// quantize_nparray rounding half to even): scale = 2·max|w| / 254, zero point 0.
-type Int8 struct {
-	Values []int8
-	Scale  float32
-}
+// Int8 is a per-tensor symmetric int8 quantization of a weight (quant.Int8).
+type Int8 = quant.Int8
 
-// QuantizeInt8 quantizes w per tensor, symmetric.
-func QuantizeInt8(w []float32) Int8 {
-	var absmax float32
-	for _, v := range w {
-		absmax = max(absmax, abs32(v))
-	}
-	scale := (absmax + absmax) / 254
-	q := Int8{Values: make([]int8, len(w)), Scale: scale}
-	if scale == 0 {
-		return q
-	}
-	for i, v := range w {
-		q.Values[i] = int8(min(max(math.RoundToEven(float64(v/scale)), -127), 127))
-	}
-	return q
-}
-
-// Dequantize returns the float values q stands for.
-func (q Int8) Dequantize() []float32 {
-	out := make([]float32, len(q.Values))
-	for i, v := range q.Values {
-		out[i] = float32(v) * q.Scale
-	}
-	return out
-}
+// QuantizeInt8 is quant.QuantizeInt8.
+func QuantizeInt8(w []float32) Int8 { return quant.QuantizeInt8(w) }
 
 // QuantizeDynamicInt8 does in place what onnxruntime's ONNXQuantizer in
 // IntegerOps dynamic mode (transformers.js's quantize_q8, int8 weights) does:

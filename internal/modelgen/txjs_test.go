@@ -58,21 +58,6 @@ func TestTransformersJSStructure(t *testing.T) {
 	}
 }
 
-func TestQuantizeInt8(t *testing.T) {
-	w := []float32{0.5, -1.27, 0.005, 0.015, 1, 0}
-	q := QuantizeInt8(w)
-	// scale = 2·1.27/254 = 0.01; 0.005/0.01 = 0.5 rounds to even 0, 0.015 → 2 (1.5 → 2).
-	want := []int8{50, -127, 0, 2, 100, 0}
-	if math.Abs(float64(q.Scale)-0.01) > 1e-9 {
-		t.Errorf("scale %v, want 0.01", q.Scale)
-	}
-	for i := range want {
-		if q.Values[i] != want[i] {
-			t.Errorf("q[%d] = %d, want %d", i, q.Values[i], want[i])
-		}
-	}
-}
-
 // dynamicQuant is DynamicQuantizeLinear and back, over the whole tensor x,
 // in float32 as onnxruntime computes it: scale = (max(x, 0) − min(x, 0))/255,
 // zero point = round(−min/scale), q = saturate(round(x/scale) + zp), rounding

@@ -39,19 +39,26 @@ import (
 
 // method is one row of a cell.
 type method struct {
-	label   string
-	method  prune.Method // "" is the default method
-	merge   rewrite.Rule
-	recover bool // --recover: each merged (or kept) layer distilled toward its span
+	label  string
+	method prune.Method // "" is the default method
+	merge  rewrite.Rule
+	// params prunes to the parameter count of the cell's depth by depth and
+	// width together (--params-ratio, issue 16) instead of to the depth.
+	params bool
+	// recover (--recover): each layer standing for several original ones
+	// distilled toward them (issue 15).
+	recover bool
 }
 
-var methods = withRecover([]method{
-	{"shortgpt", prune.ShortGPT, "", false},
-	{"drop", prune.Drop, "", false},
-	{"slm (paper)", prune.SLM, rewrite.Paper, false},
-	{"slm (code)", prune.SLM, rewrite.Code, false},
-	{"default", "", "", false},
-})
+// methods: each depth method, then the same with --recover; depth + width
+// last.
+var methods = append(withRecover([]method{
+	{"shortgpt", prune.ShortGPT, "", false, false},
+	{"drop", prune.Drop, "", false, false},
+	{"slm (paper)", prune.SLM, rewrite.Paper, false, false},
+	{"slm (code)", prune.SLM, rewrite.Code, false, false},
+	{"default", "", "", false, false},
+}), method{"depth + width", "", "", true, false})
 
 // withRecover follows each method by the same with --recover.
 func withRecover(ms []method) []method {
@@ -74,7 +81,7 @@ var (
 type row struct {
 	label      string
 	recover    bool
-	isDefault  bool
+	isDefault  bool // the default method at the depth (with or without recovery)
 	layers     int
 	params     int64
 	ppl        [2]float64
@@ -154,19 +161,22 @@ func run(outPath, shared string) error {
 					r.reused = true
 				} else {
 					fmt.Fprintf(os.Stderr, "%s → %d layers: %s\n", name, target, me.label)
-					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, target, me, sets, task); err != nil {
+					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, L, target, me, sets, task); err != nil {
 						return fmt.Errorf("%s at %d layers, %s: %w", name, target, me.label, err)
 					}
 					done[key] = r
 				}
 				rows = append(rows, r)
 			}
+			// The depth methods: every row but the original and the last
+			// (depth + width, at the same parameter count, not depth).
 			// best: the baselines' lowest (without recovery); lowest: of
-			// every pruned row, for the bold.
+			// every depth row, for the bold.
+			depthRows := rows[:len(rows)-1]
 			best := [2]float64{math.Inf(1), math.Inf(1)}
 			lowest := best
 			var def, defRec row
-			for _, r := range rows[1:] {
+			for _, r := range depthRows[1:] {
 				for j := range best {
 					lowest[j] = min(lowest[j], r.ppl[j])
 					if !r.isDefault && !r.recover {
@@ -180,11 +190,11 @@ func run(outPath, shared string) error {
 					def = r
 				}
 			}
-			for _, r := range rows {
+			for i, r := range rows {
 				cells := []string{r.label, fmt.Sprint(r.layers), fmt.Sprint(r.params)}
 				for j := range r.ppl {
 					c := fmt.Sprintf("%.3f", r.ppl[j])
-					if r.label != "original" && r.ppl[j] <= lowest[j] {
+					if r.label != "original" && i < len(depthRows) && r.ppl[j] <= lowest[j] {
 						c = "**" + c + "**"
 					}
 					cells = append(cells, c)
@@ -204,6 +214,9 @@ func run(outPath, shared string) error {
 			proseGap := 100 * (def.ppl[1]/best[1] - 1)
 			v := fmt.Sprintf("%s, %d %% fewer (%d→%d): default eval_go %.3f vs best baseline %.3f (%s); eval_prose %.3f vs best %.3f (%+.1f %%, %s)",
 				name, int(math.Round(100*ratio)), L, target, def.ppl[0], best[0], yes(goWins, "lowest", "NOT lowest"), def.ppl[1], best[1], proseGap, yes(proseGap <= 2, "within 2 %", "NOT within 2 %"))
+			both := rows[len(rows)-1]
+			v += fmt.Sprintf("; depth + width at the same parameters (%d vs %d) eval_go %.3f (%s than the default)",
+				both.params, def.params, both.ppl[0], yes(both.ppl[0] < def.ppl[0] && both.params <= def.params, "lower", "NOT lower"))
 			closed := (def.ppl[0] - defRec.ppl[0]) / (def.ppl[0] - orig[0])
 			rv := fmt.Sprintf("%s, %d %% fewer (%d→%d): default +recover eval_go %.3f vs default %.3f, eval_prose %.3f vs %.3f (%s); closes %.0f %% of the eval_go gap to the original %.3f (%s)",
 				name, int(math.Round(100*ratio)), L, target, defRec.ppl[0], def.ppl[0], defRec.ppl[1], def.ppl[1],
@@ -257,6 +270,10 @@ as lm-evaluation-harness does; chance is 0.25; the standard error is about
 - **+recover** (`+"`--recover`"+`): the same pruned model, then each layer that stands for several
   original layers (a merged window, or a layer kept under removed ones) trained toward them on
   the calibration boundaries (docs/design/recovery.md).
+- **depth + width** (`+"`--params-ratio`"+`, the last row of a cell): not at the depth but at
+  its parameter count (the share of the decoder parameters the removed layers hold), by
+  depth and MLP width together, the mix searched on the calibration KL
+  (docs/design/width.md); not counted among the depth methods for the bold marks.
 
 Bold: the lowest perplexity of the pruned models in the cell. "candidates" counts the
 candidate models run during the decision (for the default, repair fits included).
@@ -267,9 +284,16 @@ Regenerate with `+"`go run ./internal/results`"+`.
 `)
 }
 
-// pruneAndMeasure prunes m to target layers with one method and measures it.
-func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
-	out, err := prune.Run(ctx, m, prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results", Recover: me.recover})
+// pruneAndMeasure prunes m (L layers) to target layers, or to their
+// parameter count (me.params), with one method and measures it.
+func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, L, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
+	opts := prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results", Recover: me.recover}
+	if me.params {
+		// Identical layers: the share of the decoder parameters that
+		// L − target layers hold is their share of the layers.
+		opts.Layers, opts.ParamsRatio = 0, float64(L-target)/float64(L)
+	}
+	out, err := prune.Run(ctx, m, opts)
 	if err != nil {
 		return row{}, err
 	}
@@ -279,14 +303,18 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, targe
 		return row{}, err
 	}
 	label := me.label
-	if me.method == "" {
+	if me.method == "" && !me.params {
 		label = fmt.Sprintf("default (%s)", rep.Method)
 		if me.recover {
 			label += " +recover"
 		}
 	}
-	r := row{label: label, recover: me.recover, isDefault: me.method == "", layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
+	r := row{label: label, recover: me.recover, isDefault: me.method == "" && !me.params, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
 	switch {
+	case rep.Width != nil:
+		mix := rep.Width.Mixes[rep.Width.Chosen]
+		r.what = fmt.Sprintf("--params-ratio %.3f: %d layers (%d parameters), %d MLP channels (%d; %s/%s, refit %v)",
+			rep.Width.ParamsRatio, mix.LayersRemoved, mix.DepthParams, mix.ChannelsRemoved, mix.WidthParams, mix.Score, mix.Alloc, mix.Refit)
 	case rep.Auto != nil:
 		var parts []string
 		for _, w := range rep.Auto.Windows {

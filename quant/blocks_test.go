@@ -1,14 +1,25 @@
-package modelgen
+package quant
 
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
-// TestQBlocksLayout pins the packing on hand-made blocks: nibble order, offsets,
+// normals returns n draws of N(0, std²) from a generator seeded by seed.
+func normals(seed int64, n int, std float64) []float32 {
+	r := rand.New(rand.NewPCG(uint64(seed), 1))
+	w := make([]float32, n)
+	for i := range w {
+		w[i] = float32(r.NormFloat64() * std)
+	}
+	return w
+}
+
+// TestBlocksLayout pins the packing on hand-made blocks: nibble order, offsets,
 // the signed symmetric scale and the asymmetric zero point.
-func TestQBlocksLayout(t *testing.T) {
+func TestBlocksLayout(t *testing.T) {
 	// K=32 (one block), N=1: column values 0, 1, ..., 15, then -16, ..., -1.
 	w := make([]float32, 32)
 	for k := range w {
@@ -76,11 +87,11 @@ func TestQBlocksLayout(t *testing.T) {
 	}
 }
 
-// TestQBlocksRoundTrip: on random weights of awkward shapes, every dequantized
+// TestBlocksRoundTrip: on random weights of awkward shapes, every dequantized
 // value is within one scale step of the weight (half a step unless clamped at
 // the positive end), the block's extreme is exact, and quantizing the
 // dequantized weight gives the same bytes.
-func TestQBlocksRoundTrip(t *testing.T) {
+func TestBlocksRoundTrip(t *testing.T) {
 	tests := []struct {
 		bits, K, N, block int
 		asym              bool
@@ -90,7 +101,7 @@ func TestQBlocksRoundTrip(t *testing.T) {
 		{8, 80, 5, 32, false}, {8, 80, 5, 32, true}, {8, 17, 3, 16, true}, {8, 1, 1, 16, false},
 	}
 	for _, tt := range tests {
-		w := normals(int64(tt.K*tt.N), "q4", tt.K*tt.N, 0, 0.3)
+		w := normals(int64(tt.K*tt.N), tt.K*tt.N, 0.3)
 		q, err := QuantizeBlocks(w, tt.bits, tt.K, tt.N, tt.block, tt.asym)
 		if err != nil {
 			t.Fatal(err)
@@ -140,7 +151,7 @@ func TestQBlocksRoundTrip(t *testing.T) {
 	}
 }
 
-func TestQBlocksErrors(t *testing.T) {
+func TestBlocksErrors(t *testing.T) {
 	good, err := QuantizeBlocks(make([]float32, 64), 4, 32, 2, 32, true)
 	if err != nil {
 		t.Fatal(err)
@@ -164,21 +175,21 @@ func TestQBlocksErrors(t *testing.T) {
 		{"huge N", nil, nil, nil, 4, 32, 1 << 40, 32},
 	}
 	for _, tt := range tests {
-		if _, err := DequantizeBlocks(tt.packed, tt.scales, tt.zp, tt.bits, tt.K, tt.N, tt.bs); !errors.Is(err, ErrQBlocks) {
-			t.Errorf("%s: err = %v, want ErrQBlocks", tt.name, err)
+		if _, err := DequantizeBlocks(tt.packed, tt.scales, tt.zp, tt.bits, tt.K, tt.N, tt.bs); !errors.Is(err, ErrBlocks) {
+			t.Errorf("%s: err = %v, want ErrBlocks", tt.name, err)
 		}
 	}
-	if _, err := QuantizeBlocks(make([]float32, 5), 4, 32, 2, 32, false); !errors.Is(err, ErrQBlocks) {
-		t.Errorf("wrong length: err = %v, want ErrQBlocks", err)
+	if _, err := QuantizeBlocks(make([]float32, 5), 4, 32, 2, 32, false); !errors.Is(err, ErrBlocks) {
+		t.Errorf("wrong length: err = %v, want ErrBlocks", err)
 	}
 }
 
 // FuzzDequantizeBlocks feeds untrusted bytes to the unpacker: it must refuse
 // or unpack without panicking, and what it unpacks must follow the formula.
 func FuzzDequantizeBlocks(f *testing.F) {
-	q, _ := QuantizeBlocks(normals(1, "fuzz", 80*3, 0, 1), 4, 80, 3, 16, true)
+	q, _ := QuantizeBlocks(normals(1, 80*3, 1), 4, 80, 3, 16, true)
 	f.Add(uint16(80), uint8(3), uint8(4), false, true, q.Packed, []byte{1, 2, 3})
-	q8, _ := QuantizeBlocks(normals(1, "fuzz", 40*2, 0, 1), 8, 40, 2, 32, true)
+	q8, _ := QuantizeBlocks(normals(1, 40*2, 1), 8, 40, 2, 32, true)
 	f.Add(uint16(40), uint8(2), uint8(5), true, true, q8.Packed, q8.ZeroPoints)
 	f.Add(uint16(32), uint8(1), uint8(5), false, false, make([]byte, 16), []byte{})
 	f.Fuzz(func(t *testing.T, K uint16, N uint8, logBlock uint8, eight, withZP bool, packed, extra []byte) {
@@ -198,8 +209,8 @@ func FuzzDequantizeBlocks(f *testing.F) {
 		}
 		w, err := DequantizeBlocks(packed, scales, zp, bits, int(K), int(N), block)
 		if err != nil {
-			if !errors.Is(err, ErrQBlocks) {
-				t.Fatalf("error %v does not wrap ErrQBlocks", err)
+			if !errors.Is(err, ErrBlocks) {
+				t.Fatalf("error %v does not wrap ErrBlocks", err)
 			}
 			return
 		}
@@ -219,4 +230,22 @@ func FuzzDequantizeBlocks(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestQuantizeInt8(t *testing.T) {
+	w := []float32{0.5, -1.27, 0.005, 0.015, 1, 0}
+	q := QuantizeInt8(w)
+	// scale = 2·1.27/254 = 0.01; 0.005/0.01 = 0.5 rounds to even 0, 0.015 → 2 (1.5 → 2).
+	want := []int8{50, -127, 0, 2, 100, 0}
+	if math.Abs(float64(q.Scale)-0.01) > 1e-9 {
+		t.Errorf("scale %v, want 0.01", q.Scale)
+	}
+	for i := range want {
+		if q.Values[i] != want[i] {
+			t.Errorf("q[%d] = %d, want %d", i, q.Values[i], want[i])
+		}
+	}
+	if z := QuantizeInt8(make([]float32, 3)); z.Scale != 0 || z.Values[0] != 0 {
+		t.Errorf("all-zero tensor: %+v", z)
+	}
 }

@@ -1,0 +1,237 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
+	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/slm"
+)
+
+// layerMajorModels are the models the layer-major runs are checked on: the
+// shared exports and a generated Llama with a KV cache, attention mask and
+// position ids (inputs a layer reads besides the stream).
+func layerMajorModels(t *testing.T) []struct {
+	name string
+	m    *pb.ModelProto
+	rows [][]int64
+} {
+	var out []struct {
+		name string
+		m    *pb.ModelProto
+		rows [][]int64
+	}
+	for _, name := range []string{"llama8", "gpt2_6"} {
+		fx := load(t, name)
+		out = append(out, struct {
+			name string
+			m    *pb.ModelProto
+			rows [][]int64
+		}{name, fx.model, fx.calib[:6]})
+	}
+	kv, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 32, Heads: 4, KVHeads: 2, FFN: 40, Vocab: 256,
+		KVCache: true, AttentionMask: true, PositionIDs: true, Opset: 17, Seed: 2, TransposedWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, struct {
+		name string
+		m    *pb.ModelProto
+		rows [][]int64
+	}{"llama_kv", kv, randomRows(6, 24, 4)})
+	return out
+}
+
+// sameValues reports the largest difference between a and b relative to
+// b's largest magnitude, and whether they are bitwise equal.
+func sameValues(a, b *runtime.Tensor) (rel float64, bitwise bool, err error) {
+	x, y := a.Float32Data(), b.Float32Data()
+	if len(x) != len(y) {
+		return 0, false, fmt.Errorf("%d values against %d", len(x), len(y))
+	}
+	bitwise = true
+	var diff, scale float64
+	for i := range x {
+		if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+			bitwise = false
+		}
+		diff = max(diff, math.Abs(float64(x[i])-float64(y[i])))
+		scale = max(scale, math.Abs(float64(y[i])))
+	}
+	if scale == 0 {
+		return diff, bitwise, nil
+	}
+	return diff / scale, bitwise, nil
+}
+
+// TestLayerMajorCalibrationMatchesBatchMajor: the calibration set run layer by
+// layer (every batch through one layer, then the next) gives the boundaries
+// and final states of running each batch through the whole model, to 1e-6
+// relative (bitwise on these models: the same kernels see the same data).
+func TestLayerMajorCalibrationMatchesBatchMajor(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range layerMajorModels(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := discover.Find(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess, err := runtime.New(tc.m, runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps := 0
+			lay, err := calibrate(ctx, sess, st, tc.rows, 4, func() { steps++ }) // batches of 4 and 2
+			if err != nil {
+				t.Fatal(err)
+			}
+			if steps != calibrationSteps(st.NumLayers()) {
+				t.Errorf("%d progress steps, want %d", steps, calibrationSteps(st.NumLayers()))
+			}
+			bat, err := calibrateBatchMajor(ctx, sess, st, tc.rows, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lay.batches) != len(bat.batches) || lay.tokens != bat.tokens {
+				t.Fatalf("%d batches / %d tokens layer-major, %d / %d batch-major", len(lay.batches), lay.tokens, len(bat.batches), bat.tokens)
+			}
+			allBitwise := true
+			for j := range lay.batches {
+				lb, bb := lay.batches[j], bat.batches[j]
+				pairs := [][2]*runtime.Tensor{{lb.final, bb.final}}
+				for i := range bb.hidden {
+					pairs = append(pairs, [2]*runtime.Tensor{lb.hidden[i], bb.hidden[i]})
+				}
+				for i, p := range pairs {
+					rel, bitwise, err := sameValues(p[0], p[1])
+					if err != nil || rel > 1e-6 {
+						t.Errorf("batch %d, value %d: relative difference %g (%v)", j, i, rel, err)
+					}
+					allBitwise = allBitwise && bitwise
+				}
+			}
+			for i := range bat.blockInfluence {
+				if math.Abs(lay.blockInfluence[i]-bat.blockInfluence[i]) > 1e-9 {
+					t.Errorf("block influence of layer %d: %g layer-major, %g batch-major", i, lay.blockInfluence[i], bat.blockInfluence[i])
+				}
+			}
+			t.Logf("%d boundaries × %d batches, bitwise equal: %v", len(bat.batches[0].hidden), len(bat.batches), allBitwise)
+		})
+	}
+}
+
+// TestLayerMajorCandidateMatchesBatchMajor: a candidate (two merged windows,
+// one of them with a dropped top) run layer-major from the cached stream gives
+// the final states and logits of the same candidate run batch by batch from
+// the token ids.
+func TestLayerMajorCandidateMatchesBatchMajor(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range layerMajorModels(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := discover.Find(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess, err := runtime.New(tc.m, runtime.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cal, err := calibrate(ctx, sess, st, tc.rows, 4, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := &scorer{model: tc.m, stack: st, cal: cal}
+			a, err := newAutoEval(ctx, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			L := st.NumLayers()
+			plan := rewrite.Plan{Windows: []rewrite.Window{
+				{Window: slm.Window{Low: 1, High: 2}, Rule: rewrite.Paper},
+				{Window: slm.Window{Low: L - 2, High: L - 1}, Rule: rewrite.Drop},
+			}}
+			cand, err := sc.candidate(plan, 1, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fetch := []string{st.FinalNorm, a.logits}
+			got := make([]map[string]*runtime.Tensor, len(cal.batches))
+			if err := cand.run(ctx, cal.batches, L, fetch, func(j int, out map[string]*runtime.Tensor) error {
+				got[j] = out
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for j, b := range cal.batches {
+				want, err := cand.RunContext(ctx, withHidden(cand.Session, b, "", nil), fetch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, name := range fetch {
+					if rel, _, err := sameValues(got[j][name], want[name]); err != nil || rel > 1e-6 {
+						t.Errorf("batch %d, %s: relative difference %g (%v)", j, name, rel, err)
+					}
+				}
+			}
+			// Two layers below the lowest changed one are not run; the rest
+			// (L − 1 − 1 − 1 layers after the two windows) and the head are.
+			wantLayers := float64(L - 1 - 2)
+			if sc.work.layers != wantLayers || sc.work.heads != 1 {
+				t.Errorf("work %+v, want %g layers and 1 head", sc.work, wantLayers)
+			}
+		})
+	}
+}
+
+// BenchmarkCalibrate compares the layer-major calibration run with the
+// batch-major reference on the shared models (16 rows of 128 tokens, batches
+// of 8), each on a fresh session, so plan building is counted:
+//
+//	go test ./prune -run '^$' -bench Calibrate -benchtime 5x
+func BenchmarkCalibrate(b *testing.B) {
+	for _, name := range []string{"llama8", "gpt2_6"} {
+		fx := load(&testing.T{}, name)
+		st, err := discover.Find(fx.model)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{"layer_major", "batch_major"} {
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				cpu0 := cpuSeconds()
+				for range b.N {
+					sess, err := runtime.New(fx.model, runtime.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if mode == "layer_major" {
+						_, err = calibrate(context.Background(), sess, st, fx.calib, 8, nil)
+					} else {
+						_, err = calibrateBatchMajor(context.Background(), sess, st, fx.calib, 8)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				// CPU time is steadier than wall time on a shared machine.
+				b.ReportMetric((cpuSeconds()-cpu0)*1000/float64(b.N), "cpu-ms/op")
+			})
+		}
+	}
+}
+
+// cpuSeconds is the process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}

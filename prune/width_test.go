@@ -1,0 +1,96 @@
+package prune
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/modelgen"
+)
+
+// TestParamsRatioMeetsTarget: a parameter target removes at least the asked
+// share of the decoder layers' parameters (at most a channel per layer and
+// the compensation's biases more), measures one mix per depth from none to
+// the most the target allows, keeps the one of least held-out KL, and
+// reports each kept layer's MLP width; a fixed width share measures one mix.
+func TestParamsRatioMeetsTarget(t *testing.T) {
+	for _, arch := range []string{modelgen.Llama, modelgen.GPT2} {
+		t.Run(arch, func(t *testing.T) {
+			m, err := modelgen.Build(modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2, FFN: 32, Seed: 9})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := discover.Find(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dec int64
+			for i := range st.Layers {
+				dec += st.Layers[i].NumParams()
+			}
+			cal := randomRows(8, 16, 5)
+			out, err := Run(context.Background(), m, Options{ParamsRatio: 0.5, Calibration: cal, Batch: 4, Version: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := out.Report.Width
+			if w == nil {
+				t.Fatal("report has no width section")
+			}
+			if want := int64(math.Round(0.5 * float64(dec))); w.Target != want || w.DecoderParams != dec {
+				t.Errorf("target %d of %d, want %d of %d", w.Target, w.DecoderParams, want, dec)
+			}
+			if len(w.Mixes) != 3 {
+				t.Errorf("%d mixes measured, want 3 (0, 1 and 2 layers removed)", len(w.Mixes))
+			}
+			for i, mix := range w.Mixes {
+				if mix.LayersRemoved != i {
+					t.Errorf("mix %d removes %d layers", i, mix.LayersRemoved)
+				}
+				if mix.Skipped != "" {
+					if i == w.Chosen {
+						t.Errorf("chose the skipped mix %d", i)
+					}
+					continue
+				}
+				if mix.ChannelsRemoved > 0 && len(mix.Variants) != 8 {
+					t.Errorf("mix %d: %d channel choices measured, want 8 (2 scores × 2 allocations × refit or not)", i, len(mix.Variants))
+				}
+				if mix.DepthParams+mix.WidthParams < w.Target {
+					t.Errorf("mix %+v removes less than the target %d", mix, w.Target)
+				}
+				if mix.KL < w.Mixes[w.Chosen].KL {
+					t.Errorf("chose mix %d (KL %g) over mix %d (KL %g)", w.Chosen, w.Mixes[w.Chosen].KL, i, mix.KL)
+				}
+			}
+			removed := out.Report.ParametersBefore - out.Report.ParametersAfter
+			if removed != w.Removed || removed < w.Target {
+				t.Errorf("model lost %d parameters, report says %d, target %d", removed, w.Removed, w.Target)
+			}
+			if len(w.Layers) != out.Report.LayersAfter {
+				t.Errorf("%d width entries for %d layers", len(w.Layers), out.Report.LayersAfter)
+			}
+			chosen := w.Mixes[w.Chosen]
+			lost := 0
+			for _, l := range w.Layers {
+				lost += l.Before - l.After
+				if l.After < l.Before && !l.Compensated {
+					t.Errorf("layer from %d: not compensated", l.From)
+				}
+			}
+			if lost != chosen.ChannelsRemoved {
+				t.Errorf("layers lost %d channels, the chosen mix %d", lost, chosen.ChannelsRemoved)
+			}
+
+			share := 0.5
+			fixed, err := Run(context.Background(), m, Options{ParamsRatio: 0.5, WidthRatio: &share, Calibration: cal, Batch: 4, Version: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fw := fixed.Report.Width; len(fw.Mixes) != 1 || fw.Mixes[0].LayersRemoved != 1 || fixed.Report.LayersAfter != 3 {
+				t.Errorf("width ratio 0.5: mixes %+v, %d layers; want one mix removing one layer", fw.Mixes, fixed.Report.LayersAfter)
+			}
+		})
+	}
+}

@@ -1,0 +1,655 @@
+package rewrite
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// This file is the width pass: it removes intermediate channels of layers'
+// MLPs (columns of the gate and up projections, the matching rows of the down
+// projection, and the matching entries of their biases), folds the removed
+// channels' mean contribution into the down projection's bias (FLAP's
+// compensation), and rewrites the shape constants the exporter baked in that
+// name the MLP's width. Which projection is which comes from discover's
+// Projection slots (roles gate, up, down), never from node names.
+
+// MLPChannels says which intermediate channels of one layer's MLP stay.
+type MLPChannels struct {
+	// Layer is the layer's index in the stack given to Width.
+	Layer int
+	// Keep are the channels kept (indices into the MLP's width), ascending,
+	// at least one.
+	Keep []int
+	// Mean, when set (one value per channel of the original width), is the
+	// mean over calibration tokens of each channel's value as the down
+	// projection reads it. The removed channels' mean contribution,
+	// Σ_{j removed} Mean[j]·W_down[j,:], is then added to the down
+	// projection's bias; a down projection without a bias gets one (an Add
+	// after it).
+	Mean []float32
+	// Down, when set, is the down projection's new weight for the kept
+	// channels, len(Keep)×out in the [in, out] orientation (row k is kept
+	// channel Keep[k]), instead of the original rows: a refit of the down
+	// projection on the kept channels (prune's least-squares refit).
+	Down []float32
+	// Offset, when set (out values), is added to the down projection's bias
+	// (one is added where there is none), in place of Mean's compensation.
+	Offset []float32
+}
+
+// WidthPlan lists the layers whose MLPs lose channels; a layer not listed is
+// unchanged.
+type WidthPlan struct {
+	MLP []MLPChannels
+}
+
+// WidthChange is what Width did to one layer.
+type WidthChange struct {
+	Layer int `json:"layer"`
+	// Before and After are the MLP's widths.
+	Before int `json:"mlp_before"`
+	After  int `json:"mlp_after"`
+	// Compensated is set when the removed channels' mean went into a bias;
+	// AddedBias when that bias is new (the down projection had none).
+	Compensated bool `json:"compensated"`
+	AddedBias   bool `json:"added_bias,omitempty"`
+	// Refit is set when the down weight was replaced (MLPChannels.Down).
+	Refit bool `json:"refit,omitempty"`
+	// Shapes counts the shape constants rewritten (Reshape targets).
+	Shapes int `json:"shapes_rewritten"`
+}
+
+// WidthResult is a width-pruned model and what was done.
+type WidthResult struct {
+	Model   *pb.ModelProto
+	Changes []WidthChange
+}
+
+// widther holds one width rewrite.
+type widther struct {
+	g       *graph.Graph
+	s       *discover.Stack
+	byIndex []*graph.Node
+}
+
+// Width returns a copy of m whose listed layers' MLPs keep only plan's
+// channels. s must be discover.Find(m). m is not modified; untouched tensors
+// are shared with it. Only opt.Meta (an "onnxslm.mlp_widths" entry unless
+// Omit) and opt.Check are used.
+func Width(m *pb.ModelProto, s *discover.Stack, plan WidthPlan, opt Options) (*WidthResult, error) {
+	if s == nil || len(s.Layers) == 0 {
+		return nil, fmt.Errorf("rewrite: no decoder stack given")
+	}
+	if got := len(m.GetGraph().GetNode()); got != s.NumNodes {
+		return nil, fmt.Errorf("rewrite: the stack was found in another model (%d nodes, this one has %d)", s.NumNodes, got)
+	}
+	g, err := graph.FromModel(m)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	w := &widther{g: g, s: s, byIndex: slices.Clone(g.Nodes)}
+	res := &WidthResult{}
+	seen := map[int]bool{}
+	for _, c := range plan.MLP {
+		if c.Layer < 0 || c.Layer >= len(s.Layers) {
+			return nil, fmt.Errorf("rewrite: width of layer %d: the model has %d layers", c.Layer, len(s.Layers))
+		}
+		if seen[c.Layer] {
+			return nil, fmt.Errorf("rewrite: width of layer %d given twice", c.Layer)
+		}
+		seen[c.Layer] = true
+		ch, err := w.mlp(c)
+		if err != nil {
+			return nil, fmt.Errorf("rewrite: MLP width of layer %d: %w", c.Layer, err)
+		}
+		res.Changes = append(res.Changes, ch)
+		if opt.Check {
+			if err := g.Validate(); err != nil {
+				return nil, fmt.Errorf("rewrite: after the MLP width of layer %d: %w", c.Layer, err)
+			}
+		}
+	}
+	g.RemoveDead()
+	if err := g.Sort(); err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	if !opt.Meta.Omit && len(res.Changes) > 0 {
+		widths := make([]int, len(s.Layers))
+		for i, l := range s.Layers {
+			widths[i] = MLPWidth(&l)
+		}
+		for _, c := range res.Changes {
+			widths[c.Layer] = c.After
+		}
+		b, _ := json.Marshal(widths)
+		g.Meta = slices.DeleteFunc(slices.Clone(g.Meta), func(kv *pb.StringStringEntryProto) bool {
+			return kv.GetKey() == "onnxslm.mlp_widths"
+		})
+		g.Meta = append(g.Meta, &pb.StringStringEntryProto{Key: proto.String("onnxslm.mlp_widths"), Value: proto.String(string(b))})
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	res.Model = g.Model()
+	return res, nil
+}
+
+// MLPProjections returns layer l's MLP projections: the gate (nil when the MLP
+// has none), up and down, found by their roles. It fails when the layer has no
+// up and down projection of one width, or one that is not a dense matrix.
+func MLPProjections(l *discover.Layer) (gate, up, down *discover.Projection, err error) {
+	for i := range l.Projections {
+		p := &l.Projections[i]
+		var dst **discover.Projection
+		switch p.Role {
+		case discover.RoleGate:
+			dst = &gate
+		case discover.RoleUp:
+			dst = &up
+		case discover.RoleDown:
+			dst = &down
+		default:
+			continue
+		}
+		if *dst != nil {
+			return nil, nil, nil, fmt.Errorf("two %s projections", p.Role)
+		}
+		*dst = p
+	}
+	if up == nil || down == nil {
+		return nil, nil, nil, fmt.Errorf("no up and down projections found")
+	}
+	for _, p := range []*discover.Projection{gate, up, down} {
+		if p != nil && (p.Storage != discover.Dense || p.Matrix() < 0 || p.In <= 0 || p.Out <= 0) {
+			return nil, nil, nil, fmt.Errorf("the %s projection is not a dense matrix", p.Role)
+		}
+	}
+	if up.Out != down.In || (gate != nil && gate.Out != down.In) {
+		return nil, nil, nil, fmt.Errorf("the MLP's projections disagree on its width (up %d, down %d)", up.Out, down.In)
+	}
+	return gate, up, down, nil
+}
+
+// MLPWidth is layer l's MLP width, 0 when it has no MLP Width understands.
+func MLPWidth(l *discover.Layer) int {
+	_, _, down, err := MLPProjections(l)
+	if err != nil {
+		return 0
+	}
+	return int(down.In)
+}
+
+// MLPChannelParams is the number of parameters one intermediate channel of
+// layer l's MLP holds: a column of the gate and up weights, a row of the down
+// weight, and an entry of the gate and up biases.
+func MLPChannelParams(l *discover.Layer) (int64, error) {
+	gate, up, down, err := MLPProjections(l)
+	if err != nil {
+		return 0, err
+	}
+	n := up.In + down.Out
+	if up.Bias >= 0 {
+		n++
+	}
+	if gate != nil {
+		n += gate.In
+		if gate.Bias >= 0 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (w *widther) mlp(c MLPChannels) (WidthChange, error) {
+	l := &w.s.Layers[c.Layer]
+	gate, up, down, err := MLPProjections(l)
+	if err != nil {
+		return WidthChange{}, err
+	}
+	F := int(down.In)
+	ch := WidthChange{Layer: c.Layer, Before: F, After: len(c.Keep)}
+	if len(c.Keep) == 0 {
+		return ch, fmt.Errorf("keeps no channel")
+	}
+	for i, k := range c.Keep {
+		if k < 0 || k >= F || (i > 0 && k <= c.Keep[i-1]) {
+			return ch, fmt.Errorf("kept channels must be ascending and in [0, %d)", F)
+		}
+	}
+	if c.Mean != nil && len(c.Mean) != F {
+		return ch, fmt.Errorf("%d channel means for a width of %d", len(c.Mean), F)
+	}
+	out := int(down.Out)
+	if c.Down != nil && len(c.Down) != len(c.Keep)*out {
+		return ch, fmt.Errorf("new down weight of %d values for %d kept channels and %d outputs", len(c.Down), len(c.Keep), out)
+	}
+	if c.Offset != nil && (len(c.Offset) != out || c.Mean != nil) {
+		return ch, fmt.Errorf("an offset of %d values for %d outputs (and no channel means)", len(c.Offset), out)
+	}
+	if len(c.Keep) == F {
+		return ch, nil
+	}
+	for _, p := range []*discover.Projection{gate, up} {
+		if p == nil {
+			continue
+		}
+		if err := w.slice(l, p, c.Keep, false); err != nil {
+			return ch, err
+		}
+	}
+	// The compensation reads the down weight before it is sliced.
+	var comp []float32
+	if c.Mean != nil {
+		wt, err := w.floats(l.Params[down.Matrix()].Name)
+		if err != nil {
+			return ch, err
+		}
+		comp = compensation(wt, down.Transposed, F, out, c.Keep, c.Mean)
+	}
+	if c.Offset != nil {
+		comp = c.Offset
+	}
+	if c.Down != nil {
+		data, dims := c.Down, []int64{int64(len(c.Keep)), int64(out)}
+		if down.Transposed {
+			data = make([]float32, len(c.Down))
+			for k := range c.Keep {
+				for o := 0; o < out; o++ {
+					data[o*len(c.Keep)+k] = c.Down[k*out+o]
+				}
+			}
+			dims = []int64{int64(out), int64(len(c.Keep))}
+		}
+		if err := w.replace(l.Params[down.Matrix()], dims, data, "_w"); err != nil {
+			return ch, err
+		}
+		ch.Refit = true
+	} else if err := w.slice(l, down, c.Keep, true); err != nil {
+		return ch, err
+	}
+	if comp != nil {
+		added, err := w.addBias(l, down, comp)
+		if err != nil {
+			return ch, err
+		}
+		ch.Compensated, ch.AddedBias = true, added
+	}
+	n, err := w.shapes(l, []*discover.Projection{gate, up}, down, int64(F), int64(len(c.Keep)))
+	if err != nil {
+		return ch, err
+	}
+	ch.Shapes = n
+	return ch, nil
+}
+
+// compensation is Σ_{j not kept} mean[j]·W[j,:] for a down weight W of in
+// rows (the MLP's width) and out columns, stored [in, out] or, transposed,
+// [out, in]; accumulated in float64.
+func compensation(wt []float32, transposed bool, in, out int, keep []int, mean []float32) []float32 {
+	kept := make([]bool, in)
+	for _, k := range keep {
+		kept[k] = true
+	}
+	acc := make([]float64, out)
+	for j := 0; j < in; j++ {
+		if kept[j] || mean[j] == 0 {
+			continue
+		}
+		m := float64(mean[j])
+		for o := 0; o < out; o++ {
+			x := wt[j*out+o]
+			if transposed {
+				x = wt[o*in+j]
+			}
+			acc[o] += m * float64(x)
+		}
+	}
+	res := make([]float32, out)
+	for o, a := range acc {
+		res[o] = float32(a)
+	}
+	return res
+}
+
+// slice gives projection p of layer l a weight (and bias) with only the kept
+// channels: its output features when inSide is false (gate, up), its input
+// features when set (down).
+func (w *widther) slice(l *discover.Layer, p *discover.Projection, keep []int, inSide bool) error {
+	wp := l.Params[p.Matrix()]
+	wt, err := w.floats(wp.Name)
+	if err != nil {
+		return err
+	}
+	rows, cols := int(wp.Dims[0]), int(wp.Dims[1])
+	// Stored [in, out]: output features are columns; transposed, rows.
+	byRows := inSide != p.Transposed
+	var data []float32
+	var dims []int64
+	if byRows {
+		data = make([]float32, 0, len(keep)*cols)
+		for _, k := range keep {
+			data = append(data, wt[k*cols:(k+1)*cols]...)
+		}
+		dims = []int64{int64(len(keep)), int64(cols)}
+	} else {
+		data = make([]float32, 0, rows*len(keep))
+		for r := 0; r < rows; r++ {
+			for _, k := range keep {
+				data = append(data, wt[r*cols+k])
+			}
+		}
+		dims = []int64{int64(rows), int64(len(keep))}
+	}
+	if err := w.replace(wp, dims, data, "_w"); err != nil {
+		return err
+	}
+	if p.Bias < 0 || inSide {
+		return nil
+	}
+	bp := l.Params[p.Bias]
+	b, err := w.floats(bp.Name)
+	if err != nil {
+		return err
+	}
+	if len(b) != int(p.Out) {
+		return fmt.Errorf("bias %q of %d values for %d outputs", bp.Name, len(b), p.Out)
+	}
+	nb := make([]float32, len(keep))
+	for i, k := range keep {
+		nb[i] = b[k]
+	}
+	return w.replace(bp, []int64{int64(len(keep))}, nb, "_b")
+}
+
+// replace adds a tensor holding data in param p's type with dims, and makes
+// every use of p in its layer read it.
+func (w *widther) replace(p discover.Param, dims []int64, data []float32, suffix string) error {
+	like := w.tensor(p.Name)
+	if like == nil {
+		return fmt.Errorf("%q is not a constant tensor", p.Name)
+	}
+	if graph.NumElements(dims) != int64(len(data)) {
+		return fmt.Errorf("internal: %d values for dims %v", len(data), dims)
+	}
+	t, err := encodeLike(w.g.UniqueName(p.Name+suffix), &pb.TensorProto{DataType: like.DataType, Dims: dims, Name: like.Name}, data)
+	if err != nil {
+		return err
+	}
+	v, err := w.g.AddInitializer(t)
+	if err != nil {
+		return err
+	}
+	for _, u := range p.Uses {
+		// A Transpose or Cast the tensor was read through is copied to read
+		// the new tensor (the original may be shared); Identity is skipped.
+		cur := v
+		for _, vi := range u.Via {
+			n := w.byIndex[vi]
+			if n.Op == "Identity" {
+				continue
+			}
+			if len(n.Outputs) != 1 || n.Outputs[0] == nil {
+				return fmt.Errorf("tensor %q is read through %s: not supported", p.Name, n)
+			}
+			name := n.Name
+			if name != "" {
+				name = w.g.UniqueName(name + suffix)
+			}
+			c, err := w.g.CloneNode(n, name, []string{w.g.UniqueName(n.Outputs[0].Name + suffix)})
+			if err != nil {
+				return err
+			}
+			w.g.SetInput(c, 0, cur)
+			cur = c.Outputs[0]
+		}
+		w.g.SetInput(w.byIndex[u.Node], u.Input, cur)
+	}
+	return nil
+}
+
+// computeType is the element type a projection computes in: the type a Cast
+// on the way from its weight converts to, else the weight's own.
+func (w *widther) computeType(p discover.Param, like *pb.TensorProto) int32 {
+	for _, u := range p.Uses {
+		for _, vi := range u.Via {
+			if n := w.byIndex[vi]; n.Op == "Cast" {
+				return int32(n.AttrInt("to", int64(like.GetDataType())))
+			}
+		}
+	}
+	return like.GetDataType()
+}
+
+// addBias adds comp to the down projection's bias, or gives it one (an Add
+// after its output) when it has none; it reports whether the bias is new.
+func (w *widther) addBias(l *discover.Layer, down *discover.Projection, comp []float32) (bool, error) {
+	if down.Bias >= 0 {
+		bp := l.Params[down.Bias]
+		b, err := w.floats(bp.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(b) != len(comp) {
+			return false, fmt.Errorf("bias %q of %d values for %d outputs", bp.Name, len(b), len(comp))
+		}
+		nb := make([]float32, len(b))
+		for i := range b {
+			nb[i] = b[i] + comp[i]
+		}
+		return false, w.replace(bp, []int64{int64(len(nb))}, nb, "_b")
+	}
+	wp := l.Params[down.Matrix()]
+	like := w.tensor(wp.Name)
+	out := w.g.Value(down.Output)
+	if like == nil || out == nil {
+		return false, fmt.Errorf("down projection's output %q not found", down.Output)
+	}
+	t, err := encodeLike(w.g.UniqueName(wp.Name+"_bias"), &pb.TensorProto{DataType: proto.Int32(w.computeType(wp, like)), Dims: []int64{int64(len(comp))}, Name: proto.String(wp.Name)}, comp)
+	if err != nil {
+		return false, err
+	}
+	if _, err := w.g.AddInitializer(t); err != nil {
+		return false, err
+	}
+	readers := slices.Clone(out.Consumers)
+	wasOutput := out.IsOutput()
+	name := w.g.UniqueName(down.Output + "_bias")
+	add, err := w.g.AddNode("Add", w.g.UniqueName(w.byIndex[down.Node].Name+"_bias"), []string{down.Output, t.GetName()}, []string{name})
+	if err != nil {
+		return false, err
+	}
+	for _, n := range readers {
+		for i, v := range n.Inputs {
+			if v == out {
+				w.g.SetInput(n, i, add.Outputs[0])
+			}
+		}
+	}
+	if wasOutput {
+		return false, fmt.Errorf("down projection's output %q is a graph output", down.Output)
+	}
+	return true, nil
+}
+
+// shapes rewrites the shape constants on the way from the gate and up
+// projections to the down projection that name the old width F: the last
+// entry of a Reshape target, constant or the last constant input of a Concat
+// building it. It also drops declared types of the values on that way, whose
+// last dimension changed. It returns the number of constants rewritten.
+func (w *widther) shapes(l *discover.Layer, ins []*discover.Projection, down *discover.Projection, F, newF int64) (int, error) {
+	inLayer := map[*graph.Node]bool{}
+	for _, i := range l.Nodes {
+		inLayer[w.byIndex[i]] = true
+	}
+	stop := w.byIndex[down.Node]
+	var queue []*graph.Value
+	for _, p := range ins {
+		if p == nil {
+			continue
+		}
+		n := w.byIndex[p.Node]
+		queue = append(queue, n.Outputs...)
+		if v := w.g.Value(p.Output); v != nil {
+			queue = append(queue, v)
+		}
+	}
+	seen := map[*graph.Value]bool{}
+	count := 0
+	for len(queue) > 0 && len(seen) < 256 {
+		v := queue[0]
+		queue = queue[1:]
+		if v == nil || seen[v] {
+			continue
+		}
+		seen[v] = true
+		v.Info = nil // its last dimension was the old width
+		for _, n := range slices.Clone(v.Consumers) {
+			if n == stop || !(inLayer[n] || n.Index < 0) {
+				continue
+			}
+			if n.Op == "Reshape" && len(n.Inputs) > 1 && n.Inputs[0] == v {
+				ok, err := w.reshapeTarget(n, F, newF)
+				if err != nil {
+					return count, err
+				}
+				if ok {
+					count++
+				}
+			}
+			if n.Op == "Shape" || n.Op == "Size" {
+				continue
+			}
+			queue = append(queue, n.Outputs...)
+		}
+	}
+	return count, nil
+}
+
+// reshapeTarget rewrites the old width F to newF in the last entry of
+// Reshape n's target when a constant says it there.
+func (w *widther) reshapeTarget(n *graph.Node, F, newF int64) (bool, error) {
+	shape := n.Inputs[1]
+	if t := graph.Constant(shape); t != nil {
+		vals, err := int64s(t)
+		if err != nil || len(vals) == 0 || vals[len(vals)-1] != F {
+			return false, nil
+		}
+		vals[len(vals)-1] = newF
+		v, err := w.constInt64s(shape.Name, vals)
+		if err != nil {
+			return false, err
+		}
+		w.g.SetInput(n, 1, v)
+		return true, nil
+	}
+	cat := shape.Producer
+	if cat == nil || cat.Op != "Concat" || len(cat.Inputs) == 0 {
+		return false, nil
+	}
+	last := cat.Inputs[len(cat.Inputs)-1]
+	t := graph.Constant(last)
+	if t == nil {
+		return false, nil
+	}
+	vals, err := int64s(t)
+	if err != nil || len(vals) == 0 || vals[len(vals)-1] != F {
+		return false, nil
+	}
+	vals[len(vals)-1] = newF
+	v, err := w.constInt64s(last.Name, vals)
+	if err != nil {
+		return false, err
+	}
+	if !onlyReader(shape, n) {
+		outs := []string{w.g.UniqueName(shape.Name + "_w")}
+		name := cat.Name
+		if name != "" {
+			name = w.g.UniqueName(name + "_w")
+		}
+		c, err := w.g.CloneNode(cat, name, outs)
+		if err != nil {
+			return false, err
+		}
+		w.g.SetInput(n, 1, c.Outputs[0])
+		cat = c
+	}
+	w.g.SetInput(cat, len(cat.Inputs)-1, v)
+	return true, nil
+}
+
+// constInt64s holds vals in a new constant like the value named base: an
+// initializer, or a Constant node when base is one's output (so a layer keeps
+// the ops of the others).
+func (w *widther) constInt64s(base string, vals []int64) (*graph.Value, error) {
+	name := w.g.UniqueName(base + "_w")
+	t, err := onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_INT64, Dims: []int64{int64(len(vals))}, Data: vals})
+	if err != nil {
+		return nil, err
+	}
+	if v := w.g.Value(base); v != nil && v.Producer != nil && v.Producer.Op == "Constant" {
+		t.Name = nil
+		attr := &pb.AttributeProto{Name: proto.String("value"), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
+		nodeName := v.Producer.Name
+		if nodeName != "" {
+			nodeName = w.g.UniqueName(nodeName + "_w")
+		}
+		n, err := w.g.AddNode("Constant", nodeName, nil, []string{name}, attr)
+		if err != nil {
+			return nil, err
+		}
+		return n.Outputs[0], nil
+	}
+	return w.g.AddInitializer(t)
+}
+
+// int64s decodes an int64 tensor of rank 0 or 1.
+func int64s(t *pb.TensorProto) ([]int64, error) {
+	if pb.TensorProto_DataType(t.GetDataType()) != pb.TensorProto_INT64 || len(t.Dims) > 1 {
+		return nil, fmt.Errorf("not an int64 vector")
+	}
+	d, err := onnx.DecodeTensor(t)
+	if err != nil {
+		return nil, err
+	}
+	vals, ok := d.Data.([]int64)
+	if !ok {
+		return nil, fmt.Errorf("not an int64 vector")
+	}
+	return slices.Clone(vals), nil
+}
+
+func (w *widther) tensor(name string) *pb.TensorProto {
+	v := w.g.Value(name)
+	if v == nil {
+		return nil
+	}
+	if t := graph.Constant(v); t != nil {
+		return t
+	}
+	return v.Init
+}
+
+func (w *widther) floats(name string) ([]float32, error) {
+	t := w.tensor(name)
+	if t == nil {
+		return nil, fmt.Errorf("%q is not a constant tensor", name)
+	}
+	return onnx.Float32s(t)
+}
+
+// String renders the change for people ("layer 3: MLP 384 → 256, compensated").
+func (c WidthChange) String() string {
+	s := "layer " + strconv.Itoa(c.Layer) + ": MLP " + strconv.Itoa(c.Before) + " → " + strconv.Itoa(c.After)
+	if c.Compensated {
+		s += ", compensated"
+	}
+	return s
+}

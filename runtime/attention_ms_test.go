@@ -1,0 +1,192 @@
+package runtime_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/runtime"
+)
+
+// msAttentionRef is com.microsoft Attention in float64 from its definition:
+// mask_filter_value added where the [B, T] mask is 0 and, when
+// unidirectional, nothing seen above the diagonal.
+func msAttentionRef(B, S, P, D, N int, uni bool, x, w, bias, past []float32, mask []int32) (out, present []float64) {
+	H, T := D/N, P+S
+	qkv := make([]float64, B*S*3*D)
+	for r := range B * S {
+		for j := range 3 * D {
+			s := float64(bias[j])
+			for i := range D {
+				s += float64(x[r*D+i]) * float64(w[i*3*D+j])
+			}
+			qkv[r*3*D+j] = s
+		}
+	}
+	present = make([]float64, 2*B*N*T*H)
+	for kv := range 2 {
+		for b := range B {
+			for n := range N {
+				for j := range T {
+					for d := range H {
+						o := (((kv*B+b)*N+n)*T+j)*H + d
+						if j < P {
+							present[o] = float64(past[(((kv*B+b)*N+n)*P+j)*H+d])
+						} else {
+							present[o] = qkv[(b*S+j-P)*3*D+(1+kv)*D+n*H+d]
+						}
+					}
+				}
+			}
+		}
+	}
+	out = make([]float64, B*S*D)
+	const filter = -10000.0
+	for b := range B {
+		for n := range N {
+			for s := range S {
+				sc := make([]float64, T)
+				mx := math.Inf(-1)
+				for j := range T {
+					var dot float64
+					for d := range H {
+						dot += qkv[(b*S+s)*3*D+n*H+d] * present[((b*N+n)*T+j)*H+d]
+					}
+					sc[j] = dot / math.Sqrt(float64(H))
+					if mask != nil && mask[b*T+j] == 0 {
+						sc[j] += filter
+					}
+					if uni && j > P+s {
+						sc[j] = math.Inf(-1)
+					}
+					mx = math.Max(mx, sc[j])
+				}
+				var sum float64
+				for j := range sc {
+					sc[j] = math.Exp(sc[j] - mx)
+					sum += sc[j]
+				}
+				for j := range T {
+					for d := range H {
+						out[(b*S+s)*D+n*H+d] += sc[j] / sum * present[(((B+b)*N+n)*T+j)*H+d]
+					}
+				}
+			}
+		}
+	}
+	return out, present
+}
+
+func TestMSAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	const D, N = 32, 4
+	for _, c := range []struct {
+		name    string
+		B, S, P int
+		uni     bool
+		pad     int // leading zeros in row 0's mask (-1: no mask)
+	}{
+		{"causal_prompt_padded", 2, 5, 0, true, 2},
+		{"causal_past", 2, 2, 3, true, 0},
+		{"bidirectional_no_mask", 1, 4, 0, false, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			T := c.P + c.S
+			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
+			var past *runtime.Tensor
+			var pastD []float32
+			if c.P > 0 {
+				past = randT(r, 2, c.B, N, c.P, D/N)
+				pastD = past.Float32Data()
+			}
+			var mask *runtime.Tensor
+			var maskD []int32
+			if c.pad >= 0 {
+				maskD = make([]int32, c.B*T)
+				for i := range maskD {
+					if i >= c.pad || i >= T {
+						maskD[i] = 1
+					}
+				}
+				mask = i32(sh(c.B, T), maskD...)
+			}
+			in := []*runtime.Tensor{x, w, bias, mask, past}
+			for in[len(in)-1] == nil {
+				in = in[:len(in)-1]
+			}
+			attrs := []*pb.AttributeProto{aInt("num_heads", N), aInt("unidirectional", boolInt(c.uni))}
+			m, f := msModel("Attention", "com.microsoft", attrs, in, []string{"out", "present"})
+			got := runModel(t, m, f)
+			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
+			within(t, "output", got["out"], out, 1e-5)
+			within(t, "present", got["present"], present, 1e-5)
+			t.Run("onnxruntime", func(t *testing.T) { compareORT(t, m, f, got) })
+		})
+	}
+}
+
+// TestMultiHeadAttention: MultiHeadAttention on projected q, k, v equals the
+// Attention reference on the input and weights that project them (same
+// masks, past and bias), and onnxruntime.
+func TestMultiHeadAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	const D, N = 32, 4
+	for _, c := range []struct {
+		name    string
+		B, S, P int
+		uni     bool
+		pad     int
+	}{
+		{"causal_prompt_padded", 2, 5, 0, true, 2},
+		{"causal_past", 2, 2, 3, true, 0},
+		{"bidirectional_no_mask", 1, 4, 0, false, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			T := c.P + c.S
+			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
+			proj := make([]*runtime.Tensor, 3)
+			for p := range 3 {
+				v := make([]float32, c.B*c.S*D)
+				for row := range c.B * c.S {
+					for j := range D {
+						var s float64
+						for i := range D {
+							s += float64(x.Float32Data()[row*D+i]) * float64(w.Float32Data()[i*3*D+p*D+j])
+						}
+						v[row*D+j] = float32(s)
+					}
+				}
+				proj[p] = f32(sh(c.B, c.S, D), v...)
+			}
+			var pastD []float32
+			in := []*runtime.Tensor{proj[0], proj[1], proj[2], bias, nil, nil, nil, nil}
+			if c.P > 0 {
+				pk, pv := randT(r, c.B, N, c.P, D/N), randT(r, c.B, N, c.P, D/N)
+				in[6], in[7] = pk, pv
+				pastD = append(append([]float32{}, pk.Float32Data()...), pv.Float32Data()...)
+			}
+			var maskD []int32
+			if c.pad >= 0 {
+				maskD = make([]int32, c.B*T)
+				for i := range maskD {
+					if i >= c.pad {
+						maskD[i] = 1
+					}
+				}
+				in[4] = i32(sh(c.B, T), maskD...)
+			}
+			for in[len(in)-1] == nil {
+				in = in[:len(in)-1]
+			}
+			m, f := msModel("MultiHeadAttention", "com.microsoft", []*pb.AttributeProto{aInt("num_heads", N), aInt("unidirectional", boolInt(c.uni))},
+				in, []string{"out", "present_key", "present_value"})
+			got := runModel(t, m, f)
+			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
+			within(t, "output", got["out"], out, 1e-5)
+			within(t, "present_key", got["present_key"], present[:len(present)/2], 1e-5)
+			within(t, "present_value", got["present_value"], present[len(present)/2:], 1e-5)
+			t.Run("onnxruntime", func(t *testing.T) { compareORT(t, m, f, got) })
+		})
+	}
+}

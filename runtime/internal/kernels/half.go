@@ -1,0 +1,149 @@
+package kernels
+
+import "math"
+
+// HalfView is a B operand kept as 16-bit floats, IEEE binary16 (float16) or
+// bfloat16, as a model stores its weights: element (i, j) is
+// Data[Off+i*RS+j*CS], strided and transposed as MatView is. Its PackB widens
+// exactly the block the matmul asks for, so SgemmB with a HalfView gives
+// results bitwise equal to widening the whole matrix first and calling Sgemm,
+// while the matrix costs 2 bytes an element. Data is only read (it may be a
+// read-only mapping of the model file).
+type HalfView struct {
+	Data   []uint16
+	Off    int
+	RS, CS int
+	BF16   bool // bfloat16 rather than float16
+}
+
+// HalfToFloat32 widens src (float16, or bfloat16 when bf16) into dst[:len(src)],
+// with F16C/AVX2 where the CPU has them. Widening is exact; a signalling NaN
+// may come out quiet (F16C quiets it), any other value bitwise as
+// Float16ToFloat32 / BFloat16ToFloat32.
+func HalfToFloat32(dst []float32, src []uint16, bf16 bool) {
+	dst = dst[:len(src)]
+	if bf16 {
+		widenBF16(dst, src)
+	} else {
+		widenF16(dst, src)
+	}
+}
+
+// Float16ToFloat32 widens one float16 value given by its bits (exact; NaN
+// payloads kept).
+func Float16ToFloat32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0: // ±0
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: normalize
+		e := uint32(127 - 15 + 1)
+		for mant&0x400 == 0 {
+			mant <<= 1
+			e--
+		}
+		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
+	case exp == 0x1f: // inf or NaN
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}
+
+// BFloat16ToFloat32 widens one bfloat16 value given by its bits (exact).
+func BFloat16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// widenF16 and widenBF16 convert len(src) values; assembly versions replace
+// them where the CPU allows.
+var (
+	widenF16  = widenF16Go
+	widenBF16 = widenBF16Go
+)
+
+func widenF16Go(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, h := range src {
+		dst[i] = Float16ToFloat32(h)
+	}
+}
+
+func widenBF16Go(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, h := range src {
+		dst[i] = math.Float32frombits(uint32(h) << 16)
+	}
+}
+
+// packHalfRows, where available, widens one full 16-column panel of a
+// row-major 16-bit B: dst[16p : 16p+16] = widen(src[p*lds : p*lds+16]) for
+// p < kc.
+var packHalfRows func(dst []float32, src []uint16, kc, lds int, bf16 bool)
+
+func packHalfRowsGo(dst []float32, src []uint16, kc, lds int, bf16 bool) {
+	for p := range kc {
+		HalfToFloat32(dst[p*gemmNR:p*gemmNR+gemmNR], src[p*lds:p*lds+gemmNR], bf16)
+	}
+}
+
+// PackB implements BSource: panels q0..q1 of B[pc:pc+kc, jc:jc+nc], widened
+// into the layout packB writes for float32 (see BSource).
+func (b HalfView) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
+	rowsFn := packHalfRows
+	if rowsFn == nil {
+		rowsFn = packHalfRowsGo
+	}
+	var col *[]float32 // one widened column of a transposed B
+	defer func() {
+		if col != nil {
+			packPool.Put(col)
+		}
+	}()
+	for pj := q0; pj < q1; pj++ {
+		p0 := pj * gemmNR
+		nr := min(gemmNR, nc-p0)
+		panel := dst[pj*kc*gemmNR : (pj+1)*kc*gemmNR]
+		base := b.Off + pc*b.RS + (jc+p0)*b.CS
+		switch {
+		case b.CS == 1 && nr == gemmNR:
+			// Row-major: each k row of the panel is 16 contiguous values.
+			rowsFn(panel, b.Data[base:], kc, b.RS, b.BF16)
+		case b.CS == 1:
+			for p := range kc {
+				d := panel[p*gemmNR : p*gemmNR+gemmNR]
+				HalfToFloat32(d, b.Data[base+p*b.RS:base+p*b.RS+nr], b.BF16)
+				clear(d[nr:])
+			}
+		case b.RS == 1:
+			// Transposed (a [n, k] weight read as B): each column is kc
+			// contiguous values, widened at once and spread over the rows.
+			if nr < gemmNR {
+				clear(panel)
+			}
+			if col == nil {
+				col = getPack(kc)
+			}
+			c := (*col)[:kc]
+			for j := range nr {
+				o := base + j*b.CS
+				HalfToFloat32(c, b.Data[o:o+kc], b.BF16)
+				for p, v := range c {
+					panel[p*gemmNR+j] = v
+				}
+			}
+		default:
+			conv := Float16ToFloat32
+			if b.BF16 {
+				conv = BFloat16ToFloat32
+			}
+			for p := range kc {
+				d := panel[p*gemmNR : p*gemmNR+gemmNR]
+				o := base + p*b.RS
+				for j := range nr {
+					d[j] = conv(b.Data[o+j*b.CS])
+				}
+				clear(d[nr:])
+			}
+		}
+	}
+}
