@@ -2,8 +2,10 @@ package prune
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/onnxslm/onnxslm/rewrite"
 )
@@ -88,6 +90,9 @@ func (o Options) Check() error {
 	}
 	if o.Runtime.Threads < 0 {
 		return optionErr("want a number of goroutines, at least 1 (0 for all cores)", OptionValue{"Runtime.Threads", o.Runtime.Threads})
+	}
+	if err := o.checkRecover(); err != nil {
+		return err
 	}
 	if err := o.checkWidth(); err != nil {
 		return err
@@ -241,6 +246,27 @@ func (o AnalyzeOptions) Check() error {
 	for _, th := range o.Thresholds {
 		if !(th > 0 && th <= 1) {
 			return optionErr("want similarities in (0, 1]", OptionValue{"Thresholds", th})
+		}
+	}
+	return nil
+}
+
+// checkRecover checks the options of recovery.
+func (o Options) checkRecover() error {
+	if o.RecoverSteps < 0 {
+		return optionErr("want a number of steps, at least 1 (0 for the default)", OptionValue{"RecoverSteps", o.RecoverSteps})
+	}
+	if o.RecoverBudget < 0 {
+		return optionErr("want a positive duration (0 for none)", OptionValue{"RecoverBudget", o.RecoverBudget})
+	}
+	if !(o.RecoverLR >= 0) || math.IsInf(o.RecoverLR, 1) {
+		return optionErr("want a positive learning rate (0 for the default)", OptionValue{"RecoverLR", o.RecoverLR})
+	}
+	if !o.Recover {
+		for _, v := range []OptionValue{{"RecoverSteps", o.RecoverSteps}, {"RecoverBudget", o.RecoverBudget}, {"RecoverLR", o.RecoverLR}} {
+			if v.Value != 0 && v.Value != time.Duration(0) && v.Value != 0.0 {
+				return optionErr("bounds recovery, which is off", v, OptionValue{"Recover", false})
+			}
 		}
 	}
 	return nil

@@ -72,6 +72,14 @@ type Options struct {
 	// model from the token ids, instead of starting from the cached stream
 	// entering its lowest changed layer and reusing known scores.
 	FullRerun bool
+	// Recover trains each layer of the result that stands for several
+	// original layers toward them (recover.go); RecoverSteps (0: 200) and
+	// RecoverBudget (per layer, 0: none) bound it, RecoverLR is Adam's rate
+	// (0: the default).
+	Recover       bool
+	RecoverSteps  int
+	RecoverBudget time.Duration
+	RecoverLR     float64
 	// Progress, when set, hears about long steps.
 	Progress Progress
 
@@ -116,6 +124,7 @@ type Report struct {
 	Similarity       float64              `json:"similarity"`
 	Trace            []TraceStep          `json:"trace"`
 	Auto             *AutoReport          `json:"auto,omitempty"`
+	Recover          *RecoverReport       `json:"recover,omitempty"`
 	Width            *WidthReport         `json:"width,omitempty"`
 	ThresholdsTried  []slm.ThresholdTrial `json:"thresholds_tried,omitempty"`
 	BlockInfluence   []float64            `json:"block_influence"`
@@ -230,7 +239,11 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if opts.ParamsRatio > 0 {
 		prog.Start("candidates", 0)
 		defer prog.Done()
-		return runParams(ctx, sc, L, opts, rep, t0)
+		out, err := runParams(ctx, sc, L, opts, rep, t0)
+		if err == nil && opts.Recover {
+			out.Report.Recover = &RecoverReport{Windows: []RecoverWindow{}, Skipped: "not applied with a parameter target (ParamsRatio) yet"}
+		}
+		return out, err
 	}
 	prog.Start("candidates", 0)
 	plan, lowest, err := decide(ctx, sc, L, target, opts, rep)
@@ -256,9 +269,17 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 		meta.Threshold = &th
 	}
 	meta.Extra["similarity"] = fmt.Sprintf("%.6f", rep.Similarity)
+	if opts.Recover {
+		meta.Extra["recover"] = "distill"
+	}
 	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)})
 	if err != nil {
 		return nil, fmt.Errorf("build the pruned model: %w", err)
+	}
+	if opts.Recover {
+		if res.Model, rep.Recover, err = recoverLayers(ctx, m, st, cal, res.Model, res.KeptFrom, opts, prog); err != nil {
+			return nil, err
+		}
 	}
 	rep.LayersAfter = res.LayersAfter
 	rep.KeptFrom = res.KeptFrom

@@ -142,6 +142,8 @@ func TestDeterminism(t *testing.T) {
 	flavours := []flavour{
 		// The default method, on a small model: run after run and GOMAXPROCS 1/2.
 		{"tiny default", nil, filepath.Join(models, "tiny_llama.onnx"), false},
+		// With recovery (training through gorgonia, Adam split across goroutines).
+		{"tiny default recover", []string{"--recover", "--recover-steps", "30"}, filepath.Join(models, "tiny_llama_kv.onnx"), false},
 		// SLM with external data on the built-in model (about a second a run).
 		{"builtin slm external", []string{"--method", "slm", "--external-data", "--layers", "5", "--merge", "mean"}, "builtin:llama8", false},
 		// The default method on the built-in model, as the README runs it (slower).

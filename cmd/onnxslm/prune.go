@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -35,6 +36,10 @@ func init() {
 			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
+			fs.BoolVar(&o.recover, "recover", true, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md); --recover=false to skip")
+			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d, fewer for layers over 10 M parameters, at least 20; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
+			fs.DurationVar(&o.recoverBudget, "recover-budget", 0, "with --recover: wall-clock limit per layer, e.g. 2m (0: none; a run stopped by it is not reproducible)")
+			fs.Float64Var(&o.recoverLR, "recover-lr", 0, "with --recover: Adam's learning rate (0: the default)")
 			o.calib = addCalibFlags(fs)
 			fs.StringVar(&o.report, "report", "", "write the JSON report to this file")
 			fs.BoolVar(&o.json, "json", false, "print the JSON report on stdout")
@@ -67,6 +72,10 @@ type pruneFlags struct {
 	verbose          bool
 	cpuProfile       string
 	batch, threads   int
+	recover          bool
+	recoverSteps     int
+	recoverBudget    time.Duration
+	recoverLR        float64
 
 	paramsRatio, widthRatio float64
 	widthRatioSet           bool
@@ -84,6 +93,10 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		KeepKVNumbers: f.keepKV,
 		Runtime:       runtime.Options{Threads: f.threads},
 		Version:       Version,
+		Recover:       f.recover,
+		RecoverSteps:  f.recoverSteps,
+		RecoverBudget: f.recoverBudget,
+		RecoverLR:     f.recoverLR,
 		ParamsRatio:   f.paramsRatio,
 		WidthScore:    prune.WidthScore(f.widthScore),
 		WidthAlloc:    prune.WidthAlloc(f.widthAlloc),
@@ -235,6 +248,19 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 			len(r.Requantized), worst.Bits, worst.BlockSize, worst.RelErr, worst.Low, worst.High, worst.Role)
 	}
 	fmt.Fprintf(io.Stderr, "  similarity to the original %.4f (mean cosine of final hidden states on %d calibration tokens)\n", r.Similarity, r.Calibration.Tokens)
+	if rc := r.Recover; rc != nil {
+		if rc.Skipped != "" {
+			fmt.Fprintf(io.Stderr, "  recovery skipped: %s\n", rc.Skipped)
+		}
+		for _, w := range rc.Windows {
+			held := ""
+			if w.HeldBefore != nil {
+				held = fmt.Sprintf(", held-out %.3f → %.3f", *w.HeldBefore, *w.HeldAfter)
+			}
+			fmt.Fprintf(io.Stderr, "  recovered layer %d (layers %d..%d): loss %.3f → %.3f%s, %d steps (%s), %.1fs\n",
+				w.Layer, w.From[0], w.From[1], w.FitBefore, w.FitAfter, held, w.Steps, w.Stop, w.Seconds)
+		}
+	}
 	fmt.Fprintf(io.Stderr, "  parameters %d → %d (%.1f%% fewer)\n", r.ParametersBefore, r.ParametersAfter, 100*(1-float64(r.ParametersAfter)/float64(max(r.ParametersBefore, 1))))
 	fmt.Fprintf(io.Stderr, "  %d candidates in %.1fs, %.1fs in all; wrote %s\n", r.Candidates, r.CandidateSeconds, r.WallSeconds, out)
 }
@@ -248,6 +274,10 @@ var pruneFlagOf = map[string]string{
 	"PruneRatio":      "--prune-ratio",
 	"Batch":           "--batch",
 	"Runtime.Threads": "--threads",
+	"Recover":         "--recover",
+	"RecoverSteps":    "--recover-steps",
+	"RecoverBudget":   "--recover-budget",
+	"RecoverLR":       "--recover-lr",
 	"Calibration":     "--calib",
 	"ParamsRatio":     "--params-ratio",
 	"WidthRatio":      "--width-ratio",

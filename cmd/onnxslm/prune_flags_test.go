@@ -31,6 +31,8 @@ func TestPruneMethodFlags(t *testing.T) {
 		{[]string{"--keep-kv-numbers"}, nil},
 		{[]string{"--batch", "4"}, nil},
 		{[]string{"--threads", "1"}, nil},
+		{[]string{"--recover"}, nil},
+		{[]string{"--recover", "--recover-steps", "50", "--recover-budget", "1m", "--recover-lr", "1e-3"}, nil},
 		{[]string{"--params-ratio", "0.3"}, []string{"", "auto"}},
 	}
 	for _, m := range methods {
@@ -75,6 +77,8 @@ func TestPruneIgnoredFlags(t *testing.T) {
 	}{
 		{[]string{"prune", "builtin:llama8", out, "--merge", "code"}, []string{"--merge code", "--method auto"}},
 		{[]string{"prune", "builtin:llama8", out, "--method", "shortgpt", "--merge", "code", "--threshold", "0.9"}, []string{"--merge code", "--method shortgpt"}},
+		{[]string{"prune", "builtin:llama8", out, "--recover=false", "--recover-steps", "50"}, []string{"--recover-steps 50", "--recover false"}},
+		{[]string{"prune", "builtin:llama8", out, "--recover", "--recover-budget", "-1s"}, []string{"--recover-budget -1s"}},
 	} {
 		code, stdout, stderr := runCLI(t, tt.args...)
 		if code != 2 || stdout != "" {

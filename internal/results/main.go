@@ -45,15 +45,30 @@ type method struct {
 	// params prunes to the parameter count of the cell's depth by depth and
 	// width together (--params-ratio, issue 16) instead of to the depth.
 	params bool
+	// recover (--recover): each layer standing for several original ones
+	// distilled toward them (issue 15).
+	recover bool
 }
 
-var methods = []method{
-	{"shortgpt", prune.ShortGPT, "", false},
-	{"drop", prune.Drop, "", false},
-	{"slm (paper)", prune.SLM, rewrite.Paper, false},
-	{"slm (code)", prune.SLM, rewrite.Code, false},
-	{"default", "", "", false},
-	{"depth + width", "", "", true},
+// methods: each depth method, then the same with --recover; depth + width
+// last.
+var methods = append(withRecover([]method{
+	{"shortgpt", prune.ShortGPT, "", false, false},
+	{"drop", prune.Drop, "", false, false},
+	{"slm (paper)", prune.SLM, rewrite.Paper, false, false},
+	{"slm (code)", prune.SLM, rewrite.Code, false, false},
+	{"default", "", "", false, false},
+}), method{"depth + width", "", "", true, false})
+
+// withRecover follows each method by the same with --recover.
+func withRecover(ms []method) []method {
+	var out []method
+	for _, m := range ms {
+		r := m
+		r.label, r.recover = m.label+" +recover", true
+		out = append(out, m, r)
+	}
+	return out
 }
 
 var (
@@ -65,6 +80,8 @@ var (
 // row is one measured model.
 type row struct {
 	label      string
+	recover    bool
+	isDefault  bool // the default method at the depth (with or without recovery)
 	layers     int
 	params     int64
 	ppl        [2]float64
@@ -153,19 +170,31 @@ func run(outPath, shared string) error {
 			}
 			// The depth methods: every row but the original and the last
 			// (depth + width, at the same parameter count, not depth).
+			// best: the baselines' lowest (without recovery); lowest: of
+			// every depth row, for the bold.
 			depthRows := rows[:len(rows)-1]
 			best := [2]float64{math.Inf(1), math.Inf(1)}
-			for _, r := range depthRows[1 : len(depthRows)-1] {
+			lowest := best
+			var def, defRec row
+			for _, r := range depthRows[1:] {
 				for j := range best {
-					best[j] = min(best[j], r.ppl[j])
+					lowest[j] = min(lowest[j], r.ppl[j])
+					if !r.isDefault && !r.recover {
+						best[j] = min(best[j], r.ppl[j])
+					}
+				}
+				switch {
+				case r.isDefault && r.recover:
+					defRec = r
+				case r.isDefault:
+					def = r
 				}
 			}
-			def := depthRows[len(depthRows)-1]
 			for i, r := range rows {
 				cells := []string{r.label, fmt.Sprint(r.layers), fmt.Sprint(r.params)}
 				for j := range r.ppl {
 					c := fmt.Sprintf("%.3f", r.ppl[j])
-					if r.label != "original" && i < len(depthRows) && r.ppl[j] <= min(best[j], def.ppl[j]) {
+					if r.label != "original" && i < len(depthRows) && r.ppl[j] <= lowest[j] {
 						c = "**" + c + "**"
 					}
 					cells = append(cells, c)
@@ -188,8 +217,12 @@ func run(outPath, shared string) error {
 			both := rows[len(rows)-1]
 			v += fmt.Sprintf("; depth + width at the same parameters (%d vs %d) eval_go %.3f (%s than the default)",
 				both.params, def.params, both.ppl[0], yes(both.ppl[0] < def.ppl[0] && both.params <= def.params, "lower", "NOT lower"))
-			verdicts = append(verdicts, v)
-			fmt.Fprintf(&buf, "\n%s\n", v)
+			closed := (def.ppl[0] - defRec.ppl[0]) / (def.ppl[0] - orig[0])
+			rv := fmt.Sprintf("%s, %d %% fewer (%d→%d): default +recover eval_go %.3f vs default %.3f, eval_prose %.3f vs %.3f (%s); closes %.0f %% of the eval_go gap to the original %.3f (%s)",
+				name, int(math.Round(100*ratio)), L, target, defRec.ppl[0], def.ppl[0], defRec.ppl[1], def.ppl[1],
+				yes(defRec.ppl[0] < def.ppl[0] && defRec.ppl[1] < def.ppl[1], "both lower", "NOT both lower"), 100*closed, orig[0], yes(closed >= 0.3, "at least 30 %", "NOT 30 %"))
+			verdicts = append(verdicts, v, rv)
+			fmt.Fprintf(&buf, "\n%s\n\n%s\n", v, rv)
 		}
 	}
 	fmt.Fprintf(&buf, "\n## Summary\n\n")
@@ -234,6 +267,9 @@ as lm-evaluation-harness does; chance is 0.25; the standard error is about
   costs, a merge rule per window, a least-squares repair folded into each merged layer's
   MLP output projection, ranked by the KL divergence of next-token distributions on the
   calibration set (docs/design/method.md).
+- **+recover** (`+"`--recover`"+`): the same pruned model, then each layer that stands for several
+  original layers (a merged window, or a layer kept under removed ones) trained toward them on
+  the calibration boundaries (docs/design/recovery.md).
 - **depth + width** (`+"`--params-ratio`"+`, the last row of a cell): not at the depth but at
   its parameter count (the share of the decoder parameters the removed layers hold), by
   depth and MLP width together, the mix searched on the calibration KL
@@ -251,7 +287,7 @@ Regenerate with `+"`go run ./internal/results`"+`.
 // pruneAndMeasure prunes m (L layers) to target layers, or to their
 // parameter count (me.params), with one method and measures it.
 func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, L, target int, me method, sets [2][][]int64, task *harness.Task) (row, error) {
-	opts := prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results"}
+	opts := prune.Options{Method: me.method, Merge: me.merge, Layers: target, Calibration: cal, Batch: 8, Version: "results", Recover: me.recover}
 	if me.params {
 		// Identical layers: the share of the decoder parameters that
 		// L − target layers hold is their share of the layers.
@@ -269,8 +305,11 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, cal [][]int64, L, ta
 	label := me.label
 	if me.method == "" && !me.params {
 		label = fmt.Sprintf("default (%s)", rep.Method)
+		if me.recover {
+			label += " +recover"
+		}
 	}
-	r := row{label: label, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
+	r := row{label: label, recover: me.recover, isDefault: me.method == "" && !me.params, layers: rep.LayersAfter, params: rep.ParametersAfter, ppl: ppl, acc: acc, seconds: rep.WallSeconds, candidates: rep.Candidates}
 	switch {
 	case rep.Width != nil:
 		mix := rep.Width.Mixes[rep.Width.Chosen]
