@@ -36,7 +36,7 @@ func init() {
 			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
-			fs.BoolVar(&o.recover, "recover", true, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md); --recover=false to skip")
+			fs.BoolVar(&o.recover, "recover", false, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md)")
 			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d, fewer for layers over 10 M parameters, at least 20; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
 			fs.DurationVar(&o.recoverBudget, "recover-budget", 0, "with --recover: wall-clock limit per layer, e.g. 2m (0: none; a run stopped by it is not reproducible)")
 			fs.Float64Var(&o.recoverLR, "recover-lr", 0, "with --recover: Adam's learning rate (0: the default)")
