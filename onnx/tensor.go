@@ -260,17 +260,25 @@ func checkTensor(t *pb.TensorProto) error {
 // data not loaded, sizes that do not match the dims, values out of range for
 // the type, and types it does not decode (complex, float8, 4-bit).
 func DecodeTensor(t *pb.TensorProto) (*Tensor, error) {
-	out, err := decodeTensor(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	return withName(t, decodeTensor)
+}
+
+// withName runs read on t, failing on a nil t, and names t in read's error:
+// the exported readers are this wrapper around their unexported halves, which
+// the package calls on tensors it has checked.
+func withName[T any](t *pb.TensorProto, read func(*pb.TensorProto) (T, error)) (T, error) {
+	var zero T
+	if t == nil {
+		return zero, errors.New("nil tensor")
 	}
-	return out, nil
+	v, err := read(t)
+	if err != nil {
+		return zero, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	}
+	return v, nil
 }
 
 func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
 	if isExternal(t) {
 		return nil, errExternal
 	}
@@ -495,17 +503,10 @@ var littleEndian = func() bool {
 // so that large weights are not copied: callers must not modify it, and must
 // copy it before modifying the tensor.
 func Float32s(t *pb.TensorProto) ([]float32, error) {
-	v, err := float32s(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
-	}
-	return v, nil
+	return withName(t, float32s)
 }
 
 func float32s(t *pb.TensorProto) ([]float32, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
 	if isExternal(t) {
 		return nil, errExternal
 	}
@@ -564,17 +565,10 @@ func float32s(t *pb.TensorProto) ([]float32, error) {
 // Int64s returns the values of an integer or bool tensor widened to int64 (bool
 // as 0 or 1), in a new slice. UINT64 values above math.MaxInt64 are an error.
 func Int64s(t *pb.TensorProto) ([]int64, error) {
-	v, err := int64s(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
-	}
-	return v, nil
+	return withName(t, int64s)
 }
 
 func int64s(t *pb.TensorProto) ([]int64, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
 	dt := tensorDType(t)
 	switch dt {
 	case pb.TensorProto_INT64, pb.TensorProto_INT32, pb.TensorProto_INT16, pb.TensorProto_INT8,
@@ -637,19 +631,21 @@ func widen[T int32 | int16 | int8 | uint8 | uint16 | uint32](x []T) []int64 {
 // NewFloat32 returns a FLOAT tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.
 func NewFloat32(name string, dims []int64, data []float32) *pb.TensorProto {
-	p, err := EncodeTensor(name, &Tensor{DType: pb.TensorProto_FLOAT, Dims: dims, Data: data})
-	if err != nil {
-		panic("onnx.NewFloat32: " + err.Error())
-	}
-	return p
+	return mustEncode("NewFloat32", name, &Tensor{DType: pb.TensorProto_FLOAT, Dims: dims, Data: data})
 }
 
 // NewInt64 returns an INT64 tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.
 func NewInt64(name string, dims []int64, data []int64) *pb.TensorProto {
-	p, err := EncodeTensor(name, &Tensor{DType: pb.TensorProto_INT64, Dims: dims, Data: data})
+	return mustEncode("NewInt64", name, &Tensor{DType: pb.TensorProto_INT64, Dims: dims, Data: data})
+}
+
+// mustEncode is EncodeTensor for the New* constructors, whose callers pass
+// data that matches dims by construction.
+func mustEncode(fn, name string, t *Tensor) *pb.TensorProto {
+	p, err := EncodeTensor(name, t)
 	if err != nil {
-		panic("onnx.NewInt64: " + err.Error())
+		panic("onnx." + fn + ": " + err.Error())
 	}
 	return p
 }
