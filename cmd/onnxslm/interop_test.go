@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -166,7 +167,7 @@ func TestInteropWrittenModels(t *testing.T) {
 				want = append(want, "out.onnx"+suffix)
 			}
 			sort.Strings(want)
-			if got := dirFiles(t, sub); !slices.Equal(got, want) {
+			if got := testenv.DirNames(t, sub); !slices.Equal(got, want) {
 				t.Errorf("wrote %v, want %v", got, want)
 			}
 			if c.name == "converted external" {
