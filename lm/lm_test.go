@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,7 +184,7 @@ func TestFeedsKVModel(t *testing.T) {
 			t.Errorf("no feed %q", name)
 			continue
 		}
-		if got := f.Shape(); !equalInts(got, want) {
+		if got := f.Shape(); !slices.Equal(got, want) {
 			t.Errorf("feed %q has shape %v, want %v", name, got, want)
 		}
 	}
@@ -198,21 +199,9 @@ func TestFeedsKVModel(t *testing.T) {
 			t.Fatalf("logits = %v, want %v", out["logits"].Float32Data(), want)
 		}
 	}
-	if got := out["present.0.key"].Shape(); !equalInts(got, []int{2, 2, 3, 4}) {
+	if got := out["present.0.key"].Shape(); !slices.Equal(got, []int{2, 2, 3, 4}) {
 		t.Errorf("present shape %v, want [2 2 3 4]", got)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestNLL(t *testing.T) {
