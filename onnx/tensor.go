@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"unsafe"
 
@@ -411,6 +412,23 @@ func EncodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 	return p, nil
 }
 
+// goDataTypes maps each Go type that Tensor.Data may have to the data types
+// it can hold.
+var goDataTypes = map[reflect.Type][]pb.TensorProto_DataType{
+	reflect.TypeFor[[]float32](): {pb.TensorProto_FLOAT},
+	reflect.TypeFor[[]float64](): {pb.TensorProto_DOUBLE},
+	reflect.TypeFor[[]int64]():   {pb.TensorProto_INT64},
+	reflect.TypeFor[[]uint64]():  {pb.TensorProto_UINT64},
+	reflect.TypeFor[[]int32]():   {pb.TensorProto_INT32},
+	reflect.TypeFor[[]uint32]():  {pb.TensorProto_UINT32},
+	reflect.TypeFor[[]int16]():   {pb.TensorProto_INT16},
+	reflect.TypeFor[[]uint16]():  {pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16},
+	reflect.TypeFor[[]int8]():    {pb.TensorProto_INT8},
+	reflect.TypeFor[[]uint8]():   {pb.TensorProto_UINT8},
+	reflect.TypeFor[[]bool]():    {pb.TensorProto_BOOL},
+	reflect.TypeFor[[][]byte]():  {pb.TensorProto_STRING},
+}
+
 func encodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 	if t == nil {
 		return nil, errors.New("nil tensor")
@@ -424,36 +442,11 @@ func encodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 		DataType: ptr(int32(t.DType)),
 		Dims:     append([]int64{}, t.Dims...),
 	}
-	var count int
-	var want []pb.TensorProto_DataType // the data types Data's Go type can hold
-	switch v := t.Data.(type) {
-	case []float32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_FLOAT}
-	case []float64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_DOUBLE}
-	case []int64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT64}
-	case []uint64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT64}
-	case []int32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT32}
-	case []uint32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT32}
-	case []int16:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT16}
-	case []uint16:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16}
-	case []int8:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT8}
-	case []uint8:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT8}
-	case []bool:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_BOOL}
-	case [][]byte:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_STRING}
-	default:
+	want, ok := goDataTypes[reflect.TypeOf(t.Data)]
+	if !ok {
 		return nil, fmt.Errorf("data of Go type %T for %s: not supported", t.Data, DTypeName(t.DType))
 	}
+	count := reflect.ValueOf(t.Data).Len()
 	if err := wantType(t.DType, want...); err != nil {
 		return nil, err
 	}
