@@ -25,6 +25,9 @@ var (
 	Evals = []string{"eval_go_64x256", "eval_prose_64x256"}
 )
 
+// SharedUsage is the help of the programs' -shared flag, the folder Load reads.
+const SharedUsage = "folder holding testmodels/ (default: ../shared next to the repository)"
+
 // Data is what Load reads.
 type Data struct {
 	// Dir is the testmodels folder.

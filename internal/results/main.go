@@ -55,11 +55,6 @@ var methods = []method{
 	{"depth + width", "", "", true},
 }
 
-var (
-	models = heldout.Models
-	ratios = heldout.Ratios
-)
-
 // row is one measured model.
 type row struct {
 	label      string
@@ -75,7 +70,7 @@ type row struct {
 
 func main() {
 	out := flag.String("o", "docs/RESULTS.md", "output file (- for stdout)")
-	shared := flag.String("shared", "", "folder holding testmodels/ (default: ../shared next to the repository)")
+	shared := flag.String("shared", "", heldout.SharedUsage)
 	flag.Parse()
 	if err := run(*out, *shared); err != nil {
 		fmt.Fprintln(os.Stderr, "results:", err)
@@ -98,7 +93,7 @@ func run(outPath, shared string) error {
 	var buf bytes.Buffer
 	header(&buf)
 	var verdicts []string
-	for _, name := range models {
+	for _, name := range heldout.Models {
 		m, err := onnx.Load(filepath.Join(dir, name+".onnx"))
 		if err != nil {
 			return err
@@ -114,7 +109,7 @@ func run(outPath, shared string) error {
 		origRow := row{label: "original", layers: L, ppl: orig, acc: origAcc}
 		origRow.params, _ = onnx.Parameters(m.Proto)
 		done := map[string]row{}
-		for _, ratio := range ratios {
+		for _, ratio := range heldout.Ratios {
 			target := prune.TargetDepth(L, ratio)
 			fmt.Fprintf(&buf, "\n### %s, %d %% fewer layers: %d → %d\n\n", name, int(math.Round(100*ratio)), L, target)
 			fmt.Fprintln(&buf, "| method | layers | parameters | eval_go ppl | eval_prose ppl | go-next-line acc | acc_norm | prune time (s) | candidates | what |")

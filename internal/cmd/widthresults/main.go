@@ -45,11 +45,6 @@ import (
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
-var (
-	models = heldout.Models
-	ratios = heldout.Ratios
-)
-
 type row struct {
 	label   string
 	layers  int
@@ -62,7 +57,7 @@ type row struct {
 }
 
 func main() {
-	shared := flag.String("shared", "", "folder holding testmodels/ (default: ../shared next to the repository)")
+	shared := flag.String("shared", "", heldout.SharedUsage)
 	speed := flag.Bool("speed", true, "measure onnxruntime tokens/s (needs tools/judges/node_modules)")
 	reps := flag.Int("reps", 5, "timed onnxruntime runs per model and round")
 	rounds := flag.Int("rounds", 3, "rounds of speed measurements over the models (the fastest run of all counts)")
@@ -112,7 +107,7 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 		reused       []bool
 	}
 	var cells []cell
-	for _, name := range models {
+	for _, name := range heldout.Models {
 		path := filepath.Join(dir, name+".onnx")
 		m, err := onnx.Load(path)
 		if err != nil {
@@ -129,7 +124,7 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 			return err
 		}
 		done := map[string]*row{}
-		for _, ratio := range ratios {
+		for _, ratio := range heldout.Ratios {
 			target := prune.TargetDepth(L, ratio)
 			// The parameter count of target layers: identical layers, so the
 			// share of the decoder parameters is the share of the layers.
