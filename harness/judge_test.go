@@ -10,7 +10,7 @@ import (
 	"github.com/onnxslm/onnxslm/harness"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/testenv"
-	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokenizer"
 )
@@ -53,7 +53,7 @@ func TestScoringAgainstORT(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6", "tiny_llama_kv"} {
 		t.Run(name, func(t *testing.T) {
 			path := modelPath(t, name)
-			s := openSession(t, path)
+			s := testsession.Open(t, path)
 			task := &harness.Task{Name: "hand", Source: "hand", Format: "context", Delimiter: " ", Examples: handMade}
 			res, err := harness.Evaluate(context.Background(), task, tokenizer.Bytes(), &harness.Model{Session: s}, harness.Options{Batch: 5})
 			if err != nil {
@@ -118,20 +118,6 @@ func modelPath(t *testing.T, name string) string {
 	return testenv.TestModel(t, name)
 }
 
-// openSession loads the model at path into a Go runtime session.
-func openSession(t *testing.T, path string) *runtime.Session {
-	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // pastShapes gives each past input of a KV-cache model an empty shape
 // [1, heads, 0, size].
 func pastShapes(t *testing.T, s *runtime.Session) map[string][]int {
@@ -153,7 +139,7 @@ func pastShapes(t *testing.T, s *runtime.Session) map[string][]int {
 // context once and its choices after the cached context gives the
 // log-likelihoods of running every choice whole.
 func TestSharedContextCache(t *testing.T) {
-	s := openSession(t, modelPath(t, "tiny_llama_kv"))
+	s := testsession.Open(t, modelPath(t, "tiny_llama_kv"))
 	task := &harness.Task{Name: "hand", Source: "hand", Format: "context", Delimiter: " ", Examples: handMade}
 	cached := &harness.Model{Session: s}
 	whole := &harness.Model{Session: s, NoCache: true}
