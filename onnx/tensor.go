@@ -279,12 +279,22 @@ func withName[T any](t *pb.TensorProto, read func(*pb.TensorProto) (T, error)) (
 	return v, nil
 }
 
-func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
+// inlineData returns t's data type and element count, failing on external
+// data not loaded and on dims that give no count: what a reader of t's values
+// checks first.
+func inlineData(t *pb.TensorProto) (pb.TensorProto_DataType, int, error) {
 	if isExternal(t) {
-		return nil, errExternal
+		return 0, 0, errExternal
 	}
-	dt := tensorDType(t)
 	n, err := elementCount(t)
+	if err != nil {
+		return 0, 0, err
+	}
+	return tensorDType(t), n, nil
+}
+
+func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
+	dt, n, err := inlineData(t)
 	if err != nil {
 		return nil, err
 	}
@@ -500,11 +510,7 @@ func Float32s(t *pb.TensorProto) ([]float32, error) {
 }
 
 func float32s(t *pb.TensorProto) ([]float32, error) {
-	if isExternal(t) {
-		return nil, errExternal
-	}
-	dt := tensorDType(t)
-	n, err := elementCount(t)
+	dt, n, err := inlineData(t)
 	if err != nil {
 		return nil, err
 	}
