@@ -10,7 +10,7 @@ import (
 	"github.com/onnxslm/onnxslm/harness"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/testenv"
-	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokenizer"
 )
@@ -53,14 +53,7 @@ func TestScoringAgainstORT(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6", "tiny_llama_kv"} {
 		t.Run(name, func(t *testing.T) {
 			path := modelPath(t, name)
-			m, err := onnx.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := runtime.New(m.Proto, runtime.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := testsession.Open(t, path)
 			task := &harness.Task{Name: "hand", Source: "hand", Format: "context", Delimiter: " ", Examples: handMade}
 			res, err := harness.Evaluate(context.Background(), task, tokenizer.Bytes(), &harness.Model{Session: s}, harness.Options{Batch: 5})
 			if err != nil {
@@ -146,14 +139,7 @@ func pastShapes(t *testing.T, s *runtime.Session) map[string][]int {
 // context once and its choices after the cached context gives the
 // log-likelihoods of running every choice whole.
 func TestSharedContextCache(t *testing.T) {
-	m, err := onnx.Load(modelPath(t, "tiny_llama_kv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testsession.Open(t, modelPath(t, "tiny_llama_kv"))
 	task := &harness.Task{Name: "hand", Source: "hand", Format: "context", Delimiter: " ", Examples: handMade}
 	cached := &harness.Model{Session: s}
 	whole := &harness.Model{Session: s, NoCache: true}

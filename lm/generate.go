@@ -187,53 +187,10 @@ func Generate(ctx context.Context, s *runtime.Session, prompt []int64, opts Gene
 // (the presents of the run before, batch dimension len(rows)); the attention
 // mask covers past and rows, positions count on from pastLen.
 func FeedsAfter(s *runtime.Session, rows [][]int64, pastLen int, past map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error) {
-	if len(rows) == 0 {
-		return nil, errors.New("lm: no token rows")
-	}
-	B, T := len(rows), len(rows[0])
-	ids := make([]int64, 0, B*T)
-	for i, r := range rows {
-		if len(r) != T {
-			return nil, fmt.Errorf("lm: row %d has %d tokens, row 0 has %d (rows of one batch must have one length)", i, len(r), T)
-		}
-		ids = append(ids, r...)
-	}
-	feeds := map[string]*runtime.Tensor{}
-	for _, in := range s.Inputs() {
-		var t *runtime.Tensor
-		var err error
-		switch {
-		case in.Name == "input_ids":
-			t, err = intTensor(in, []int{B, T}, ids)
-		case in.Name == "attention_mask":
-			ones := make([]int64, B*(pastLen+T))
-			for i := range ones {
-				ones[i] = 1
-			}
-			t, err = intTensor(in, []int{B, pastLen + T}, ones)
-		case in.Name == "position_ids":
-			pos := make([]int64, B*T)
-			for i := range pos {
-				pos[i] = int64(pastLen + i%T)
-			}
-			t, err = intTensor(in, []int{B, T}, pos)
-		case in.Name == "cache_position":
-			pos := make([]int64, T)
-			for i := range pos {
-				pos[i] = int64(pastLen + i)
-			}
-			t, err = intTensor(in, []int{T}, pos)
-		case past[in.Name] != nil:
-			t = past[in.Name]
-		default:
-			return nil, fmt.Errorf("lm: the model declares input %q, which lm does not know how to feed", in.Name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lm: input %q: %w", in.Name, err)
-		}
-		feeds[in.Name] = t
-	}
-	return feeds, nil
+	return batchFeeds(s, rows, pastLen, func(in runtime.ValueInfo, _ int) (*runtime.Tensor, bool, error) {
+		t := past[in.Name]
+		return t, t != nil, nil
+	})
 }
 
 func argmax32(z []float32) int {

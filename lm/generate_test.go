@@ -11,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -107,7 +108,7 @@ func bytesOf(ids []int64) string {
 // TestGenerateSampling: sampling is reproducible from its seed, and at a
 // temperature near 0 it is greedy decoding.
 func TestGenerateSampling(t *testing.T) {
-	s := session(t, "llama8")
+	s := testsession.Shared(t, "llama8")
 	run := func(opts lm.GenerateOptions) []int64 {
 		t.Helper()
 		opts.MaxNewTokens = 16
@@ -200,7 +201,7 @@ func TestMaxPositions(t *testing.T) {
 		name string
 		want int
 	}{{"gpt2_6", 256}, {"llama8", 0}} {
-		if got := lm.MaxPositions(session(t, tc.name)); got != tc.want {
+		if got := lm.MaxPositions(testsession.Shared(t, tc.name)); got != tc.want {
 			t.Errorf("%s: MaxPositions = %d, want %d", tc.name, got, tc.want)
 		}
 	}

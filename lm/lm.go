@@ -64,56 +64,73 @@ func Vocab(s *runtime.Session) (int, error) {
 // are neither the batch nor a sequence length are set to 1 (the tensors are
 // empty either way). Any other input is an error.
 func Feeds(s *runtime.Session, rows [][]int64) (map[string]*runtime.Tensor, error) {
+	feeds, err := batchFeeds(s, rows, 0, func(in runtime.ValueInfo, B int) (*runtime.Tensor, bool, error) {
+		if !strings.HasPrefix(in.Name, "past") {
+			return nil, false, nil
+		}
+		t, err := emptyPast(in, B)
+		return t, true, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := feeds["input_ids"]; !ok {
+		return nil, errors.New("lm: the model has no input_ids input")
+	}
+	return feeds, nil
+}
+
+// batchFeeds builds the inputs of rows (all of one length) that follow
+// pastLen positions already run: input_ids, attention_mask (ones over past
+// and rows), position_ids and cache_position (counting on from pastLen).
+// Every other input is past's to feed; ok false means lm does not know it.
+func batchFeeds(s *runtime.Session, rows [][]int64, pastLen int, past func(in runtime.ValueInfo, B int) (t *runtime.Tensor, ok bool, err error)) (map[string]*runtime.Tensor, error) {
 	if len(rows) == 0 {
 		return nil, errors.New("lm: no token rows")
 	}
 	B, T := len(rows), len(rows[0])
+	ids := make([]int64, 0, B*T)
 	for i, r := range rows {
 		if len(r) != T {
 			return nil, fmt.Errorf("lm: row %d has %d tokens, row 0 has %d (rows of one batch must have one length)", i, len(r), T)
 		}
+		ids = append(ids, r...)
 	}
 	feeds := map[string]*runtime.Tensor{}
 	for _, in := range s.Inputs() {
 		var t *runtime.Tensor
 		var err error
-		switch {
-		case in.Name == "input_ids":
-			ids := make([]int64, 0, B*T)
-			for _, r := range rows {
-				ids = append(ids, r...)
-			}
+		switch in.Name {
+		case "input_ids":
 			t, err = intTensor(in, []int{B, T}, ids)
-		case in.Name == "attention_mask":
-			ones := make([]int64, B*T)
+		case "attention_mask":
+			ones := make([]int64, B*(pastLen+T))
 			for i := range ones {
 				ones[i] = 1
 			}
-			t, err = intTensor(in, []int{B, T}, ones)
-		case in.Name == "position_ids":
+			t, err = intTensor(in, []int{B, pastLen + T}, ones)
+		case "position_ids":
 			pos := make([]int64, B*T)
 			for i := range pos {
-				pos[i] = int64(i % T)
+				pos[i] = int64(pastLen + i%T)
 			}
 			t, err = intTensor(in, []int{B, T}, pos)
-		case in.Name == "cache_position":
+		case "cache_position":
 			pos := make([]int64, T)
 			for i := range pos {
-				pos[i] = int64(i)
+				pos[i] = int64(pastLen + i)
 			}
 			t, err = intTensor(in, []int{T}, pos)
-		case strings.HasPrefix(in.Name, "past"):
-			t, err = emptyPast(in, B)
 		default:
-			return nil, fmt.Errorf("lm: the model declares input %q, which lm does not know how to feed", in.Name)
+			var ok bool
+			if t, ok, err = past(in, B); !ok && err == nil {
+				return nil, fmt.Errorf("lm: the model declares input %q, which lm does not know how to feed", in.Name)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("lm: input %q: %w", in.Name, err)
 		}
 		feeds[in.Name] = t
-	}
-	if _, ok := feeds["input_ids"]; !ok {
-		return nil, errors.New("lm: the model has no input_ids input")
 	}
 	return feeds, nil
 }

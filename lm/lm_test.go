@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -16,19 +18,6 @@ import (
 	"github.com/onnxslm/onnxslm/tokens"
 	"google.golang.org/protobuf/proto"
 )
-
-func session(t *testing.T, name string) *runtime.Session {
-	t.Helper()
-	m, err := onnx.Load(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // TestPerplexity checks lm.Perplexity against the perplexities recorded in
 // NAME.truth.json (torch, float32) within 0.05 %.
@@ -47,7 +36,7 @@ func TestPerplexity(t *testing.T) {
 		if err := json.Unmarshal(b, &truth); err != nil {
 			t.Fatal(err)
 		}
-		s := session(t, name)
+		s := testsession.Shared(t, name)
 		for _, set := range []string{"eval_go", "eval_prose"} {
 			var want struct {
 				PPL float64 `json:"ppl"`
@@ -78,7 +67,7 @@ func TestPerplexity(t *testing.T) {
 }
 
 func TestPerplexityBadTokens(t *testing.T) {
-	s := session(t, "llama8")
+	s := testsession.Shared(t, "llama8")
 	for _, c := range []struct {
 		name string
 		rows [][]int64
@@ -100,7 +89,7 @@ func TestPerplexityBadTokens(t *testing.T) {
 
 func TestVocab(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6"} {
-		v, err := lm.Vocab(session(t, name))
+		v, err := lm.Vocab(testsession.Shared(t, name))
 		if err != nil || v != 256 {
 			t.Errorf("Vocab(%s) = %d, %v; want 256", name, v, err)
 		}
@@ -183,7 +172,7 @@ func TestFeedsKVModel(t *testing.T) {
 			t.Errorf("no feed %q", name)
 			continue
 		}
-		if got := f.Shape(); !equalInts(got, want) {
+		if got := f.Shape(); !slices.Equal(got, want) {
 			t.Errorf("feed %q has shape %v, want %v", name, got, want)
 		}
 	}
@@ -198,21 +187,9 @@ func TestFeedsKVModel(t *testing.T) {
 			t.Fatalf("logits = %v, want %v", out["logits"].Float32Data(), want)
 		}
 	}
-	if got := out["present.0.key"].Shape(); !equalInts(got, []int{2, 2, 3, 4}) {
+	if got := out["present.0.key"].Shape(); !slices.Equal(got, []int{2, 2, 3, 4}) {
 		t.Errorf("present shape %v, want [2 2 3 4]", got)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestNLL(t *testing.T) {

@@ -99,43 +99,33 @@ func (a *Array) Validate() error {
 // Float32s returns the elements as float32: Data itself for "<f4", otherwise
 // a converted copy (float64 values are rounded to nearest, integers above
 // 2^24 in magnitude may round, bools become 0 or 1).
-func (a *Array) Float32s() ([]float32, error) {
-	switch d := a.Data.(type) {
-	case []float32:
-		return d, nil
-	case []float64:
-		return convert(d, func(v float64) float32 { return float32(v) }), nil
-	case []int64:
-		return convert(d, func(v int64) float32 { return float32(v) }), nil
-	case []int32:
-		return convert(d, func(v int32) float32 { return float32(v) }), nil
-	case []uint8:
-		return convert(d, func(v uint8) float32 { return float32(v) }), nil
-	case []bool:
-		return convert(d, func(v bool) float32 { return float32(b2i(v)) }), nil
-	}
-	return nil, fmt.Errorf("npy: unsupported data type %T", a.Data)
-}
+func (a *Array) Float32s() ([]float32, error) { return floats[float32](a.Data) }
 
 // Float64s returns the elements as float64: Data itself for "<f8", otherwise
 // a converted copy (exact for every dtype except int64 values above 2^53 in
 // magnitude).
-func (a *Array) Float64s() ([]float64, error) {
-	switch d := a.Data.(type) {
-	case []float64:
+func (a *Array) Float64s() ([]float64, error) { return floats[float64](a.Data) }
+
+// floats returns data as T: data itself when it is []T, otherwise a
+// converted copy.
+func floats[T float32 | float64](data any) ([]T, error) {
+	switch d := data.(type) {
+	case []T: // first, so that a []T is returned as it is, not copied
 		return d, nil
 	case []float32:
-		return convert(d, func(v float32) float64 { return float64(v) }), nil
+		return convert(d, func(v float32) T { return T(v) }), nil
+	case []float64:
+		return convert(d, func(v float64) T { return T(v) }), nil
 	case []int64:
-		return convert(d, func(v int64) float64 { return float64(v) }), nil
+		return convert(d, func(v int64) T { return T(v) }), nil
 	case []int32:
-		return convert(d, func(v int32) float64 { return float64(v) }), nil
+		return convert(d, func(v int32) T { return T(v) }), nil
 	case []uint8:
-		return convert(d, func(v uint8) float64 { return float64(v) }), nil
+		return convert(d, func(v uint8) T { return T(v) }), nil
 	case []bool:
-		return convert(d, func(v bool) float64 { return float64(b2i(v)) }), nil
+		return convert(d, func(v bool) T { return T(b2i(v)) }), nil
 	}
-	return nil, fmt.Errorf("npy: unsupported data type %T", a.Data)
+	return nil, fmt.Errorf("npy: unsupported data type %T", data)
 }
 
 // Int64s returns the elements as int64: Data itself for "<i8", a converted

@@ -140,19 +140,6 @@ func readProto(t *testing.T, path string) *pb.ModelProto {
 	return m
 }
 
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // saveModes are the ways a model is saved in round-trip tests.
 var saveModes = []struct {
 	name     string
@@ -191,7 +178,7 @@ func roundTrip(t *testing.T, name string, m *pb.ModelProto) {
 			wantFiles = []string{"out.onnx", "out.onnx.data"}
 			wantExt = []string{"out.onnx.data"}
 		}
-		if files := listDir(t, dir); !slices.Equal(files, wantFiles) {
+		if files := testenv.DirNames(t, dir); !slices.Equal(files, wantFiles) {
 			t.Errorf("%s %s: files written %v, want %v", name, mode.name, files, wantFiles)
 		}
 		if !slices.Equal(got.ExternalFiles, wantExt) {

@@ -82,7 +82,7 @@ func TestSaveOptions(t *testing.T) {
 		if err := Save(m, p, c.opts); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if files := listDir(t, dir); !slices.Equal(files, c.files) {
+		if files := testenv.DirNames(t, dir); !slices.Equal(files, c.files) {
 			t.Errorf("%s: files %v, want %v", c.name, files, c.files)
 		}
 		b, _ := os.ReadFile(p)
@@ -173,7 +173,7 @@ func TestSaveRefuses(t *testing.T) {
 				t.Fatalf("got error %v, want %q", err, c.want)
 			}
 			// Nothing new, nothing changed, no temporary files left.
-			for _, f := range listDir(t, dir) {
+			for _, f := range testenv.DirNames(t, dir) {
 				if !slices.Contains([]string{"in.onnx", "in.onnx.data", "link.onnx"}, f) {
 					t.Errorf("file %s left behind", f)
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"unsafe"
 
@@ -260,22 +261,40 @@ func checkTensor(t *pb.TensorProto) error {
 // data not loaded, sizes that do not match the dims, values out of range for
 // the type, and types it does not decode (complex, float8, 4-bit).
 func DecodeTensor(t *pb.TensorProto) (*Tensor, error) {
-	out, err := decodeTensor(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	return withName(t, decodeTensor)
+}
+
+// withName runs read on t, failing on a nil t, and names t in read's error:
+// the exported readers are this wrapper around their unexported halves, which
+// the package calls on tensors it has checked.
+func withName[T any](t *pb.TensorProto, read func(*pb.TensorProto) (T, error)) (T, error) {
+	var zero T
+	if t == nil {
+		return zero, errors.New("nil tensor")
 	}
-	return out, nil
+	v, err := read(t)
+	if err != nil {
+		return zero, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	}
+	return v, nil
+}
+
+// inlineData returns t's data type and element count, failing on external
+// data not loaded and on dims that give no count: what a reader of t's values
+// checks first.
+func inlineData(t *pb.TensorProto) (pb.TensorProto_DataType, int, error) {
+	if isExternal(t) {
+		return 0, 0, errExternal
+	}
+	n, err := elementCount(t)
+	if err != nil {
+		return 0, 0, err
+	}
+	return tensorDType(t), n, nil
 }
 
 func decodeTensor(t *pb.TensorProto) (*Tensor, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
-	if isExternal(t) {
-		return nil, errExternal
-	}
-	dt := tensorDType(t)
-	n, err := elementCount(t)
+	dt, n, err := inlineData(t)
 	if err != nil {
 		return nil, err
 	}
@@ -403,6 +422,23 @@ func EncodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 	return p, nil
 }
 
+// goDataTypes maps each Go type that Tensor.Data may have to the data types
+// it can hold.
+var goDataTypes = map[reflect.Type][]pb.TensorProto_DataType{
+	reflect.TypeFor[[]float32](): {pb.TensorProto_FLOAT},
+	reflect.TypeFor[[]float64](): {pb.TensorProto_DOUBLE},
+	reflect.TypeFor[[]int64]():   {pb.TensorProto_INT64},
+	reflect.TypeFor[[]uint64]():  {pb.TensorProto_UINT64},
+	reflect.TypeFor[[]int32]():   {pb.TensorProto_INT32},
+	reflect.TypeFor[[]uint32]():  {pb.TensorProto_UINT32},
+	reflect.TypeFor[[]int16]():   {pb.TensorProto_INT16},
+	reflect.TypeFor[[]uint16]():  {pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16},
+	reflect.TypeFor[[]int8]():    {pb.TensorProto_INT8},
+	reflect.TypeFor[[]uint8]():   {pb.TensorProto_UINT8},
+	reflect.TypeFor[[]bool]():    {pb.TensorProto_BOOL},
+	reflect.TypeFor[[][]byte]():  {pb.TensorProto_STRING},
+}
+
 func encodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 	if t == nil {
 		return nil, errors.New("nil tensor")
@@ -416,36 +452,11 @@ func encodeTensor(name string, t *Tensor) (*pb.TensorProto, error) {
 		DataType: ptr(int32(t.DType)),
 		Dims:     append([]int64{}, t.Dims...),
 	}
-	var count int
-	var want []pb.TensorProto_DataType // the data types Data's Go type can hold
-	switch v := t.Data.(type) {
-	case []float32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_FLOAT}
-	case []float64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_DOUBLE}
-	case []int64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT64}
-	case []uint64:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT64}
-	case []int32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT32}
-	case []uint32:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT32}
-	case []int16:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT16}
-	case []uint16:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT16, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16}
-	case []int8:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_INT8}
-	case []uint8:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_UINT8}
-	case []bool:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_BOOL}
-	case [][]byte:
-		count, want = len(v), []pb.TensorProto_DataType{pb.TensorProto_STRING}
-	default:
+	want, ok := goDataTypes[reflect.TypeOf(t.Data)]
+	if !ok {
 		return nil, fmt.Errorf("data of Go type %T for %s: not supported", t.Data, DTypeName(t.DType))
 	}
+	count := reflect.ValueOf(t.Data).Len()
 	if err := wantType(t.DType, want...); err != nil {
 		return nil, err
 	}
@@ -495,22 +506,11 @@ var littleEndian = func() bool {
 // so that large weights are not copied: callers must not modify it, and must
 // copy it before modifying the tensor.
 func Float32s(t *pb.TensorProto) ([]float32, error) {
-	v, err := float32s(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
-	}
-	return v, nil
+	return withName(t, float32s)
 }
 
 func float32s(t *pb.TensorProto) ([]float32, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
-	if isExternal(t) {
-		return nil, errExternal
-	}
-	dt := tensorDType(t)
-	n, err := elementCount(t)
+	dt, n, err := inlineData(t)
 	if err != nil {
 		return nil, err
 	}
@@ -564,17 +564,10 @@ func float32s(t *pb.TensorProto) ([]float32, error) {
 // Int64s returns the values of an integer or bool tensor widened to int64 (bool
 // as 0 or 1), in a new slice. UINT64 values above math.MaxInt64 are an error.
 func Int64s(t *pb.TensorProto) ([]int64, error) {
-	v, err := int64s(t)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
-	}
-	return v, nil
+	return withName(t, int64s)
 }
 
 func int64s(t *pb.TensorProto) ([]int64, error) {
-	if t == nil {
-		return nil, errors.New("nil tensor")
-	}
 	dt := tensorDType(t)
 	switch dt {
 	case pb.TensorProto_INT64, pb.TensorProto_INT32, pb.TensorProto_INT16, pb.TensorProto_INT8,
@@ -637,19 +630,21 @@ func widen[T int32 | int16 | int8 | uint8 | uint16 | uint32](x []T) []int64 {
 // NewFloat32 returns a FLOAT tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.
 func NewFloat32(name string, dims []int64, data []float32) *pb.TensorProto {
-	p, err := EncodeTensor(name, &Tensor{DType: pb.TensorProto_FLOAT, Dims: dims, Data: data})
-	if err != nil {
-		panic("onnx.NewFloat32: " + err.Error())
-	}
-	return p
+	return mustEncode("NewFloat32", name, &Tensor{DType: pb.TensorProto_FLOAT, Dims: dims, Data: data})
 }
 
 // NewInt64 returns an INT64 tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.
 func NewInt64(name string, dims []int64, data []int64) *pb.TensorProto {
-	p, err := EncodeTensor(name, &Tensor{DType: pb.TensorProto_INT64, Dims: dims, Data: data})
+	return mustEncode("NewInt64", name, &Tensor{DType: pb.TensorProto_INT64, Dims: dims, Data: data})
+}
+
+// mustEncode is EncodeTensor for the New* constructors, whose callers pass
+// data that matches dims by construction.
+func mustEncode(fn, name string, t *Tensor) *pb.TensorProto {
+	p, err := EncodeTensor(name, t)
 	if err != nil {
-		panic("onnx.NewInt64: " + err.Error())
+		panic("onnx." + fn + ": " + err.Error())
 	}
 	return p
 }

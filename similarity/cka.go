@@ -108,6 +108,11 @@ func (m *CKAMatrix) Sigmas() [][]float64 { return m.sigmas }
 // HSIC returns the mean unbiased HSIC over the minibatches for every pair of
 // layers (nil before the first Add).
 func (m *CKAMatrix) HSIC() [][]float64 {
+	return m.pairs(func(a, b int) float64 { return m.sum[a*m.layers+b] / float64(m.batches) })
+}
+
+// pairs returns f of every pair of layers as a matrix, nil before the first Add.
+func (m *CKAMatrix) pairs(f func(a, b int) float64) [][]float64 {
 	if m.batches == 0 {
 		return nil
 	}
@@ -115,7 +120,7 @@ func (m *CKAMatrix) HSIC() [][]float64 {
 	for a := range out {
 		out[a] = make([]float64, m.layers)
 		for b := range out[a] {
-			out[a][b] = m.sum[a*m.layers+b] / float64(m.batches)
+			out[a][b] = f(a, b)
 		}
 	}
 	return out
@@ -126,17 +131,9 @@ func (m *CKAMatrix) HSIC() [][]float64 {
 // self-HSIC is not positive (a representation that does not vary across
 // samples), for which CKA is undefined.
 func (m *CKAMatrix) Matrix() [][]float64 {
-	if m.batches == 0 {
-		return nil
-	}
-	out := make([][]float64, m.layers)
-	for a := range out {
-		out[a] = make([]float64, m.layers)
-		for b := range out[a] {
-			out[a][b] = cka(m.sum[a*m.layers+b], m.sum[a*m.layers+a], m.sum[b*m.layers+b])
-		}
-	}
-	return out
+	return m.pairs(func(a, b int) float64 {
+		return cka(m.sum[a*m.layers+b], m.sum[a*m.layers+a], m.sum[b*m.layers+b])
+	})
 }
 
 // cka normalizes an HSIC sum by the self-HSIC sums (the 1/batches factors

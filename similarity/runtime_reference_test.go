@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/similarity"
 	"github.com/onnxslm/onnxslm/tokens"
@@ -26,14 +26,7 @@ func TestCKAMatrixWithGoRuntime(t *testing.T) {
 	}
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Load(testenv.TestModel(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := runtime.New(m.Proto, runtime.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := testsession.Shared(t, name)
 			hidden, _ := testenv.Streams(t, name)
 			fetch := hidden[1:] // the stream leaving each layer
 			acc, err := similarity.NewCKAMatrix(len(fetch), similarity.LinearKernel)

@@ -178,15 +178,21 @@ func TestSearchDepthUnreachable(t *testing.T) {
 	}
 }
 
-func TestSearchDepthMonotoneScores(t *testing.T) {
-	// Scores fall with the number of merged layers: any depth is reachable.
-	ev := scripted(func(committed []Window, c Window) float64 {
+// fallingWithMerged is a score that depends only on how many layers are
+// merged in all (committed windows and the candidate): 1 - step per layer.
+func fallingWithMerged(step float64) func(committed []Window, c Window) float64 {
+	return func(committed []Window, c Window) float64 {
 		merged := c.Size() - 1
 		for _, w := range committed {
 			merged += w.Size() - 1
 		}
-		return 1 - 0.05*float64(merged)
-	})
+		return 1 - step*float64(merged)
+	}
+}
+
+func TestSearchDepthMonotoneScores(t *testing.T) {
+	// Scores fall with the number of merged layers: any depth is reachable.
+	ev := scripted(fallingWithMerged(0.05))
 	for target := 2; target <= 8; target++ {
 		ds, err := SearchDepth(context.Background(), 8, target, &Memo{Inner: ev}, CommitPending)
 		if err != nil {
@@ -200,13 +206,7 @@ func TestSearchDepthMonotoneScores(t *testing.T) {
 
 func TestSlideScoreUnchangedSameDecisions(t *testing.T) {
 	// A score that depends only on how many layers are merged in all.
-	ev := scripted(func(committed []Window, c Window) float64 {
-		merged := c.Size() - 1
-		for _, w := range committed {
-			merged += w.Size() - 1
-		}
-		return 1 - 0.04*float64(merged)
-	})
+	ev := scripted(fallingWithMerged(0.04))
 	a, err := Slide(context.Background(), 8, ev, Options{Threshold: 0.9})
 	if err != nil {
 		t.Fatal(err)

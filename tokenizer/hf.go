@@ -166,6 +166,28 @@ type piece struct {
 }
 
 // isNull reports whether a JSON value is absent or null.
+// parseComponent parses one pipeline component (a normalizer or a
+// pre-tokenizer): null is none (the zero T), a "Sequence" is the components
+// listed under key joined by seq, and every other type is parsed by one.
+func parseComponent[T any](raw json.RawMessage, key string, seq func([]T) T, one func(typ string, raw json.RawMessage) (T, error)) (T, error) {
+	var zero T
+	if isNull(raw) {
+		return zero, nil
+	}
+	typ, err := typeOf(raw)
+	if err != nil {
+		return zero, err
+	}
+	if typ != "Sequence" {
+		return one(typ, raw)
+	}
+	parts, err := parseSequence(raw, key, func(r json.RawMessage) (T, error) { return parseComponent(r, key, seq, one) })
+	if err != nil {
+		return zero, err
+	}
+	return seq(parts), nil
+}
+
 // parseSequence parses a "Sequence" component (of normalizers or
 // pre-tokenizers): the list under key, each element by parse; null elements
 // are dropped.

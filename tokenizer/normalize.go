@@ -72,17 +72,12 @@ type patternJSON struct {
 }
 
 func parseNormalizer(raw json.RawMessage) (normalizer, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := typeOf(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseComponent(raw, "normalizers", func(ns []normalizer) normalizer { return normalizers(ns) }, normalizerOf)
+}
+
+// normalizerOf parses a normalizer of type typ other than Sequence.
+func normalizerOf(typ string, raw json.RawMessage) (normalizer, error) {
 	switch typ {
-	case "Sequence":
-		ns, err := parseSequence(raw, "normalizers", parseNormalizer)
-		return normalizers(ns), err
 	case "NFC":
 		return unicodeForm{norm.NFC}, nil
 	case "NFD":

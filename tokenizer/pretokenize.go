@@ -241,17 +241,12 @@ func splitBy(p piece, ms [][2]int, b behavior, invert bool, out []piece) []piece
 }
 
 func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := typeOf(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseComponent(raw, "pretokenizers", func(ps []preTokenizer) preTokenizer { return preTokenizers(ps) }, preTokenizerOf)
+}
+
+// preTokenizerOf parses a pre-tokenizer of type typ other than Sequence.
+func preTokenizerOf(typ string, raw json.RawMessage) (_ preTokenizer, err error) {
 	switch typ {
-	case "Sequence":
-		ps, err := parseSequence(raw, "pretokenizers", parsePreTokenizer)
-		return preTokenizers(ps), err
 	case "ByteLevel":
 		var s struct {
 			AddPrefixSpace *bool `json:"add_prefix_space"`

@@ -14,7 +14,6 @@ import (
 
 	"github.com/onnxslm/onnxslm/heatmap"
 	"github.com/onnxslm/onnxslm/internal/builtin"
-	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/prune"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -124,20 +123,13 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 		return err
 	}
 	limitMemory(m.Proto)
-	sess, err := runtime.New(m.Proto, opts.Runtime)
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
-	}
-	vocab, err := lm.Vocab(sess)
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
-	}
-	rows, from, err := f.calib.load(vocab)
+	_, vocab, err := newSession(modelArg, m.Proto, opts.Runtime)
 	if err != nil {
 		return err
 	}
-	if from == "built-in calibration set" && vocab != 256 && !f.quiet {
-		rep.Logf("onnxslm: calibrating on the built-in byte-level set; pass --calib or --calib-text with your model's tokens for meaningful results")
+	rows, from, err := f.calib.calibrationFor(vocab, f.quiet, rep.Logf, "results")
+	if err != nil {
+		return err
 	}
 	opts.Calibration = rows
 	opts.Progress = &progressAdapter{r: rep}

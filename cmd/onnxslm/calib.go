@@ -12,6 +12,9 @@ import (
 	"github.com/onnxslm/onnxslm/tokens"
 )
 
+// builtinCalibName is where calibFlags.load says the built-in rows came from.
+const builtinCalibName = "built-in calibration set"
+
 // calibFlags are the flags that choose calibration tokens (prune, analyze).
 type calibFlags struct {
 	file      string
@@ -79,11 +82,11 @@ func (c *calibFlags) load(vocab int) ([][]int64, string, error) {
 		}
 		set, from = &tokens.Set{Name: c.text, Rows: rows}, c.text
 	default:
-		s, err := tokens.Parse(bytes.NewReader(builtin.CalibrationText()), "built-in calibration set", tokens.Text)
+		s, err := tokens.Parse(bytes.NewReader(builtin.CalibrationText()), builtinCalibName, tokens.Text)
 		if err != nil {
 			return nil, "", err
 		}
-		set, from = s, "built-in calibration set"
+		set, from = s, builtinCalibName
 	}
 	if set.Len() == 0 {
 		return nil, "", fmt.Errorf("%s: no calibration sequences", from)

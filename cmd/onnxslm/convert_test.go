@@ -15,19 +15,6 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
-func dirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestConvert(t *testing.T) {
 	want := builtinModel(t).Proto
 	cases := []struct {
@@ -47,7 +34,7 @@ func TestConvert(t *testing.T) {
 		if code != 0 || stdout != "" || !strings.HasPrefix(stderr, "wrote "+out) {
 			t.Fatalf("%s: exit %d, stdout %q, stderr %q", c.name, code, stdout, stderr)
 		}
-		if files := dirFiles(t, dir); !slices.Equal(files, c.files) {
+		if files := testenv.DirNames(t, dir); !slices.Equal(files, c.files) {
 			t.Errorf("%s: wrote %v, want %v", c.name, files, c.files)
 		}
 		got, err := onnx.Load(out)
@@ -256,7 +243,7 @@ func TestConvertErrors(t *testing.T) {
 			dir := t.TempDir()
 			args := c.setup(t, dir)
 			before := map[string][]byte{}
-			for _, f := range dirFiles(t, dir) {
+			for _, f := range testenv.DirNames(t, dir) {
 				before[f], _ = os.ReadFile(filepath.Join(dir, f))
 			}
 			code, stdout, stderr := runCLI(t, append([]string{"convert"}, args...)...)
@@ -276,7 +263,7 @@ func TestConvertErrors(t *testing.T) {
 				}
 			}
 			// No output, no temporary file, inputs untouched.
-			after := dirFiles(t, dir)
+			after := testenv.DirNames(t, dir)
 			for _, f := range after {
 				if _, ok := before[f]; !ok {
 					t.Errorf("file %s left in the output folder", f)

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
 // mainEnv, when set to 1 in the environment, makes this test binary run
@@ -83,7 +85,7 @@ type pruneRun struct {
 func readRun(t *testing.T, label, dir, stdout string) pruneRun {
 	t.Helper()
 	r := pruneRun{label: label, files: map[string][]byte{}, stdout: stdout}
-	for _, name := range dirFiles(t, dir) {
+	for _, name := range testenv.DirNames(t, dir) {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

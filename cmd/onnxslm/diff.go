@@ -204,34 +204,26 @@ func (p *printer) initializers(d *modeldiff.Diff) {
 			added = append(added, t)
 		}
 	}
+	listCut(p, in.Changed, func(w io.Writer, c modeldiff.TensorChange) {
+		fmt.Fprintf(w, "  ~ %s\t%s\n", c.Name, tensorChangeText(c.A, c.B, c.Change))
+	})
+	listCut(p, in.Replaced, func(w io.Writer, r modeldiff.Replacement) {
+		fmt.Fprintf(w, "  ~ %s → %s\t%s\n", r.A.Name, r.B.Name, tensorChangeText(r.A, r.B, r.Change))
+	})
+	listCut(p, removed, func(w io.Writer, t modeldiff.Tensor) { fmt.Fprintf(w, "  - %s\t%s %v\n", t.Name, t.DType, t.Dims) })
+	listCut(p, added, func(w io.Writer, t modeldiff.Tensor) { fmt.Fprintf(w, "  + %s\t%s %v\n", t.Name, t.DType, t.Dims) })
+}
+
+// listCut prints items as a table, a line each, cut at p's limit with a
+// "more" line after.
+func listCut[T any](p *printer, items []T, line func(w io.Writer, x T)) {
 	tw := p.table()
-	k := p.cut(len(in.Changed))
-	for _, c := range in.Changed[:k] {
-		fmt.Fprintf(tw, "  ~ %s\t%s\n", c.Name, tensorChangeText(c.A, c.B, c.Change))
+	k := p.cut(len(items))
+	for _, x := range items[:k] {
+		line(tw, x)
 	}
 	p.flush(tw)
-	p.more(len(in.Changed), k)
-	tw = p.table()
-	k = p.cut(len(in.Replaced))
-	for _, r := range in.Replaced[:k] {
-		fmt.Fprintf(tw, "  ~ %s → %s\t%s\n", r.A.Name, r.B.Name, tensorChangeText(r.A, r.B, r.Change))
-	}
-	p.flush(tw)
-	p.more(len(in.Replaced), k)
-	tw = p.table()
-	k = p.cut(len(removed))
-	for _, t := range removed[:k] {
-		fmt.Fprintf(tw, "  - %s\t%s %v\n", t.Name, t.DType, t.Dims)
-	}
-	p.flush(tw)
-	p.more(len(removed), k)
-	tw = p.table()
-	k = p.cut(len(added))
-	for _, t := range added[:k] {
-		fmt.Fprintf(tw, "  + %s\t%s %v\n", t.Name, t.DType, t.Dims)
-	}
-	p.flush(tw)
-	p.more(len(added), k)
+	p.more(len(items), k)
 }
 
 func (p *printer) metadata(ms []modeldiff.MetadataChange) {

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/onnxslm/onnxslm/lm"
-	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokens"
 )
 
@@ -65,13 +64,9 @@ type evalReport struct {
 }
 
 func runEval(ctx context.Context, io *stdio, modelArg, tokFile string, batch, threads int, asJSON bool) error {
-	m, err := loadModelArg(modelArg)
+	s, vocab, err := openModel(modelArg, threads)
 	if err != nil {
 		return err
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{Threads: threads})
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
 	}
 	set, err := tokens.Read(tokFile)
 	if err != nil {
@@ -82,10 +77,6 @@ func runEval(ctx context.Context, io *stdio, modelArg, tokFile string, batch, th
 	}
 	if set.SeqLen() < 2 {
 		return fmt.Errorf("%s: sequences of %d token(s) have nothing to predict", tokFile, set.SeqLen())
-	}
-	vocab, err := lm.Vocab(s)
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
 	}
 	if err := set.Validate(vocab); err != nil {
 		return err

@@ -116,17 +116,9 @@ func runTasks(ctx context.Context, io *stdio, modelArg string, tf *taskFlags, ba
 	if err != nil {
 		return err
 	}
-	m, err := loadModelArg(modelArg)
+	s, vocab, err := openModel(modelArg, threads)
 	if err != nil {
 		return err
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{Threads: threads})
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
-	}
-	vocab, err := lm.Vocab(s)
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
 	}
 	tok, tokName, err := taskTokenizer(tf.tokenizer, vocab)
 	if err != nil {

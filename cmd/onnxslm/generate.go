@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/onnxslm/onnxslm/lm"
-	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokenizer"
 )
 
@@ -79,17 +78,9 @@ func runGenerate(ctx context.Context, io *stdio, modelArg, prompt, tokPath strin
 			return err
 		}
 	}
-	m, err := loadModelArg(modelArg)
+	s, vocab, err := openModel(modelArg, threads)
 	if err != nil {
 		return err
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{Threads: threads})
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
-	}
-	vocab, err := lm.Vocab(s)
-	if err != nil {
-		return fmt.Errorf("%s: %w", modelArg, err)
 	}
 	if tok == nil {
 		if vocab != 256 {

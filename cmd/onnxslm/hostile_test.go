@@ -228,7 +228,7 @@ func TestHostileInput(t *testing.T) {
 					return
 				}
 				checkRefusal(t, cmd.name, code, stdout, stderr, in, c.Names)
-				if files := dirFiles(t, outDir); len(files) > 0 {
+				if files := testenv.DirNames(t, outDir); len(files) > 0 {
 					t.Errorf("output folder holds %v after a refusal, want nothing", files)
 				}
 			})
@@ -352,7 +352,7 @@ func TestHostileRuntimeAllocation(t *testing.T) {
 				t.Fatalf("onnxslm %s crashed (exit %d): %s", args[0], code, first)
 			}
 			checkRefusal(t, args[0], code, stdout, stderr, in, []string{node})
-			if files := dirFiles(t, outDir); len(files) > 0 {
+			if files := testenv.DirNames(t, outDir); len(files) > 0 {
 				t.Errorf("output folder holds %v after a refusal", files)
 			}
 		})
@@ -389,7 +389,7 @@ func TestPruneRefusesNonDecoder(t *testing.T) {
 			before := treeHashes(t, models)
 			code, stdout, stderr := runMainSafe(t, "prune", "-q", in, filepath.Join(outDir, "out.onnx"), "--calib", calib)
 			checkRefusal(t, "prune", code, stdout, stderr, in, want)
-			if files := dirFiles(t, outDir); len(files) > 0 {
+			if files := testenv.DirNames(t, outDir); len(files) > 0 {
 				t.Errorf("output folder holds %v after a refusal", files)
 			}
 			if d := diffTrees(before, treeHashes(t, models)); len(d) > 0 {
@@ -507,7 +507,7 @@ func TestFailedPruneLeavesNoOutput(t *testing.T) {
 	if strings.Contains(stderr, ".tmp") {
 		t.Errorf("message names a temporary file: %q", stderr)
 	}
-	if files := dirFiles(t, dir); len(files) > 0 {
+	if files := testenv.DirNames(t, dir); len(files) > 0 {
 		t.Errorf("folder holds %v after a failed prune, want nothing", files)
 	}
 }
@@ -546,7 +546,7 @@ func TestHostileUsage(t *testing.T) {
 		if stdout != "" {
 			t.Errorf("onnxslm %s: stdout %q, want nothing", strings.Join(args, " "), stdout)
 		}
-		if files := dirFiles(t, dir); len(files) > 0 {
+		if files := testenv.DirNames(t, dir); len(files) > 0 {
 			t.Errorf("onnxslm %s: wrote %v", strings.Join(args, " "), files)
 			for _, f := range files {
 				os.Remove(filepath.Join(dir, f))
@@ -617,7 +617,7 @@ func TestHostileDeepNesting(t *testing.T) {
 					return
 				}
 				checkRefusal(t, cmd.name, code, stdout, stderr, in, nil)
-				if files := dirFiles(t, outDir); len(files) > 0 {
+				if files := testenv.DirNames(t, outDir); len(files) > 0 {
 					t.Errorf("output folder holds %v after a refusal", files)
 				}
 			})

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -38,15 +39,6 @@ func tokenRows(rows, cols, vocab int) [][]int64 {
 		}
 	}
 	return ids
-}
-
-func idsArray(t *testing.T, rows [][]int64) *npy.Array {
-	t.Helper()
-	a, err := npy.FromRows(rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // relDiff is max|a-b| / max|b|.
@@ -166,7 +158,7 @@ func TestInteropWrittenModels(t *testing.T) {
 				want = append(want, "out.onnx"+suffix)
 			}
 			sort.Strings(want)
-			if got := dirFiles(t, sub); !slices.Equal(got, want) {
+			if got := testenv.DirNames(t, sub); !slices.Equal(got, want) {
 				t.Errorf("wrote %v, want %v", got, want)
 			}
 			if c.name == "converted external" {
@@ -174,7 +166,7 @@ func TestInteropWrittenModels(t *testing.T) {
 			}
 			checkModel(t, chk, out)
 
-			feeds := map[string]*npy.Array{"input_ids": idsArray(t, tokenRows(2, 24, c.vocab))}
+			feeds := map[string]*npy.Array{"input_ids": judge.IDs(t, tokenRows(2, 24, c.vocab))}
 			res, err := ort.Run(out, feeds, []string{"logits"})
 			if err != nil {
 				t.Fatalf("onnxruntime: %v", err)
@@ -261,9 +253,9 @@ func kvFeeds(t *testing.T, m *pb.ModelProto, layers []int, ids []int64, pastLen 
 		pos[i] = int64(pastLen + i)
 	}
 	f := map[string]*npy.Array{
-		"input_ids":      idsArray(t, [][]int64{ids}),
-		"attention_mask": idsArray(t, [][]int64{mask}),
-		"position_ids":   idsArray(t, [][]int64{pos}),
+		"input_ids":      judge.IDs(t, [][]int64{ids}),
+		"attention_mask": judge.IDs(t, [][]int64{mask}),
+		"position_ids":   judge.IDs(t, [][]int64{pos}),
 	}
 	for _, i := range layers {
 		for _, kind := range []string{"key", "value"} {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/prune"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -149,20 +148,14 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	}
 
 	limitMemory(m.Proto)
-	sess, err := runtime.New(m.Proto, opts.Runtime)
-	if err != nil {
-		return fmt.Errorf("%s: %w", in, err)
-	}
-	vocab, err := lm.Vocab(sess)
-	if err != nil {
-		return fmt.Errorf("%s: %w", in, err)
-	}
-	rows, from, err := f.calib.load(vocab)
+	_, vocab, err := newSession(in, m.Proto, opts.Runtime)
 	if err != nil {
 		return err
 	}
-	if from == "built-in calibration set" && vocab != 256 && !f.quiet {
-		fmt.Fprintf(io.Stderr, "onnxslm: calibrating on the built-in byte-level set; pass --calib or --calib-text with your model's tokens for meaningful decisions\n")
+	warn := func(format string, a ...any) { fmt.Fprintf(io.Stderr, format, a...) }
+	rows, _, err := f.calib.calibrationFor(vocab, f.quiet, warn, "decisions")
+	if err != nil {
+		return err
 	}
 	opts.Calibration = rows
 	opts.Progress = &progressAdapter{r: rep}

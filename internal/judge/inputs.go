@@ -62,3 +62,14 @@ func EditedModel(t testing.TB, name, suffix string, edit func(m *pb.ModelProto))
 	}
 	return p
 }
+
+// IDs returns token rows (all of one length) as the int64 [N, T] input_ids
+// array a judge is fed.
+func IDs(t testing.TB, rows [][]int64) *npy.Array {
+	t.Helper()
+	a, err := npy.FromRows(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -44,15 +44,6 @@ func sample(c Config, seed int64, B, T, pad int) refInput {
 	return in
 }
 
-func array2(t *testing.T, rows [][]int64) *npy.Array {
-	t.Helper()
-	a, err := npy.FromRows(rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // columns returns columns [from, to) of rows.
 func columns(rows [][]int64, from, to int) [][]int64 {
 	out := make([][]int64, len(rows))
@@ -74,17 +65,17 @@ func maskPositions(c Config, in refInput) [][]int64 {
 func feeds(t *testing.T, c Config, in refInput, pastLen int, past map[string]*npy.Array) map[string]*npy.Array {
 	t.Helper()
 	c = c.defaults()
-	f := map[string]*npy.Array{"input_ids": array2(t, in.ids)}
+	f := map[string]*npy.Array{"input_ids": judge.IDs(t, in.ids)}
 	if c.Arch == EncDec {
-		f["decoder_input_ids"] = array2(t, columns(in.ids, 0, len(in.ids[0])-1))
+		f["decoder_input_ids"] = judge.IDs(t, columns(in.ids, 0, len(in.ids[0])-1))
 		return f
 	}
 	if c.AttentionMask {
-		f["attention_mask"] = array2(t, in.mask)
+		f["attention_mask"] = judge.IDs(t, in.mask)
 	}
 	if c.PositionIDs {
 		all := maskPositions(c, in)
-		f["position_ids"] = array2(t, columns(all, pastLen, len(all[0])))
+		f["position_ids"] = judge.IDs(t, columns(all, pastLen, len(all[0])))
 	}
 	if c.KVCache {
 		for i := 0; i < c.Layers; i++ {

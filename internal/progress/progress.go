@@ -99,6 +99,14 @@ func (r *Reporter) Start(label string, total int) *Task {
 // Add records n more units of work done. The line is redrawn only when the
 // last redraw is older than the Reporter's interval.
 func (t *Task) Add(n int) {
+	t.update(func(r *Reporter) {
+		t.done += n
+		r.redraw(false)
+	})
+}
+
+// update runs f with t's Reporter locked, unless t is nil or already done.
+func (t *Task) update(f func(r *Reporter)) {
 	if t == nil {
 		return
 	}
@@ -108,8 +116,7 @@ func (t *Task) Add(n int) {
 	if t.finished {
 		return
 	}
-	t.done += n
-	r.redraw(false)
+	f(r)
 }
 
 // Done marks the step finished. On a terminal, a step that finishes while no
@@ -118,34 +125,27 @@ func (t *Task) Add(n int) {
 // on a non-terminal every finished step prints that line. Calls after the
 // first do nothing.
 func (t *Task) Done() {
-	if t == nil {
-		return
-	}
-	r := t.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t.finished {
-		return
-	}
-	t.finished = true
-	for i, a := range r.active {
-		if a == t {
-			r.active = append(r.active[:i], r.active[i+1:]...)
-			break
+	t.update(func(r *Reporter) {
+		t.finished = true
+		for i, a := range r.active {
+			if a == t {
+				r.active = append(r.active[:i], r.active[i+1:]...)
+				break
+			}
 		}
-	}
-	now := r.now()
-	final := t.summary(now)
-	switch {
-	case r.terminal && len(r.active) == 0:
-		r.clear()
-		fmt.Fprintln(r.w, final)
-		r.lastDraw = now
-	case r.terminal:
-		r.redraw(true)
-	case r.verbose:
-		fmt.Fprintln(r.w, final)
-	}
+		now := r.now()
+		final := t.summary(now)
+		switch {
+		case r.terminal && len(r.active) == 0:
+			r.clear()
+			fmt.Fprintln(r.w, final)
+			r.lastDraw = now
+		case r.terminal:
+			r.redraw(true)
+		case r.verbose:
+			fmt.Fprintln(r.w, final)
+		}
+	})
 }
 
 // Logf prints a message for people without garbling the progress line: on a

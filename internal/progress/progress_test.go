@@ -3,6 +3,7 @@ package progress
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,7 @@ func TestTerminalRedrawsInPlace(t *testing.T) {
 	task := r.Start("calibration", 4)
 	c.advance(time.Second)
 	task.Add(1)
-	if got, want := screen(buf.String()), []string{"calibration 1/4 25% 1.0s, ~3.0s left"}; !equal(got, want) {
+	if got, want := screen(buf.String()), []string{"calibration 1/4 25% 1.0s, ~3.0s left"}; !slices.Equal(got, want) {
 		t.Fatalf("after Add(1): got screen %q, want %q", got, want)
 	}
 	c.advance(time.Second)
@@ -58,7 +59,7 @@ func TestTerminalRedrawsInPlace(t *testing.T) {
 	task.Done()
 	got := screen(buf.String())
 	want := []string{"calibration: 4/4 in 2.5s", ""}
-	if !equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("after Done: got screen %q, want %q", got, want)
 	}
 	if strings.Count(buf.String(), "\n") != 1 {
@@ -131,22 +132,22 @@ func TestNested(t *testing.T) {
 	inner := r.Start("pass", 0)
 	c.advance(200 * time.Millisecond)
 	inner.Add(5)
-	if got, want := screen(buf.String()), []string{"candidates 0/2 0% 200ms · pass 5 200ms"}; !equal(got, want) {
+	if got, want := screen(buf.String()), []string{"candidates 0/2 0% 200ms · pass 5 200ms"}; !slices.Equal(got, want) {
 		t.Fatalf("got screen %q, want %q", got, want)
 	}
 	inner.Done() // nested: leaves no line of its own
 	outer.Add(1)
-	if got, want := screen(buf.String()), []string{"candidates 0/2 0% 200ms"}; !equal(got, want) {
+	if got, want := screen(buf.String()), []string{"candidates 0/2 0% 200ms"}; !slices.Equal(got, want) {
 		t.Fatalf("after inner Done: got screen %q, want %q", got, want)
 	}
 	r.Logf("warning: %s", "something")
-	if got, want := screen(buf.String()), []string{"warning: something", "candidates 1/2 50% 200ms, ~200ms left"}; !equal(got, want) {
+	if got, want := screen(buf.String()), []string{"warning: something", "candidates 1/2 50% 200ms, ~200ms left"}; !slices.Equal(got, want) {
 		t.Fatalf("after Logf: got screen %q, want %q", got, want)
 	}
 	c.advance(time.Second)
 	outer.Add(1)
 	outer.Done()
-	if got, want := screen(buf.String()), []string{"warning: something", "candidates: 2/2 in 1.2s", ""}; !equal(got, want) {
+	if got, want := screen(buf.String()), []string{"warning: something", "candidates: 2/2 in 1.2s", ""}; !slices.Equal(got, want) {
 		t.Fatalf("after outer Done: got screen %q, want %q", got, want)
 	}
 }
@@ -211,18 +212,6 @@ func TestDuration(t *testing.T) {
 			t.Errorf("Duration(%v): got %q, want %q", tt.d, got, tt.want)
 		}
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // safeBuffer is a bytes.Buffer guarded by a mutex. The Reporter serializes its

@@ -26,7 +26,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/harness"
 	"github.com/onnxslm/onnxslm/internal/builtin"
-	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/heldout"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -34,7 +34,6 @@ import (
 	"github.com/onnxslm/onnxslm/rewrite"
 	ort "github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/tokenizer"
-	"github.com/onnxslm/onnxslm/tokens"
 )
 
 // method is one row of a cell.
@@ -71,12 +70,6 @@ func withRecover(ms []method) []method {
 	return out
 }
 
-var (
-	models = []string{"llama8", "gpt2_6"}
-	ratios = []float64{0.25, 0.35}
-	evals  = []string{"eval_go_64x256", "eval_prose_64x256"}
-)
-
 // row is one measured model.
 type row struct {
 	label      string
@@ -94,7 +87,7 @@ type row struct {
 
 func main() {
 	out := flag.String("o", "docs/RESULTS.md", "output file (- for stdout)")
-	shared := flag.String("shared", "", "folder holding testmodels/ (default: ../shared next to the repository)")
+	shared := flag.String("shared", "", heldout.SharedUsage)
 	flag.Parse()
 	if err := run(*out, *shared); err != nil {
 		fmt.Fprintln(os.Stderr, "results:", err)
@@ -104,26 +97,11 @@ func main() {
 
 func run(outPath, shared string) error {
 	ctx := context.Background()
-	if shared == "" {
-		root, err := testenv.Root()
-		if err != nil {
-			return fmt.Errorf("%w: pass -shared", err)
-		}
-		shared = filepath.Join(root, "..", "shared")
-	}
-	dir := filepath.Join(shared, "testmodels")
-	cal, err := tokens.Read(filepath.Join(dir, "tokens", "calib_train_16x128.npy"))
+	data, err := heldout.Load(shared)
 	if err != nil {
 		return err
 	}
-	var sets [2][][]int64
-	for i, name := range evals {
-		ts, err := tokens.Read(filepath.Join(dir, "tokens", name+".npy"))
-		if err != nil {
-			return err
-		}
-		sets[i] = ts.Rows
-	}
+	dir, cal, sets := data.Dir, data.Calib, data.Evals
 	task, err := builtin.Task("builtin:go-next-line")
 	if err != nil {
 		return err
@@ -132,7 +110,7 @@ func run(outPath, shared string) error {
 	var buf bytes.Buffer
 	header(&buf)
 	var verdicts []string
-	for _, name := range models {
+	for _, name := range heldout.Models {
 		m, err := onnx.Load(filepath.Join(dir, name+".onnx"))
 		if err != nil {
 			return err
@@ -148,7 +126,7 @@ func run(outPath, shared string) error {
 		origRow := row{label: "original", layers: L, ppl: orig, acc: origAcc}
 		origRow.params, _ = onnx.Parameters(m.Proto)
 		done := map[string]row{}
-		for _, ratio := range ratios {
+		for _, ratio := range heldout.Ratios {
 			target := prune.TargetDepth(L, ratio)
 			fmt.Fprintf(&buf, "\n### %s, %d %% fewer layers: %d → %d\n\n", name, int(math.Round(100*ratio)), L, target)
 			fmt.Fprintln(&buf, "| method | layers | parameters | eval_go ppl | eval_prose ppl | go-next-line acc | acc_norm | prune time (s) | candidates | what |")
@@ -161,7 +139,7 @@ func run(outPath, shared string) error {
 					r.reused = true
 				} else {
 					fmt.Fprintf(os.Stderr, "%s → %d layers: %s\n", name, target, me.label)
-					if r, err = pruneAndMeasure(ctx, m.Proto, cal.Rows, L, target, me, sets, task); err != nil {
+					if r, err = pruneAndMeasure(ctx, m.Proto, cal, L, target, me, sets, task); err != nil {
 						return fmt.Errorf("%s at %d layers, %s: %w", name, target, me.label, err)
 					}
 					done[key] = r
@@ -339,12 +317,8 @@ func measure(ctx context.Context, m *pb.ModelProto, sets [2][][]int64, task *har
 	if err != nil {
 		return ppl, acc, err
 	}
-	for i, rows := range sets {
-		res, err := lm.Perplexity(ctx, sess, rows, lm.Options{Batch: 16})
-		if err != nil {
-			return ppl, acc, fmt.Errorf("%s: %w", evals[i], err)
-		}
-		ppl[i] = res.Perplexity
+	if ppl, err = heldout.Perplexities(ctx, sess, sets); err != nil {
+		return ppl, acc, err
 	}
 	model := &harness.Model{Session: sess, MaxLength: lm.MaxPositions(sess)}
 	res, err := harness.Evaluate(ctx, task, tokenizer.Bytes(), model, harness.Options{Batch: 16})

@@ -139,3 +139,18 @@ func Streams(t testing.TB, name string) (hidden []string, finalNorm string) {
 	}
 	return hidden, finalNorm
 }
+
+// DirNames returns the names in folder dir, sorted by name as os.ReadDir
+// sorts them, failing t when it cannot be read.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}

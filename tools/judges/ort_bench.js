@@ -31,10 +31,9 @@ const fs = require('fs');
 const readline = require('readline');
 const { readFeeds, writeNpy } = require('./npy');
 
-function fail(msg) {
-  process.stderr.write(`ort_bench: ${msg}\n`);
-  process.exit(1);
-}
+const { failer, start, sessionOptions } = require('./request');
+
+const fail = failer('ort_bench');
 
 function cpuMs() {
   const u = process.cpuUsage();
@@ -55,22 +54,10 @@ function say(obj) {
 }
 
 async function main() {
-  if (process.argv.length !== 3) fail('usage: node ort_bench.js REQUEST.json');
-  let ort;
-  try {
-    ort = require('onnxruntime-node');
-  } catch (e) {
-    fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
-  }
-  const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const { ort, req } = start('ort_bench');
   const feeds = readFeeds(ort, req.inputs);
   const t0 = performance.now();
-  const options = {
-    intraOpNumThreads: req.intra_op_threads || 2,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  };
+  const options = { ...sessionOptions(req), graphOptimizationLevel: 'all' };
   if (req.allow_spinning === false) {
     options.extra = { session: { intra_op: { allow_spinning: '0' } } };
   }

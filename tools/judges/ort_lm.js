@@ -19,12 +19,9 @@
 // with exit status 1.
 'use strict';
 
-const fs = require('fs');
+const { failer, start, sessionOptions } = require('./request');
 
-function fail(msg) {
-  process.stderr.write(`ort_lm: ${msg}\n`);
-  process.exit(1);
-}
+const fail = failer('ort_lm');
 
 function int64(ort, values, dims) {
   return new ort.Tensor('int64', BigInt64Array.from(values.map((v) => BigInt(v))), dims);
@@ -66,19 +63,10 @@ function argmax(row) {
 }
 
 async function main() {
-  if (process.argv.length !== 3) fail('usage: node ort_lm.js REQUEST.json');
-  let ort;
-  try {
-    ort = require('onnxruntime-node');
-  } catch (e) {
-    fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
-  }
-  const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const { ort, req } = start('ort_lm');
   let session;
   try {
-    session = await ort.InferenceSession.create(req.model, {
-      intraOpNumThreads: req.intra_op_threads || 2, interOpNumThreads: 1, executionMode: 'sequential',
-    });
+    session = await ort.InferenceSession.create(req.model, sessionOptions(req));
   } catch (e) {
     fail(`load ${req.model}: ${e.message}`);
   }

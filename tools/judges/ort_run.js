@@ -21,28 +21,16 @@ const fs = require('fs');
 const path = require('path');
 const { readFeeds, writeNpy } = require('./npy');
 
-function fail(msg) {
-  process.stderr.write(`ort_run: ${msg}\n`);
-  process.exit(1);
-}
+const { failer, start, sessionOptions } = require('./request');
+
+const fail = failer('ort_run');
 
 async function main() {
-  if (process.argv.length !== 3) fail('usage: node ort_run.js REQUEST.json');
-  let ort;
-  try {
-    ort = require('onnxruntime-node');
-  } catch (e) {
-    fail(`cannot load onnxruntime-node (run .ci/install-judges.sh): ${e.message}`);
-  }
-  const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const { ort, req } = start('ort_run');
   const feeds = readFeeds(ort, req.inputs);
   let session;
   try {
-    session = await ort.InferenceSession.create(req.model, {
-      intraOpNumThreads: req.intra_op_threads || 2,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-    });
+    session = await ort.InferenceSession.create(req.model, sessionOptions(req));
   } catch (e) {
     fail(`load ${req.model}: ${e.message}`);
   }

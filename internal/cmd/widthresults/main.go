@@ -37,19 +37,12 @@ import (
 	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/heldout"
 	"github.com/onnxslm/onnxslm/internal/testenv"
-	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/prune"
 	"github.com/onnxslm/onnxslm/runtime"
-	"github.com/onnxslm/onnxslm/tokens"
-)
-
-var (
-	models = []string{"llama8", "gpt2_6"}
-	ratios = []float64{0.25, 0.35}
-	evals  = []string{"eval_go_64x256", "eval_prose_64x256"}
 )
 
 type row struct {
@@ -64,7 +57,7 @@ type row struct {
 }
 
 func main() {
-	shared := flag.String("shared", "", "folder holding testmodels/ (default: ../shared next to the repository)")
+	shared := flag.String("shared", "", heldout.SharedUsage)
 	speed := flag.Bool("speed", true, "measure onnxruntime tokens/s (needs tools/judges/node_modules)")
 	reps := flag.Int("reps", 5, "timed onnxruntime runs per model and round")
 	rounds := flag.Int("rounds", 3, "rounds of speed measurements over the models (the fastest run of all counts)")
@@ -82,22 +75,11 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 	if err != nil {
 		return err
 	}
-	if shared == "" {
-		shared = filepath.Join(root, "..", "shared")
-	}
-	dir := filepath.Join(shared, "testmodels")
-	cal, err := tokens.Read(filepath.Join(dir, "tokens", "calib_train_16x128.npy"))
+	data, err := heldout.Load(shared)
 	if err != nil {
 		return err
 	}
-	var sets [2][][]int64
-	for i, name := range evals {
-		ts, err := tokens.Read(filepath.Join(dir, "tokens", name+".npy"))
-		if err != nil {
-			return err
-		}
-		sets[i] = ts.Rows
-	}
+	dir, cal, sets := data.Dir, data.Calib, data.Evals
 	tmp := keep
 	if tmp == "" {
 		if tmp, err = os.MkdirTemp("", "widthresults"); err != nil {
@@ -125,7 +107,7 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 		reused       []bool
 	}
 	var cells []cell
-	for _, name := range models {
+	for _, name := range heldout.Models {
 		path := filepath.Join(dir, name+".onnx")
 		m, err := onnx.Load(path)
 		if err != nil {
@@ -142,7 +124,7 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 			return err
 		}
 		done := map[string]*row{}
-		for _, ratio := range ratios {
+		for _, ratio := range heldout.Ratios {
 			target := prune.TargetDepth(L, ratio)
 			// The parameter count of target layers: identical layers, so the
 			// share of the decoder parameters is the share of the layers.
@@ -160,7 +142,7 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 				r, ok := done[key]
 				if !ok {
 					fmt.Fprintf(os.Stderr, "%s, %d → %d layers: %s\n", name, L, target, k.label)
-					k.opts.Calibration, k.opts.Version = cal.Rows, "widthresults"
+					k.opts.Calibration, k.opts.Version = cal, "widthresults"
 					out := filepath.Join(tmp, fmt.Sprintf("%s_%d_%d.onnx", name, target, len(done)))
 					x, err := pruneAndMeasure(ctx, m.Proto, k.opts, sets, out)
 					if err != nil {
@@ -307,19 +289,11 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, opts prune.Options, 
 
 // measure returns a model's perplexity on both held-out sets (Go runtime).
 func measure(ctx context.Context, m *pb.ModelProto, sets [2][][]int64) ([2]float64, error) {
-	var out [2]float64
 	sess, err := runtime.New(m, runtime.Options{})
 	if err != nil {
-		return out, err
+		return [2]float64{}, err
 	}
-	for i, rows := range sets {
-		res, err := lm.Perplexity(ctx, sess, rows, lm.Options{Batch: 16})
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", evals[i], err)
-		}
-		out[i] = res.Perplexity
-	}
-	return out, nil
+	return heldout.Perplexities(ctx, sess, sets)
 }
 
 // ortSpeed is the model's forward speed in onnxruntime, tokens per second
