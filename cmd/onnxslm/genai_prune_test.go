@@ -190,7 +190,8 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 // onnxruntime's perplexity (0.05 %); the default prune to 75 % of the
 // layers writes a file of the same ops and domains that onnxruntime runs,
 // with and without a past, at the perplexity eval reports, and updates
-// genai_config.json; its perplexity is within 2 % (float) or 5 %
+// genai_config.json (--method slm's file too, but for the config); its
+// perplexity is within 2 % (float) or 5 %
 // (quantized) of the plain twin's prune at the same depth.
 func TestDeployedLayoutsPrune(t *testing.T) {
 	if testing.Short() {
@@ -235,6 +236,15 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				t.Errorf("ops changed:\n in  %v\n out %v", a, b)
 			}
 			pruned := check(out)
+			// --method slm: the paper's sliding loop on the same layout.
+			slmOut := filepath.Join(t.TempDir(), "model.onnx")
+			if code, _, stderr := runCLI(t, model, slmOut, "--prune-ratio", "0.25", "--method", "slm"); code != 0 {
+				t.Fatalf("prune --method slm: exit %d: %s", code, stderr)
+			}
+			if a, b := opSet(t, model), opSet(t, slmOut); strings.Join(a, " ") != strings.Join(b, " ") {
+				t.Errorf("--method slm: ops changed:\n in  %v\n out %v", a, b)
+			}
+			check(slmOut)
 			if strings.HasPrefix(l.name, "genai") {
 				b, err := os.ReadFile(filepath.Join(outDir, "genai_config.json"))
 				if err != nil {
