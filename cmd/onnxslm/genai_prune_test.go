@@ -84,10 +84,15 @@ func cliPerplexity(t *testing.T, model, tokens string) float64 {
 	return r.Perplexity
 }
 
-// ortFeeds are onnxruntime's feeds for ids [1, T] after a past of pastLen
+// ortFeeds are onnxruntime's feeds for rows [B, T] after a past of pastLen
 // tokens (past: the present values of the run before; nil: empty).
-func ortFeeds(t *testing.T, s *runtime.Session, ids []int64, pastLen int, past map[string]*npy.Array) map[string]*npy.Array {
+func ortFeeds(t *testing.T, s *runtime.Session, rows [][]int64, pastLen int, past map[string]*npy.Array) map[string]*npy.Array {
 	t.Helper()
+	B, T := len(rows), len(rows[0])
+	var ids []int64
+	for _, r := range rows {
+		ids = append(ids, r...)
+	}
 	f := map[string]*npy.Array{}
 	mk := func(shape []int, data any) *npy.Array {
 		a, err := npy.New(shape, data)
@@ -99,24 +104,24 @@ func ortFeeds(t *testing.T, s *runtime.Session, ids []int64, pastLen int, past m
 	for _, in := range s.Inputs() {
 		switch {
 		case in.Name == "input_ids":
-			f[in.Name] = mk([]int{1, len(ids)}, append([]int64(nil), ids...))
+			f[in.Name] = mk([]int{B, T}, ids)
 		case in.Name == "attention_mask":
-			v := make([]int64, pastLen+len(ids))
+			v := make([]int64, B*(pastLen+T))
 			for i := range v {
 				v[i] = 1
 			}
-			f[in.Name] = mk([]int{1, len(v)}, v)
+			f[in.Name] = mk([]int{B, pastLen + T}, v)
 		case in.Name == "position_ids":
-			v := make([]int64, len(ids))
+			v := make([]int64, B*T)
 			for i := range v {
-				v[i] = int64(pastLen + i)
+				v[i] = int64(pastLen + i%T)
 			}
-			f[in.Name] = mk([]int{1, len(v)}, v)
+			f[in.Name] = mk([]int{B, T}, v)
 		case strings.HasPrefix(in.Name, "past_key_values."):
 			if past != nil {
 				f[in.Name] = past[in.Name]
 			} else {
-				f[in.Name] = mk([]int{1, 2, 0, 16}, []float32{})
+				f[in.Name] = mk([]int{B, 2, 0, 16}, []float32{})
 			}
 		default:
 			t.Fatalf("input %q: no feed", in.Name)
@@ -125,11 +130,12 @@ func ortFeeds(t *testing.T, s *runtime.Session, ids []int64, pastLen int, past m
 	return f
 }
 
-// ortRowPerplexity is the perplexity of rows from onnxruntime's logits (one
-// row at a time, empty past), scored by lm.NLL; it also runs the last
-// row's final token on the past its other tokens leave and checks that
+// ortRowPerplexity is the perplexity of rows from onnxruntime's logits
+// (empty past; all rows in one run, or one row at a time when perRow: int8
+// dynamic scales activations per tensor), scored by lm.NLL; it also runs
+// the last row's final token on the past its other tokens leave and checks that
 // onnxruntime's logits there equal the whole row's last ones.
-func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]int64, stepTol float64) float64 {
+func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]int64, perRow bool, stepTol float64) float64 {
 	t.Helper()
 	m, err := onnx.Load(model)
 	if err != nil {
@@ -148,8 +154,15 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	var sum float64
 	var n int
 	var last []float32
-	for _, r := range rows {
-		out, err := ort.Run(model, ortFeeds(t, s, r, 0, nil), []string{"logits"})
+	batches := [][][]int64{rows} // one run of all rows
+	if perRow {
+		batches = nil
+		for i := range rows {
+			batches = append(batches, rows[i:i+1])
+		}
+	}
+	for _, b := range batches {
+		out, err := ort.Run(model, ortFeeds(t, s, b, 0, nil), []string{"logits"})
 		if err != nil {
 			t.Fatalf("onnxruntime on %s: %v", model, err)
 		}
@@ -158,7 +171,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 		if err != nil {
 			t.Fatal(err)
 		}
-		nll, cnt, err := lm.NLL(l, [][]int64{r})
+		nll, cnt, err := lm.NLL(l, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +181,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	}
 	r := rows[len(rows)-1]
 	T := len(r)
-	pre, err := ort.Run(model, ortFeeds(t, s, r[:T-1], 0, nil), presents)
+	pre, err := ort.Run(model, ortFeeds(t, s, [][]int64{r[:T-1]}, 0, nil), presents)
 	if err != nil {
 		t.Fatalf("onnxruntime on %s: %v", model, err)
 	}
@@ -176,7 +189,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	for _, p := range presents {
 		past["past_key_values."+strings.TrimPrefix(p, "present.")] = pre[p]
 	}
-	step, err := ort.Run(model, ortFeeds(t, s, r[T-1:], T-1, past), []string{"logits"})
+	step, err := ort.Run(model, ortFeeds(t, s, [][]int64{r[T-1:]}, T-1, past), []string{"logits"})
 	if err != nil {
 		t.Fatalf("onnxruntime on %s with a past of %d tokens: %v", model, T-1, err)
 	}
@@ -219,7 +232,7 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				if l.dynamic {
 					stepTol = 5e-2
 				}
-				want := ortRowPerplexity(t, ort, path, rows, stepTol)
+				want := ortRowPerplexity(t, ort, path, rows, l.dynamic, stepTol)
 				d := math.Abs(got-want) / want
 				t.Logf("%s: eval %.6f, onnxruntime %.6f (%.2g relative)", filepath.Base(path), got, want, d)
 				if d > 5e-4 {
