@@ -231,7 +231,7 @@ func ckaMatrix(ctx context.Context, cal *calibration, L int, k similarity.Kernel
 				}
 				n = h.Dim(1)
 				per := n * h.Dim(2)
-				data := h.Float32Data()
+				data := b.stream(l + 1) // h plus its branch on a fused-residual stack
 				if len(data) != len(b.rows)*per {
 					return nil, fmt.Errorf("output of layer %d: %d float32 values, want %d", l, len(data), len(b.rows)*per)
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	goruntime "runtime"
+	"slices"
 	"sync"
 
 	"github.com/onnxslm/onnxslm/discover"
@@ -74,7 +75,7 @@ func newAutoEval(ctx context.Context, sc *scorer) (*autoEval, error) {
 	for _, b := range sc.cal.batches {
 		a.firstRow = append(a.firstRow, n)
 		n += len(b.rows)
-		feeds := withHidden(sess, b, sc.stack.Hidden[L], b.hidden[L])
+		feeds := withStream(sess, b, sc.at(L), b.values(L))
 		out, err := sess.RunContext(ctx, feeds, []string{name})
 		if err != nil {
 			return nil, fmt.Errorf("auto: original logits: %w", err)
@@ -251,10 +252,10 @@ func (a *autoEval) measure(ctx context.Context, plan rewrite.Plan, lowest int) (
 // repairSite is where a window's repair goes: the projection that writes the
 // merged layer's last residual branch (the MLP's down projection).
 type repairSite struct {
-	slot   int    // the projection weight's slot
-	tap    string // the value the projection (and its bias) outputs in layer low
-	out    string // the stream leaving layer low
-	offset bool   // whether the projection has a bias (an offset can be fitted)
+	slot   int      // the projection weight's slot
+	tap    string   // the value the projection (and its bias) outputs in layer low
+	out    boundary // the stream leaving layer low
+	offset bool     // whether the projection has a bias (an offset can be fitted)
 	width  int
 }
 
@@ -268,7 +269,7 @@ func (a *autoEval) site(low int) (repairSite, error) {
 		if p.Residual == "" || p.Storage != discover.Dense || w < 0 || len(layer.Params[w].Uses) != 1 {
 			continue
 		}
-		return repairSite{slot: w, tap: p.Residual, out: layer.Output, offset: p.Bias >= 0, width: int(p.Out)}, nil
+		return repairSite{slot: w, tap: p.Residual, out: layerOut(layer), offset: p.Bias >= 0, width: int(p.Out)}, nil
 	}
 	return repairSite{}, fmt.Errorf("auto: layer %d: no projection writes its last residual branch", low)
 }
@@ -326,10 +327,10 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 				fitBatches = append(fitBatches, b)
 			}
 		}
-		err = cand.run(ctx, fitBatches, w.Low, []string{site.tap, site.out}, func(bi int, o map[string]*runtime.Tensor) error {
+		err = cand.run(ctx, fitBatches, w.Low, append([]string{site.tap}, site.out...), func(bi int, o map[string]*runtime.Tensor) error {
 			b := fitBatches[bi]
-			y, h := o[site.tap].Float32Data(), o[site.out].Float32Data()
-			target := b.hidden[w.High+1].Float32Data()
+			y, h := o[site.tap].Float32Data(), streamOf(o, site.out)
+			target := b.stream(w.High + 1)
 			if len(y) != len(h) || len(h) != len(target) {
 				return fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
 			}
@@ -342,7 +343,8 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 			if err := prob.Add(y[:nfit*per], want); err != nil {
 				return err
 			}
-			cand.Recycle(o[site.tap], o[site.out])
+			cand.Recycle(o[site.tap])
+			recycleOut(cand.Session, o, site.out, site.tap)
 			return nil
 		})
 		if err != nil {
@@ -362,4 +364,42 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		cand.done()
 	}
 	return out, nil
+}
+
+// layerOut is the boundary leaving layer l: its output, and the branch it
+// leaves for the next norm to add on a fused-residual stack.
+func layerOut(l discover.Layer) boundary {
+	if l.OutputBranch != "" {
+		return boundary{l.Output, l.OutputBranch}
+	}
+	return boundary{l.Output}
+}
+
+// streamOf is the stream at boundary at from a run's fetched values: the
+// value itself, or the sum of h and its branch (a new slice).
+func streamOf(o map[string]*runtime.Tensor, at boundary) []float32 {
+	h := o[at[0]].Float32Data()
+	if len(at) == 1 {
+		return h
+	}
+	r := o[at[1]].Float32Data()
+	s := make([]float32, len(h))
+	for i := range s {
+		s[i] = h[i]
+		if i < len(r) {
+			s[i] += r[i]
+		}
+	}
+	return s
+}
+
+// recycleOut hands the fetched values of boundary at back to sess, unless
+// one of them is also the repair tap the caller recycles (the down
+// projection writes the branch itself).
+func recycleOut(sess *runtime.Session, o map[string]*runtime.Tensor, at boundary, skip ...string) {
+	for _, n := range at {
+		if !slices.Contains(skip, n) {
+			sess.Recycle(o[n])
+		}
+	}
 }

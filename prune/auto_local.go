@@ -38,8 +38,8 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 	if !repaired && siteErr == nil {
 		siteErr = fmt.Errorf("no repair asked for")
 	}
-	out := sc.stack.Layers[w.Low].Output
-	fetch := []string{out}
+	out := layerOut(sc.stack.Layers[w.Low])
+	fetch := append([]string(nil), out...)
 	if siteErr == nil {
 		fetch = append(fetch, site.tap)
 	}
@@ -60,17 +60,17 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 	d := 0
 	err = cand.run(ctx, sc.cal.batches, w.Low, fetch, func(bi int, o map[string]*runtime.Tensor) error {
 		b := sc.cal.batches[bi]
-		h := o[out].Float32Data()
+		h := streamOf(o, out)
 		var y []float32
 		if prob != nil {
 			y = o[site.tap].Float32Data()
 		}
-		target := b.hidden[w.High+1].Float32Data()
+		target := b.stream(w.High + 1)
 		if len(h) != len(target) || (y != nil && len(y) != len(h)) {
 			return fmt.Errorf("window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
 		}
 		per := len(h) / len(b.rows)
-		d = b.hidden[0].Dim(b.hidden[0].Rank() - 1)
+		d = b.width()
 		nfit := max(0, min(len(b.rows), a.fitRows-a.firstRow[bi]))
 		if prob != nil && nfit > 0 {
 			want := make([]float32, nfit*per)
@@ -92,7 +92,12 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 			}
 			check = append(check, hc)
 		}
-		cand.Recycle(o[out], o[site.tap])
+		if prob != nil {
+			cand.Recycle(o[site.tap])
+			recycleOut(cand.Session, o, out, site.tap)
+		} else {
+			recycleOut(cand.Session, o, out)
+		}
 		return nil
 	})
 	if err != nil {

@@ -26,6 +26,11 @@ type calibBatch struct {
 	feeds map[string]*runtime.Tensor // the model's inputs for these rows
 	// hidden[i] is h_i, the stream entering layer i; hidden[L] leaves the last layer.
 	hidden []*runtime.Tensor
+	// branch[i], on a fused-residual stack (discover.Stack.Branch), is the
+	// branch not yet added to hidden[i] (nil for i = 0); sum[i] is then the
+	// stream hidden[i] + branch[i]. Both nil for other stacks.
+	branch []*runtime.Tensor
+	sum    [][]float32
 	// final is the final-normed hidden state of the original model, [B, T, d].
 	final *runtime.Tensor
 }
@@ -39,12 +44,22 @@ func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, r
 	if err != nil {
 		return nil, err
 	}
+	path := make([]boundary, len(st.Hidden))
 	for j := range bs {
 		bs[j].hidden = make([]*runtime.Tensor, len(st.Hidden))
+		if st.Branch != nil {
+			bs[j].branch = make([]*runtime.Tensor, len(st.Hidden))
+		}
 	}
-	err = walk(ctx, sess, bs, "", nil, st.Hidden, []string{st.FinalNorm}, func(i int, vals []*runtime.Tensor) error {
+	for i := range path {
+		path[i] = stackBoundary(st, i)
+	}
+	err = walk(ctx, sess, bs, nil, nil, path, []string{st.FinalNorm}, func(i int, vals [][]*runtime.Tensor) error {
 		for j, v := range vals {
-			bs[j].hidden[i] = v
+			bs[j].hidden[i] = v[0]
+			if len(v) > 1 {
+				bs[j].branch[i] = v[1]
+			}
 		}
 		if step != nil {
 			step()
@@ -91,12 +106,16 @@ func calibBatches(sess *runtime.Session, rows [][]int64, batch int) ([]calibBatc
 // from the batches' cached streams.
 func finishCalibration(bs []calibBatch, L int) (*calibration, error) {
 	cal := &calibration{batches: bs}
+	for j := range bs {
+		if err := bs[j].sumBranches(); err != nil {
+			return nil, err
+		}
+	}
 	bi := make([]similarity.BlockInfluenceMean, L)
 	for _, b := range bs {
 		for i := range bi {
-			in, o := b.hidden[i], b.hidden[i+1]
-			d := in.Dim(in.Rank() - 1)
-			if err := bi[i].Add(in.Float32Data(), o.Float32Data(), d); err != nil {
+			d := b.width()
+			if err := bi[i].Add(b.stream(i), b.stream(i+1), d); err != nil {
 				return nil, fmt.Errorf("block influence of layer %d: %w", i, err)
 			}
 		}
@@ -117,14 +136,22 @@ func calibrateBatchMajor(ctx context.Context, sess *runtime.Session, st *discove
 		return nil, err
 	}
 	fetch := append(append([]string(nil), st.Hidden...), st.FinalNorm)
+	for _, name := range st.Branch {
+		if name != "" {
+			fetch = append(fetch, name)
+		}
+	}
 	for j := range bs {
 		out, err := sess.RunContext(ctx, bs[j].feeds, fetch)
 		if err != nil {
 			return nil, fmt.Errorf("calibration batch %d: %w", j, err)
 		}
 		bs[j].final = out[st.FinalNorm]
-		for _, name := range st.Hidden {
+		for i, name := range st.Hidden {
 			bs[j].hidden = append(bs[j].hidden, out[name])
+			if st.Branch != nil {
+				bs[j].branch = append(bs[j].branch, out[st.Branch[i]]) // nil for ""
+			}
 		}
 	}
 	return finishCalibration(bs, st.NumLayers())
@@ -140,8 +167,7 @@ func (c *calibration) spanInfluence(lo, hi int) (float64, error) {
 		if lo < 0 || hi+1 >= len(b.hidden) || lo > hi {
 			return 0, fmt.Errorf("span %d..%d outside the %d layers", lo, hi, len(b.hidden)-1)
 		}
-		in, out := b.hidden[lo], b.hidden[hi+1]
-		if err := acc.Add(in.Float32Data(), out.Float32Data(), in.Dim(in.Rank()-1)); err != nil {
+		if err := acc.Add(b.stream(lo), b.stream(hi+1), b.width()); err != nil {
 			return 0, fmt.Errorf("block influence of layers %d..%d: %w", lo, hi, err)
 		}
 	}
@@ -153,4 +179,53 @@ func (c *calibration) spanInfluence(lo, hi int) (float64, error) {
 // stream, so the score is their span influence, 1 − cos(h_lo+1, h_hi+1).
 func (c *calibration) removedInfluence(lo, hi int) (float64, error) {
 	return c.spanInfluence(lo+1, hi)
+}
+
+// sumBranches computes sum[i] = hidden[i] + branch[i] on a fused-residual
+// stack (nothing otherwise).
+func (b *calibBatch) sumBranches() error {
+	if b.branch == nil {
+		return nil
+	}
+	b.sum = make([][]float32, len(b.hidden))
+	for i, br := range b.branch {
+		if br == nil {
+			continue
+		}
+		h, r := b.hidden[i].Float32Data(), br.Float32Data()
+		if len(h) != len(r) {
+			return fmt.Errorf("boundary %d: %d stream values, %d branch values", i, len(h), len(r))
+		}
+		s := make([]float32, len(h))
+		for k := range s {
+			s[k] = h[k] + r[k]
+		}
+		b.sum[i] = s
+	}
+	return nil
+}
+
+// stream is the residual stream entering layer i (leaving the last layer
+// for i = L), [B, T, d] flattened: h_i, plus the branch not yet added on a
+// fused-residual stack.
+func (b calibBatch) stream(i int) []float32 {
+	if b.sum != nil && b.sum[i] != nil {
+		return b.sum[i]
+	}
+	return b.hidden[i].Float32Data()
+}
+
+// width is the stream's width d.
+func (b calibBatch) width() int {
+	h := b.hidden[0]
+	return h.Dim(h.Rank() - 1)
+}
+
+// values are the values of boundary i as a run from it feeds them
+// (aligned with stackBoundary).
+func (b calibBatch) values(i int) []*runtime.Tensor {
+	if b.branch != nil && b.branch[i] != nil {
+		return []*runtime.Tensor{b.hidden[i], b.branch[i]}
+	}
+	return []*runtime.Tensor{b.hidden[i]}
 }

@@ -48,7 +48,7 @@ type candidate struct {
 	// from is the stream value the runs start from ("" for the token ids), the
 	// input of the lowest layer the plan changes; below it the model equals
 	// the original.
-	from  string
+	from  boundary
 	lower int
 	// kept lists the original index of each of the candidate's layers.
 	kept []int
@@ -72,7 +72,7 @@ func (s *scorer) candidate(plan rewrite.Plan, lowest int, fromStream bool) (*can
 	}
 	c := &candidate{Session: sess, sc: s, kept: res.KeptFrom, t0: t0}
 	if fromStream && lowest > 0 {
-		c.from, c.lower = s.stack.Hidden[lowest], lowest
+		c.from, c.lower = s.at(lowest), lowest
 	}
 	return c, nil
 }
@@ -84,13 +84,13 @@ func (s *scorer) candidate(plan rewrite.Plan, lowest int, fromStream bool) (*can
 // each batch's fetched values. The work is counted in the scorer's units.
 func (c *candidate) run(ctx context.Context, bs []calibBatch, below int, fetch []string, end func(j int, out map[string]*runtime.Tensor) error) error {
 	s := c.sc
-	var start []*runtime.Tensor
-	var path []string
-	if c.from == "" {
-		path = append(path, s.stack.Hidden[0])
+	var start [][]*runtime.Tensor
+	var path []boundary
+	if c.from == nil {
+		path = append(path, s.at(0))
 	} else {
 		for _, b := range bs {
-			start = append(start, b.hidden[c.lower])
+			start = append(start, b.values(c.lower))
 		}
 	}
 	layers := s.streamPath(c.kept, c.lower, below)
@@ -120,15 +120,23 @@ func (c *candidate) done() {
 
 // withHidden returns b's feeds with the stream value name set to h.
 func withHidden(sess *runtime.Session, b calibBatch, name string, h *runtime.Tensor) map[string]*runtime.Tensor {
-	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+1)
+	if name == "" {
+		return withStream(sess, b, nil, nil)
+	}
+	return withStream(sess, b, boundary{name}, []*runtime.Tensor{h})
+}
+
+// withStream returns b's feeds with the values of boundary at set to vals.
+func withStream(sess *runtime.Session, b calibBatch, at boundary, vals []*runtime.Tensor) map[string]*runtime.Tensor {
+	feeds := make(map[string]*runtime.Tensor, len(b.feeds)+len(at))
 	for k, v := range b.feeds {
 		// A candidate of a KV-cache model lacks the removed layers' past inputs.
 		if sess.HasValue(k) {
 			feeds[k] = v
 		}
 	}
-	if name != "" {
-		feeds[name] = h
+	for i, name := range at {
+		feeds[name] = vals[i]
 	}
 	return feeds
 }

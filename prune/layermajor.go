@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -19,33 +20,45 @@ import (
 // h_i of every batch (plus the batch's graph inputs, from which masks and
 // positions are derived) and fetches h_{i+1}.
 
+// boundary names the stream's values at a layer boundary: h_i alone, or,
+// on a stack whose residual adds are fused into the next norm
+// (discover.Stack.Branch), h_i and the branch not yet added to it. The
+// stream itself is their sum (calibBatch.stream); a run from a boundary feeds
+// its values as they are.
+type boundary []string
+
 // walk runs sess over the batches bs layer-major. Each batch starts from
-// start[j] as the value named from ("" and nil: from the token ids), goes
-// through the stream values path in order, one step for all batches at a
+// start[j], the values of boundary from (nil and nil: from the token ids),
+// goes through the boundaries path in order, one step for all batches at a
 // time, and ends by fetching fetch, whose values end receives batch by batch
 // (so a batch's logits can be used and recycled before the next batch's are
-// made). visit, when set, sees every batch's value at each value of path
-// (visit(i, vals) for path[i]) and may keep them: then walk leaves them alone,
-// else it hands a step's values back to the session once the next step has
-// read them (never the start values, which belong to the caller).
-func walk(ctx context.Context, sess *runtime.Session, bs []calibBatch, from string, start []*runtime.Tensor, path, fetch []string,
-	visit func(i int, vals []*runtime.Tensor) error, end func(j int, out map[string]*runtime.Tensor) error) error {
+// made). visit, when set, sees every batch's values at each boundary of path
+// (visit(i, vals) for path[i], vals[j] aligned with path[i]) and may keep
+// them: then walk leaves them alone, else it hands a step's values back to
+// the session once the next step has read them (never the start values,
+// which belong to the caller).
+func walk(ctx context.Context, sess *runtime.Session, bs []calibBatch, from boundary, start [][]*runtime.Tensor, path []boundary, fetch []string,
+	visit func(i int, vals [][]*runtime.Tensor) error, end func(j int, out map[string]*runtime.Tensor) error) error {
 	cur := start
-	if from == "" {
-		cur = make([]*runtime.Tensor, len(bs))
+	if len(from) == 0 {
+		cur = make([][]*runtime.Tensor, len(bs))
 	}
 	owned := false // whether cur came from this walk's runs (and may be recycled)
-	for i, name := range path {
-		next := make([]*runtime.Tensor, len(bs))
+	for i, names := range path {
+		next := make([][]*runtime.Tensor, len(bs))
 		for j, b := range bs {
-			out, err := sess.RunContext(ctx, withHidden(sess, b, from, cur[j]), []string{name})
+			out, err := sess.RunContext(ctx, withStream(sess, b, from, cur[j]), names)
 			if err != nil {
-				return fmt.Errorf("batch %d: stream value %q: %w", j, name, err)
+				return fmt.Errorf("batch %d: stream value %q: %w", j, names[0], err)
 			}
-			next[j] = out[name]
+			for _, n := range names {
+				next[j] = append(next[j], out[n])
+			}
 		}
 		if owned {
-			sess.Recycle(cur...)
+			for _, c := range cur {
+				sess.Recycle(c...)
+			}
 		}
 		owned = visit == nil
 		if visit != nil {
@@ -53,15 +66,15 @@ func walk(ctx context.Context, sess *runtime.Session, bs []calibBatch, from stri
 				return err
 			}
 		}
-		from, cur = name, next
+		from, cur = names, next
 	}
 	for j, b := range bs {
-		out, err := sess.RunContext(ctx, withHidden(sess, b, from, cur[j]), fetch)
+		out, err := sess.RunContext(ctx, withStream(sess, b, from, cur[j]), fetch)
 		if err != nil {
 			return fmt.Errorf("batch %d: %w", j, err)
 		}
 		if owned {
-			sess.Recycle(cur[j])
+			sess.Recycle(cur[j]...)
 		}
 		if err := end(j, out); err != nil {
 			return err
@@ -70,16 +83,31 @@ func walk(ctx context.Context, sess *runtime.Session, bs []calibBatch, from stri
 	return nil
 }
 
+// at is the boundary entering layer i (i = L: leaving the last layer).
+func (s *scorer) at(i int) boundary { return stackBoundary(s.stack, i) }
+
+func stackBoundary(st *discover.Stack, i int) boundary {
+	if st.Branch != nil && st.Branch[i] != "" {
+		return boundary{st.Hidden[i], st.Branch[i]}
+	}
+	return boundary{st.Hidden[i]}
+}
+
 // streamPath is the candidate model's stream values above layer lowest, up to
 // (excluding) layer below: the outputs of the kept layers lowest..below−1.
 // kept lists the original indices of the candidate's layers (ascending).
 // A merged window keeps its lowest layer's output name; a removed run of layers
 // is bridged by the rewrite, so the next kept layer reads that output.
-func (s *scorer) streamPath(kept []int, lowest, below int) []string {
-	var path []string
+func (s *scorer) streamPath(kept []int, lowest, below int) []boundary {
+	var path []boundary
 	for _, k := range kept {
 		if k >= lowest && k < below {
-			path = append(path, s.stack.Layers[k].Output)
+			l := s.stack.Layers[k]
+			b := boundary{l.Output}
+			if l.OutputBranch != "" {
+				b = append(b, l.OutputBranch)
+			}
+			path = append(path, b)
 		}
 	}
 	return path

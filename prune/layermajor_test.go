@@ -47,6 +47,19 @@ func layerMajorModels(t *testing.T) []struct {
 		m    *pb.ModelProto
 		rows [][]int64
 	}{"llama_kv", kv, randomRows(6, 24, 4)})
+	// The genai builder's fused residual adds: each boundary is h_i and the
+	// branch not yet added (Stack.Branch), fed and fetched together.
+	for _, p := range []string{modelgen.GenAIFP32, modelgen.GenAIInt4} {
+		m, _, err := modelgen.BuildGenAI(modelgen.GenAIConfig{Layers: 5, Hidden: 64, Heads: 4, KVHeads: 2, Seed: 2, Precision: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, struct {
+			name string
+			m    *pb.ModelProto
+			rows [][]int64
+		}{"genai_" + p, m, randomRows(6, 24, 4)})
+	}
 	return out
 }
 
@@ -109,6 +122,19 @@ func TestLayerMajorCalibrationMatchesBatchMajor(t *testing.T) {
 				pairs := [][2]*runtime.Tensor{{lb.final, bb.final}}
 				for i := range bb.hidden {
 					pairs = append(pairs, [2]*runtime.Tensor{lb.hidden[i], bb.hidden[i]})
+					if st.Branch != nil && st.Branch[i] != "" {
+						if lb.branch[i] == nil || bb.branch[i] == nil {
+							t.Fatalf("batch %d, boundary %d: no branch cached", j, i)
+						}
+						pairs = append(pairs, [2]*runtime.Tensor{lb.branch[i], bb.branch[i]})
+						// The stream the measures read is h_i plus its branch.
+						h, r, sum := lb.hidden[i].Float32Data(), lb.branch[i].Float32Data(), lb.stream(i)
+						for k := range sum {
+							if sum[k] != h[k]+r[k] {
+								t.Fatalf("batch %d, boundary %d: stream %g at %d, h %g + branch %g", j, i, sum[k], k, h[k], r[k])
+							}
+						}
+					}
 				}
 				for i, p := range pairs {
 					rel, bitwise, err := sameValues(p[0], p[1])
@@ -179,6 +205,33 @@ func TestLayerMajorCandidateMatchesBatchMajor(t *testing.T) {
 					if rel, _, err := sameValues(got[j][name], want[name]); err != nil || rel > 1e-6 {
 						t.Errorf("batch %d, %s: relative difference %g (%v)", j, name, rel, err)
 					}
+				}
+			}
+			if st.Branch != nil {
+				// The run reads the cached branch it is fed, not one it
+				// recomputes from the token ids: a zero branch changes the
+				// final states.
+				bs := append([]calibBatch(nil), cal.batches...)
+				for j := range bs {
+					b := bs[j].branch[1]
+					z, err := runtime.FromSlice(b.Shape(), make([]float32, b.Len()))
+					if err != nil {
+						t.Fatal(err)
+					}
+					bs[j].branch = append([]*runtime.Tensor(nil), bs[j].branch...)
+					bs[j].branch[1] = z
+				}
+				if err := cand.run(ctx, bs, L, fetch, func(j int, out map[string]*runtime.Tensor) error {
+					if rel, _, err := sameValues(out[st.FinalNorm], got[j][st.FinalNorm]); err != nil || rel < 1e-3 {
+						t.Errorf("batch %d: a zero branch at layer 1 moved the final states by %g (%v): the fed branch was not read", j, rel, err)
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				sc.work = work{}
+				if err := cand.run(ctx, cal.batches, L, fetch, func(int, map[string]*runtime.Tensor) error { return nil }); err != nil {
+					t.Fatal(err)
 				}
 			}
 			// Two layers below the lowest changed one are not run; the rest
