@@ -213,7 +213,7 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 	ort := judge.ORT(t)
 	rows := tokenRows(4, 24, 256)
 	tokens := filepath.Join(t.TempDir(), "eval.npy")
-	if err := npy.Write(tokens, idsArray(t, rows)); err != nil {
+	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range deployedLayouts() {
