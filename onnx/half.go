@@ -1,29 +1,14 @@
 package onnx
 
-import "math"
+import (
+	"math"
+
+	"github.com/onnxslm/onnxslm/internal/half"
+)
 
 // Float16ToFloat32 widens an IEEE 754 binary16 value, given by its bits, to
 // float32. The conversion is exact; NaN payloads are kept.
-func Float16ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0: // ±0
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: normalize
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-	case exp == 0x1f: // inf or NaN
-		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
-	default:
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	}
-}
+func Float16ToFloat32(h uint16) float32 { return half.ToFloat32(h) }
 
 // Float32ToFloat16 narrows f to IEEE 754 binary16 bits, rounding to nearest
 // with ties to even. Values too large become ±Inf, values too small ±0 or a

@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+
+	"github.com/onnxslm/onnxslm/internal/half"
+)
 
 // HalfView is a B operand kept as 16-bit floats, IEEE binary16 (float16) or
 // bfloat16, as a model stores its weights: element (i, j) is
@@ -31,28 +35,10 @@ func HalfToFloat32(dst []float32, src []uint16, bf16 bool) {
 
 // Float16ToFloat32 widens one float16 value given by its bits (exact; NaN
 // payloads kept).
-func Float16ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0: // ±0
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: normalize
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-	case exp == 0x1f: // inf or NaN
-		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-}
+func Float16ToFloat32(h uint16) float32 { return half.ToFloat32(h) }
 
 // BFloat16ToFloat32 widens one bfloat16 value given by its bits (exact).
-func BFloat16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+func BFloat16ToFloat32(h uint16) float32 { return half.BFloat16ToFloat32(h) }
 
 // widenF16 and widenBF16 convert len(src) values; assembly versions replace
 // them where the CPU allows.
