@@ -159,28 +159,37 @@ func (d distributions) tokenScores(logits []float32, v, threads int) (kl, lse []
 	}
 	n := len(logits) / v
 	kl, lse = make([]float64, n), make([]float64, n)
+	forTokens(n, threads, func(t int) {
+		z, p := logits[t*v:(t+1)*v], d.p[t*v:(t+1)*v]
+		var dot float64
+		for j, x := range z {
+			dot += float64(p[j]) * float64(x)
+		}
+		lse[t] = lm.LogSumExp(z)
+		kl[t] = d.negH[t] - dot + lse[t]*d.mass[t]
+	})
+	return kl, lse
+}
+
+// forTokens runs f(t) for t in 0..n-1 on up to threads goroutines
+// (GOMAXPROCS when threads <= 0), in contiguous ranges; each token is
+// computed on its own, so results do not depend on the number of threads.
+func forTokens(n, threads int, f func(t int)) {
 	if threads <= 0 {
 		threads = goruntime.GOMAXPROCS(0)
 	}
 	var wg sync.WaitGroup
-	per := (n + threads - 1) / threads
+	per := max(1, (n+threads-1)/threads)
 	for lo := 0; lo < n; lo += per {
 		wg.Add(1)
 		go func(lo, hi int) {
 			defer wg.Done()
 			for t := lo; t < hi; t++ {
-				z, p := logits[t*v:(t+1)*v], d.p[t*v:(t+1)*v]
-				var dot float64
-				for j, x := range z {
-					dot += float64(p[j]) * float64(x)
-				}
-				lse[t] = lm.LogSumExp(z)
-				kl[t] = d.negH[t] - dot + lse[t]*d.mass[t]
+				f(t)
 			}
 		}(lo, min(lo+per, n))
 	}
 	wg.Wait()
-	return kl, lse
 }
 
 // measure builds the model of plan and measures it; lowest is the lowest

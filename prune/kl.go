@@ -3,9 +3,7 @@ package prune
 import (
 	"cmp"
 	"math"
-	goruntime "runtime"
 	"slices"
-	"sync"
 
 	"github.com/onnxslm/onnxslm/lm"
 )
@@ -65,35 +63,23 @@ func (d *topDistributions) tokenScores(logits []float32, threads int) (kl, lse [
 	v, k := d.v, d.k
 	n := len(logits) / v
 	kl, lse = make([]float64, n), make([]float64, n)
-	if threads <= 0 {
-		threads = goruntime.GOMAXPROCS(0)
-	}
-	var wg sync.WaitGroup
-	per := (n + threads - 1) / threads
-	for lo := 0; lo < n; lo += per {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			for t := lo; t < hi; t++ {
-				z := logits[t*v : (t+1)*v]
-				l := lm.LogSumExp(z)
-				lse[t] = l
-				var s, qtop float64
-				for i := 0; i < k; i++ {
-					lq := float64(z[d.idx[t*k+i]]) - l
-					lp := d.logp[t*k+i]
-					s += math.Exp(lp) * (lp - lq)
-					qtop += math.Exp(lq)
-				}
-				if d.tail[t] > 0 {
-					qtail := max(1-qtop, 1e-30)
-					s += d.tail[t] * (d.logTail[t] - math.Log(qtail))
-				}
-				kl[t] = s
-			}
-		}(lo, min(lo+per, n))
-	}
-	wg.Wait()
+	forTokens(n, threads, func(t int) {
+		z := logits[t*v : (t+1)*v]
+		l := lm.LogSumExp(z)
+		lse[t] = l
+		var s, qtop float64
+		for i := 0; i < k; i++ {
+			lq := float64(z[d.idx[t*k+i]]) - l
+			lp := d.logp[t*k+i]
+			s += math.Exp(lp) * (lp - lq)
+			qtop += math.Exp(lq)
+		}
+		if d.tail[t] > 0 {
+			qtail := max(1-qtop, 1e-30)
+			s += d.tail[t] * (d.logTail[t] - math.Log(qtail))
+		}
+		kl[t] = s
+	})
 	return kl, lse
 }
 
