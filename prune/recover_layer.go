@@ -329,7 +329,7 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 		if old == nil {
 			return fmt.Errorf("slot %d (%s): %q is not a constant tensor", slot, p.Role, p.Name)
 		}
-		t, err := encodeLikeTensor(g.UniqueName(p.Name+suffix), old, data)
+		t, err := onnx.EncodeLike(g.UniqueName(p.Name+suffix), old, data)
 		if err != nil {
 			return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
 		}
@@ -389,32 +389,4 @@ func repointUses(g *graph.Graph, byIndex map[int]*graph.Node, p discover.Param, 
 		}
 	}
 	return nil
-}
-
-// encodeLikeTensor returns a tensor named name holding data in like's type
-// and shape.
-func encodeLikeTensor(name string, like *pb.TensorProto, data []float32) (*pb.TensorProto, error) {
-	dt := pb.TensorProto_DataType(like.GetDataType())
-	dims := slices.Clone(like.Dims)
-	switch dt {
-	case pb.TensorProto_FLOAT:
-		return onnx.NewFloat32(name, dims, data), nil
-	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		conv := onnx.Float32ToFloat16
-		if dt == pb.TensorProto_BFLOAT16 {
-			conv = onnx.Float32ToBFloat16
-		}
-		h := make([]uint16, len(data))
-		for i, f := range data {
-			h[i] = conv(f)
-		}
-		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: h})
-	case pb.TensorProto_DOUBLE:
-		d := make([]float64, len(data))
-		for i, f := range data {
-			d[i] = float64(f)
-		}
-		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: d})
-	}
-	return nil, fmt.Errorf("tensor %q: cannot store data type %s", like.GetName(), onnx.DTypeName(dt))
 }

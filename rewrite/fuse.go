@@ -89,7 +89,7 @@ func (w *merger) fuseWindow(win Window) error {
 			if w.tensor(src.Name) == nil {
 				return fmt.Errorf("slot %d (%s): %q is not a constant tensor", slot, p.Role, src.Name)
 			}
-			t, err := encodeLike(w.g.UniqueName(p.Name+suffix), w.tensor(src.Name), data)
+			t, err := onnx.EncodeLike(w.g.UniqueName(p.Name+suffix), w.tensor(src.Name), data)
 			if err != nil {
 				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
 			}
@@ -294,33 +294,6 @@ func applyToBias(b, m, c []float32) []float32 {
 		out[j] += c[j]
 	}
 	return out
-}
-
-// encodeLike returns a tensor named name holding data in like's type and shape.
-func encodeLike(name string, like *pb.TensorProto, data []float32) (*pb.TensorProto, error) {
-	dt := pb.TensorProto_DataType(like.GetDataType())
-	dims := append([]int64(nil), like.Dims...)
-	switch dt {
-	case pb.TensorProto_FLOAT:
-		return onnx.NewFloat32(name, dims, data), nil
-	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		conv := onnx.Float32ToFloat16
-		if dt == pb.TensorProto_BFLOAT16 {
-			conv = onnx.Float32ToBFloat16
-		}
-		h := make([]uint16, len(data))
-		for i, f := range data {
-			h[i] = conv(f)
-		}
-		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: h})
-	case pb.TensorProto_DOUBLE:
-		d := make([]float64, len(data))
-		for i, f := range data {
-			d[i] = float64(f)
-		}
-		return onnx.EncodeTensor(name, &onnx.Tensor{DType: dt, Dims: dims, Data: d})
-	}
-	return nil, fmt.Errorf("tensor %q: cannot merge data type %s", like.GetName(), onnx.DTypeName(dt))
 }
 
 func equalDims(a, b []int64) bool {

@@ -199,7 +199,7 @@ func (w *merger) fuseNBits(win Window, rule Rule, pi int, suffix string) error {
 		case discover.ZeroPoints:
 			t, err = onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_UINT8, Dims: clone64(like.Dims), Data: q.ZeroPoints})
 		case discover.Scales:
-			t, err = encodeLike(name, like, q.Scales)
+			t, err = onnx.EncodeLike(name, like, q.Scales)
 		default:
 			err = fmt.Errorf("weight part %s", wi.Part)
 		}
@@ -225,7 +225,7 @@ func (w *merger) toMatMul(win Window, p discover.Projection, fused []float32, su
 	sc, _ := p.Part(discover.Scales)
 	like := w.tensor(sc.Name)
 	wname := w.g.UniqueName(w.s.Layers[win.Low].Params[p.Matrix()].Name + suffix + ".float")
-	t, err := encodeLike(wname, &pb.TensorProto{DataType: like.DataType, Dims: []int64{p.In, p.Out}}, fused)
+	t, err := onnx.EncodeLike(wname, &pb.TensorProto{DataType: like.DataType, Dims: []int64{p.In, p.Out}}, fused)
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func (w *merger) fuseInt8(win Window, rule Rule, pi int, suffix string) error {
 		if part == discover.Matrix {
 			t, err = onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_INT8, Dims: clone64(like.Dims), Data: q.Values})
 		} else {
-			t, err = encodeLike(name, like, []float32{q.Scale})
+			t, err = onnx.EncodeLike(name, like, []float32{q.Scale})
 		}
 		if err != nil {
 			return err

@@ -379,7 +379,7 @@ func (w *widther) replace(p discover.Param, dims []int64, data []float32, suffix
 	if graph.NumElements(dims) != int64(len(data)) {
 		return fmt.Errorf("internal: %d values for dims %v", len(data), dims)
 	}
-	t, err := encodeLike(w.g.UniqueName(p.Name+suffix), &pb.TensorProto{DataType: like.DataType, Dims: dims, Name: like.Name}, data)
+	t, err := onnx.EncodeLike(w.g.UniqueName(p.Name+suffix), &pb.TensorProto{DataType: like.DataType, Dims: dims, Name: like.Name}, data)
 	if err != nil {
 		return err
 	}
@@ -452,7 +452,7 @@ func (w *widther) addBias(l *discover.Layer, down *discover.Projection, comp []f
 	if like == nil || out == nil {
 		return false, fmt.Errorf("down projection's output %q not found", down.Output)
 	}
-	t, err := encodeLike(w.g.UniqueName(wp.Name+"_bias"), &pb.TensorProto{DataType: proto.Int32(w.computeType(wp, like)), Dims: []int64{int64(len(comp))}, Name: proto.String(wp.Name)}, comp)
+	t, err := onnx.EncodeLike(w.g.UniqueName(wp.Name+"_bias"), &pb.TensorProto{DataType: proto.Int32(w.computeType(wp, like)), Dims: []int64{int64(len(comp))}, Name: proto.String(wp.Name)}, comp)
 	if err != nil {
 		return false, err
 	}
