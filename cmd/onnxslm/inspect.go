@@ -85,6 +85,8 @@ type inspectReport struct {
 	FinalNorm   string         `json:"final_norm,omitempty"`
 	// Pruned summarises what onnxslm did to this model (from its metadata).
 	Pruned *inspectPruned `json:"pruned,omitempty"`
+	// Merged describes optimum's merged decoder (the layers are its no-past branch's).
+	Merged *inspectMerged `json:"merged_decoder,omitempty"`
 }
 
 type inspectOpset struct {
