@@ -239,3 +239,32 @@ func TestJoinRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestTinyPairRuns: the fuzz seed runs (both branches), so that the fuzzer
+// starts from a model the runtime executes.
+func TestTinyPairRuns(t *testing.T) {
+	m, err := merged.Join(joinArgs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.New(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := runtime.FromSlice([]int{1, 2}, []int64{1, 3})
+	for _, c := range []bool{false, true} {
+		cond, _ := runtime.FromSlice([]int{1}, []bool{c})
+		past, _ := runtime.FromSlice([]int{1, 1, 2}, []float32{9, 9})
+		out, err := s.Run(map[string]*runtime.Tensor{"input_ids": ids, "attention_mask": ids, "past_key_values.0.key": past, merged.CondInput: cond}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 2 // no past: the present is the new rows
+		if c {
+			want = 3
+		}
+		if got := out["present.0.key"].Shape(); got[1] != want {
+			t.Errorf("use_cache_branch %v: present %v, want %d rows", c, got, want)
+		}
+	}
+}
