@@ -25,6 +25,12 @@ type JoinOptions struct {
 	// KeepMeta copies noPast's metadata_props (merge_decoders writes none;
 	// onnxslm keeps what it records about a prune).
 	KeepMeta bool
+	// RenameMaskAxis renames attention_mask's second axis, which must be
+	// sequence_length, attention_mask_sequence_length, as optimum's
+	// merge_decoders did until the code moved to optimum-onnx (whose
+	// merge_decoders keeps the decoder's axis names). Without it the inputs
+	// are kept as they are.
+	RenameMaskAxis bool
 }
 
 // Join merges decoder (no past inputs) and withPast into one model, as
@@ -33,8 +39,8 @@ type JoinOptions struct {
 //   - the outputs must have the same names and element types in the same
 //     order (_unify_onnx_outputs, strict); the merged outputs are decoder's;
 //   - inputs: decoder's, then withPast's others (_get_all_inputs), then
-//     use_cache_branch (BOOL [1]); attention_mask's second axis is renamed
-//     attention_mask_sequence_length;
+//     use_cache_branch (BOOL [1]); attention_mask's second axis renamed
+//     attention_mask_sequence_length with RenameMaskAxis;
 //   - every initializer of rank ≥ 2, or of rank 1 and neither int32 nor int64,
 //     moves to the outer graph, one per distinct (type, data, dims) across the
 //     two models (_deduplicated_cross_model_initializers); the rest stay in
@@ -59,7 +65,7 @@ func Join(decoder, withPast *pb.ModelProto, o JoinOptions) (*pb.ModelProto, erro
 	if err != nil {
 		return nil, fmt.Errorf("join decoders: %w", err)
 	}
-	inputs, err := allInputs(models)
+	inputs, err := allInputs(models, o.RenameMaskAxis)
 	if err != nil {
 		return nil, fmt.Errorf("join decoders: %w", err)
 	}
@@ -166,11 +172,11 @@ func tensorInfo(name string, et pb.TensorProto_DataType, dims []*pb.TensorShapeP
 		TensorType: &pb.TypeProto_Tensor{ElemType: proto.Int32(int32(et)), Shape: &pb.TensorShapeProto{Dim: dims}}}}}
 }
 
-// allInputs is _get_all_inputs (each name once, the decoder's first) with
-// attention_mask's second axis renamed, as merge_decoders does: in the
-// merged model input_ids and attention_mask differ in length once there is
-// a past.
-func allInputs(models []*pb.ModelProto) ([]*pb.ValueInfoProto, error) {
+// allInputs is _get_all_inputs (each name once, the decoder's first), with
+// attention_mask's second axis renamed when rename is set, as optimum's
+// merge_decoders did: in the merged model input_ids and attention_mask
+// differ in length once there is a past.
+func allInputs(models []*pb.ModelProto, rename bool) ([]*pb.ValueInfoProto, error) {
 	var out []*pb.ValueInfoProto
 	seen := map[string]bool{}
 	for _, m := range models {
@@ -179,15 +185,13 @@ func allInputs(models []*pb.ModelProto) ([]*pb.ValueInfoProto, error) {
 				continue
 			}
 			seen[vi.GetName()] = true
-			if vi.GetName() == "attention_mask" {
+			if rename && vi.GetName() == "attention_mask" {
 				vi = proto.Clone(vi).(*pb.ValueInfoProto)
 				dims := vi.GetType().GetTensorType().GetShape().GetDim()
 				if len(dims) < 2 {
 					return nil, fmt.Errorf("attention_mask has %d dimensions, want 2", len(dims))
 				}
-				switch dims[1].GetDimParam() {
-				case "sequence_length", "attention_mask_sequence_length": // the second: a model Split took apart
-				default:
+				if dims[1].GetDimParam() != "sequence_length" {
 					return nil, fmt.Errorf("expected attention_mask's second axis to be dynamic and named sequence_length, got %q", dims[1].GetDimParam())
 				}
 				dims[1].Value = &pb.TensorShapeProto_Dimension_DimParam{DimParam: "attention_mask_sequence_length"}

@@ -84,6 +84,9 @@ func TestSplitJoin(t *testing.T) {
 	if a, b := names(j.Graph.Input), names(m.Graph.Input); a != b {
 		t.Errorf("joined again: inputs %s, want %s", a, b)
 	}
+	if !proto.Equal(j.Graph.Input[1], m.Graph.Input[1]) {
+		t.Errorf("joined again without RenameMaskAxis: attention_mask %v, want it kept: %v", j.Graph.Input[1], m.Graph.Input[1])
+	}
 	var got, want []string
 	for _, w := range j.Graph.Initializer {
 		got = append(got, w.GetName())
@@ -233,7 +236,7 @@ func TestJoinRefuses(t *testing.T) {
 		})},
 	}
 	for _, c := range cases {
-		_, err := merged.Join(c.noPast, c.wPast, merged.JoinOptions{})
+		_, err := merged.Join(c.noPast, c.wPast, merged.JoinOptions{RenameMaskAxis: c.name == "mask axis"})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
 		}

@@ -13,7 +13,9 @@ import (
 // NoPastInputs) and decoder_with_past_model.onnx (c), then merges them with
 // merge_decoders (package merged, docs/design/formats.md section 3): one If
 // on use_cache_branch, with past in then_branch, without in else_branch, the
-// weights shared in the outer graph under names NAME_merged_K. Both halves
+// weights shared in the outer graph under names NAME_merged_K, the mask's
+// second axis renamed attention_mask_sequence_length (optimum before the
+// move to optimum-onnx, which keeps it). Both halves
 // have the weights of c, so the plain twin Build(c) gives the same logits on
 // either branch.
 func BuildOptimumMerged(c Config) (*pb.ModelProto, error) {
@@ -30,7 +32,7 @@ func BuildOptimumMerged(c Config) (*pb.ModelProto, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := merged.Join(decoder, withPast, merged.JoinOptions{Suffix: "merged"})
+	m, err := merged.Join(decoder, withPast, merged.JoinOptions{Suffix: "merged", RenameMaskAxis: true})
 	if err != nil {
 		return nil, fmt.Errorf("modelgen: %w", err)
 	}
