@@ -275,6 +275,14 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				return got
 			}
 			check(model)
+			code, stdout, stderr := runCLI(t, "inspect", "--json", model)
+			var ir inspectReport
+			if err := json.Unmarshal([]byte(stdout), &ir); code != 0 || err != nil {
+				t.Fatalf("inspect: exit %d (%v): %s", code, err, stderr)
+			}
+			if ir.NumLayers != l.twin.Layers {
+				t.Errorf("inspect: %d layers (%s), want %d", ir.NumLayers, ir.LayersError, l.twin.Layers)
+			}
 			out := filepath.Join(outDir, "model.onnx")
 			if code, _, stderr := runCLI(t, model, out, "--prune-ratio", "0.25"); code != 0 {
 				t.Fatalf("prune: exit %d: %s", code, stderr)

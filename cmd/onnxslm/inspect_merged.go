@@ -41,6 +41,8 @@ func (r *inspectReport) findLayers(m *pb.ModelProto) (*discover.Stack, error) {
 	return br.NoPast, nil
 }
 
+// opCounts counts the ops of g's nodes (subgraphs not entered), those of
+// other domains than ai.onnx as DOMAIN:OP.
 func opCounts(g *pb.GraphProto) map[string]int {
 	c := map[string]int{}
 	for _, n := range g.GetNode() {
