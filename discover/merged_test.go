@@ -84,3 +84,15 @@ func TestFindMergedRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestFindRefusesMerged: Find on the merged file itself says where the
+// layers are.
+func TestFindRefusesMerged(t *testing.T) {
+	m, err := modelgen.BuildOptimumMerged(modelgen.Config{Arch: modelgen.Llama, Layers: 2, Hidden: 16, Heads: 2, Seed: 1, KVCache: true, AttentionMask: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := discover.Find(m); err == nil || !strings.Contains(err.Error(), "optimum's merged decoder") {
+		t.Errorf("error %v, want one naming the merged decoder", err)
+	}
+}
