@@ -276,7 +276,10 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 			}
 			check(model)
 			code, stdout, stderr := runCLI(t, "inspect", "--json", model)
-			var ir inspectReport
+			var ir struct {
+				NumLayers   int    `json:"num_layers"`
+				LayersError string `json:"layers_error"`
+			}
 			if err := json.Unmarshal([]byte(stdout), &ir); code != 0 || err != nil {
 				t.Fatalf("inspect: exit %d (%v): %s", code, err, stderr)
 			}
