@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -15,6 +16,9 @@ import (
 // modified. A model that is not a stack of identical decoder layers gives a
 // *NotDecoderError saying why.
 func Find(m *pb.ModelProto) (*Stack, error) {
+	if merged.Is(m) {
+		return nil, notDecoder(-1, "optimum's merged decoder: the layers are in the branches of its If on %s (FindMerged finds them: prune and inspect take it apart, eval and generate run it, other commands do not yet)", merged.CondInput)
+	}
 	if err := checkOps(m); err != nil {
 		return nil, err
 	}

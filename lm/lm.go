@@ -59,7 +59,8 @@ func Vocab(s *runtime.Session) (int, error) {
 
 // Feeds builds the inputs of one batch of token rows (all of one length) for
 // the inputs the model declares: input_ids; attention_mask (ones);
-// position_ids (0..T-1 per row); cache_position (0..T-1); and empty
+// position_ids (0..T-1 per row); cache_position (0..T-1); use_cache_branch
+// (false: optimum's merged decoder without past); and empty
 // past_key_values.* (past length 0). Symbolic dimensions of past inputs that
 // are neither the batch nor a sequence length are set to 1 (the tensors are
 // empty either way). Any other input is an error.
@@ -115,6 +116,9 @@ func batchFeeds(s *runtime.Session, rows [][]int64, pastLen int, past func(in ru
 				pos[i] = int64(pastLen + i%T)
 			}
 			t, err = intTensor(in, []int{B, T}, pos)
+		case "use_cache_branch":
+			// optimum's merged decoder: the with-past branch once there is a past.
+			t, err = runtime.FromSlice([]int{1}, []bool{pastLen > 0})
 		case "cache_position":
 			pos := make([]int64, T)
 			for i := range pos {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -160,6 +161,11 @@ type CalibrationInfo struct {
 type Outcome struct {
 	Model  *pb.ModelProto
 	Report *Report
+
+	// plan and rewriteOpts made Model (runMerged applies them to the
+	// with-past half of a merged decoder too).
+	plan        rewrite.Plan
+	rewriteOpts rewrite.Options
 }
 
 // TargetDepth turns a prune ratio into a layer count: the number of layers
@@ -174,6 +180,9 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	t0 := time.Now()
 	if err := opts.resolve(); err != nil {
 		return nil, err
+	}
+	if merged.Is(m) {
+		return runMerged(ctx, m, opts)
 	}
 	// The runtime checks the model first, with one calibration sequence: its
 	// errors name the node, op and dtype, where discovery would only see a graph
@@ -272,7 +281,8 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if opts.Recover {
 		meta.Extra["recover"] = "distill"
 	}
-	res, err := rewrite.Merge(m, st, plan, rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)})
+	rwOpts := rewrite.Options{KeepKVNumbers: opts.KeepKVNumbers, Meta: meta, BLAS: runtime.BLAS(opts.Runtime.Threads)}
+	res, err := rewrite.Merge(m, st, plan, rwOpts)
 	if err != nil {
 		return nil, fmt.Errorf("build the pruned model: %w", err)
 	}
@@ -301,7 +311,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if rep.Trace == nil {
 		rep.Trace = []TraceStep{}
 	}
-	return &Outcome{Model: res.Model, Report: rep}, nil
+	return &Outcome{Model: res.Model, Report: rep, plan: plan, rewriteOpts: rwOpts}, nil
 }
 
 // methodName is the method as recorded in metadata, with the names the

@@ -225,6 +225,9 @@ func New(m *pb.ModelProto, opts Options) (*Session, error) {
 			}
 			n.in = append(n.in, i)
 		}
+		if err := s.implicitInputs(n); err != nil {
+			return nil, err
+		}
 		if u := s.compileNode(n); u != nil {
 			unsupported = append(unsupported, *u)
 		}

@@ -12,8 +12,10 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/lm"
+	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -48,10 +50,21 @@ func deployedLayouts() []deployedLayout {
 				return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
 			}})
 	}
+	c := g.Twin() // optimum's legacy export folds the weights too
+	ls = append(ls, deployedLayout{name: "optimum-merged", twin: c,
+		write: func(dir string) (string, error) {
+			m, err := modelgen.BuildOptimumMerged(c)
+			if err != nil {
+				return "", err
+			}
+			p := filepath.Join(dir, "decoder_model_merged.onnx")
+			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
+		}})
 	return ls
 }
 
-// opSet is the sorted set of domain:op of a model file.
+// opSet is the sorted set of domain:op of a model file, subgraphs (If
+// branches) included.
 func opSet(t *testing.T, path string) []string {
 	t.Helper()
 	m, err := onnx.Load(path)
@@ -59,15 +72,34 @@ func opSet(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	for _, n := range m.Proto.GetGraph().GetNode() {
-		seen[n.GetDomain()+":"+n.GetOpType()] = true
+	var walk func(g *pb.GraphProto)
+	walk = func(g *pb.GraphProto) {
+		for _, n := range g.GetNode() {
+			seen[n.GetDomain()+":"+n.GetOpType()] = true
+			for _, a := range n.GetAttribute() {
+				if a.G != nil {
+					walk(a.G)
+				}
+			}
+		}
 	}
+	walk(m.Proto.GetGraph())
 	var s []string
 	for k := range seen {
 		s = append(s, k)
 	}
 	sort.Strings(s)
 	return s
+}
+
+// isMerged reports whether a model file is optimum's merged decoder.
+func isMerged(t *testing.T, path string) bool {
+	t.Helper()
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return merged.Is(m.Proto)
 }
 
 // cliPerplexity is what `onnxslm eval --json --batch 1` reports.
@@ -117,6 +149,8 @@ func ortFeeds(t *testing.T, s *runtime.Session, rows [][]int64, pastLen int, pas
 				v[i] = int64(pastLen + i%T)
 			}
 			f[in.Name] = mk([]int{B, T}, v)
+		case in.Name == "use_cache_branch":
+			f[in.Name] = mk([]int{1}, []bool{past != nil})
 		case strings.HasPrefix(in.Name, "past_key_values."):
 			if past != nil {
 				f[in.Name] = past[in.Name]
@@ -241,12 +275,26 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				return got
 			}
 			check(model)
+			code, stdout, stderr := runCLI(t, "inspect", "--json", model)
+			var ir struct {
+				NumLayers   int    `json:"num_layers"`
+				LayersError string `json:"layers_error"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &ir); code != 0 || err != nil {
+				t.Fatalf("inspect: exit %d (%v): %s", code, err, stderr)
+			}
+			if ir.NumLayers != l.twin.Layers {
+				t.Errorf("inspect: %d layers (%s), want %d", ir.NumLayers, ir.LayersError, l.twin.Layers)
+			}
 			out := filepath.Join(outDir, "model.onnx")
 			if code, _, stderr := runCLI(t, model, out, "--prune-ratio", "0.25"); code != 0 {
 				t.Fatalf("prune: exit %d: %s", code, stderr)
 			}
 			if a, b := opSet(t, model), opSet(t, out); strings.Join(a, " ") != strings.Join(b, " ") {
 				t.Errorf("ops changed:\n in  %v\n out %v", a, b)
+			}
+			if a, b := isMerged(t, model), isMerged(t, out); a != b {
+				t.Errorf("merged decoder in %v, out %v", a, b)
 			}
 			pruned := check(out)
 			// --method slm: the paper's sliding loop on the same layout.

@@ -85,6 +85,8 @@ type inspectReport struct {
 	FinalNorm   string         `json:"final_norm,omitempty"`
 	// Pruned summarises what onnxslm did to this model (from its metadata).
 	Pruned *inspectPruned `json:"pruned,omitempty"`
+	// Merged describes optimum's merged decoder (the layers are its no-past branch's).
+	Merged *inspectMerged `json:"merged_decoder,omitempty"`
 }
 
 type inspectOpset struct {
@@ -106,7 +108,6 @@ func newInspectReport(name string, m *onnx.Model) *inspectReport {
 		ProducerVersion:   p.GetProducerVersion(),
 		Inputs:            []inspectValue{},
 		Outputs:           []inspectValue{},
-		OpCounts:          map[string]int{},
 		NumNodes:          len(g.GetNode()),
 		NumInitializers:   len(g.GetInitializer()),
 		ExternalDataFiles: append([]string{}, m.ExternalFiles...),
@@ -128,13 +129,7 @@ func newInspectReport(name string, m *onnx.Model) *inspectReport {
 	for _, v := range g.GetOutput() {
 		r.Outputs = append(r.Outputs, describeValue(v))
 	}
-	for _, n := range g.GetNode() {
-		op := n.GetOpType()
-		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
-			op = d + ":" + op
-		}
-		r.OpCounts[op]++
-	}
+	r.OpCounts = opCounts(g)
 	for _, kv := range p.GetMetadataProps() {
 		r.Metadata[kv.GetKey()] = kv.GetValue()
 	}

@@ -71,7 +71,7 @@ type inspectPruned struct {
 
 func (r *inspectReport) addLayers(m *pb.ModelProto) {
 	r.Layers = []inspectLayer{}
-	st, err := discover.Find(m)
+	st, err := r.findLayers(m)
 	if err != nil {
 		var nd *discover.NotDecoderError
 		if errors.As(err, &nd) {
@@ -117,6 +117,7 @@ func (r *inspectReport) addLayers(m *pb.ModelProto) {
 }
 
 func (r *inspectReport) writeLayers(w io.Writer) {
+	r.writeMerged(w)
 	if r.Pruned != nil {
 		p := r.Pruned
 		fmt.Fprintf(w, "\npruned by onnxslm %s\n", p.Version)

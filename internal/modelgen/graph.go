@@ -76,6 +76,26 @@ func (b *builder) opA(op string, inputs []string, attrs ...*pb.AttributeProto) s
 	return b.node(op, inputs, 1, attrs...)[0]
 }
 
+// renameProduced gives value, produced by an earlier node and read by
+// none yet, a fixed name (a graph output).
+func (b *builder) renameProduced(value, name string) string {
+	for i := len(b.g.Node) - 1; i >= 0; i-- {
+		n := b.g.Node[i]
+		for _, in := range n.Input {
+			if in == value {
+				panic("modelgen: renameProduced of a value already read: " + value) // programming error
+			}
+		}
+		for j, o := range n.Output {
+			if o == value {
+				n.Output[j] = name
+				return name
+			}
+		}
+	}
+	panic("modelgen: renameProduced of a value no node produces: " + value) // programming error
+}
+
 // rename gives the output of the last node a fixed name (a graph output).
 func (b *builder) rename(value, name string) string {
 	last := b.g.Node[len(b.g.Node)-1]

@@ -42,7 +42,7 @@ func (b *builder) decoderInterface(kvHeads, headDim int) decoderIO {
 	io.ids = b.input("input_ids", tInt64, dimBatch, dimSeq)
 	if c.AttentionMask {
 		maskLen := dimSeq
-		if c.KVCache {
+		if c.KVCache && !c.NoPastInputs {
 			maskLen = dimTotal
 		}
 		io.mask = b.input("attention_mask", tInt64, dimBatch, maskLen)
@@ -55,7 +55,9 @@ func (b *builder) decoderInterface(kvHeads, headDim int) decoderIO {
 		for i := 0; i < c.Layers; i++ {
 			var kv [2]string
 			for j, s := range []string{"key", "value"} {
-				kv[j] = b.input(fmt.Sprintf("past_key_values.%d.%s", i, s), tFloat, dimBatch, kvHeads, dimPast, headDim)
+				if !c.NoPastInputs {
+					kv[j] = b.input(fmt.Sprintf("past_key_values.%d.%s", i, s), tFloat, dimBatch, kvHeads, dimPast, headDim)
+				}
 				b.output(fmt.Sprintf("present.%d.%s", i, s), tFloat, dimBatch, kvHeads, dimTotal, headDim)
 			}
 			io.past = append(io.past, kv)
@@ -247,6 +249,11 @@ func (b *builder) llamaAttention(a attention) string {
 	if a.past[0] != "" {
 		k = b.rename(b.opA("Concat", []string{a.past[0], k}, attrInt("axis", 2)), a.present[0])
 		v = b.rename(b.opA("Concat", []string{a.past[1], v}, attrInt("axis", 2)), a.present[1])
+	} else if a.present[0] != "" {
+		// No past (NoPastInputs): the present is the new key and value, as
+		// torch names a graph output after the value it returns.
+		k = b.renameProduced(k, a.present[0])
+		v = b.renameProduced(v, a.present[1])
 	}
 	if rep := c.Heads / c.KVHeads; rep > 1 {
 		k = b.repeatKV(k, rep)
@@ -310,7 +317,7 @@ func buildLlama(b *builder) {
 	b.push("model")
 	seq := b.dim(io.ids, 1)
 	pastLen := ""
-	if c.KVCache {
+	if c.KVCache && !c.NoPastInputs {
 		pastLen = b.dim(io.past[0][0], 2)
 	}
 	pos := io.pos

@@ -39,6 +39,11 @@ type Config struct {
 	// KVCache adds past_key_values.{i}.key/value inputs and present.{i}.key/value
 	// outputs [batch_size, kv_heads, past/total_sequence_length, head_dim].
 	KVCache bool
+	// NoPastInputs (Llama, with KVCache) keeps the present outputs but
+	// declares no past inputs: optimum's legacy decoder_model.onnx, exported
+	// with use_past_in_inputs=False, the no-past half of a merged decoder
+	// (BuildOptimumMerged). attention_mask is then [batch_size, sequence_length].
+	NoPastInputs bool
 	// AttentionMask adds the attention_mask input (int64, 1 = attend):
 	// [batch_size, total_sequence_length] with a KV cache, else [batch_size, sequence_length].
 	AttentionMask bool
@@ -178,6 +183,9 @@ func (c Config) validateMax(limit int) error {
 	if c.Opset < 13 || c.Opset > 21 {
 		return fmt.Errorf("Opset %d: want 13..21", c.Opset)
 	}
+	if c.NoPastInputs && (!c.KVCache || c.Arch != Llama) {
+		return fmt.Errorf("NoPastInputs: only built for %q with KVCache", Llama)
+	}
 	if (c.Arch == EncDec || c.Arch == MLP) && (c.KVCache || c.AttentionMask || c.PositionIDs) {
 		return fmt.Errorf("arch %q: KVCache, AttentionMask and PositionIDs are not built", c.Arch)
 	}
@@ -259,7 +267,7 @@ func (c Config) String() string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.KVCache, "kv_cache"}, {c.AttentionMask, "attention_mask"}, {c.PositionIDs, "position_ids"}, {c.Float16, "float16"}, {c.BFloat16, "bfloat16"},
+	}{{c.KVCache, "kv_cache"}, {c.NoPastInputs, "no_past_inputs"}, {c.AttentionMask, "attention_mask"}, {c.PositionIDs, "position_ids"}, {c.Float16, "float16"}, {c.BFloat16, "bfloat16"},
 		{c.TransposedWeights, "transposed_weights"}, {c.TiedEmbeddings, "tied_embeddings"}, {c.DedupIdentity, "dedup_identity"}} {
 		if f.on {
 			s += " " + f.name
