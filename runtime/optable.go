@@ -50,6 +50,8 @@ var opTable = []opDef{
 	{"GreaterOrEqual", 7, 2, 2, nil, 0, compileCompare(cmpGe)},
 	{"Identity", 1, 1, 1, nil, 0, compileIdentity},
 	{"If", 11, 1, anyIn, nil, 0, compileIfRow}, // inputs: cond, then the values its branches read (if.go)
+	{"IsInf", 10, 1, 1, nil, 0, compileIsInf},
+	{"IsNaN", 9, 1, 1, nil, 0, compileIsNaN},
 	{"LayerNormalization", 17, 2, 3, nil, 0, compileLayerNorm},
 	{"LeakyRelu", 6, 1, 1, nil, inPlace, compileLeakyRelu},
 	{"Less", 7, 2, 2, nil, 0, compileCompare(cmpLt)},
