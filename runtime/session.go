@@ -137,6 +137,10 @@ func (e *UnsupportedError) Error() string {
 // read in place from the model's memory, which must not change while the
 // Session is used).
 func New(m *pb.ModelProto, opts Options) (*Session, error) {
+	m, err := onnx.InlineFunctions(m) // model-local functions run as their bodies
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("runtime: model has no graph")
