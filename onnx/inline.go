@@ -26,10 +26,24 @@ import (
 // function named: recursion, an opset import that differs from the model's
 // for the same domain, subgraph attributes inside a body.
 func InlineFunctions(m *pb.ModelProto) (*pb.ModelProto, error) {
+	flat, _, err := InlineFunctionsSites(m)
+	return flat, err
+}
+
+// CallSite is one call of a local function in the main graph and the nodes
+// its inlined body became, in order (nested calls expanded).
+type CallSite struct {
+	Call  *pb.NodeProto
+	Nodes []*pb.NodeProto
+}
+
+// InlineFunctionsSites is InlineFunctions that also returns the main
+// graph's call sites (what rewrite.RefoldFunctions folds back).
+func InlineFunctionsSites(m *pb.ModelProto) (*pb.ModelProto, []CallSite, error) {
 	if len(m.GetFunctions()) == 0 || m.GetGraph() == nil {
-		return m, nil
+		return m, nil, nil
 	}
-	in := &inliner{funcs: map[string]*localFunc{}, names: map[string]bool{}, opsets: map[string]int64{}}
+	in := &inliner{funcs: map[string]*localFunc{}, names: map[string]bool{}, opsets: map[string]int64{}, sites: &[]CallSite{}}
 	for _, o := range m.GetOpsetImport() {
 		in.opsets[normDomain(o.GetDomain())] = o.GetVersion()
 	}
@@ -38,11 +52,11 @@ func InlineFunctions(m *pb.ModelProto) (*pb.ModelProto, error) {
 	for _, f := range m.GetFunctions() {
 		key := funcKey(f.GetDomain(), f.GetName())
 		if in.funcs[key] != nil {
-			return nil, fmt.Errorf("function %s: defined twice", key)
+			return nil, nil, fmt.Errorf("function %s: defined twice", key)
 		}
 		defaults, err := functionDefaults(f)
 		if err != nil {
-			return nil, fmt.Errorf("function %s: %w", key, err)
+			return nil, nil, fmt.Errorf("function %s: %w", key, err)
 		}
 		in.funcs[key] = &localFunc{f: f, defaults: defaults}
 		funcDomains[normDomain(f.GetDomain())] = true
@@ -50,7 +64,7 @@ func InlineFunctions(m *pb.ModelProto) (*pb.ModelProto, error) {
 			d := normDomain(o.GetDomain())
 			if v, ok := in.opsets[d]; ok {
 				if v != o.GetVersion() {
-					return nil, fmt.Errorf("function %s imports %s opset %d, the model opset %d: not supported", key, domainName(d), o.GetVersion(), v)
+					return nil, nil, fmt.Errorf("function %s imports %s opset %d, the model opset %d: not supported", key, domainName(d), o.GetVersion(), v)
 				}
 				continue
 			}
@@ -62,7 +76,7 @@ func InlineFunctions(m *pb.ModelProto) (*pb.ModelProto, error) {
 	in.collect(g)
 	nodes, err := in.nodes(g.GetNode(), 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Drop the imports of domains that only the functions were in.
 	used := map[string]bool{}
@@ -96,7 +110,7 @@ func InlineFunctions(m *pb.ModelProto) (*pb.ModelProto, error) {
 		MetadataProps: m.MetadataProps, TrainingInfo: m.TrainingInfo,
 	}
 	nm.ProtoReflect().SetUnknown(m.ProtoReflect().GetUnknown())
-	return nm, nil
+	return nm, *in.sites, nil
 }
 
 type localFunc struct {
@@ -108,6 +122,7 @@ type inliner struct {
 	funcs  map[string]*localFunc
 	names  map[string]bool // value and node names in use
 	opsets map[string]int64
+	sites  *[]CallSite // the main graph's calls; nil inside subgraphs
 }
 
 // maxInlineDepth bounds nested calls (a function that calls itself).
@@ -178,6 +193,9 @@ func (in *inliner) nodes(ns []*pb.NodeProto, depth int) ([]*pb.NodeProto, error)
 			if err != nil {
 				return nil, err
 			}
+			if in.sites != nil {
+				*in.sites = append(*in.sites, CallSite{Call: n, Nodes: body})
+			}
 			out = append(out, body...)
 			continue
 		}
@@ -186,6 +204,8 @@ func (in *inliner) nodes(ns []*pb.NodeProto, depth int) ([]*pb.NodeProto, error)
 			continue
 		}
 		c := proto.Clone(n).(*pb.NodeProto)
+		sites := in.sites
+		in.sites = nil // calls in subgraphs are not the main graph's
 		for _, a := range c.GetAttribute() {
 			for _, sub := range attrGraphs(a) {
 				sn, err := in.nodes(sub.GetNode(), depth)
@@ -195,6 +215,7 @@ func (in *inliner) nodes(ns []*pb.NodeProto, depth int) ([]*pb.NodeProto, error)
 				sub.Node = sn
 			}
 		}
+		in.sites = sites
 		out = append(out, c)
 	}
 	return out, nil

@@ -20,7 +20,8 @@ import (
 // exports (opset 18 decomposed, opset 23 RMSNormalization/Attention, and
 // dynamo_export's local functions): eval equals onnxruntime's perplexity
 // (0.05 %); the default prune and --method slm to 75 % of the layers write
-// a file of the same ops (the functions' bodies inlined: written flat) that
+// a file of the same ops (dynamo_export's: the kept layers' calls and their
+// functions, no other function, no layer's node in the main graph) that
 // onnxruntime runs with and without a past at the perplexity eval reports;
 // the nodes kept keep their metadata_props and no removed layer's name
 // scope is left; the default prune is within 2 % of the plain twin's.
@@ -86,11 +87,15 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if a, b := protoOps(flat), protoOps(o.Proto); a != b {
+				oflat, err := onnx.InlineFunctions(o.Proto)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a, b := protoOps(flat), protoOps(oflat); a != b {
 					t.Errorf("--method %s: ops changed:\n in  %v\n out %v", method, a, b)
 				}
-				if n := len(o.Proto.GetFunctions()); n != 0 {
-					t.Errorf("--method %s: %d functions written, want the flat graph", method, n)
+				if d.Functions {
+					checkCalls(t, m, o.Proto, 3)
 				}
 				checkScopes(t, flat, o.Proto, 3)
 				if p := check(out); method == "auto" {
@@ -170,4 +175,41 @@ func hasMeta(m *pb.ModelProto) bool {
 		}
 	}
 	return false
+}
+
+// checkCalls: out calls layers decoder-layer functions of in's, defines
+// only the functions it calls, and computes no layer in its main graph.
+func checkCalls(t *testing.T, in, out *pb.ModelProto, layers int) {
+	t.Helper()
+	defined := map[string]bool{}
+	for _, f := range in.GetFunctions() {
+		defined[f.GetDomain()+"::"+f.GetName()] = true
+	}
+	calls := map[string]bool{}
+	for _, n := range out.GetGraph().GetNode() {
+		if k := n.GetDomain() + "::" + n.GetOpType(); defined[k] {
+			calls[k] = true
+		}
+	}
+	if len(calls) != layers {
+		t.Errorf("%d layer calls in the output, want %d", len(calls), layers)
+	}
+	for _, f := range out.GetFunctions() {
+		k := f.GetDomain() + "::" + f.GetName()
+		if !defined[k] {
+			t.Errorf("function %s is not the input's", k)
+		}
+		if strings.Contains(k, "DecoderLayer") && !calls[k] {
+			t.Errorf("function %s written but not called", k)
+		}
+	}
+	matmuls := 0
+	for _, n := range out.GetGraph().GetNode() {
+		if n.GetOpType() == "MatMul" {
+			matmuls++
+		}
+	}
+	if matmuls != 2 {
+		t.Errorf("%d MatMuls in the main graph, want 2 (rotary, lm_head): the layers' are in their functions", matmuls)
+	}
 }
