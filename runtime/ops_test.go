@@ -46,6 +46,8 @@ func TestCompareLogicOps(t *testing.T) {
 		{op: "LessOrEqual", in: []*runtime.Tensor{a, b}, want: []*runtime.Tensor{bools(sh(2, 2), true, true, false, false)}},
 		{op: "Greater", in: []*runtime.Tensor{f32(sh(3), 1, 2, 3), f32(sh(), 2)}, want: []*runtime.Tensor{bools(sh(3), false, false, true)}},
 		{op: "GreaterOrEqual", in: []*runtime.Tensor{f32(sh(3), 1, 2, 3), f32(sh(), 2)}, want: []*runtime.Tensor{bools(sh(3), false, true, true)}},
+		{name: "opset 24", op: "IsNaN", opset: 24, in: []*runtime.Tensor{f32(sh(1), 1)}, want: []*runtime.Tensor{bools(sh(1), false)}},
+		{name: "opset 25", op: "IsNaN", opset: 25, in: []*runtime.Tensor{f32(sh(1), 1)}, wantErr: "opsets newer than 24 are not supported"},
 		{op: "IsNaN", in: []*runtime.Tensor{f32(sh(4), 1, float32(math.NaN()), inf32, -inf32)}, want: []*runtime.Tensor{bools(sh(4), false, true, false, false)}},
 		{op: "IsNaN", in: []*runtime.Tensor{i64(sh(1), 1)}, wantErr: "IsNaN does not support int64"},
 		{op: "IsInf", in: []*runtime.Tensor{f32(sh(4), 1, float32(math.NaN()), inf32, -inf32)}, want: []*runtime.Tensor{bools(sh(4), false, false, true, true)}},

@@ -104,6 +104,12 @@ var opTable = []opDef{
 	{"Xor", 7, 2, 2, nil, 0, compileLogic(logXor)},
 }
 
+// newestOpset is the newest ai.onnx opset whose semantics the rows were
+// checked against (opset 24 changed Attention, refused where it matters by
+// its kernel, and added types to others); a node of a newer model is
+// refused, op, node, domain and opset named.
+const newestOpset = 24
+
 // msDomain is onnxruntime's contrib op domain.
 const msDomain = "com.microsoft"
 

@@ -268,6 +268,10 @@ func (s *Session) compileNode(n *node) *UnsupportedOp {
 		u.Reason = fmt.Sprintf("%s needs opset %d or newer", n.op, def.since)
 		return u
 	}
+	if domain == "" && opset > newestOpset {
+		u.Reason = fmt.Sprintf("opsets newer than %d are not supported", newestOpset)
+		return u
+	}
 	c := &compileCtx{s: s, n: n, opset: s.opset, attrs: attrsOf(n.proto)}
 	if len(n.in) < def.minIn || def.maxIn >= 0 && len(n.in) > def.maxIn {
 		u.Reason = fmt.Sprintf("%d inputs, want %d..%d", len(n.in), def.minIn, def.maxIn)
