@@ -193,3 +193,49 @@ func TestInlineFunctions(t *testing.T) {
 		}
 	})
 }
+
+// FuzzInlineFunctions feeds mutated models with functions to
+// InlineFunctions: it must never panic, and a model it inlines has no
+// function left and, when the input's node names were unique, every node
+// name once.
+func FuzzInlineFunctions(f *testing.F) {
+	layer := &pb.FunctionProto{Name: proto.String("Layer"), Domain: proto.String("pkg.m"), Input: []string{"x"}, Output: []string{"y"},
+		OpsetImport: []*pb.OperatorSetIdProto{opset("", 18), opset("lib", 1)},
+		Node:        []*pb.NodeProto{inlNode("sm", "softmax", "lib", []string{"x"}, []string{"y"}, intAttr("dim", -1))}}
+	m := &pb.ModelProto{IrVersion: proto.Int64(8), OpsetImport: []*pb.OperatorSetIdProto{opset("", 18), opset("pkg.m", 1)},
+		Functions: []*pb.FunctionProto{layer, withDefault(softmaxFn(), intAttr("dim", 1))},
+		Graph: &pb.GraphProto{Node: []*pb.NodeProto{inlNode("L0", "Layer", "pkg.m", []string{"a"}, []string{"b"}),
+			inlNode("L1", "Layer", "pkg.m", []string{"b"}, []string{"c"})}}}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := &pb.ModelProto{}
+		if proto.Unmarshal(b, m) != nil {
+			return
+		}
+		unique := map[string]bool{}
+		for _, n := range m.GetGraph().GetNode() {
+			if unique[n.GetName()] {
+				return // names not unique in the input: nothing to check
+			}
+			unique[n.GetName()] = true
+		}
+		got, err := InlineFunctions(m)
+		if err != nil || got == m {
+			return
+		}
+		if len(got.Functions) != 0 {
+			t.Errorf("%d functions left", len(got.Functions))
+		}
+		seen := map[string]bool{}
+		for _, n := range got.GetGraph().GetNode() {
+			if n.GetName() != "" && seen[n.GetName()] {
+				t.Errorf("node name %q twice", n.GetName())
+			}
+			seen[n.GetName()] = true
+		}
+	})
+}
