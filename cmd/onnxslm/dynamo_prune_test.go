@@ -102,19 +102,7 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 					pruned = p
 				}
 			}
-			// The plain twin, pruned the same way.
-			tm, err := modelgen.Build(d.Twin())
-			if err != nil {
-				t.Fatal(err)
-			}
-			twin, twinOut := filepath.Join(t.TempDir(), "twin.onnx"), filepath.Join(t.TempDir(), "twin_pruned.onnx")
-			if err := onnx.Save(tm, twin, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-				t.Fatal(err)
-			}
-			if code, _, stderr := runCLI(t, twin, twinOut, "--prune-ratio", "0.25"); code != 0 {
-				t.Fatalf("prune twin: exit %d: %s", code, stderr)
-			}
-			tp := cliPerplexity(t, twinOut, tokens)
+			tp := twinPrunePerplexity(t, d.Twin(), tokens)
 			rel := (pruned - tp) / tp
 			t.Logf("pruned to 3 layers: perplexity %.4f, the plain twin's prune %.4f (%+.2f %%)", pruned, tp, 100*rel)
 			if math.Abs(rel) > 0.02 {
@@ -212,4 +200,22 @@ func checkCalls(t *testing.T, in, out *pb.ModelProto, layers int) {
 	if matmuls != 2 {
 		t.Errorf("%d MatMuls in the main graph, want 2 (rotary, lm_head): the layers' are in their functions", matmuls)
 	}
+}
+
+// twinPrunePerplexity is the perplexity eval reports on tokens for the plain
+// twin c after the default prune to 75 % of its layers.
+func twinPrunePerplexity(t *testing.T, c modelgen.Config, tokens string) float64 {
+	t.Helper()
+	tm, err := modelgen.Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, twinOut := filepath.Join(t.TempDir(), "twin.onnx"), filepath.Join(t.TempDir(), "twin_pruned.onnx")
+	if err := onnx.Save(tm, twin, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, twin, twinOut, "--prune-ratio", "0.25"); code != 0 {
+		t.Fatalf("prune twin: exit %d: %s", code, stderr)
+	}
+	return cliPerplexity(t, twinOut, tokens)
 }
