@@ -120,8 +120,9 @@ func (b *dynBuilder) pop()                    { b.scopes = b.scopes[:len(b.scope
 
 func (b *dynBuilder) val() string { v := fmt.Sprintf("val_%d", b.valN); b.valN++; return v }
 
-// node appends one node with nout outputs named val_N.
-func (b *dynBuilder) nodeN2(op, domain string, ins []string, nout int, attrs ...*pb.AttributeProto) []string {
+// emit appends one node with nout outputs named val_N (or returns the
+// outputs of an equal node emitted before, as CSE would).
+func (b *dynBuilder) emit(op, domain string, ins []string, nout int, attrs ...*pb.AttributeProto) []string {
 	key := fmt.Sprint(op, domain, ins, nout)
 	for _, a := range attrs {
 		raw, _ := proto.MarshalOptions{Deterministic: true}.Marshal(a)
@@ -157,7 +158,7 @@ func (b *dynBuilder) nodeN2(op, domain string, ins []string, nout int, attrs ...
 }
 
 func (b *dynBuilder) op(op string, ins []string, attrs ...*pb.AttributeProto) string {
-	return b.nodeN2(op, "", ins, 1, attrs...)[0]
+	return b.emit(op, "", ins, 1, attrs...)[0]
 }
 
 // meta is _set_node_metadata's namespace, class hierarchy and name scopes.

@@ -163,7 +163,7 @@ func (b *dynBuilder) attention(scope, x string, in layerIn) string {
 	b.push(scope, clsAttn)
 	defer b.pop()
 	lead := b.shapeOf(x, 0, 2)
-	heads := func(proj string, n int) string {
+	heads := func(proj string) string {
 		v := b.aten("view", "aten.view.default", "", func() string {
 			return b.op("Reshape", []string{proj, b.op("Concat", []string{lead, b.i64s(-1, int64(hd))}, attrInt("axis", 0))}, attrInt("allowzero", 0))
 		})
@@ -171,9 +171,9 @@ func (b *dynBuilder) attention(scope, x string, in layerIn) string {
 			return b.op("Transpose", []string{v}, attrInts("perm", 0, 2, 1, 3))
 		})
 	}
-	q := heads(b.linear(scope+".q_proj", scope+".q_proj", x, d.Hidden, d.Heads*hd, projStd(d.Hidden)), d.Heads)
-	k := heads(b.linear(scope+".k_proj", scope+".k_proj", x, d.Hidden, d.KVHeads*hd, projStd(d.Hidden)), d.KVHeads)
-	v := heads(b.linear(scope+".v_proj", scope+".v_proj", x, d.Hidden, d.KVHeads*hd, projStd(d.Hidden)), d.KVHeads)
+	q := heads(b.linear(scope+".q_proj", scope+".q_proj", x, d.Hidden, d.Heads*hd, projStd(d.Hidden)))
+	k := heads(b.linear(scope+".k_proj", scope+".k_proj", x, d.Hidden, d.KVHeads*hd, projStd(d.Hidden)))
+	v := heads(b.linear(scope+".v_proj", scope+".v_proj", x, d.Hidden, d.KVHeads*hd, projStd(d.Hidden)))
 	cos := b.aten("unsqueeze", "aten.unsqueeze.default", "", func() string { return b.op("Unsqueeze", []string{in.cos, b.i64s(1)}) })
 	sin := b.aten("unsqueeze", "aten.unsqueeze.default", "", func() string { return b.op("Unsqueeze", []string{in.sin, b.i64s(1)}) })
 	rope := func(t string) string {
@@ -273,7 +273,6 @@ func (f *funcBuilder) layer(i int, in layerIn) string {
 	var body []*pb.NodeProto
 	mainNodes := b.nodes
 	b.nodes = &body
-	nInit := len(b.g.Initializer)
 	out := b.layer(i, in)
 	b.nodes = mainNodes
 	// Softmax through the torchlib function, as the old exporter kept torchlib calls.
@@ -298,7 +297,6 @@ func (f *funcBuilder) layer(i int, in layerIn) string {
 			defined[o] = true
 		}
 	}
-	_ = nInit
 	name := fmt.Sprintf("transformers_models_llama_modeling_llama_LlamaDecoderLayer_model_layers_%d_1", i)
 	outs := []string{out, in.present[0], in.present[1]}
 	f.funcs = append(f.funcs, &pb.FunctionProto{Name: proto.String(name), Domain: proto.String(f.model),
