@@ -219,3 +219,35 @@ func twinPrunePerplexity(t *testing.T, c modelgen.Config, tokens string) float64
 	}
 	return cliPerplexity(t, twinOut, tokens)
 }
+
+// TestConvertKeepsFunctions: convert re-saves a dynamo_export model as
+// written (its local functions kept); inspect finds its layers (inlined).
+func TestConvertKeepsFunctions(t *testing.T) {
+	m, err := modelgen.BuildDynamo(modelgen.DynamoConfig{Layers: 2, Hidden: 32, Heads: 2, Vocab: 64, Functions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.onnx"), filepath.Join(dir, "out.onnx")
+	if err := onnx.Save(m, in, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "convert", in, out); code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, stderr)
+	}
+	o, err := onnx.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Proto.GetFunctions()) != len(m.GetFunctions()) || len(o.Proto.GetGraph().GetNode()) != len(m.GetGraph().GetNode()) {
+		t.Errorf("convert wrote %d functions and %d nodes, want %d and %d", len(o.Proto.GetFunctions()),
+			len(o.Proto.GetGraph().GetNode()), len(m.GetFunctions()), len(m.GetGraph().GetNode()))
+	}
+	code, stdout, stderr := runCLI(t, "inspect", "--json", in)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, `"num_layers": 2`) {
+		t.Errorf("inspect --json: no 2 layers in %.300s", stdout)
+	}
+}
