@@ -137,7 +137,7 @@ func refoldCall(s onnx.CallSite, out *pb.ModelProto, byName map[string]int, inSi
 		n := out.GetGraph().GetNode()[i]
 		inSite[i] = true
 		if n.GetOpType() != bn.GetOpType() || n.GetDomain() != bn.GetDomain() || len(n.GetInput()) != len(bn.GetInput()) ||
-			len(n.GetOutput()) != len(bn.GetOutput()) || !sameAttrs(n.GetAttribute(), bn.GetAttribute()) {
+			len(n.GetOutput()) != len(bn.GetOutput()) || !onnx.EqualMessages(n.GetAttribute(), bn.GetAttribute()) {
 			return nil, fmt.Errorf("refold: call %q: node %q was changed", s.Call.GetName(), n.GetName())
 		}
 		for k, x := range bn.GetInput() {
@@ -167,18 +167,6 @@ func refoldCall(s onnx.CallSite, out *pb.ModelProto, byName map[string]int, inSi
 		}
 	}
 	return c, nil
-}
-
-func sameAttrs(a, b []*pb.AttributeProto) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !proto.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // usedFunctions returns the functions of fs that nodes call, directly or
