@@ -13,7 +13,7 @@ import (
 // torch/onnx/_internal/exporter/_core.py, onnxscript's torchlib, then
 // onnxscript.optimizer.optimize_ir) and of the older torch.onnx.dynamo_export
 // (torch 2.1–2.4: one local function per module). docs/design/formats.md
-// section 3 lists what each part follows. The weights are those of the plain
+// section 4 lists what each part follows. The weights are those of the plain
 // Llama twin (DynamoConfig.Twin).
 
 // DynamoConfig describes a dynamo export of a Llama decoder with a KV cache.
