@@ -63,6 +63,9 @@ type Node struct {
 	// Index is the node's position in the source model's node list, or -1 for a node
 	// created by a rewrite.
 	Index int
+	// Unknown are the NodeProto's fields newer than the generated bindings
+	// (metadata_props, IR 10: torch's name scopes), written back as they were.
+	Unknown []byte
 
 	seq  int // creation order: the tie-break of the topological order
 	dead bool
@@ -178,6 +181,9 @@ func FromModel(m *pb.ModelProto) (*Graph, error) {
 			Doc:    np.GetDocString(),
 			Index:  i,
 			seq:    i,
+		}
+		if u := np.ProtoReflect().GetUnknown(); len(u) > 0 {
+			n.Unknown = u
 		}
 		n.Outputs = make([]*Value, len(np.GetOutput()))
 		for j, name := range np.GetOutput() {

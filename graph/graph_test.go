@@ -87,6 +87,20 @@ func smallLlama(t testing.TB, kv bool) *pb.ModelProto {
 	return m
 }
 
+// dynamoLlama is a torch dynamo export, whose nodes carry metadata_props
+// (unknown fields to the ONNX 1.12 bindings).
+func dynamoLlama(t testing.TB) *pb.ModelProto {
+	t.Helper()
+	m, err := modelgen.BuildDynamo(modelgen.DynamoConfig{Layers: 2, Hidden: 16, Heads: 2, Vocab: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(modelgen.NodeMeta(m.Graph.Node[0])) == 0 {
+		t.Fatal("the dynamo model's nodes have no metadata_props")
+	}
+	return m
+}
+
 func TestModelRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -94,6 +108,7 @@ func TestModelRoundTrip(t *testing.T) {
 	}{
 		{"llama", smallLlama(t, false)},
 		{"llama-kv", smallLlama(t, true)},
+		{"dynamo (node metadata_props)", dynamoLlama(t)},
 		{"hand-built", model(t, []string{"x"}, []string{"y"}, map[string][]float32{"w": {1, 2}}, "a = Mul(x, w)", "y = Relu(a)")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

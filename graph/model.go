@@ -88,6 +88,9 @@ func (n *Node) proto() *pb.NodeProto {
 	if n.Doc != "" {
 		np.DocString = proto.String(n.Doc)
 	}
+	if len(n.Unknown) > 0 {
+		np.ProtoReflect().SetUnknown(n.Unknown)
+	}
 	for i, v := range n.Inputs {
 		if v != nil {
 			np.Input[i] = v.Name
@@ -164,7 +167,7 @@ func (g *Graph) Clone() *Graph {
 	}
 	nmap := make(map[*Node]*Node, len(g.Nodes))
 	for _, n := range g.Nodes {
-		x := &Node{Name: n.Name, Op: n.Op, Domain: n.Domain, Attrs: n.Attrs, Doc: n.Doc, Index: n.Index, seq: n.seq}
+		x := &Node{Name: n.Name, Op: n.Op, Domain: n.Domain, Attrs: n.Attrs, Doc: n.Doc, Index: n.Index, Unknown: n.Unknown, seq: n.seq}
 		x.Inputs = make([]*Value, len(n.Inputs))
 		for i, v := range n.Inputs {
 			x.Inputs[i] = cv(v)

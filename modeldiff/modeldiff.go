@@ -450,32 +450,20 @@ func metadataDiff(a, b []*pb.StringStringEntryProto) []MetadataChange {
 func otherDiff(a, b *pb.ModelProto, nodeOrder bool) []string {
 	out := []string{}
 	ga, gb := a.GetGraph(), b.GetGraph()
-	if !equalList(ga.GetValueInfo(), gb.GetValueInfo()) {
+	if !onnx.EqualMessages(ga.GetValueInfo(), gb.GetValueInfo()) {
 		out = append(out, "value_info")
 	}
-	if !equalList(a.GetFunctions(), b.GetFunctions()) {
+	if !onnx.EqualMessages(a.GetFunctions(), b.GetFunctions()) {
 		out = append(out, "functions")
 	}
-	if !equalList(ga.GetSparseInitializer(), gb.GetSparseInitializer()) {
+	if !onnx.EqualMessages(ga.GetSparseInitializer(), gb.GetSparseInitializer()) {
 		out = append(out, "sparse_initializers")
 	}
-	if !equalList(a.GetTrainingInfo(), b.GetTrainingInfo()) {
+	if !onnx.EqualMessages(a.GetTrainingInfo(), b.GetTrainingInfo()) {
 		out = append(out, "training_info")
 	}
 	if nodeOrder {
 		out = append(out, "node order")
 	}
 	return out
-}
-
-func equalList[T proto.Message](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !proto.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
 }

@@ -50,6 +50,8 @@ var opTable = []opDef{
 	{"GreaterOrEqual", 7, 2, 2, nil, 0, compileCompare(cmpGe)},
 	{"Identity", 1, 1, 1, nil, 0, compileIdentity},
 	{"If", 11, 1, anyIn, nil, 0, compileIfRow}, // inputs: cond, then the values its branches read (if.go)
+	{"IsInf", 10, 1, 1, nil, 0, compileIsInf},
+	{"IsNaN", 9, 1, 1, nil, 0, compileIsNaN},
 	{"LayerNormalization", 17, 2, 3, nil, 0, compileLayerNorm},
 	{"LeakyRelu", 6, 1, 1, nil, inPlace, compileLeakyRelu},
 	{"Less", 7, 2, 2, nil, 0, compileCompare(cmpLt)},
@@ -101,6 +103,12 @@ var opTable = []opDef{
 	{"Where", 9, 3, 3, nil, 0, compileWhere},
 	{"Xor", 7, 2, 2, nil, 0, compileLogic(logXor)},
 }
+
+// newestOpset is the newest ai.onnx opset whose semantics the rows were
+// checked against (opset 24 changed Attention, refused where it matters by
+// its kernel, and added types to others); a node of a newer model is
+// refused, op, node, domain and opset named.
+const newestOpset = 24
 
 // msDomain is onnxruntime's contrib op domain.
 const msDomain = "com.microsoft"

@@ -137,6 +137,10 @@ func (e *UnsupportedError) Error() string {
 // read in place from the model's memory, which must not change while the
 // Session is used).
 func New(m *pb.ModelProto, opts Options) (*Session, error) {
+	m, err := onnx.InlineFunctions(m) // model-local functions run as their bodies
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("runtime: model has no graph")
@@ -262,6 +266,10 @@ func (s *Session) compileNode(n *node) *UnsupportedOp {
 	}
 	if opset < def.since {
 		u.Reason = fmt.Sprintf("%s needs opset %d or newer", n.op, def.since)
+		return u
+	}
+	if domain == "" && opset > newestOpset {
+		u.Reason = fmt.Sprintf("opsets newer than %d are not supported", newestOpset)
 		return u
 	}
 	c := &compileCtx{s: s, n: n, opset: s.opset, attrs: attrsOf(n.proto)}

@@ -47,7 +47,7 @@ func runConvert(io *stdio, in, out string, opts onnx.SaveOptions) error {
 	if !builtin.IsBuiltin(in) && sameFileAs(in, out) {
 		return fmt.Errorf("OUT %s is the input model %s: refusing to overwrite it", out, in)
 	}
-	m, err := loadModelArg(in)
+	m, err := loadModelFaithful(in)
 	if err != nil {
 		return err
 	}

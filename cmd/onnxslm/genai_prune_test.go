@@ -316,18 +316,7 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				}
 			}
 			// The plain twin, pruned the same way.
-			tm, err := modelgen.Build(l.twin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			twin, twinOut := filepath.Join(in, "twin.onnx"), filepath.Join(outDir, "twin_pruned.onnx")
-			if err := onnx.Save(tm, twin, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-				t.Fatal(err)
-			}
-			if code, _, stderr := runCLI(t, twin, twinOut, "--prune-ratio", "0.25"); code != 0 {
-				t.Fatalf("prune twin: exit %d: %s", code, stderr)
-			}
-			tp := cliPerplexity(t, twinOut, tokens)
+			tp := twinPrunePerplexity(t, l.twin, tokens)
 			rel := (pruned - tp) / tp
 			t.Logf("pruned to 3 layers: perplexity %.4f, the plain twin's prune %.4f (%+.2f %%)", pruned, tp, 100*rel)
 			// Random weights: the perplexities sit near the vocabulary's

@@ -57,7 +57,11 @@ func loadModelWith(arg string, load func(string) (*onnx.Model, error)) (*onnx.Mo
 		}
 		return onnx.LoadBytes(b, arg)
 	}
-	return load(arg)
+	m, err := load(arg)
+	if err != nil {
+		return nil, err
+	}
+	return inlineFunctions(arg, m)
 }
 
 // inspectReport is what `onnxslm inspect` prints, as a table or as JSON (one

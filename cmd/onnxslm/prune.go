@@ -171,7 +171,8 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		mode = onnx.ExternalAlways
 	}
 	save := rep.Start("save "+out, 0)
-	err = onnx.Save(outcome.Model, out, onnx.SaveOptions{External: mode, Protect: m.InputFiles()})
+	written := refoldOutput(io, m.Proto, outcome.Model)
+	err = onnx.Save(written, out, onnx.SaveOptions{External: mode, Protect: m.InputFiles()})
 	save.Done()
 	if err != nil {
 		return err
