@@ -49,7 +49,14 @@ func zeroDownRows(t *testing.T, m *pb.ModelProto, l *discover.Layer, keep []int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := l.Params[down.Matrix()]
+	return zeroInputRows(t, m, l, down, keep)
+}
+
+// zeroInputRows returns a copy of m whose layer l's projection proj has a
+// zero weight in the input features not in keep.
+func zeroInputRows(t *testing.T, m *pb.ModelProto, l *discover.Layer, proj *discover.Projection, keep []int) *pb.ModelProto {
+	t.Helper()
+	p := l.Params[proj.Matrix()]
 	kept := map[int]bool{}
 	for _, k := range keep {
 		kept[k] = true
@@ -85,7 +92,7 @@ func zeroDownRows(t *testing.T, m *pb.ModelProto, l *discover.Layer, keep []int)
 				}
 			}
 		default:
-			t.Fatalf("down weight of type %T", x.Data)
+			t.Fatalf("weight of type %T", x.Data)
 		}
 		nt, err := onnx.EncodeTensor(p.Name, x)
 		if err != nil {
@@ -94,7 +101,7 @@ func zeroDownRows(t *testing.T, m *pb.ModelProto, l *discover.Layer, keep []int)
 		c.Graph.Initializer[i] = nt
 		return c
 	}
-	t.Fatalf("down weight %q is not an initializer", p.Name)
+	t.Fatalf("weight %q is not an initializer", p.Name)
 	return nil
 }
 
