@@ -221,7 +221,7 @@ func (w *widther) heads(c AttnHeads) (HeadChange, error) {
 
 // headShapes are a layer's old and new head counts.
 type headShapes struct {
-	a                    *discover.Attention
+	a                   *discover.Attention
 	newHq, newHkv, newG int64
 }
 
