@@ -153,7 +153,11 @@ func keptHeads(a *discover.Attention, keep []int) (groups []int, perGroup int, e
 	return groups, perGroup, nil
 }
 
-// features lists the features of heads (each size D), offset by base.
+// HeadFeatures lists the features of heads (each of size D) in a [.., H·D]
+// value: the o projection's input features they feed.
+func HeadFeatures(heads []int, D int) []int { return features(heads, D, 0) }
+
+// features lists the features of heads (each of size D), offset by base.
 func features(heads []int, D, base int) []int {
 	var f []int
 	for _, h := range heads {
