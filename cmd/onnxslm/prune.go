@@ -230,8 +230,8 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	}
 	if w := r.Width; w != nil {
 		m := w.Mixes[w.Chosen]
-		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d, %s/%s); KL %.4f on held-out calibration rows\n",
-			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
+		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels and %d heads per layer (%d, %s/%s); KL %.4f on held-out calibration rows\n",
+			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.HeadsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
 	}
 	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
