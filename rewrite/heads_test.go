@@ -140,15 +140,7 @@ func TestHeadsEqualsZeroedHeads(t *testing.T) {
 							t.Errorf("layer %d: attention %+v, want %+v", i, l.Attention, want)
 						}
 					}
-					rows := randomRows(2, 7, 256, 1)
-					got := runGo(t, res.Model, rows, []string{s.Logits})[s.Logits].Float32Data()
-					wantL := runGo(t, ref, rows, []string{s.Logits})[s.Logits].Float32Data()
-					if len(got) != len(wantL) {
-						t.Fatalf("%d logits, want %d", len(got), len(wantL))
-					}
-					if d := maxAbsDiff(got, wantL); d > 1e-4 {
-						t.Errorf("logits differ from the zeroed model's by %g", d)
-					}
+					sameLogits(t, res.Model, ref, s.Logits)
 				})
 			}
 		})

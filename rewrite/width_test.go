@@ -172,16 +172,23 @@ func TestWidthEqualsZeroedChannels(t *testing.T) {
 					t.Errorf("layer %d: MLP width %d, want %d", i, got, want)
 				}
 			}
-			rows := randomRows(2, 7, 256, 1)
-			got := runGo(t, res.Model, rows, []string{s.Logits})[s.Logits].Float32Data()
-			want := runGo(t, ref, rows, []string{s.Logits})[s.Logits].Float32Data()
-			if len(got) != len(want) {
-				t.Fatalf("%d logits, want %d", len(got), len(want))
-			}
-			if d := maxAbsDiff(got, want); d > 1e-4 {
-				t.Errorf("logits differ from the zeroed model's by %g", d)
-			}
+			sameLogits(t, res.Model, ref, s.Logits)
 		})
+	}
+}
+
+// sameLogits checks that m gives the logits of the zeroed model ref on
+// random rows (empty pasts).
+func sameLogits(t *testing.T, m, ref *pb.ModelProto, logits string) {
+	t.Helper()
+	rows := randomRows(2, 7, 256, 1)
+	got := runGo(t, m, rows, []string{logits})[logits].Float32Data()
+	want := runGo(t, ref, rows, []string{logits})[logits].Float32Data()
+	if len(got) != len(want) {
+		t.Fatalf("%d logits, want %d", len(got), len(want))
+	}
+	if d := maxAbsDiff(got, want); d > 1e-4 {
+		t.Errorf("logits differ from the zeroed model's by %g", d)
 	}
 }
 
