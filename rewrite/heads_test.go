@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -175,6 +176,44 @@ func TestHeadsRefuses(t *testing.T) {
 			if snapshot(c.m) != before {
 				t.Error("the model was modified")
 			}
+		})
+	}
+}
+
+// TestHeadsKVCacheRunsInORT: head-pruned KV-cache models (GQA losing a whole
+// KV group or a query head of each group, GPT-2 losing a head) pass the ONNX
+// checker and decode with a non-empty past in onnxruntime, the cache of the
+// new head count, with the logits of the full run.
+func TestHeadsKVCacheRunsInORT(t *testing.T) {
+	ort := judge.ORT(t)
+	checker := judge.Checker(t)
+	for _, c := range []struct {
+		name string
+		cfg  modelgen.Config
+		keep []int
+	}{
+		{"gqa/groups", modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true, MaxPos: 32}, []int{2, 3}},
+		{"gqa/within", modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true, MaxPos: 32}, []int{1, 3}},
+		{"gpt2", modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 16, Heads: 4, KVCache: true, AttentionMask: true, MaxPos: 32}, []int{0, 1, 3}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, s := build(t, c.cfg)
+			var plan rewrite.WidthPlan
+			for li := range s.Layers {
+				plan.Heads = append(plan.Heads, rewrite.AttnHeads{Layer: li, Keep: c.keep})
+			}
+			res, err := rewrite.Width(m, s, plan, rewrite.Options{Check: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "heads.onnx")
+			if err := onnx.Save(res.Model, path, onnx.SaveOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := checker.Check(path); err != nil {
+				t.Errorf("ONNX checker: %v", err)
+			}
+			cachedDecoding(t, ort, res.Model, path)
 		})
 	}
 }
