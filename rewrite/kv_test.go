@@ -105,14 +105,7 @@ func TestKVCacheMergeRunsInORT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(t.TempDir(), "merged.onnx")
-			if err := onnx.Save(res.Model, path, onnx.SaveOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			if err := checker.Check(path); err != nil {
-				t.Errorf("ONNX checker: %v", err)
-			}
-			cachedDecoding(t, ort, res.Model, path)
+			cachedDecoding(t, ort, checker, res.Model)
 			if got := ioNames(res.Model.Graph.Output); !strings.HasPrefix(strings.Join(got, " "), "logits present.0.") || len(got) != 1+2*len(res.KeptFrom) {
 				t.Errorf("outputs %v", got)
 			}
@@ -120,12 +113,19 @@ func TestKVCacheMergeRunsInORT(t *testing.T) {
 	}
 }
 
-// cachedDecoding checks that m (saved at path), a KV-cache model, runs in
-// onnxruntime with a random non-empty past of the shapes it declares, and
-// that decoding two tokens with the cache gives the logits of running them
-// with the whole prefix.
-func cachedDecoding(t *testing.T, ort *judge.Runtime, m *pb.ModelProto, path string) {
+// cachedDecoding saves m, a KV-cache model, checks it with the ONNX
+// checker, runs it in onnxruntime with a random non-empty past of the shapes
+// it declares, and checks that decoding two tokens with the cache gives the
+// logits of running them with the whole prefix.
+func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *pb.ModelProto) {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "kv.onnx")
+	if err := onnx.Save(m, path, onnx.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := checker.Check(path); err != nil {
+		t.Errorf("ONNX checker: %v", err)
+	}
 	s2, err := discover.Find(m)
 	if err != nil {
 		t.Fatal(err)
