@@ -114,6 +114,7 @@ func (l *layering) describe(params [][]*layerParam) {
 			layer.Params = append(layer.Params, p)
 		}
 		layer.Projections, layer.Norms = l.projections(k, params[k])
+		layer.Attention = l.attention(k, layer.Projections)
 		// Per-layer inputs and outputs in structural order.
 		var past []*graph.Value
 		for v := range l.pastInputs[k] {

@@ -30,10 +30,13 @@ func TestProjectionsAndNorms(t *testing.T) {
 		name string
 		get  func(t *testing.T) *pb.ModelProto
 		gpt2 bool // packed qkv, biases and LayerNorms
+		// heads: the attention's query and KV heads and head size.
+		heads discover.Attention
 	}
 	var models []model
 	for _, name := range reference.Models {
-		models = append(models, model{name, func(t *testing.T) *pb.ModelProto { return load(t, name) }, strings.HasPrefix(name, "gpt2")})
+		// Both reference models: 4 heads of 32 (d = 128).
+		models = append(models, model{name, func(t *testing.T) *pb.ModelProto { return load(t, name) }, strings.HasPrefix(name, "gpt2"), discover.Attention{Heads: 4, KVHeads: 4, HeadDim: 32}})
 	}
 	for _, c := range []modelgen.Config{
 		{Arch: modelgen.Llama, Layers: 3, Hidden: 32, Heads: 4, FFN: 48},
@@ -41,7 +44,11 @@ func TestProjectionsAndNorms(t *testing.T) {
 		{Arch: modelgen.Llama, Layers: 3, Hidden: 32, Heads: 4, TransposedWeights: true, DedupIdentity: true, TiedEmbeddings: true},
 		{Arch: modelgen.GPT2, Layers: 3, Hidden: 32, Heads: 4, KVCache: true, DedupIdentity: true},
 	} {
-		models = append(models, model{c.String(), gen(c), c.Arch == modelgen.GPT2})
+		kv := c.KVHeads
+		if kv == 0 {
+			kv = c.Heads
+		}
+		models = append(models, model{c.String(), gen(c), c.Arch == modelgen.GPT2, discover.Attention{Heads: c.Heads, KVHeads: kv, HeadDim: c.Hidden / c.Heads}})
 	}
 	for _, mc := range models {
 		t.Run(mc.name, func(t *testing.T) {
@@ -53,6 +60,9 @@ func TestProjectionsAndNorms(t *testing.T) {
 				want = []discover.ProjRole{discover.RoleQKV, discover.RoleO, discover.RoleUp, discover.RoleDown}
 			}
 			for _, l := range s.Layers {
+				if l.Attention == nil || *l.Attention != mc.heads {
+					t.Errorf("layer %d: attention %+v, want %+v", l.Index, l.Attention, mc.heads)
+				}
 				var roles []discover.ProjRole
 				residual := 0
 				for i, p := range l.Projections {

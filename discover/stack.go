@@ -98,6 +98,9 @@ type Layer struct {
 	// Present the graph outputs it produces (present.i.*), each in a structural
 	// order that is the same for every layer (the names are only hints).
 	Past, Present []string
+	// Attention is how the layer's attention splits into heads, nil when the
+	// graph does not say.
+	Attention *Attention
 }
 
 // NumParams returns the number of parameter elements in the layer (a tensor shared

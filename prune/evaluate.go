@@ -135,6 +135,26 @@ func withStream(sess *runtime.Session, b calibBatch, at boundary, vals []*runtim
 			feeds[k] = v
 		}
 	}
+	// A candidate whose attention lost KV heads declares fewer heads in its
+	// (empty) pasts.
+	for _, in := range sess.Inputs() {
+		v, ok := feeds[in.Name]
+		if !ok || v.Len() != 0 || len(in.Shape) != v.Rank() {
+			continue
+		}
+		shape := v.Shape()
+		changed := false
+		for i, d := range in.Shape {
+			if d.Size >= 0 && d.Size != shape[i] {
+				shape[i], changed = d.Size, true
+			}
+		}
+		if changed {
+			if z, err := runtime.Zeros(v.DType(), shape); err == nil {
+				feeds[in.Name] = z
+			}
+		}
+	}
 	for i, name := range at {
 		feeds[name] = vals[i]
 	}

@@ -116,8 +116,10 @@ func (o Options) Check() error {
 
 // checkWidth checks the parameter target's options: ParamsRatio in (0, 1)
 // excludes the depth targets and any method but the default (it chooses the
-// depth itself, by the auto method); WidthRatio, WidthScore and WidthAlloc
-// need it.
+// depth itself, by the auto method); WidthRatio, WidthScore, WidthAlloc and
+// WidthHeads need it. Whether WidthHeads fits the model (whole KV groups,
+// fewer than its heads, within the width share) is known only from the
+// model: measureMix says.
 func (o Options) checkWidth() error {
 	if o.ParamsRatio == 0 {
 		for _, x := range []struct {
@@ -127,6 +129,7 @@ func (o Options) checkWidth() error {
 			{o.WidthRatio != nil, OptionValue{"WidthRatio", ptrValue(o.WidthRatio)}},
 			{o.WidthScore != "", OptionValue{"WidthScore", o.WidthScore}},
 			{o.WidthAlloc != "", OptionValue{"WidthAlloc", o.WidthAlloc}},
+			{o.WidthHeads != nil, OptionValue{"WidthHeads", intValue(o.WidthHeads)}},
 		} {
 			if x.set {
 				return optionErr("only a parameter target removes width; give a share of the parameters too", x.v, OptionValue{"ParamsRatio", 0.0})
@@ -161,7 +164,20 @@ func (o Options) checkWidth() error {
 	if o.WidthAlloc != "" && !slices.Contains(WidthAllocs, o.WidthAlloc) {
 		return optionErr(fmt.Sprintf("want one of %v", WidthAllocs), OptionValue{"WidthAlloc", o.WidthAlloc})
 	}
+	if o.WidthHeads != nil && *o.WidthHeads < 0 {
+		return optionErr("want the number of query heads every layer loses, 0 or more", OptionValue{"WidthHeads", *o.WidthHeads})
+	}
+	if o.WidthHeads != nil && *o.WidthHeads > 0 && o.WidthRatio != nil && *o.WidthRatio == 0 {
+		return optionErr("heads are width: a width share of 0 removes none", OptionValue{"WidthHeads", *o.WidthHeads}, OptionValue{"WidthRatio", 0.0})
+	}
 	return nil
+}
+
+func intValue(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func ptrValue(p *float64) any {

@@ -85,14 +85,18 @@ type Options struct {
 	Progress Progress
 
 	// ParamsRatio, when set, is the share of the decoder layers' parameters
-	// to remove, by depth and by width (MLP channels) together; the mix is
-	// searched on the calibration KL unless WidthRatio fixes the share asked
-	// of width. WidthScore and WidthAlloc fix how channels are scored and
-	// spread; "" tries each and keeps the least KL. See width.go.
+	// to remove, by depth and by width (MLP channels and attention heads)
+	// together; the mix is searched on the calibration KL unless WidthRatio
+	// fixes the share asked of width. WidthScore and WidthAlloc fix how
+	// channels (and heads) are scored and how channels are spread; "" tries
+	// each and keeps the least KL. WidthHeads fixes the query heads every
+	// layer loses (whole KV groups; 0: channels only); nil tries each number
+	// of groups that fits. See width.go and width_heads.go.
 	ParamsRatio float64
 	WidthRatio  *float64
 	WidthScore  WidthScore
 	WidthAlloc  WidthAlloc
+	WidthHeads  *int
 }
 
 // Progress receives reports of long steps. Start is called once per step with

@@ -49,7 +49,12 @@ type WidthMix struct {
 	LayersRemoved   int   `json:"layers_removed"`
 	DepthParams     int64 `json:"depth_params"`
 	ChannelsRemoved int   `json:"channels_removed"`
-	WidthParams     int64 `json:"width_params"`
+	// HeadsRemoved is the number of query heads each layer loses (whole KV
+	// groups); HeadsSkipped says why heads were not tried, if so.
+	HeadsRemoved int    `json:"heads_removed_per_layer"`
+	HeadsSkipped string `json:"heads_skipped,omitempty"`
+	// WidthParams are the parameters channels and heads removed.
+	WidthParams int64 `json:"width_params"`
 	// KL is the mean KL(original ‖ candidate) of next-token distributions on
 	// the calibration rows held out from the channel statistics and repairs.
 	KL float64 `json:"kl_check"`
@@ -66,15 +71,17 @@ type WidthMix struct {
 	Variants []WidthVariant `json:"variants,omitempty"`
 }
 
-// WidthVariant is one channel choice of a split and its held-out KL.
+// WidthVariant is one channel and head choice of a split and its held-out
+// KL.
 type WidthVariant struct {
+	Heads int        `json:"heads_removed_per_layer"`
 	Score WidthScore `json:"score"`
 	Alloc WidthAlloc `json:"alloc"`
 	Refit bool       `json:"refit"`
 	KL    float64    `json:"kl_check"`
 }
 
-// WidthLayer is one kept layer's MLP width change.
+// WidthLayer is one kept layer's MLP width and head count change.
 type WidthLayer struct {
 	// From is the original layer (the lowest of a merged window).
 	From        int  `json:"from"`
@@ -82,6 +89,12 @@ type WidthLayer struct {
 	After       int  `json:"mlp_after"`
 	Compensated bool `json:"compensated"`
 	AddedBias   bool `json:"added_bias,omitempty"`
+	// HeadsBefore/After and KVHeadsBefore/After are the attention's query
+	// and KV head counts (0 when not known).
+	HeadsBefore   int `json:"heads_before"`
+	HeadsAfter    int `json:"heads_after"`
+	KVHeadsBefore int `json:"kv_heads_before"`
+	KVHeadsAfter  int `json:"kv_heads_after"`
 }
 
 // widthMix is a measured split with what rebuilds it.
@@ -182,40 +195,79 @@ func measureMix(ctx context.Context, sc *scorer, a *autoEval, L, d int, target i
 		mix.KL, mix.cos, err = checkKL(ctx, a, res.Model, sc.rt)
 		return mix, err
 	}
-	stats, err := collectStats(ctx, res.Model, st, sc.cal, sc.rt, a.fitRows)
+	n := len(st.Layers)
+	taps := make([]string, n)
+	for i := range st.Layers {
+		if taps[i], err = mlpTap(res.Model, &st.Layers[i]); err != nil {
+			return nil, fmt.Errorf("width: layer %d: %w", i, err)
+		}
+	}
+	htaps, tapErr := attnTaps(res.Model, st)
+	heads, why, err := headOptions(st, htaps, tapErr, rest, opts)
+	if err != nil {
+		return nil, err
+	}
+	mix.HeadsSkipped = why
+	if len(heads) > 1 || heads[0] > 0 {
+		taps = append(taps, htaps...)
+	}
+	stats, err := collectStats(ctx, res.Model, taps, sc.cal, sc.rt, a.fitRows)
 	if err != nil {
 		return nil, err
 	}
 	first := true
-	for _, score := range opts.widthScores() {
-		for _, alloc := range opts.widthAllocs() {
-			plan, channels, err := widthPlan(res.Model, st, stats, rest, score, alloc)
-			if err != nil {
-				return nil, err
-			}
-			for _, refit := range []bool{false, true} {
-				if refit {
-					if plan, err = refitDown(ctx, res.Model, st, sc.cal, sc.rt, a.fitRows, plan); err != nil {
+	var capErr error
+	for _, h := range heads {
+		hcost, err := headCost(st, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, score := range opts.widthScores() {
+			for _, alloc := range opts.widthAllocs() {
+				plan, channels, err := widthPlan(res.Model, st, stats[:n], rest-hcost, score, alloc)
+				var ce *capacityError
+				if errors.As(err, &ce) {
+					capErr = err // more heads may leave fewer channels to remove
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				if channels == 0 && alloc != opts.widthAllocs()[0] {
+					continue // the same heads-only plan
+				}
+				if h > 0 {
+					if plan.Heads, err = headPlan(res.Model, st, stats[n:], h, score); err != nil {
 						return nil, err
 					}
 				}
-				wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
-				if err != nil {
-					return nil, err
-				}
-				kl, cos, err := checkKL(ctx, a, wres.Model, sc.rt)
-				if err != nil {
-					return nil, err
-				}
-				mix.Variants = append(mix.Variants, WidthVariant{Score: score, Alloc: alloc, Refit: refit, KL: kl})
-				if first || kl < mix.KL {
-					first = false
-					wafter, _ := onnx.Parameters(wres.Model)
-					mix.width, mix.ChannelsRemoved, mix.WidthParams = plan, channels, after-wafter
-					mix.KL, mix.cos, mix.Score, mix.Alloc, mix.Refit = kl, cos, score, alloc, refit
+				for _, refit := range []bool{false, true} {
+					if refit {
+						if plan, err = refitDown(ctx, res.Model, st, sc.cal, sc.rt, a.fitRows, plan); err != nil {
+							return nil, err
+						}
+					}
+					wres, err := rewrite.Width(res.Model, st, plan, rewrite.Options{Meta: rewrite.Meta{Omit: true}})
+					if err != nil {
+						return nil, err
+					}
+					kl, cos, err := checkKL(ctx, a, wres.Model, sc.rt)
+					if err != nil {
+						return nil, err
+					}
+					mix.Variants = append(mix.Variants, WidthVariant{Score: score, Alloc: alloc, Refit: refit, Heads: h, KL: kl})
+					if first || kl < mix.KL {
+						first = false
+						wafter, _ := onnx.Parameters(wres.Model)
+						mix.width, mix.ChannelsRemoved, mix.HeadsRemoved, mix.WidthParams = plan, channels, h, after-wafter
+						mix.KL, mix.cos, mix.Score, mix.Alloc, mix.Refit = kl, cos, score, alloc, refit
+					}
 				}
 			}
 		}
+	}
+	if first {
+		return nil, capErr
 	}
 	return mix, nil
 }
@@ -224,6 +276,9 @@ func measureMix(ctx context.Context, sc *scorer, a *autoEval, L, d int, target i
 // rest parameters, counting the biases the compensation adds, from the
 // layers' channel statistics.
 func widthPlan(m *pb.ModelProto, st *discover.Stack, stats []channelStats, rest int64, score WidthScore, alloc WidthAlloc) (rewrite.WidthPlan, int, error) {
+	if rest <= 0 { // the heads removed meet the target
+		return rewrite.WidthPlan{}, 0, nil
+	}
 	n := len(st.Layers)
 	per, err := rewrite.MLPChannelParams(&st.Layers[0])
 	if err != nil {
@@ -239,7 +294,8 @@ func widthPlan(m *pb.ModelProto, st *discover.Stack, stats []channelStats, rest 
 	}
 	scores := make([][]float64, n)
 	for i := range st.Layers {
-		if scores[i], err = scoreChannels(m, &st.Layers[i], stats[i], score); err != nil {
+		_, _, down, _ := rewrite.MLPProjections(&st.Layers[i])
+		if scores[i], err = scoreChannels(m, &st.Layers[i], down, stats[i], score); err != nil {
 			return rewrite.WidthPlan{}, 0, fmt.Errorf("width: layer %d: %w", i, err)
 		}
 	}
@@ -329,7 +385,7 @@ func runParams(ctx context.Context, sc *scorer, L int, opts Options, rep *Report
 		return nil, fmt.Errorf("depth-pruned model: %w", err)
 	}
 	changes := map[int]rewrite.WidthChange{}
-	if len(best.width.MLP) > 0 {
+	if len(best.width.MLP) > 0 || len(best.width.Heads) > 0 {
 		wres, err := rewrite.Width(model, st, best.width, rewrite.Options{Meta: meta})
 		if err != nil {
 			return nil, fmt.Errorf("build the width-pruned model: %w", err)
@@ -342,8 +398,14 @@ func runParams(ctx context.Context, sc *scorer, L int, opts Options, rep *Report
 	for i, from := range res.KeptFrom {
 		w := rewrite.MLPWidth(&st.Layers[i])
 		wl := WidthLayer{From: from, Before: w, After: w}
+		if a := st.Layers[i].Attention; a != nil {
+			wl.HeadsBefore, wl.HeadsAfter, wl.KVHeadsBefore, wl.KVHeadsAfter = a.Heads, a.Heads, a.KVHeads, a.KVHeads
+		}
 		if c, ok := changes[i]; ok {
 			wl.After, wl.Compensated, wl.AddedBias = c.After, c.Compensated, c.AddedBias
+			if c.Heads != nil {
+				wl.HeadsAfter, wl.KVHeadsAfter = c.Heads.After, c.Heads.KVAfter
+			}
 		}
 		rep.Width.Layers = append(rep.Width.Layers, wl)
 	}

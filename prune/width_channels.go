@@ -60,35 +60,31 @@ type channelStats struct {
 	n       float64
 }
 
+// dataInput returns the value projection p of m reads (its data input).
+func dataInput(m *pb.ModelProto, p *discover.Projection) (string, error) {
+	node := m.GetGraph().GetNode()[p.Node]
+	w := p.Weights[0].Input
+	if w > 1 || len(node.GetInput()) < 2 {
+		return "", fmt.Errorf("%s projection %s reads its weight at input %d", p.Role, node.GetName(), w)
+	}
+	return node.GetInput()[1-w], nil
+}
+
 // mlpTap returns the value layer l's down projection reads (its data input).
 func mlpTap(m *pb.ModelProto, l *discover.Layer) (string, error) {
 	_, _, down, err := rewrite.MLPProjections(l)
 	if err != nil {
 		return "", err
 	}
-	node := m.GetGraph().GetNode()[down.Node]
-	w := down.Weights[0].Input
-	if w > 1 || len(node.GetInput()) < 2 {
-		return "", fmt.Errorf("down projection %s reads its weight at input %d", node.GetName(), w)
-	}
-	return node.GetInput()[1-w], nil
+	return dataInput(m, down)
 }
 
-// collectStats runs m (a candidate: every calibration feed it declares is
-// fed) on the calibration batches whose rows fit (the first fitRows rows) and
-// returns each layer's channel statistics.
-func collectStats(ctx context.Context, m *pb.ModelProto, st *discover.Stack, cal *calibration, rt runtime.Options, fitRows int) ([]channelStats, error) {
-	sess, err := runtime.New(m, rt)
-	if err != nil {
-		return nil, fmt.Errorf("width: %w", err)
-	}
-	taps := make([]string, len(st.Layers))
-	stats := make([]channelStats, len(st.Layers))
-	for i := range st.Layers {
-		if taps[i], err = mlpTap(m, &st.Layers[i]); err != nil {
-			return nil, fmt.Errorf("width: layer %d: %w", i, err)
-		}
-	}
+// forFitRows runs sess on the calibration batches that hold the first
+// fitRows rows, fetching taps, and calls fn with each batch's results and
+// the number of its rows (the first n) that are fit rows; a tap's first n
+// rows are the first n/rows of its values (rows are outermost in [B, T, F]
+// and in the [B·T, F] a Gemm reads).
+func forFitRows(ctx context.Context, sess *runtime.Session, cal *calibration, fitRows int, taps []string, fn func(out map[string]*runtime.Tensor, n, rows int) error) error {
 	row := 0
 	for _, b := range cal.batches {
 		n := min(len(b.rows), fitRows-row)
@@ -98,15 +94,31 @@ func collectStats(ctx context.Context, m *pb.ModelProto, st *discover.Stack, cal
 		}
 		out, err := sess.RunContext(ctx, withHidden(sess, b, "", nil), taps)
 		if err != nil {
-			return nil, fmt.Errorf("width: channel statistics: %w", err)
+			return err
 		}
+		if err := fn(out, n, len(b.rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectStats runs m (a candidate: every calibration feed it declares is
+// fed) on the calibration rows that fit (the first fitRows rows) and
+// returns the channel statistics of each tap (the input of a layer's down or
+// o projection).
+func collectStats(ctx context.Context, m *pb.ModelProto, taps []string, cal *calibration, rt runtime.Options, fitRows int) ([]channelStats, error) {
+	sess, err := runtime.New(m, rt)
+	if err != nil {
+		return nil, fmt.Errorf("width: %w", err)
+	}
+	stats := make([]channelStats, len(taps))
+	err = forFitRows(ctx, sess, cal, fitRows, taps, func(out map[string]*runtime.Tensor, n, rows int) error {
 		for i, name := range taps {
 			t := out[name]
 			F := t.Dim(t.Rank() - 1)
 			x := t.Float32Data()
-			// The first n rows' tokens: rows are outermost in [B, T, F] and
-			// in the [B·T, F] a Gemm reads.
-			x = x[:len(x)/len(b.rows)*n]
+			x = x[:len(x)/rows*n]
 			s := &stats[i]
 			if s.sum == nil {
 				s.sum, s.sq = make([]float64, F), make([]float64, F)
@@ -120,21 +132,23 @@ func collectStats(ctx context.Context, m *pb.ModelProto, st *discover.Stack, cal
 				s.n++
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("width: channel statistics: %w", err)
 	}
 	for i, s := range stats {
 		if s.n == 0 {
-			return nil, fmt.Errorf("width: no calibration rows to score layer %d's channels", i)
+			return nil, fmt.Errorf("width: no calibration rows to score %s", taps[i])
 		}
 	}
 	return stats, nil
 }
 
-// scoreChannels returns each channel's score in layer l of m.
-func scoreChannels(m *pb.ModelProto, l *discover.Layer, s channelStats, score WidthScore) ([]float64, error) {
-	_, _, down, err := rewrite.MLPProjections(l)
-	if err != nil {
-		return nil, err
-	}
+// scoreChannels returns the score of each input feature of projection p (a
+// down or o projection) of layer l in m.
+func scoreChannels(m *pb.ModelProto, l *discover.Layer, p *discover.Projection, s channelStats, score WidthScore) ([]float64, error) {
+	down := p
 	wt, err := initializerFloats(m, l.Params[down.Matrix()].Name)
 	if err != nil {
 		return nil, err

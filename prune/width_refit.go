@@ -3,6 +3,7 @@ package prune
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"gonum.org/v1/gonum/blas"
 
@@ -18,41 +19,39 @@ import (
 const refitRidge = 1e-2
 
 // refitDown replaces FLAP's mean compensation in plan by a least-squares
-// refit of each pruned layer's down projection on its kept channels: the new
-// rows W' and offset c minimise ‖X_kept·W' + c − X·W‖² over the fit rows'
-// tokens (X the MLP's intermediate values, W the original down weight), with
-// a ridge pulling W' toward the original kept rows. The bias compensation is
-// the special case W' = W_kept; the refit also moves the kept rows to stand
-// in for what the removed channels correlated with.
+// refit of each pruned layer's down projection (and o projection, for the
+// layers losing heads) on its kept input features: the new rows W' and
+// offset c minimise ‖X_kept·W' + c − X·W‖² over the fit rows' tokens (X the
+// projection's input, W its original weight), with a ridge pulling W' toward
+// the original kept rows. The bias compensation is the special case
+// W' = W_kept; the refit also moves the kept rows to stand in for what the
+// removed features correlated with.
 func refitDown(ctx context.Context, m *pb.ModelProto, st *discover.Stack, cal *calibration, rt runtime.Options, fitRows int, plan rewrite.WidthPlan) (rewrite.WidthPlan, error) {
 	sess, err := runtime.New(m, rt)
 	if err != nil {
 		return plan, fmt.Errorf("width refit: %w", err)
 	}
-	type layerFit struct {
-		c      *rewrite.MLPChannels
+	type fit struct {
+		layer  int
+		keep   []int
 		tap    string
-		wt     []float32 // the original down weight, logical [F, out]
+		wt     []float32 // the original weight, logical [F, out]
 		F, out int
 		prob   *repair.Problem
+		set    func(w, offset []float32)
 	}
-	out := rewrite.WidthPlan{MLP: append([]rewrite.MLPChannels(nil), plan.MLP...)}
-	var fits []*layerFit
+	out := rewrite.WidthPlan{MLP: slices.Clone(plan.MLP), Heads: slices.Clone(plan.Heads)}
+	var fits []*fit
 	var taps []string
-	for i := range out.MLP {
-		c := &out.MLP[i]
-		l := &st.Layers[c.Layer]
-		_, _, down, err := rewrite.MLPProjections(l)
+	add := func(layer int, p *discover.Projection, keep []int, set func(w, offset []float32)) error {
+		l := &st.Layers[layer]
+		raw, err := initializerFloats(m, l.Params[p.Matrix()].Name)
 		if err != nil {
-			return plan, err
+			return err
 		}
-		raw, err := initializerFloats(m, l.Params[down.Matrix()].Name)
-		if err != nil {
-			return plan, err
-		}
-		F, o := int(down.In), int(down.Out)
+		F, o := int(p.In), int(p.Out)
 		wt := raw
-		if down.Transposed {
+		if p.Transposed {
 			wt = make([]float32, len(raw))
 			for r := 0; r < o; r++ {
 				for j := 0; j < F; j++ {
@@ -60,62 +59,76 @@ func refitDown(ctx context.Context, m *pb.ModelProto, st *discover.Stack, cal *c
 				}
 			}
 		}
-		tap, err := mlpTap(m, l)
+		tap, err := dataInput(m, p)
 		if err != nil {
-			return plan, err
+			return err
 		}
-		prob, err := repair.NewProblem(len(c.Keep), o, true)
+		prob, err := repair.NewProblem(len(keep), o, true)
 		if err != nil {
-			return plan, err
+			return err
 		}
-		fits = append(fits, &layerFit{c: c, tap: tap, wt: wt, F: F, out: o, prob: prob})
+		fits = append(fits, &fit{layer: layer, keep: keep, tap: tap, wt: wt, F: F, out: o, prob: prob, set: set})
 		taps = append(taps, tap)
+		return nil
+	}
+	for i := range out.MLP {
+		c := &out.MLP[i]
+		_, _, down, err := rewrite.MLPProjections(&st.Layers[c.Layer])
+		if err != nil {
+			return plan, err
+		}
+		if err := add(c.Layer, down, c.Keep, func(w, off []float32) { c.Down, c.Offset, c.Mean = w, off, nil }); err != nil {
+			return plan, err
+		}
+	}
+	for i := range out.Heads {
+		c := &out.Heads[i]
+		_, _, _, _, o, a, err := rewrite.AttnProjections(&st.Layers[c.Layer])
+		if err != nil {
+			return plan, err
+		}
+		if err := add(c.Layer, o, rewrite.HeadFeatures(c.Keep, a.HeadDim), func(w, off []float32) { c.O, c.Offset, c.Mean = w, off, nil }); err != nil {
+			return plan, err
+		}
 	}
 	if len(fits) == 0 {
 		return plan, nil
 	}
 	b32 := runtime.BLAS(rt.Threads)
-	row := 0
-	for _, b := range cal.batches {
-		n := min(len(b.rows), fitRows-row)
-		row += len(b.rows)
-		if n <= 0 {
-			break
-		}
-		res, err := sess.RunContext(ctx, withHidden(sess, b, "", nil), taps)
-		if err != nil {
-			return plan, fmt.Errorf("width refit: %w", err)
-		}
+	err = forFitRows(ctx, sess, cal, fitRows, taps, func(res map[string]*runtime.Tensor, n, rows int) error {
 		for _, f := range fits {
 			x := res[f.tap].Float32Data()
-			x = x[:len(x)/len(b.rows)*n]
+			x = x[:len(x)/rows*n]
 			k := len(x) / f.F
 			y := make([]float32, k*f.out)
 			b32.Sgemm(blas.NoTrans, blas.NoTrans, k, f.out, f.F, 1, x, f.F, f.wt, f.out, 0, y, f.out)
-			xk := make([]float32, k*len(f.c.Keep))
+			xk := make([]float32, k*len(f.keep))
 			for s := 0; s < k; s++ {
-				for i, j := range f.c.Keep {
-					xk[s*len(f.c.Keep)+i] = x[s*f.F+j]
+				for i, j := range f.keep {
+					xk[s*len(f.keep)+i] = x[s*f.F+j]
 				}
 			}
 			if err := f.prob.Add(xk, y); err != nil {
-				return plan, err
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return plan, fmt.Errorf("width refit: %w", err)
 	}
 	for _, f := range fits {
-		prior := make([]float64, len(f.c.Keep)*f.out)
-		for i, j := range f.c.Keep {
+		prior := make([]float64, len(f.keep)*f.out)
+		for i, j := range f.keep {
 			for o := 0; o < f.out; o++ {
 				prior[i*f.out+o] = float64(f.wt[j*f.out+o])
 			}
 		}
 		mp, err := f.prob.Solve(repair.Options{Ridge: refitRidge, Prior: prior})
 		if err != nil {
-			return plan, fmt.Errorf("width refit of layer %d: %w", f.c.Layer, err)
+			return plan, fmt.Errorf("width refit of layer %d: %w", f.layer, err)
 		}
-		f.c.Down, f.c.Offset = mp.Float32()
-		f.c.Mean = nil
+		f.set(mp.Float32())
 	}
 	return out, nil
 }

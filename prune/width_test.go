@@ -54,8 +54,15 @@ func TestParamsRatioMeetsTarget(t *testing.T) {
 					}
 					continue
 				}
-				if mix.ChannelsRemoved > 0 && len(mix.Variants) != 8 {
-					t.Errorf("mix %d: %d channel choices measured, want 8 (2 scores × 2 allocations × refit or not)", i, len(mix.Variants))
+				byHeads := map[int]int{}
+				for _, v := range mix.Variants {
+					byHeads[v.Heads]++
+				}
+				// 8 channel choices (2 scores × 2 allocations × refit or not)
+				// without a head removed, unless the MLPs cannot give the
+				// whole width share; some with one head.
+				if mix.ChannelsRemoved+mix.HeadsRemoved > 0 && (byHeads[0]%8 != 0 || byHeads[1] == 0) {
+					t.Errorf("mix %d: %v choices measured by heads removed", i, byHeads)
 				}
 				if mix.DepthParams+mix.WidthParams < w.Target {
 					t.Errorf("mix %+v removes less than the target %d", mix, w.Target)
@@ -74,6 +81,9 @@ func TestParamsRatioMeetsTarget(t *testing.T) {
 			chosen := w.Mixes[w.Chosen]
 			lost := 0
 			for _, l := range w.Layers {
+				if l.HeadsBefore != 2 || l.HeadsAfter != 2-chosen.HeadsRemoved || l.KVHeadsAfter != l.HeadsAfter {
+					t.Errorf("layer from %d: heads %d → %d (KV %d), the chosen mix removes %d of 2", l.From, l.HeadsBefore, l.HeadsAfter, l.KVHeadsAfter, chosen.HeadsRemoved)
+				}
 				lost += l.Before - l.After
 				if l.After < l.Before && !l.Compensated {
 					t.Errorf("layer from %d: not compensated", l.From)
@@ -90,6 +100,29 @@ func TestParamsRatioMeetsTarget(t *testing.T) {
 			}
 			if fw := fixed.Report.Width; len(fw.Mixes) != 1 || fw.Mixes[0].LayersRemoved != 1 || fixed.Report.LayersAfter != 3 {
 				t.Errorf("width ratio 0.5: mixes %+v, %d layers; want one mix removing one layer", fw.Mixes, fixed.Report.LayersAfter)
+			}
+
+			// One head of two fixed, width only: every layer keeps one head,
+			// and the result is a stack with those heads.
+			one, all := 1, 1.0
+			hd, err := Run(context.Background(), m, Options{ParamsRatio: 0.5, WidthRatio: &all, WidthHeads: &one, WidthAlloc: PerLayer, Calibration: cal, Batch: 4, Version: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hw := hd.Report.Width; len(hw.Mixes) != 1 || hw.Mixes[0].HeadsRemoved != 1 || len(hw.Mixes[0].Variants) != 4 {
+				t.Errorf("one head fixed: mixes %+v", hw.Mixes)
+			}
+			hs, err := discover.Find(hd.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range hs.Layers {
+				if a := l.Attention; a == nil || a.Heads != 1 || a.KVHeads != 1 {
+					t.Errorf("layer %d: attention %+v, want one head", l.Index, a)
+				}
+			}
+			if removed := hd.Report.ParametersBefore - hd.Report.ParametersAfter; removed < w.Target {
+				t.Errorf("one head fixed: %d parameters removed, target %d", removed, w.Target)
 			}
 		})
 	}

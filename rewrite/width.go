@@ -49,6 +49,8 @@ type MLPChannels struct {
 // unchanged.
 type WidthPlan struct {
 	MLP []MLPChannels
+	// Heads lists the layers whose attentions lose query heads (heads.go).
+	Heads []AttnHeads
 }
 
 // WidthChange is what Width did to one layer.
@@ -65,6 +67,8 @@ type WidthChange struct {
 	Refit bool `json:"refit,omitempty"`
 	// Shapes counts the shape constants rewritten (Reshape targets).
 	Shapes int `json:"shapes_rewritten"`
+	// Heads is what was done to the layer's attention heads, nil when nothing.
+	Heads *HeadChange `json:"heads,omitempty"`
 }
 
 // WidthResult is a width-pruned model and what was done.
@@ -97,49 +101,102 @@ func Width(m *pb.ModelProto, s *discover.Stack, plan WidthPlan, opt Options) (*W
 	}
 	w := &widther{g: g, s: s, byIndex: slices.Clone(g.Nodes)}
 	res := &WidthResult{}
+	at := map[int]int{} // layer → index in res.Changes
 	seen := map[int]bool{}
 	for _, c := range plan.MLP {
-		if c.Layer < 0 || c.Layer >= len(s.Layers) {
-			return nil, fmt.Errorf("rewrite: width of layer %d: the model has %d layers", c.Layer, len(s.Layers))
+		if err := w.layerOnce(seen, c.Layer, "width"); err != nil {
+			return nil, err
 		}
-		if seen[c.Layer] {
-			return nil, fmt.Errorf("rewrite: width of layer %d given twice", c.Layer)
-		}
-		seen[c.Layer] = true
 		ch, err := w.mlp(c)
 		if err != nil {
 			return nil, fmt.Errorf("rewrite: MLP width of layer %d: %w", c.Layer, err)
 		}
+		at[c.Layer] = len(res.Changes)
 		res.Changes = append(res.Changes, ch)
-		if opt.Check {
-			if err := g.Validate(); err != nil {
-				return nil, fmt.Errorf("rewrite: after the MLP width of layer %d: %w", c.Layer, err)
-			}
+		if err := w.check(opt, "the MLP width", c.Layer); err != nil {
+			return nil, err
 		}
 	}
+	seen = map[int]bool{}
+	for _, c := range plan.Heads {
+		if err := w.layerOnce(seen, c.Layer, "heads"); err != nil {
+			return nil, err
+		}
+		hc, err := w.heads(c)
+		if err != nil {
+			return nil, fmt.Errorf("rewrite: attention heads of layer %d: %w", c.Layer, err)
+		}
+		i, ok := at[c.Layer]
+		if !ok {
+			mw := MLPWidth(&s.Layers[c.Layer])
+			i = len(res.Changes)
+			res.Changes = append(res.Changes, WidthChange{Layer: c.Layer, Before: mw, After: mw})
+		}
+		res.Changes[i].Heads = &hc
+		if err := w.check(opt, "the attention heads", c.Layer); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(res.Changes, func(a, b WidthChange) int { return a.Layer - b.Layer })
 	g.RemoveDead()
 	if err := g.Sort(); err != nil {
 		return nil, fmt.Errorf("rewrite: %w", err)
 	}
 	if !opt.Meta.Omit && len(res.Changes) > 0 {
 		widths := make([]int, len(s.Layers))
+		heads := make([]int, len(s.Layers))
 		for i, l := range s.Layers {
 			widths[i] = MLPWidth(&l)
+			if l.Attention != nil {
+				heads[i] = l.Attention.Heads
+			}
 		}
 		for _, c := range res.Changes {
 			widths[c.Layer] = c.After
+			if c.Heads != nil {
+				heads[c.Layer] = c.Heads.After
+			}
 		}
-		b, _ := json.Marshal(widths)
-		g.Meta = slices.DeleteFunc(slices.Clone(g.Meta), func(kv *pb.StringStringEntryProto) bool {
-			return kv.GetKey() == "onnxslm.mlp_widths"
-		})
-		g.Meta = append(g.Meta, &pb.StringStringEntryProto{Key: proto.String("onnxslm.mlp_widths"), Value: proto.String(string(b))})
+		setMeta(g, "onnxslm.mlp_widths", widths)
+		if len(plan.Heads) > 0 {
+			setMeta(g, "onnxslm.attn_heads", heads)
+		}
 	}
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("rewrite: %w", err)
 	}
 	res.Model = g.Model()
 	return res, nil
+}
+
+// setMeta sets the metadata entry key to v in JSON.
+func setMeta(g *graph.Graph, key string, v any) {
+	b, _ := json.Marshal(v)
+	g.Meta = slices.DeleteFunc(slices.Clone(g.Meta), func(kv *pb.StringStringEntryProto) bool { return kv.GetKey() == key })
+	g.Meta = append(g.Meta, &pb.StringStringEntryProto{Key: proto.String(key), Value: proto.String(string(b))})
+}
+
+// layerOnce checks that layer is in the stack and not given twice.
+func (w *widther) layerOnce(seen map[int]bool, layer int, what string) error {
+	if layer < 0 || layer >= len(w.s.Layers) {
+		return fmt.Errorf("rewrite: %s of layer %d: the model has %d layers", what, layer, len(w.s.Layers))
+	}
+	if seen[layer] {
+		return fmt.Errorf("rewrite: %s of layer %d given twice", what, layer)
+	}
+	seen[layer] = true
+	return nil
+}
+
+// check validates the graph after a layer's change when opt.Check asks.
+func (w *widther) check(opt Options, what string, layer int) error {
+	if !opt.Check {
+		return nil
+	}
+	if err := w.g.Validate(); err != nil {
+		return fmt.Errorf("rewrite: after %s of layer %d: %w", what, layer, err)
+	}
+	return nil
 }
 
 // MLPProjections returns layer l's MLP projections: the gate (nil when the MLP
@@ -224,15 +281,8 @@ func (w *widther) mlp(c MLPChannels) (WidthChange, error) {
 			return ch, fmt.Errorf("kept channels must be ascending and in [0, %d)", F)
 		}
 	}
-	if c.Mean != nil && len(c.Mean) != F {
-		return ch, fmt.Errorf("%d channel means for a width of %d", len(c.Mean), F)
-	}
-	out := int(down.Out)
-	if c.Down != nil && len(c.Down) != len(c.Keep)*out {
-		return ch, fmt.Errorf("new down weight of %d values for %d kept channels and %d outputs", len(c.Down), len(c.Keep), out)
-	}
-	if c.Offset != nil && (len(c.Offset) != out || c.Mean != nil) {
-		return ch, fmt.Errorf("an offset of %d values for %d outputs (and no channel means)", len(c.Offset), out)
+	if err := checkInputs(F, int(down.Out), len(c.Keep), c.Mean, c.Down, c.Offset); err != nil {
+		return ch, err
 	}
 	if len(c.Keep) == F {
 		return ch, nil
@@ -245,43 +295,11 @@ func (w *widther) mlp(c MLPChannels) (WidthChange, error) {
 			return ch, err
 		}
 	}
-	// The compensation reads the down weight before it is sliced.
-	var comp []float32
-	if c.Mean != nil {
-		wt, err := w.floats(l.Params[down.Matrix()].Name)
-		if err != nil {
-			return ch, err
-		}
-		comp = compensation(wt, down.Transposed, F, out, c.Keep, c.Mean)
-	}
-	if c.Offset != nil {
-		comp = c.Offset
-	}
-	if c.Down != nil {
-		data, dims := c.Down, []int64{int64(len(c.Keep)), int64(out)}
-		if down.Transposed {
-			data = make([]float32, len(c.Down))
-			for k := range c.Keep {
-				for o := 0; o < out; o++ {
-					data[o*len(c.Keep)+k] = c.Down[k*out+o]
-				}
-			}
-			dims = []int64{int64(out), int64(len(c.Keep))}
-		}
-		if err := w.replace(l.Params[down.Matrix()], dims, data, "_w"); err != nil {
-			return ch, err
-		}
-		ch.Refit = true
-	} else if err := w.slice(l, down, c.Keep, true); err != nil {
+	refit, comp, added, err := w.inputs(l, down, c.Keep, c.Mean, c.Down, c.Offset)
+	if err != nil {
 		return ch, err
 	}
-	if comp != nil {
-		added, err := w.addBias(l, down, comp)
-		if err != nil {
-			return ch, err
-		}
-		ch.Compensated, ch.AddedBias = true, added
-	}
+	ch.Refit, ch.Compensated, ch.AddedBias = refit, comp, added
 	n, err := w.shapes(l, []*discover.Projection{gate, up}, down, int64(F), int64(len(c.Keep)))
 	if err != nil {
 		return ch, err
@@ -317,6 +335,68 @@ func compensation(wt []float32, transposed bool, in, out int, keep []int, mean [
 		res[o] = float32(a)
 	}
 	return res
+}
+
+// checkInputs checks the sizes of what replaces a projection's input
+// features (in of them, out outputs, kept of them kept) for inputs.
+func checkInputs(in, out, kept int, mean, newW, offset []float32) error {
+	if mean != nil && len(mean) != in {
+		return fmt.Errorf("%d means for %d input features", len(mean), in)
+	}
+	if newW != nil && len(newW) != kept*out {
+		return fmt.Errorf("new weight of %d values for %d kept features and %d outputs", len(newW), kept, out)
+	}
+	if offset != nil && (len(offset) != out || mean != nil) {
+		return fmt.Errorf("an offset of %d values for %d outputs (and no means)", len(offset), out)
+	}
+	return nil
+}
+
+// inputs gives projection p (o or down) of layer l only the kept input
+// features: its original rows for them, or newW (len(keep)×out, [in, out]
+// orientation) when set; the removed features' mean contribution (mean, one
+// per input feature) or offset, when set, goes into its bias (a new one where
+// it has none). It reports whether the weight was replaced, a bias
+// compensated and a bias added.
+func (w *widther) inputs(l *discover.Layer, p *discover.Projection, keep []int, mean, newW, offset []float32) (refit, compensated, added bool, err error) {
+	in, out := int(p.In), int(p.Out)
+	var comp []float32
+	if mean != nil {
+		// The compensation reads the weight before it is sliced.
+		wt, err := w.floats(l.Params[p.Matrix()].Name)
+		if err != nil {
+			return false, false, false, err
+		}
+		comp = compensation(wt, p.Transposed, in, out, keep, mean)
+	}
+	if offset != nil {
+		comp = offset
+	}
+	if newW != nil {
+		data, dims := newW, []int64{int64(len(keep)), int64(out)}
+		if p.Transposed {
+			data = make([]float32, len(newW))
+			for k := range keep {
+				for o := 0; o < out; o++ {
+					data[o*len(keep)+k] = newW[k*out+o]
+				}
+			}
+			dims = []int64{int64(out), int64(len(keep))}
+		}
+		if err := w.replace(l.Params[p.Matrix()], dims, data, "_w"); err != nil {
+			return false, false, false, err
+		}
+		refit = true
+	} else if err := w.slice(l, p, keep, true); err != nil {
+		return false, false, false, err
+	}
+	if comp != nil {
+		if added, err = w.addBias(l, p, comp); err != nil {
+			return refit, false, false, err
+		}
+		compensated = true
+	}
+	return refit, compensated, added, nil
 }
 
 // slice gives projection p of layer l a weight (and bias) with only the kept
@@ -428,8 +508,9 @@ func (w *widther) computeType(p discover.Param, like *pb.TensorProto) int32 {
 	return like.GetDataType()
 }
 
-// addBias adds comp to the down projection's bias, or gives it one (an Add
-// after its output) when it has none; it reports whether the bias is new.
+// addBias adds comp to projection down's bias (the down or o projection), or
+// gives it one (an Add after its output) when it has none; it reports whether
+// the bias is new.
 func (w *widther) addBias(l *discover.Layer, down *discover.Projection, comp []float32) (bool, error) {
 	if down.Bias >= 0 {
 		bp := l.Params[down.Bias]
@@ -531,99 +612,6 @@ func (w *widther) shapes(l *discover.Layer, ins []*discover.Projection, down *di
 		}
 	}
 	return count, nil
-}
-
-// reshapeTarget rewrites the old width F to newF in the last entry of
-// Reshape n's target when a constant says it there.
-func (w *widther) reshapeTarget(n *graph.Node, F, newF int64) (bool, error) {
-	shape := n.Inputs[1]
-	if t := graph.Constant(shape); t != nil {
-		vals, err := int64s(t)
-		if err != nil || len(vals) == 0 || vals[len(vals)-1] != F {
-			return false, nil
-		}
-		vals[len(vals)-1] = newF
-		v, err := w.constInt64s(shape.Name, vals)
-		if err != nil {
-			return false, err
-		}
-		w.g.SetInput(n, 1, v)
-		return true, nil
-	}
-	cat := shape.Producer
-	if cat == nil || cat.Op != "Concat" || len(cat.Inputs) == 0 {
-		return false, nil
-	}
-	last := cat.Inputs[len(cat.Inputs)-1]
-	t := graph.Constant(last)
-	if t == nil {
-		return false, nil
-	}
-	vals, err := int64s(t)
-	if err != nil || len(vals) == 0 || vals[len(vals)-1] != F {
-		return false, nil
-	}
-	vals[len(vals)-1] = newF
-	v, err := w.constInt64s(last.Name, vals)
-	if err != nil {
-		return false, err
-	}
-	if !onlyReader(shape, n) {
-		outs := []string{w.g.UniqueName(shape.Name + "_w")}
-		name := cat.Name
-		if name != "" {
-			name = w.g.UniqueName(name + "_w")
-		}
-		c, err := w.g.CloneNode(cat, name, outs)
-		if err != nil {
-			return false, err
-		}
-		w.g.SetInput(n, 1, c.Outputs[0])
-		cat = c
-	}
-	w.g.SetInput(cat, len(cat.Inputs)-1, v)
-	return true, nil
-}
-
-// constInt64s holds vals in a new constant like the value named base: an
-// initializer, or a Constant node when base is one's output (so a layer keeps
-// the ops of the others).
-func (w *widther) constInt64s(base string, vals []int64) (*graph.Value, error) {
-	name := w.g.UniqueName(base + "_w")
-	t, err := onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_INT64, Dims: []int64{int64(len(vals))}, Data: vals})
-	if err != nil {
-		return nil, err
-	}
-	if v := w.g.Value(base); v != nil && v.Producer != nil && v.Producer.Op == "Constant" {
-		t.Name = nil
-		attr := &pb.AttributeProto{Name: proto.String("value"), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
-		nodeName := v.Producer.Name
-		if nodeName != "" {
-			nodeName = w.g.UniqueName(nodeName + "_w")
-		}
-		n, err := w.g.AddNode("Constant", nodeName, nil, []string{name}, attr)
-		if err != nil {
-			return nil, err
-		}
-		return n.Outputs[0], nil
-	}
-	return w.g.AddInitializer(t)
-}
-
-// int64s decodes an int64 tensor of rank 0 or 1.
-func int64s(t *pb.TensorProto) ([]int64, error) {
-	if pb.TensorProto_DataType(t.GetDataType()) != pb.TensorProto_INT64 || len(t.Dims) > 1 {
-		return nil, fmt.Errorf("not an int64 vector")
-	}
-	d, err := onnx.DecodeTensor(t)
-	if err != nil {
-		return nil, err
-	}
-	vals, ok := d.Data.([]int64)
-	if !ok {
-		return nil, fmt.Errorf("not an int64 vector")
-	}
-	return slices.Clone(vals), nil
 }
 
 func (w *widther) tensor(name string) *pb.TensorProto {

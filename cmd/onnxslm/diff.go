@@ -417,19 +417,23 @@ func intList(xs []int, sep string) string {
 	return strings.Join(s, sep)
 }
 
-// widths prints the layers whose MLP width changed.
+// widths prints the layers whose MLP width or query heads changed.
 func (p *printer) widths(w *modeldiff.WidthDiff) {
 	if w == nil {
 		return
 	}
 	src := ""
 	if w.Source == "metadata" {
-		src = " (B's metadata onnxslm.mlp_widths)"
+		src = " (B's metadata onnxslm.mlp_widths, onnxslm.attn_heads)"
 	}
-	p.line("\nMLP widths%s", src)
+	p.line("\nMLP widths and attention heads%s", src)
 	tw := p.table()
 	for _, l := range w.Layers {
-		fmt.Fprintf(tw, "  layer %d\t← layer %d: %d → %d channels\n", l.Layer, l.From, l.A, l.B)
+		heads := ""
+		if l.HeadsA != l.HeadsB {
+			heads = fmt.Sprintf(", %d → %d heads", l.HeadsA, l.HeadsB)
+		}
+		fmt.Fprintf(tw, "  layer %d\t← layer %d: %d → %d channels%s\n", l.Layer, l.From, l.A, l.B, heads)
 	}
 	p.flush(tw)
 }

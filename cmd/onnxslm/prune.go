@@ -30,10 +30,11 @@ func init() {
 			fs.IntVar(&o.layers, "layers", 0, "reach this many layers (searches the threshold)")
 			fs.Float64Var(&o.ratio, "prune-ratio", 0, fmt.Sprintf("remove this share of the layers (searches the threshold; default %.2f when no threshold or depth is given)", prune.DefaultPruneRatio))
 			fs.StringVar(&o.method, "method", string(prune.Auto), "how layers are chosen: auto (searched windows, a merge rule per window, least-squares repair; see docs/RESULTS.md), slm (the paper's loop), shortgpt (lowest Block Influence), drop (SLM's windows without merging)")
-			fs.Float64Var(&o.paramsRatio, "params-ratio", 0, "remove this share of the decoder layers' parameters, by depth and width (MLP channels) together; the mix is searched on the calibration KL")
+			fs.Float64Var(&o.paramsRatio, "params-ratio", 0, "remove this share of the decoder layers' parameters, by depth and width (MLP channels and attention heads) together; the mix is searched on the calibration KL")
 			fs.Float64Var(&o.widthRatio, "width-ratio", 0, "with --params-ratio: take this share of the removed parameters from width instead of searching the mix (0: depth only, 1: width only)")
 			fs.StringVar(&o.widthScore, "width-score", "", "with --params-ratio: how MLP channels are scored: fluct (FLAP's fluctuation) or wanda (|W|·‖x‖); default: both tried, the least calibration KL kept")
 			fs.StringVar(&o.widthAlloc, "width-alloc", "", "with --params-ratio: how removed MLP channels are spread: layer (the same number in every layer) or global (standardized scores ranked across layers); default: both tried, the least calibration KL kept")
+			fs.IntVar(&o.widthHeads, "width-heads", 0, "with --params-ratio: remove this many query heads from every kept layer (whole KV groups; 0: MLP channels only); default: each number of groups that fits tried, the least calibration KL kept")
 			fs.StringVar(&o.merge, "merge", "", "how a window's weights are fused, with --method slm only: paper (the default), code (the authors' released code), mean, drop")
 			fs.BoolVar(&o.recover, "recover", false, "train each merged layer (and each layer kept under removed ones) to reproduce the layers it stands for, on the calibration rows (block-wise distillation; docs/design/recovery.md)")
 			fs.IntVar(&o.recoverSteps, "recover-steps", 0, fmt.Sprintf("with --recover: most training steps per layer (0: %d, fewer for layers over 10 M parameters, at least 20; stops earlier when the held-out calibration rows stop improving)", prune.DefaultRecoverSteps))
@@ -54,6 +55,7 @@ func init() {
 					return usagef("prune takes IN.onnx and OUT.onnx, got %d arguments", len(args))
 				}
 				o.widthRatioSet = fs.Changed("width-ratio")
+				o.widthHeadsSet = fs.Changed("width-heads")
 				return runPrune(ctx, io, args[0], args[1], o)
 			}
 		},
@@ -79,6 +81,8 @@ type pruneFlags struct {
 	paramsRatio, widthRatio float64
 	widthRatioSet           bool
 	widthScore, widthAlloc  string
+	widthHeads              int
+	widthHeadsSet           bool
 }
 
 func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) error {
@@ -102,6 +106,9 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	}
 	if f.widthRatioSet {
 		opts.WidthRatio = &f.widthRatio
+	}
+	if f.widthHeadsSet {
+		opts.WidthHeads = &f.widthHeads
 	}
 	if err := opts.Check(); err != nil {
 		return pruneUsage(err)
@@ -224,8 +231,8 @@ func printPruneSummary(io *stdio, in, out string, r *prune.Report) {
 	}
 	if w := r.Width; w != nil {
 		m := w.Mixes[w.Chosen]
-		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels (%d, %s/%s); KL %.4f on held-out calibration rows\n",
-			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
+		fmt.Fprintf(io.Stderr, "  params: %d of %d decoder parameters removed (target %d): %d layers (%d), %d MLP channels and %d heads per layer (%d, %s/%s); KL %.4f on held-out calibration rows\n",
+			w.Removed, w.DecoderParams, w.Target, m.LayersRemoved, m.DepthParams, m.ChannelsRemoved, m.HeadsRemoved, m.WidthParams, m.Score, m.Alloc, m.KL)
 	}
 	if len(r.Windows) > 0 && r.Auto == nil {
 		fmt.Fprintf(io.Stderr, "  merged windows %v\n", r.Windows)
@@ -277,6 +284,7 @@ var pruneFlagOf = map[string]string{
 	"WidthRatio":      "--width-ratio",
 	"WidthScore":      "--width-score",
 	"WidthAlloc":      "--width-alloc",
+	"WidthHeads":      "--width-heads",
 }
 
 // pruneUsage turns a *prune.OptionError into a usage error that names the

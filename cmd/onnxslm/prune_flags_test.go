@@ -117,6 +117,11 @@ func TestPruneParamsFlags(t *testing.T) {
 		{[]string{"--params-ratio", "0.3", "--width-ratio", "1.5"}, []string{"--width-ratio 1.5"}},
 		{[]string{"--params-ratio", "0.3", "--width-score", "magic"}, []string{"--width-score magic"}},
 		{[]string{"--params-ratio", "0.3", "--width-alloc", "magic"}, []string{"--width-alloc magic"}},
+		{[]string{"--params-ratio", "0.3", "--width-heads", "2"}, nil},
+		{[]string{"--params-ratio", "0.3", "--width-heads", "0", "--width-ratio", "0"}, nil},
+		{[]string{"--width-heads", "1"}, []string{"--width-heads 1", "--params-ratio 0"}},
+		{[]string{"--params-ratio", "0.3", "--width-heads", "-1"}, []string{"--width-heads -1"}},
+		{[]string{"--params-ratio", "0.3", "--width-heads", "1", "--width-ratio", "0"}, []string{"--width-heads 1", "--width-ratio 0"}},
 	} {
 		args := append(append([]string{"prune", "-q"}, tt.args...), in, out)
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

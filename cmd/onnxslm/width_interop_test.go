@@ -17,9 +17,10 @@ import (
 )
 
 // TestInteropWidthPruned: what `prune --params-ratio` writes for the shared
-// models (width only, and depth and width half and half) passes the ONNX
-// checker, and onnxruntime gives it the eval_go perplexity `onnxslm eval`
-// reports, within 0.05 %.
+// models (width only, depth and width half and half, and width with one
+// attention head of four removed from every layer) passes the ONNX checker,
+// and onnxruntime gives it the eval_go perplexity `onnxslm eval` reports,
+// within 0.05 %.
 func TestInteropWidthPruned(t *testing.T) {
 	ort := judge.ORT(t)
 	chk := judge.Checker(t)
@@ -29,16 +30,17 @@ func TestInteropWidthPruned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shares := []string{"1", "0.5"}
+	cases := [][]string{{"--width-ratio", "1", "--width-heads", "0"}, {"--width-ratio", "0.5", "--width-heads", "0"}, {"--width-ratio", "1", "--width-heads", "1"}}
 	if testing.Short() {
-		shares = shares[:1]
+		cases = cases[2:]
 	}
 	for _, name := range []string{"llama8", "gpt2_6"} {
-		for _, share := range shares {
-			t.Run(name+"/width-ratio="+share, func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(name+"/"+strings.Join(c, " "), func(t *testing.T) {
 				in := testenv.TestModel(t, name)
 				out := filepath.Join(t.TempDir(), name+"_w.onnx")
-				if code, _, stderr := runCLI(t, "prune", in, out, "-q", "--params-ratio", "0.25", "--width-ratio", share, "--calib", calib); code != 0 {
+				args := append([]string{"prune", in, out, "-q", "--params-ratio", "0.25", "--calib", calib}, c...)
+				if code, _, stderr := runCLI(t, args...); code != 0 {
 					t.Fatalf("prune: exit %d: %s", code, stderr)
 				}
 				checkModel(t, chk, out)
@@ -98,15 +100,22 @@ func ortPerplexity(t *testing.T, ids, logits *npy.Array) float64 {
 }
 
 // TestInteropWidthPrunedKVCache: a width-pruned KV-cache model (GQA, the
-// committed tiny_llama_kv fixture) runs in onnxruntime with a non-empty past;
-// decoding with the cache gives the logits of the full run, and the Go
-// runtime gives onnxruntime's logits.
+// committed tiny_llama_kv fixture; MLP channels only, and channels with one
+// KV group of two removed from every layer, which halves the cache's heads)
+// runs in onnxruntime with a non-empty past; decoding with the cache gives
+// the logits of the full run, and the Go runtime gives onnxruntime's logits.
 func TestInteropWidthPrunedKVCache(t *testing.T) {
 	ort := judge.ORT(t)
 	chk := judge.Checker(t)
+	for _, heads := range []string{"0", "2"} {
+		t.Run("width-heads="+heads, func(t *testing.T) { widthKVCase(t, ort, chk, heads) })
+	}
+}
+
+func widthKVCase(t *testing.T, ort *judge.Runtime, chk *judge.Check, heads string) {
 	in := filepath.Join("..", "..", "testdata", "models", "tiny_llama_kv.onnx")
 	out := filepath.Join(t.TempDir(), "kv_w.onnx")
-	if code, _, stderr := runCLI(t, "prune", in, out, "-q", "--params-ratio", "0.3", "--width-ratio", "1"); code != 0 {
+	if code, _, stderr := runCLI(t, "prune", in, out, "-q", "--params-ratio", "0.3", "--width-ratio", "1", "--width-heads", heads); code != 0 {
 		t.Fatalf("prune: exit %d: %s", code, stderr)
 	}
 	checkModel(t, chk, out)
@@ -164,6 +173,9 @@ func TestInteropWidthPrunedKVCache(t *testing.T) {
 	pasts := map[string]*npy.Array{}
 	for _, name := range pastNames {
 		d := shape(name)
+		if heads != "0" && d[1] != 1 {
+			t.Errorf("%s: %d KV heads declared, want 1 of 2", name, d[1])
+		}
 		s := []int{1, d[1], past, d[3]}
 		data := make([]float32, s[1]*past*s[3])
 		for i := range data {

@@ -7,9 +7,11 @@
 //
 // For each model and R in {25 %, 35 %} fewer layers it prunes with the
 // default method to that depth (depth only), then with --params-ratio set to
-// the share of the decoder parameters that depth removed (depth and width,
-// the mix searched on the calibration KL), and with the whole share taken
-// from width (--width-ratio 1). All decisions see only the calibration set
+// the share of the decoder parameters that depth removed (depth and width:
+// the layers, MLP channels and attention heads searched on the calibration
+// KL), and with the whole share taken from width (--width-ratio 1) by MLP
+// channels only (--width-heads 0) and by channels with one query head of
+// every layer (--width-heads 1). All decisions see only the calibration set
 // (tokens/calib_train_16x128); eval_go and eval_prose are used for the
 // perplexities (onnxslm's Go runtime) and nothing else. With -speed, each
 // model's forward speed in onnxruntime is measured by internal/cmd/benchort
@@ -136,7 +138,8 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 			}{
 				{"depth only (default)", prune.Options{Layers: target}},
 				{"depth + width (default)", prune.Options{ParamsRatio: share}},
-				{"width only", prune.Options{ParamsRatio: share, WidthRatio: ptr(1.0)}},
+				{"width: channels only", prune.Options{ParamsRatio: share, WidthRatio: ptr(1.0), WidthHeads: iptr(0)}},
+				{"width: channels + 1 head", prune.Options{ParamsRatio: share, WidthRatio: ptr(1.0), WidthHeads: iptr(1)}},
 			} {
 				key := fmt.Sprint(k.label, target)
 				r, ok := done[key]
@@ -221,6 +224,9 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 			v += fmt.Sprintf("; onnxruntime %.0f vs %.0f tokens/s (depth only %+.0f %%; original %.0f)",
 				both.tokPerS, depth.tokPerS, 100*(depth.tokPerS/both.tokPerS-1), orig.tokPerS)
 		}
+		ch, hd := c.rows[3], c.rows[4]
+		v += fmt.Sprintf("; width by channels only eval_go %.3f (%d parameters, %.0f tokens/s) vs channels + 1 head per layer %.3f (%d, %.0f tokens/s)",
+			ch.ppl[0], ch.params, ch.tokPerS, hd.ppl[0], hd.params, hd.tokPerS)
 		verdicts = append(verdicts, v)
 		fmt.Fprintf(&buf, "\n%s\n", v)
 	}
@@ -234,6 +240,8 @@ func run(shared, keep string, speed bool, reps, rounds int) error {
 }
 
 func ptr(x float64) *float64 { return &x }
+
+func iptr(x int) *int { return &x }
 
 func yes(ok bool, a, b string) string {
 	if ok {
@@ -273,6 +281,12 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, opts prune.Options, 
 			}
 			parts = append(parts, fmt.Sprintf("%d MLP channels (%s/%s), widths %s", mix.ChannelsRemoved, mix.Score, mix.Alloc, strings.Join(widths, " ")))
 		}
+		if mix.HeadsRemoved > 0 && len(w.Layers) > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d heads per layer", mix.HeadsRemoved, w.Layers[0].HeadsBefore))
+		}
+		if mix.Refit {
+			parts = append(parts, "refit")
+		}
 		var kls []string
 		for _, x := range w.Mixes {
 			if x.Skipped != "" {
@@ -282,6 +296,24 @@ func pruneAndMeasure(ctx context.Context, m *pb.ModelProto, opts prune.Options, 
 			kls = append(kls, fmt.Sprintf("%d layers: %.4f", x.LayersRemoved, x.KL))
 		}
 		parts = append(parts, "KL by layers removed: "+strings.Join(kls, ", "))
+		// The least KL of each number of heads removed, at the chosen depth.
+		best := map[int]float64{}
+		var hs []int
+		for _, v := range mix.Variants {
+			if b, ok := best[v.Heads]; !ok || v.KL < b {
+				if !ok {
+					hs = append(hs, v.Heads)
+				}
+				best[v.Heads] = v.KL
+			}
+		}
+		if len(hs) > 1 {
+			var hk []string
+			for _, h := range hs {
+				hk = append(hk, fmt.Sprintf("%d: %.4f", h, best[h]))
+			}
+			parts = append(parts, fmt.Sprintf("KL by heads removed per layer (at %d layers removed): %s", mix.LayersRemoved, strings.Join(hk, ", ")))
+		}
 	}
 	r.what = strings.Join(parts, "; ")
 	return r, nil
