@@ -239,3 +239,20 @@ func runOpCases(t *testing.T, cases []opCase) {
 		})
 	}
 }
+
+// softmaxRef turns the scores sc into softmax(sc) in place, in float64, as
+// the attention references compute it: exp(sc − max) / sum.
+func softmaxRef(sc []float64) {
+	mx := math.Inf(-1)
+	for _, v := range sc {
+		mx = math.Max(mx, v)
+	}
+	var sum float64
+	for j := range sc {
+		sc[j] = math.Exp(sc[j] - mx)
+		sum += sc[j]
+	}
+	for j := range sc {
+		sc[j] /= sum
+	}
+}
