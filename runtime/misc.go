@@ -143,10 +143,7 @@ func compileRange(c *compileCtx) (kernel, error) {
 }
 
 func compileTrilu(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("upper"); err != nil {
-		return nil, err
-	}
-	upper, err := c.attrs.int("upper", 1)
+	upper, err := sole(c.attrs, c.attrs.int, "upper", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -185,10 +182,7 @@ func compileTrilu(c *compileCtx) (kernel, error) {
 }
 
 func compileScatterND(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("reduction"); err != nil {
-		return nil, err
-	}
-	red, err := c.attrs.str("reduction", "none")
+	red, err := sole(c.attrs, c.attrs.str, "reduction", "none")
 	if err != nil {
 		return nil, err
 	}

@@ -363,14 +363,7 @@ func softmaxRow(dst, src []float32, logSoftmax bool) {
 }
 
 func compileLayerNorm(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "epsilon", "stash_type"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", -1)
-	if err != nil {
-		return nil, err
-	}
-	eps, err := c.attrs.float("epsilon", 1e-5)
+	axis, eps, err := normAttrs(c)
 	if err != nil {
 		return nil, err
 	}
