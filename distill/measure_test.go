@@ -63,24 +63,29 @@ func calibBoundaries(t *testing.T, g *graphIndex, name string, m *onnx.Model) []
 	return res
 }
 
+// measuring skips t unless -distill.measure is given.
+func measuring(t *testing.T) {
+	t.Helper()
+	if !*measure {
+		t.Skip("a measurement: -distill.measure")
+	}
+}
+
+// llama8Measured skips t unless -distill.measure is given; then it returns
+// llama8, its graph index, the streams between its layers on the
+// calibration rows, and its layers.
+func llama8Measured(t *testing.T) (*onnx.Model, *graphIndex, [][][]float32, []*Layer) {
+	t.Helper()
+	measuring(t)
+	m, g := sharedModel(t, "llama8")
+	return m, g, calibBoundaries(t, g, "llama8", m), llama8Layers(g)
+}
+
 // TestMeasureLlama8Windows merges windows of llama8 with the paper's rule
 // and distills each fused layer toward its window on 12 calibration rows,
 // 4 held out (go test ./distill -run Measure -distill.measure -v).
 func TestMeasureLlama8Windows(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
-	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := indexModel(t, m.Proto)
-	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
-	hs := calibBoundaries(t, g, "llama8", m)
-	var layers []*Layer
-	for i := 0; i < 8; i++ {
-		layers = append(layers, llama8Layer(g, i, rot))
-	}
+	_, _, hs, layers := llama8Measured(t)
 	for _, w := range [][2]int{{4, 6}, {5, 7}, {2, 4}, {1, 2}} {
 		for _, lr := range []float64{3e-4, 1e-3} {
 			fused, c0 := mergePaper(layers[w[0]:w[1]+1]), cpuTime()
@@ -113,9 +118,7 @@ func cpuTime() time.Duration {
 // TestMeasure1BStep times training steps of a layer of the 1.26 B model's
 // shape (d 2048, 32 heads, FFN 5632) on rows of 512 tokens.
 func TestMeasure1BStep(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
+	measuring(t)
 	l := randomLayer(Llama, 2048, 32, 32, 5632, 1)
 	l.QBias = nil
 	rot := RotaryTables(64, 512, 10000)
@@ -151,20 +154,7 @@ func TestMeasure1BStep(t *testing.T) {
 // weights go into layer low, and layers low+1..high get zero o and down
 // projections, which makes them the identity (x + 0 + 0).
 func TestMeasureLlama8Perplexity(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
-	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := indexModel(t, m.Proto)
-	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
-	hs := calibBoundaries(t, g, "llama8", m)
-	var layers []*Layer
-	for i := 0; i < 8; i++ {
-		layers = append(layers, llama8Layer(g, i, rot))
-	}
+	m, g, hs, layers := llama8Measured(t)
 	eval, err := tokens.Read(testenv.TestFile(t, "tokens/eval_go_64x256.npy"))
 	if err != nil {
 		t.Fatal(err)
