@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/onnxslm/onnxslm/internal/units"
 	"github.com/onnxslm/onnxslm/modeldiff"
 )
 
@@ -323,11 +324,11 @@ func modelDesc(s modeldiff.Summary) string {
 func fileDesc(s modeldiff.Summary) string {
 	switch len(s.Files) {
 	case 0:
-		return humanBytes(s.FileBytes) + " serialized"
+		return units.Bytes(uint64(s.FileBytes)) + " serialized"
 	case 1:
-		return humanBytes(s.FileBytes) + " in 1 file"
+		return units.Bytes(uint64(s.FileBytes)) + " in 1 file"
 	}
-	return fmt.Sprintf("%s in %d files", humanBytes(s.FileBytes), len(s.Files))
+	return fmt.Sprintf("%s in %d files", units.Bytes(uint64(s.FileBytes)), len(s.Files))
 }
 
 func sameFiles(a, b modeldiff.Summary) bool {
