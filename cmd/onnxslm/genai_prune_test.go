@@ -11,6 +11,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/npy"
@@ -241,9 +242,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 // perplexity is within 2 % (float) or 5 %
 // (quantized) of the plain twin's prune at the same depth.
 func TestDeployedLayoutsPrune(t *testing.T) {
-	if testing.Short() {
-		t.Skip("prunes ten models")
-	}
+	testenv.Long(t, "prunes ten models")
 	ort := judge.ORT(t)
 	rows := tokenRows(4, 24, 256)
 	tokens := filepath.Join(t.TempDir(), "eval.npy")

@@ -85,6 +85,15 @@ func Unavailable(t testing.TB, reason string) {
 	t.Skip(reason)
 }
 
+// Long skips t in -short mode, with what as the reason (what the test runs
+// that takes long).
+func Long(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what)
+	}
+}
+
 // SharedDir returns <repo>/../shared. When ../shared/testmodels does not
 // exist it skips the test with SkipMessage (fails it when CI=true; see
 // Unavailable).
