@@ -49,15 +49,11 @@ type diffFlags struct {
 
 func runDiff(ctx context.Context, io *stdio, argA, argB string, f *diffFlags) error {
 	rep := newReporter(io, f.quiet, f.verbose)
-	load := rep.Start("load "+argA, 0)
-	a, err := loadModelArg(argA)
-	load.Done()
+	a, err := loadReported(rep, argA)
 	if err != nil {
 		return err
 	}
-	load = rep.Start("load "+argB, 0)
-	b, err := loadModelArg(argB)
-	load.Done()
+	b, err := loadReported(rep, argB)
 	if err != nil {
 		return err
 	}
