@@ -44,10 +44,7 @@ func (c recordedCase) String() string {
 // with rule code, and the layers `shortgpt` and `drop` removed.
 func recordedCases(t *testing.T, name string) []recordedCase {
 	t.Helper()
-	ref, err := reference.LoadSLM(testenv.TestModelsDir(t), name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.SLM(t, name)
 	_, keys := ref.Thresholds()
 	seen := map[string]bool{}
 	var cases []recordedCase

@@ -149,6 +149,17 @@ func Streams(t testing.TB, name string) (hidden []string, finalNorm string) {
 	return hidden, finalNorm
 }
 
+// SLM returns the shared model NAME's recorded SLM runs (NAME.slm.json),
+// skipping as SharedDir does.
+func SLM(t testing.TB, name string) *reference.SLM {
+	t.Helper()
+	ref, err := reference.LoadSLM(TestModelsDir(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // DirNames returns the names in folder dir, sorted by name as os.ReadDir
 // sorts them, failing t when it cannot be read.
 func DirNames(t testing.TB, dir string) []string {
