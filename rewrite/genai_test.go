@@ -430,14 +430,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 	ort := judge.ORT(t)
 	c := modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, FFN: 96, KVCache: true,
 		AttentionMask: true, TransposedWeights: true, Seed: 23}
-	plain, err := modelgen.Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := discover.Find(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain, ps := build(t, c)
 	g := modelgen.GenAIConfig{Hidden: 64, Heads: 4, KVHeads: 2}
 	for _, variant := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
 		m, err := modelgen.BuildTransformersJS(c, variant)
