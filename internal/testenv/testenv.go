@@ -16,7 +16,10 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/onnxslm/onnxslm/internal/reference"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
 // SkipMessage is the reason given when ../shared/testmodels is absent.
@@ -158,6 +161,21 @@ func SLM(t testing.TB, name string) *reference.SLM {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// ReadModelProto reads the model file at path as a plain message, without
+// checking it or resolving its external data, failing t on an error.
+func ReadModelProto(t testing.TB, path string) *pb.ModelProto {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &pb.ModelProto{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
 }
 
 // DirNames returns the names in folder dir, sorted by name as os.ReadDir
