@@ -125,24 +125,11 @@ type bertAttrs struct {
 // bertAttrsOf reads num_heads (> 0), unidirectional, mask_filter_value
 // (default −10000) and scale, refusing attributes other than those and more.
 func bertAttrsOf(c *compileCtx, more ...string) (bertAttrs, error) {
-	if err := c.attrs.only(append([]string{"num_heads", "unidirectional", "mask_filter_value", "scale"}, more...)...); err != nil {
-		return bertAttrs{}, err
-	}
-	heads, err := c.attrs.int("num_heads", 0)
-	if err != nil {
-		return bertAttrs{}, err
-	}
-	uni, err := c.attrs.int("unidirectional", 0)
-	if err != nil {
-		return bertAttrs{}, err
-	}
-	filter, err := c.attrs.float("mask_filter_value", -10000)
-	if err != nil {
-		return bertAttrs{}, err
-	}
-	scale, err := c.attrs.float("scale", 0)
-	if err != nil {
-		return bertAttrs{}, err
+	r := c.read(append([]string{"num_heads", "unidirectional", "mask_filter_value", "scale"}, more...)...)
+	heads, uni := r.int("num_heads", 0), r.int("unidirectional", 0)
+	filter, scale := r.float("mask_filter_value", -10000), r.float("scale", 0)
+	if r.err != nil {
+		return bertAttrs{}, r.err
 	}
 	if heads <= 0 {
 		return bertAttrs{}, fmt.Errorf("num_heads %d", heads)

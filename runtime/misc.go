@@ -57,16 +57,9 @@ func compileConstantOfShape(c *compileCtx) (kernel, error) {
 		val = t
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		spec, err := intsOf(in[0], "shape")
+		shape, err := shapeArg(in[0])
 		if err != nil {
 			return nil, err
-		}
-		shape := make([]int, len(spec))
-		for i, v := range spec {
-			if v < 0 || v > math.MaxInt32*64 {
-				return nil, fmt.Errorf("invalid shape %v", spec)
-			}
-			shape[i] = int(v)
 		}
 		if _, err := checkShape(shape); err != nil {
 			return nil, err

@@ -39,14 +39,9 @@ func normOutputsOnly(c *compileCtx, allowed ...int) error {
 // variants: the first normalized axis (default -1) and epsilon (default 1e-5);
 // stash_type is allowed, and checked by the kernel that needs it.
 func normAttrs(c *compileCtx) (axis int64, eps float32, err error) {
-	if err := c.attrs.only("axis", "epsilon", "stash_type"); err != nil {
-		return 0, 0, err
-	}
-	if axis, err = c.attrs.int("axis", -1); err != nil {
-		return 0, 0, err
-	}
-	eps, err = c.attrs.float("epsilon", 1e-5)
-	return axis, eps, err
+	r := c.read("axis", "epsilon", "stash_type")
+	axis, eps = r.int("axis", -1), r.float("epsilon", 1e-5)
+	return axis, eps, r.err
 }
 
 // compileSimplifiedLayerNorm is SimplifiedLayerNormalization (X, scale), and

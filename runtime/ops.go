@@ -144,6 +144,44 @@ func sole[T any](a attrs, read func(string, T) (T, error), name string, def T) (
 	return read(name, def)
 }
 
+// attrReader reads a node's attributes one after another and keeps the
+// first error (after which it reads nothing), so that a kernel that reads
+// several attributes checks once.
+type attrReader struct {
+	a   attrs
+	err error
+}
+
+// read starts reading c's attributes, refusing any other than names.
+func (c *compileCtx) read(names ...string) *attrReader {
+	return &attrReader{a: c.attrs, err: c.attrs.only(names...)}
+}
+
+func (r *attrReader) int(name string, def int64) int64 { return readNext(r, r.a.int, name, def) }
+
+func (r *attrReader) float(name string, def float32) float32 {
+	return readNext(r, r.a.float, name, def)
+}
+
+// ints reads an INTS attribute and whether it is present.
+func (r *attrReader) ints(name string) ([]int64, bool) {
+	if r.err != nil {
+		return nil, false
+	}
+	v, ok, err := r.a.ints(name)
+	r.err = err
+	return v, ok
+}
+
+func readNext[T any](r *attrReader, read func(string, T) (T, error), name string, def T) T {
+	if r.err != nil {
+		return def
+	}
+	v, err := read(name, def)
+	r.err = err
+	return v
+}
+
 // normAxis maps a possibly negative axis into [0, rank).
 func normAxis(axis int64, rank int) (int, error) {
 	a := int(axis)

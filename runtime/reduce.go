@@ -460,16 +460,10 @@ func broadcastParam(ec *execCtx, p *Tensor, shape []int, what string) ([]float32
 }
 
 func compileCumSum(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("exclusive", "reverse"); err != nil {
-		return nil, err
-	}
-	excl, err := c.attrs.int("exclusive", 0)
-	if err != nil {
-		return nil, err
-	}
-	rev, err := c.attrs.int("reverse", 0)
-	if err != nil {
-		return nil, err
+	r := c.read("exclusive", "reverse")
+	excl, rev := r.int("exclusive", 0), r.int("reverse", 0)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		x := in[0]

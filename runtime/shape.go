@@ -19,16 +19,10 @@ func compileIdentity(c *compileCtx) (kernel, error) {
 }
 
 func compileShape(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("start", "end"); err != nil {
-		return nil, err
-	}
-	start, err := c.attrs.int("start", 0)
-	if err != nil {
-		return nil, err
-	}
-	end, err := c.attrs.int("end", math.MaxInt64)
-	if err != nil {
-		return nil, err
+	r := c.read("start", "end")
+	start, end := r.int("start", 0), r.int("end", math.MaxInt64)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		r := int64(in[0].Rank())
@@ -462,20 +456,12 @@ func compileSlice(c *compileCtx) (kernel, error) {
 }
 
 func compileSplit(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "split", "num_outputs"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", 0)
-	if err != nil {
-		return nil, err
-	}
-	splitAttr, hasSplit, err := c.attrs.ints("split")
-	if err != nil {
-		return nil, err
-	}
-	numOut, err := c.attrs.int("num_outputs", int64(len(c.n.out)))
-	if err != nil {
-		return nil, err
+	r := c.read("axis", "split", "num_outputs")
+	axis := r.int("axis", 0)
+	splitAttr, hasSplit := r.ints("split")
+	numOut := r.int("num_outputs", int64(len(c.n.out)))
+	if r.err != nil {
+		return nil, r.err
 	}
 	if numOut != int64(len(c.n.out)) {
 		return nil, fmt.Errorf("num_outputs=%d but the node has %d outputs", numOut, len(c.n.out))
@@ -594,21 +580,31 @@ func gatherRows(outer, dim int, ids []int64, put func(dst, src int)) {
 	}
 }
 
+// shapeArg reads a shape input (ConstantOfShape, Expand): dimensions from 0
+// to 2³¹·64.
+func shapeArg(t *Tensor) ([]int, error) {
+	spec, err := intsOf(t, "shape")
+	if err != nil {
+		return nil, err
+	}
+	shape := make([]int, len(spec))
+	for i, v := range spec {
+		if v < 0 || v > math.MaxInt32*64 {
+			return nil, fmt.Errorf("invalid shape %v", spec)
+		}
+		shape[i] = int(v)
+	}
+	return shape, nil
+}
+
 func compileExpand(c *compileCtx) (kernel, error) {
 	if err := c.attrs.only(); err != nil {
 		return nil, err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		spec, err := intsOf(in[1], "shape")
+		target, err := shapeArg(in[1])
 		if err != nil {
 			return nil, err
-		}
-		target := make([]int, len(spec))
-		for i, v := range spec {
-			if v < 0 || v > math.MaxInt32*64 {
-				return nil, fmt.Errorf("invalid shape %v", spec)
-			}
-			target[i] = int(v)
 		}
 		shape, err := broadcastShape(in[0].shape, target)
 		if err != nil {
