@@ -97,6 +97,19 @@ func Long(t testing.TB, what string) {
 	}
 }
 
+// Getenv returns the environment variable name that an opt-in test (a
+// measurement, a check against files kept outside the repository) needs,
+// skipping t with why when it is unset. Unlike Unavailable it skips under
+// CI too: such tests are not part of the suite.
+func Getenv(t testing.TB, name, why string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skip(why)
+	}
+	return v
+}
+
 // SharedDir returns <repo>/../shared. When ../shared/testmodels does not
 // exist it skips the test with SkipMessage (fails it when CI=true; see
 // Unavailable).
