@@ -127,8 +127,8 @@ func TestMeasure1BStep(t *testing.T) {
 	var fit Rows
 	fit.T = 512
 	for i := 0; i < 2; i++ {
-		fit.X = append(fit.X, f32s(randn(rng, 512*2048, 0, 1)))
-		fit.Y = append(fit.Y, f32s(randn(rng, 512*2048, 0, 1)))
+		fit.X = append(fit.X, convert[float32](randn(rng, 512*2048, 0, 1)))
+		fit.Y = append(fit.Y, convert[float32](randn(rng, 512*2048, 0, 1)))
 	}
 	start, c0 := time.Now(), cpuTime()
 	if _, err := Forward(l, fit.X[0], 512); err != nil {
