@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/rusage"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -88,14 +88,14 @@ func TestMeasureLlama8Windows(t *testing.T) {
 	_, _, hs, layers := llama8Measured(t)
 	for _, w := range [][2]int{{4, 6}, {5, 7}, {2, 4}, {1, 2}} {
 		for _, lr := range []float64{3e-4, 1e-3} {
-			fused, c0 := mergePaper(layers[w[0]:w[1]+1]), cpuTime()
+			fused, c0 := mergePaper(layers[w[0]:w[1]+1]), rusage.CPU()
 			fit := Rows{X: hs[w[0]][:12], Y: hs[w[1]+1][:12], T: 128}
 			held := Rows{X: hs[w[0]][12:], Y: hs[w[1]+1][12:], T: 128}
 			_, rep, err := Train(context.Background(), fused, fit, held, Options{Steps: 300, Batch: 4, LR: lr, Patience: 5})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cpu := cpuTime() - c0
+			cpu := rusage.CPU() - c0
 			t.Logf("window %d..%d lr %g: fit %.4f → %.4f, held-out %.4f → %.4f, %d steps (best %d, %s), %v wall, %v CPU, %.1f steps per CPU-second",
 				w[0], w[1], lr, rep.FitBefore, rep.FitAfter, rep.HeldBefore, rep.HeldAfter, rep.Steps, rep.BestStep, rep.Stop,
 				rep.Elapsed.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(rep.Steps)/cpu.Seconds())
@@ -104,15 +104,6 @@ func TestMeasureLlama8Windows(t *testing.T) {
 			}
 		}
 	}
-}
-
-// cpuTime is the process's user + system time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestMeasure1BStep times training steps of a layer of the 1.26 B model's
@@ -130,14 +121,14 @@ func TestMeasure1BStep(t *testing.T) {
 		fit.X = append(fit.X, convert[float32](randn(rng, 512*2048, 0, 1)))
 		fit.Y = append(fit.Y, convert[float32](randn(rng, 512*2048, 0, 1)))
 	}
-	start, c0 := time.Now(), cpuTime()
+	start, c0 := time.Now(), rusage.CPU()
 	if _, err := Forward(l, fit.X[0], 512); err != nil {
 		t.Fatal(err)
 	}
-	fwd, fwdCPU := time.Since(start), cpuTime()-c0
-	cpu0, last := cpuTime(), time.Duration(0)
+	fwd, fwdCPU := time.Since(start), rusage.CPU()-c0
+	cpu0, last := rusage.CPU(), time.Duration(0)
 	_, rep, err := Train(context.Background(), l, fit, Rows{}, Options{Steps: 4, Batch: 1, Progress: func(p Progress) {
-		c := cpuTime()
+		c := rusage.CPU()
 		t.Logf("step %d: %v wall, %v CPU", p.Step, (p.Elapsed - last).Round(time.Millisecond), (c - cpu0).Round(time.Millisecond))
 		cpu0, last = c, p.Elapsed
 	}})

@@ -1,10 +1,9 @@
 package runtime_test
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/onnxslm/onnxslm/internal/rusage"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -24,7 +23,7 @@ func benchTokens(b *testing.B, s *runtime.Session, feeds map[string]*runtime.Ten
 	if _, err := s.Run(feeds, nil); err != nil {
 		b.Fatal(err)
 	}
-	cpu0 := processCPU()
+	cpu0 := rusage.CPU()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := s.Run(feeds, nil); err != nil {
@@ -34,16 +33,7 @@ func benchTokens(b *testing.B, s *runtime.Session, feeds map[string]*runtime.Ten
 	b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
 	// Per second of CPU time used by the process (all threads): a figure
 	// that holds on a machine shared with other work.
-	b.ReportMetric(float64(tokens*b.N)/(processCPU()-cpu0).Seconds(), "tokens/cpu-s")
-}
-
-// processCPU is the CPU time (user + system) used by this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(tokens*b.N)/(rusage.CPU()-cpu0).Seconds(), "tokens/cpu-s")
 }
 
 // BenchmarkGPT2 runs gpt2_6 on 16 rows of 256 tokens.
