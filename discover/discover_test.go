@@ -103,23 +103,33 @@ func TestSharedModelsMatchTruth(t *testing.T) {
 	}
 }
 
-// checkSlotsAligned: slot k has the same kind, shape and role in every layer, and
-// (names being hints) the names of the tensors say the same module.
+// checkSlotsAligned: slot k has the same kind, shape, dtype, layout and role
+// in every layer, and (names being hints) the names of the nodes reading the
+// tensors say the same module.
 func checkSlotsAligned(t *testing.T, m *pb.ModelProto, s *discover.Stack) {
 	t.Helper()
+	checkSlots(t, m, s, func(n string) string { return n })
+}
+
+// checkSlots is checkSlotsAligned with the reading nodes' names, their layer
+// number made 0, passed through same before they are compared.
+func checkSlots(t *testing.T, m *pb.ModelProto, s *discover.Stack, same func(string) string) {
+	t.Helper()
+	name := func(l discover.Layer, p discover.Param) string {
+		n := m.Graph.Node[p.Uses[0].Node].GetName()
+		return same(strings.Replace(n, fmt.Sprintf(".%d/", l.Index), ".0/", 1))
+	}
 	for _, l := range s.Layers {
 		if len(l.Params) != len(s.Layers[0].Params) {
 			t.Fatalf("layer %d has %d slots, layer 0 %d", l.Index, len(l.Params), len(s.Layers[0].Params))
 		}
 		for k, p := range l.Params {
 			p0 := s.Layers[0].Params[k]
-			if p.Slot != k || p.Kind != p0.Kind || p.Role != p0.Role || fmt.Sprint(p.Dims) != fmt.Sprint(p0.Dims) || p.Transposed != p0.Transposed {
+			if p.Slot != k || p.Kind != p0.Kind || p.Role != p0.Role || fmt.Sprint(p.Dims) != fmt.Sprint(p0.Dims) ||
+				p.DType != p0.DType || p.Transposed != p0.Transposed {
 				t.Errorf("layer %d slot %d = %+v, layer 0's = %+v", l.Index, k, p, p0)
 			}
-			// The node reading the slot has the same name as layer 0's, but for the layer number.
-			got := m.Graph.Node[p.Uses[0].Node].GetName()
-			want := m.Graph.Node[p0.Uses[0].Node].GetName()
-			if strings.Replace(got, fmt.Sprintf(".%d/", l.Index), ".0/", 1) != want {
+			if got, want := name(l, p), name(s.Layers[0], p0); got != want {
 				t.Errorf("layer %d slot %d (%s) is read by %q; layer 0's by %q", l.Index, k, p.Role, got, want)
 			}
 		}

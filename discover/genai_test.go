@@ -186,23 +186,5 @@ func TestRefusesUnknownOps(t *testing.T) {
 // input norm the builder names LayerNorm and the others SkipLayerNorm.
 func checkGenAISlots(t *testing.T, m *pb.ModelProto, s *discover.Stack) {
 	t.Helper()
-	name := func(l discover.Layer, p discover.Param) string {
-		n := m.Graph.Node[p.Uses[0].Node].GetName()
-		n = strings.Replace(n, fmt.Sprintf(".%d/", l.Index), ".0/", 1)
-		return strings.Replace(n, "/SkipLayerNorm", "/LayerNorm", 1)
-	}
-	for _, l := range s.Layers {
-		if len(l.Params) != len(s.Layers[0].Params) {
-			t.Fatalf("layer %d has %d slots, layer 0 %d", l.Index, len(l.Params), len(s.Layers[0].Params))
-		}
-		for k, p := range l.Params {
-			p0 := s.Layers[0].Params[k]
-			if p.Slot != k || p.Kind != p0.Kind || p.Role != p0.Role || fmt.Sprint(p.Dims) != fmt.Sprint(p0.Dims) || p.DType != p0.DType {
-				t.Errorf("layer %d slot %d = %+v, layer 0's = %+v", l.Index, k, p, p0)
-			}
-			if got, want := name(l, p), name(s.Layers[0], p0); got != want {
-				t.Errorf("layer %d slot %d (%s) is read by %q; layer 0's by %q", l.Index, k, p.Role, got, want)
-			}
-		}
-	}
+	checkSlots(t, m, s, func(n string) string { return strings.Replace(n, "/SkipLayerNorm", "/LayerNorm", 1) })
 }

@@ -237,16 +237,7 @@ func (l *layering) checkCrossAttention() error {
 			if shapeOps[x.Op] {
 				continue
 			}
-			for _, v := range x.Inputs {
-				if tainted[v] {
-					for _, o := range x.Outputs {
-						if o != nil {
-							tainted[o] = true
-						}
-					}
-					break
-				}
-			}
+			markOutputs(tainted, x)
 		}
 	}
 	return nil
@@ -256,16 +247,7 @@ func (l *layering) checkCrossAttention() error {
 func (l *layering) reachable(k int, v *graph.Value) map[*graph.Value]bool {
 	reach := map[*graph.Value]bool{v: true}
 	for _, x := range l.nodes[k] {
-		for _, in := range x.Inputs {
-			if reach[in] {
-				for _, o := range x.Outputs {
-					if o != nil {
-						reach[o] = true
-					}
-				}
-				break
-			}
-		}
+		markOutputs(reach, x)
 	}
 	return reach
 }
@@ -330,4 +312,19 @@ func (l *layering) opName(k int, x *graph.Node) string {
 		return "input-norm"
 	}
 	return x.Op
+}
+
+// markOutputs marks node x's outputs in marked when one of its inputs is
+// marked (one step of a forward reachability walk).
+func markOutputs(marked map[*graph.Value]bool, x *graph.Node) {
+	for _, v := range x.Inputs {
+		if marked[v] {
+			for _, o := range x.Outputs {
+				if o != nil {
+					marked[o] = true
+				}
+			}
+			return
+		}
+	}
 }

@@ -13,41 +13,46 @@ type attnShape[F float] struct {
 	cos, sin     []F
 }
 
-// rope writes x·cos + rotate_half(x)·sin for every head of every row of
-// one sequence (x [T, heads·hd]) into y.
-func (a *attnShape[F]) rope(x, y []F, heads int) {
-	hd, half := a.hd, a.hd/2
+// eachHead calls f for every head of every row of one sequence (rows
+// heads·hd wide) with the row's cos and sin and the head's span [lo, hi).
+func (a *attnShape[F]) eachHead(heads int, f func(c, s []F, lo, hi int)) {
+	hd := a.hd
 	w := heads * hd
 	for p := 0; p < a.t; p++ {
 		c, s := a.cos[p*hd:(p+1)*hd], a.sin[p*hd:(p+1)*hd]
 		for h := 0; h < heads; h++ {
-			xr, yr := x[p*w+h*hd:p*w+(h+1)*hd], y[p*w+h*hd:p*w+(h+1)*hd]
-			for j := 0; j < half; j++ {
-				yr[j] = xr[j]*c[j] + (-xr[j+half])*s[j]
-			}
-			for j := half; j < hd; j++ {
-				yr[j] = xr[j]*c[j] + xr[j-half]*s[j]
-			}
+			f(c, s, p*w+h*hd, p*w+(h+1)*hd)
 		}
 	}
+}
+
+// rope writes x·cos + rotate_half(x)·sin for every head of every row of
+// one sequence (x [T, heads·hd]) into y.
+func (a *attnShape[F]) rope(x, y []F, heads int) {
+	hd, half := a.hd, a.hd/2
+	a.eachHead(heads, func(c, s []F, lo, hi int) {
+		xr, yr := x[lo:hi], y[lo:hi]
+		for j := 0; j < half; j++ {
+			yr[j] = xr[j]*c[j] + (-xr[j+half])*s[j]
+		}
+		for j := half; j < hd; j++ {
+			yr[j] = xr[j]*c[j] + xr[j-half]*s[j]
+		}
+	})
 }
 
 // ropeBwd adds rope's transpose applied to dy into dx.
 func (a *attnShape[F]) ropeBwd(dy, dx []F, heads int) {
 	hd, half := a.hd, a.hd/2
-	w := heads * hd
-	for p := 0; p < a.t; p++ {
-		c, s := a.cos[p*hd:(p+1)*hd], a.sin[p*hd:(p+1)*hd]
-		for h := 0; h < heads; h++ {
-			g, o := dy[p*w+h*hd:p*w+(h+1)*hd], dx[p*w+h*hd:p*w+(h+1)*hd]
-			for j := 0; j < half; j++ {
-				o[j] += g[j]*c[j] + g[j+half]*s[j+half]
-			}
-			for j := half; j < hd; j++ {
-				o[j] += g[j]*c[j] - g[j-half]*s[j-half]
-			}
+	a.eachHead(heads, func(c, s []F, lo, hi int) {
+		g, o := dy[lo:hi], dx[lo:hi]
+		for j := 0; j < half; j++ {
+			o[j] += g[j]*c[j] + g[j+half]*s[j+half]
 		}
-	}
+		for j := half; j < hd; j++ {
+			o[j] += g[j]*c[j] - g[j-half]*s[j-half]
+		}
+	})
 }
 
 // probs computes head h's causal softmax P [T, T] of one sequence from the

@@ -16,10 +16,10 @@ func randomLayer(kind Kind, d, heads, kvHeads, ffn int, seed uint64) *Layer {
 	l := &Layer{Kind: kind, Hidden: d, Heads: heads, KVHeads: kvHeads, HeadDim: hd, FFN: ffn,
 		Eps: 1e-6, Scale: float32(math.Sqrt(float64(hd)))}
 	w := func(in, out int, std float64) []float32 {
-		return f32s(randn(rng, in*out, 0, std/math.Sqrt(float64(in))))
+		return convert[float32](randn(rng, in*out, 0, std/math.Sqrt(float64(in))))
 	}
-	gain := func(n int) []float32 { return f32s(randn(rng, n, 1, 0.1)) }
-	bias := func(n int) []float32 { return f32s(randn(rng, n, 0, 0.1)) }
+	gain := func(n int) []float32 { return convert[float32](randn(rng, n, 1, 0.1)) }
+	bias := func(n int) []float32 { return convert[float32](randn(rng, n, 0, 0.1)) }
 	l.AttnNorm, l.MLPNorm = gain(d), gain(d)
 	l.Q, l.K, l.V = w(d, heads*hd, 1), w(d, kvHeads*hd, 1), w(d, kvHeads*hd, 1)
 	l.O = w(heads*hd, d, 0.5)
@@ -190,7 +190,7 @@ func TestForwardMatchesReference(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const rows, tokens = 2, 9
-			x := f32s(randn(rand.New(rand.NewPCG(9, 9)), rows*tokens*tc.l.Hidden, 0, 1))
+			x := convert[float32](randn(rand.New(rand.NewPCG(9, 9)), rows*tokens*tc.l.Hidden, 0, 1))
 			want := refForward(tc.l, x, tokens)
 			got, err := Forward(tc.l, x, tokens)
 			if err != nil {
@@ -207,7 +207,7 @@ func TestForwardMatchesReference(t *testing.T) {
 }
 
 func TestQKVSplitJoin(t *testing.T) {
-	w := f32s(randn(rand.New(rand.NewPCG(3, 3)), 4*3*5, 0, 1))
+	w := convert[float32](randn(rand.New(rand.NewPCG(3, 3)), 4*3*5, 0, 1))
 	q, k, v := SplitQKV(w, 4, 5)
 	if q[5] != w[15] || k[0] != w[5] || v[19] != w[59] {
 		t.Fatalf("split took the wrong columns")

@@ -18,14 +18,6 @@ func randn(rng *rand.Rand, n int, mean, std float64) []float64 {
 	return out
 }
 
-func f32s(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
-
 // gradCase is one custom op applied to random float64 inputs of the given
 // shapes (the first input's scale is std, the others' 1 ± 0.3 for gains).
 type gradCase struct {

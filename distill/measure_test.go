@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/rusage"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -63,34 +63,39 @@ func calibBoundaries(t *testing.T, g *graphIndex, name string, m *onnx.Model) []
 	return res
 }
 
+// measuring skips t unless -distill.measure is given.
+func measuring(t *testing.T) {
+	t.Helper()
+	if !*measure {
+		t.Skip("a measurement: -distill.measure")
+	}
+}
+
+// llama8Measured skips t unless -distill.measure is given; then it returns
+// llama8, its graph index, the streams between its layers on the
+// calibration rows, and its layers.
+func llama8Measured(t *testing.T) (*onnx.Model, *graphIndex, [][][]float32, []*Layer) {
+	t.Helper()
+	measuring(t)
+	m, g := sharedModel(t, "llama8")
+	return m, g, calibBoundaries(t, g, "llama8", m), llama8Layers(g)
+}
+
 // TestMeasureLlama8Windows merges windows of llama8 with the paper's rule
 // and distills each fused layer toward its window on 12 calibration rows,
 // 4 held out (go test ./distill -run Measure -distill.measure -v).
 func TestMeasureLlama8Windows(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
-	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := indexModel(t, m.Proto)
-	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
-	hs := calibBoundaries(t, g, "llama8", m)
-	var layers []*Layer
-	for i := 0; i < 8; i++ {
-		layers = append(layers, llama8Layer(g, i, rot))
-	}
+	_, _, hs, layers := llama8Measured(t)
 	for _, w := range [][2]int{{4, 6}, {5, 7}, {2, 4}, {1, 2}} {
 		for _, lr := range []float64{3e-4, 1e-3} {
-			fused, c0 := mergePaper(layers[w[0]:w[1]+1]), cpuTime()
+			fused, c0 := mergePaper(layers[w[0]:w[1]+1]), rusage.CPU()
 			fit := Rows{X: hs[w[0]][:12], Y: hs[w[1]+1][:12], T: 128}
 			held := Rows{X: hs[w[0]][12:], Y: hs[w[1]+1][12:], T: 128}
 			_, rep, err := Train(context.Background(), fused, fit, held, Options{Steps: 300, Batch: 4, LR: lr, Patience: 5})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cpu := cpuTime() - c0
+			cpu := rusage.CPU() - c0
 			t.Logf("window %d..%d lr %g: fit %.4f → %.4f, held-out %.4f → %.4f, %d steps (best %d, %s), %v wall, %v CPU, %.1f steps per CPU-second",
 				w[0], w[1], lr, rep.FitBefore, rep.FitAfter, rep.HeldBefore, rep.HeldAfter, rep.Steps, rep.BestStep, rep.Stop,
 				rep.Elapsed.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(rep.Steps)/cpu.Seconds())
@@ -101,21 +106,10 @@ func TestMeasureLlama8Windows(t *testing.T) {
 	}
 }
 
-// cpuTime is the process's user + system time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // TestMeasure1BStep times training steps of a layer of the 1.26 B model's
 // shape (d 2048, 32 heads, FFN 5632) on rows of 512 tokens.
 func TestMeasure1BStep(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
+	measuring(t)
 	l := randomLayer(Llama, 2048, 32, 32, 5632, 1)
 	l.QBias = nil
 	rot := RotaryTables(64, 512, 10000)
@@ -124,17 +118,17 @@ func TestMeasure1BStep(t *testing.T) {
 	var fit Rows
 	fit.T = 512
 	for i := 0; i < 2; i++ {
-		fit.X = append(fit.X, f32s(randn(rng, 512*2048, 0, 1)))
-		fit.Y = append(fit.Y, f32s(randn(rng, 512*2048, 0, 1)))
+		fit.X = append(fit.X, convert[float32](randn(rng, 512*2048, 0, 1)))
+		fit.Y = append(fit.Y, convert[float32](randn(rng, 512*2048, 0, 1)))
 	}
-	start, c0 := time.Now(), cpuTime()
+	start, c0 := time.Now(), rusage.CPU()
 	if _, err := Forward(l, fit.X[0], 512); err != nil {
 		t.Fatal(err)
 	}
-	fwd, fwdCPU := time.Since(start), cpuTime()-c0
-	cpu0, last := cpuTime(), time.Duration(0)
+	fwd, fwdCPU := time.Since(start), rusage.CPU()-c0
+	cpu0, last := rusage.CPU(), time.Duration(0)
 	_, rep, err := Train(context.Background(), l, fit, Rows{}, Options{Steps: 4, Batch: 1, Progress: func(p Progress) {
-		c := cpuTime()
+		c := rusage.CPU()
 		t.Logf("step %d: %v wall, %v CPU", p.Step, (p.Elapsed - last).Round(time.Millisecond), (c - cpu0).Round(time.Millisecond))
 		cpu0, last = c, p.Elapsed
 	}})
@@ -151,20 +145,7 @@ func TestMeasure1BStep(t *testing.T) {
 // weights go into layer low, and layers low+1..high get zero o and down
 // projections, which makes them the identity (x + 0 + 0).
 func TestMeasureLlama8Perplexity(t *testing.T) {
-	if !*measure {
-		t.Skip("a measurement: -distill.measure")
-	}
-	m, err := onnx.Load(testenv.TestModel(t, "llama8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := indexModel(t, m.Proto)
-	rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
-	hs := calibBoundaries(t, g, "llama8", m)
-	var layers []*Layer
-	for i := 0; i < 8; i++ {
-		layers = append(layers, llama8Layer(g, i, rot))
-	}
+	m, g, hs, layers := llama8Measured(t)
 	eval, err := tokens.Read(testenv.TestFile(t, "tokens/eval_go_64x256.npy"))
 	if err != nil {
 		t.Fatal(err)

@@ -143,20 +143,41 @@ func boundaries(t *testing.T, name string, m *pb.ModelProto) [][][]float32 {
 	return res
 }
 
+// sharedModel loads the shared model name and indexes its graph.
+func sharedModel(t *testing.T, name string) (*onnx.Model, *graphIndex) {
+	t.Helper()
+	m, err := onnx.Load(testenv.TestModel(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, indexModel(t, m.Proto)
+}
+
+// llama8Rotary is llama8's exported rotary tables.
+func (g *graphIndex) llama8Rotary() *Rotary {
+	return &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+}
+
+// llama8Layers reads llama8's eight layers.
+func llama8Layers(g *graphIndex) []*Layer {
+	rot := g.llama8Rotary()
+	var layers []*Layer
+	for i := 0; i < 8; i++ {
+		layers = append(layers, llama8Layer(g, i, rot))
+	}
+	return layers
+}
+
 // TestSharedModelLayers: every layer of the shared models, its weights read
 // from the ONNX file by name, computes in Forward and in the gorgonia graph
 // what the Go runtime computes for it between its cached boundaries.
 func TestSharedModelLayers(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Load(testenv.TestModel(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			g := indexModel(t, m.Proto)
+			m, g := sharedModel(t, name)
 			var rot *Rotary
 			if name == "llama8" {
-				rot = &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+				rot = g.llama8Rotary()
 				// torch rounds its float32 cos/sin differently in the last
 				// bits (measured 3.8e-6 of the largest value).
 				want := RotaryTables(32, 512, 10000)
@@ -241,17 +262,13 @@ func writeLayer(t *testing.T, m *pb.ModelProto, l *Layer, names map[string]strin
 func TestTrainedLayerInRuntime(t *testing.T) {
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Load(testenv.TestModel(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			g := indexModel(t, m.Proto)
+			m, g := sharedModel(t, name)
 			const low = 2
 			var l *Layer
 			var names map[string]string
 			cAttn := ""
 			if name == "llama8" {
-				rot := &Rotary{Cos: g.input("/model/rotary_emb/Slice", 0), Sin: g.input("/model/rotary_emb/Slice_1", 0)}
+				rot := g.llama8Rotary()
 				l, names = llama8Layer(g, low, rot), llama8Names(g, low)
 			} else {
 				l, names, cAttn = gpt2Layer(g, low), gpt2Names(low), fmt.Sprintf("transformer.h.%d.attn.c_attn", low)

@@ -122,7 +122,8 @@ func attnOf[F float](l *Layer, t int) *attnShape[F] {
 	return a
 }
 
-func convert[F float](x []float32) []F {
+// convert returns x's values as F.
+func convert[F, S float](x []S) []F {
 	out := make([]F, len(x))
 	for i, v := range x {
 		out[i] = F(v)

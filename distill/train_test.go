@@ -30,7 +30,7 @@ func task(t *testing.T, kind Kind, fitRows, heldRows int) (student *Layer, fit, 
 	mk := func(n int) Rows {
 		r := Rows{T: tokens}
 		for i := 0; i < n; i++ {
-			x := f32s(randn(rng, tokens*teacher.Hidden, 0, 1))
+			x := convert[float32](randn(rng, tokens*teacher.Hidden, 0, 1))
 			y, err := Forward(teacher, x, tokens)
 			if err != nil {
 				t.Fatal(err)

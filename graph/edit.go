@@ -18,7 +18,7 @@ func (g *Graph) AddInitializer(t *pb.TensorProto) (*Value, error) {
 		return nil, fmt.Errorf("graph: initializer without a name")
 	}
 	if g.Has(name) {
-		return nil, &DuplicateError{Names: []string{name}, N: 1}
+		return nil, &DuplicateError{named([]string{name})}
 	}
 	v := &Value{Name: name, Init: t}
 	g.values[name] = v
@@ -32,7 +32,7 @@ func (g *Graph) AddNode(op, name string, inputs []string, outputs []string, attr
 	n := &Node{Name: name, Op: op, Attrs: attrs, Index: -1, seq: g.nextSeq}
 	for _, o := range outputs {
 		if o != "" && g.Has(o) {
-			return nil, &DuplicateError{Names: []string{o}, N: 1}
+			return nil, &DuplicateError{named([]string{o})}
 		}
 	}
 	g.nextSeq++
@@ -230,7 +230,7 @@ func (g *Graph) Rename(v *Value, name string) error {
 		return fmt.Errorf("graph: rename %q: empty name", v.Name)
 	}
 	if g.Has(name) {
-		return &DuplicateError{Names: []string{name}, N: 1}
+		return &DuplicateError{named([]string{name})}
 	}
 	for _, c := range v.Consumers {
 		if slices.Contains(c.Implicit, v) {

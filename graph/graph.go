@@ -152,7 +152,7 @@ func FromModel(m *pb.ModelProto) (*Graph, error) {
 			return nil, fmt.Errorf("graph %q: initializer without a name", g.Name)
 		}
 		if _, dup := g.values[name]; dup {
-			return nil, &DuplicateError{Names: []string{name}, N: 1}
+			return nil, &DuplicateError{named([]string{name})}
 		}
 		v := &Value{Name: name, Init: t}
 		g.values[name] = v
@@ -165,7 +165,7 @@ func FromModel(m *pb.ModelProto) (*Graph, error) {
 			v = &Value{Name: name}
 			g.values[name] = v
 		} else if v.Input {
-			return nil, &DuplicateError{Names: []string{name}, N: 1}
+			return nil, &DuplicateError{named([]string{name})}
 		}
 		v.Input = true
 		v.Info = vi
@@ -205,7 +205,7 @@ func FromModel(m *pb.ModelProto) (*Graph, error) {
 	}
 	g.nextSeq = len(g.Nodes)
 	if len(dups) > 0 {
-		return nil, &DuplicateError{Names: bounded(dups), N: len(dups)}
+		return nil, &DuplicateError{named(dups)}
 	}
 	// Inputs after all outputs exist, so forward references (broken graphs) resolve.
 	for i, n := range g.Nodes {

@@ -196,7 +196,7 @@ func TestValidateReportsTypedBoundedErrors(t *testing.T) {
 		{"many undefined, bounded message", model(t, []string{"x"}, outs, nil, many...),
 			func(err error) bool {
 				var e *graph.UndefinedError
-				return errors.As(err, &e) && e.N == 12 && len(e.Uses) == 5
+				return errors.As(err, &e) && e.N == 12 && len(e.Names) == 5
 			}, "and 7 more"},
 	}
 	for _, tc := range tests {

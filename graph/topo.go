@@ -32,60 +32,50 @@ func list(names []string, n int) string {
 	return b.String()
 }
 
-// UndefinedError reports node inputs that no node, graph input or initializer defines.
-type UndefinedError struct {
-	// Uses names at most a few offending uses as `node reads "value"`.
-	Uses []string
-	// N is the number of offending uses.
+// Named is what each error of this package carries: the names of at most a
+// few offending items (nodes, values, uses or problems) and how many there are.
+type Named struct {
+	// Names names at most maxNamed of the items.
+	Names []string
+	// N is the number of items.
 	N int
 }
 
-func (e *UndefinedError) Error() string {
-	return fmt.Sprintf("graph: %d undefined input(s): %s", e.N, list(e.Uses, e.N))
+// named keeps the first few of all.
+func named(all []string) Named { return Named{Names: bounded(all), N: len(all)} }
+
+// describe writes "graph: " + what (with N in place of its %d) + the names.
+func (e Named) describe(what string) string {
+	return "graph: " + fmt.Sprintf(what, e.N) + ": " + list(e.Names, e.N)
 }
 
-// CycleError reports nodes that cannot be ordered because they depend on each other.
-type CycleError struct {
-	// Nodes names at most a few nodes on or behind a cycle.
-	Nodes []string
-	// N is the number of nodes that could not be ordered.
-	N int
-}
+// UndefinedError reports node inputs that no node, graph input or initializer
+// defines; its Names are uses, as `node reads "value"`.
+type UndefinedError struct{ Named }
 
-func (e *CycleError) Error() string {
-	return fmt.Sprintf("graph: cycle: %d node(s) cannot be ordered: %s", e.N, list(e.Nodes, e.N))
-}
+func (e *UndefinedError) Error() string { return e.describe("%d undefined input(s)") }
+
+// CycleError reports nodes that cannot be ordered because they depend on each
+// other; its Names are nodes on or behind a cycle.
+type CycleError struct{ Named }
+
+func (e *CycleError) Error() string { return e.describe("cycle: %d node(s) cannot be ordered") }
 
 // OutputError reports graph outputs that nothing computes.
-type OutputError struct {
-	Outputs []string
-	N       int
-}
+type OutputError struct{ Named }
 
-func (e *OutputError) Error() string {
-	return fmt.Sprintf("graph: %d graph output(s) not produced: %s", e.N, list(e.Outputs, e.N))
-}
+func (e *OutputError) Error() string { return e.describe("%d graph output(s) not produced") }
 
 // DuplicateError reports a name defined more than once.
-type DuplicateError struct {
-	Names []string
-	N     int
-}
+type DuplicateError struct{ Named }
 
-func (e *DuplicateError) Error() string {
-	return fmt.Sprintf("graph: %d value(s) defined more than once: %s", e.N, list(e.Names, e.N))
-}
+func (e *DuplicateError) Error() string { return e.describe("%d value(s) defined more than once") }
 
 // InvariantError reports an inconsistency of the IR itself (a broken producer or
 // consumer link): a bug in a pass, not in the model.
-type InvariantError struct {
-	Problems []string
-	N        int
-}
+type InvariantError struct{ Named }
 
-func (e *InvariantError) Error() string {
-	return fmt.Sprintf("graph: IR inconsistent (%d problem(s)): %s", e.N, list(e.Problems, e.N))
-}
+func (e *InvariantError) Error() string { return e.describe("IR inconsistent (%d problem(s))") }
 
 // TopoOrder returns the nodes in a deterministic topological order: among the nodes
 // ready to run, the one created first (source position, then rewrite order) comes
@@ -171,7 +161,7 @@ func SortIndices(n int, next func(i int) []int, less func(a, b int) bool, name f
 				names = append(names, name(i))
 			}
 		}
-		return order, &CycleError{Nodes: bounded(names), N: len(names)}
+		return order, &CycleError{named(names)}
 	}
 	return order, nil
 }
@@ -224,7 +214,7 @@ func (g *Graph) Validate() error {
 		}
 	}
 	if n > 0 {
-		errs = append(errs, &UndefinedError{Uses: undef, N: n})
+		errs = append(errs, &UndefinedError{Named{Names: undef, N: n}})
 	}
 	if _, err := g.TopoOrder(); err != nil {
 		errs = append(errs, err)
@@ -236,7 +226,7 @@ func (g *Graph) Validate() error {
 		}
 	}
 	if len(missing) > 0 {
-		errs = append(errs, &OutputError{Outputs: bounded(missing), N: len(missing)})
+		errs = append(errs, &OutputError{named(missing)})
 	}
 	return errors.Join(errs...)
 }
@@ -333,7 +323,7 @@ func (g *Graph) checkLinks() error {
 		}
 	}
 	if n > 0 {
-		return &InvariantError{Problems: probs, N: n}
+		return &InvariantError{Named{Names: probs, N: n}}
 	}
 	return nil
 }

@@ -94,16 +94,6 @@ func (tb table) LogLikelihoods(_ context.Context, reqs []Request) ([]float64, er
 	return out, nil
 }
 
-type bytesEnc struct{}
-
-func (bytesEnc) Encode(s string) ([]int64, error) {
-	ids := make([]int64, len(s))
-	for i := range ids {
-		ids[i] = int64(s[i])
-	}
-	return ids, nil
-}
-
 // TestEvaluateMetrics: acc takes the largest sum, acc_norm the largest sum per
 // character of the choice (delimiter not counted), ties go to the first
 // choice; the standard error is the sample one.
@@ -117,7 +107,7 @@ func TestEvaluateMetrics(t *testing.T) {
 	}}
 	sc := table{" ab": -4, " cdefgh": -6, " x": -1, " y": -1}
 	var progress []int
-	res, err := Evaluate(context.Background(), task, bytesEnc{}, sc, Options{Batch: 3, Progress: func(d, _ int) { progress = append(progress, d) }})
+	res, err := Evaluate(context.Background(), task, tokenizer.Bytes(), sc, Options{Batch: 3, Progress: func(d, _ int) { progress = append(progress, d) }})
 	if err != nil {
 		t.Fatal(err)
 	}

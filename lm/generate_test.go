@@ -15,6 +15,7 @@ import (
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/tokenizer"
 )
 
 // genModel is a model to generate with: a file and its session.
@@ -64,11 +65,9 @@ func genModels(t *testing.T) []genModel {
 
 var prompt = byteIDs("func main() {\n\t")
 
+// byteIDs is s in the byte-level ids of the shared test models.
 func byteIDs(s string) []int64 {
-	ids := make([]int64, len(s))
-	for i := range ids {
-		ids[i] = int64(s[i])
-	}
+	ids, _ := tokenizer.Bytes().Encode(s) // never fails
 	return ids
 }
 

@@ -22,9 +22,7 @@ import (
 // TestPerplexity checks lm.Perplexity against the perplexities recorded in
 // NAME.truth.json (torch, float32) within 0.05 %.
 func TestPerplexity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs 2×2×64×256 tokens")
-	}
+	testenv.Long(t, "runs 2×2×64×256 tokens")
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		b, err := os.ReadFile(testenv.TestFile(t, name+".truth.json"))
 		if err != nil {

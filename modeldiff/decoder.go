@@ -55,26 +55,31 @@ type FusedTensor struct {
 	Change
 }
 
+// stackSums fingerprints every parameter slot of every layer of st, by role.
+func stackSums(st *discover.Stack, t *tensors) ([]map[string]slotSum, error) {
+	sums := make([]map[string]slotSum, st.NumLayers())
+	for i := range st.Layers {
+		s, err := layerSums(&st.Layers[i], t)
+		if err != nil {
+			return nil, err
+		}
+		sums[i] = s
+	}
+	return sums, nil
+}
+
 func decoderDiff(sa, sb *discover.Stack, ta, tb *tensors, metaB []*pb.StringStringEntryProto) (*DecoderDiff, error) {
 	LA, LB := sa.NumLayers(), sb.NumLayers()
 	d := &DecoderDiff{LayersA: LA, LayersB: LB, KeptFrom: []int{}, RemovedLayers: []int{}, Windows: [][2]int{}, Fused: []FusedLayer{}}
 
 	// Fingerprints of every parameter slot of every layer, by role.
-	sumsA := make([]map[string]slotSum, LA)
-	for i := range sa.Layers {
-		s, err := layerSums(&sa.Layers[i], ta)
-		if err != nil {
-			return nil, err
-		}
-		sumsA[i] = s
+	sumsA, err := stackSums(sa, ta)
+	if err != nil {
+		return nil, err
 	}
-	sumsB := make([]map[string]slotSum, LB)
-	for j := range sb.Layers {
-		s, err := layerSums(&sb.Layers[j], tb)
-		if err != nil {
-			return nil, err
-		}
-		sumsB[j] = s
+	sumsB, err := stackSums(sb, tb)
+	if err != nil {
+		return nil, err
 	}
 
 	meta := map[string]string{}

@@ -106,13 +106,23 @@ type (
 	Dim   = onnx.Dim
 )
 
+// Lists is what each comparison by name holds: the items only in B (Added),
+// those only in A (Removed) and those of both that differ (Changed).
+type Lists[T, C any] struct {
+	Added   []T `json:"added"`
+	Removed []T `json:"removed"`
+	Changed []C `json:"changed"`
+}
+
+// emptyLists returns Lists whose lists are empty, not nil, so that the JSON
+// form has every key.
+func emptyLists[T, C any]() Lists[T, C] {
+	return Lists[T, C]{Added: []T{}, Removed: []T{}, Changed: []C{}}
+}
+
 // ValueDiff lists inputs (or outputs) only in A, only in B, and those with the
 // same name whose dtype or shape differ.
-type ValueDiff struct {
-	Added   []Value       `json:"added"`
-	Removed []Value       `json:"removed"`
-	Changed []ValueChange `json:"changed"`
-}
+type ValueDiff = Lists[Value, ValueChange]
 
 // ValueChange is a value of both models whose type or shape differs.
 type ValueChange struct {
@@ -126,10 +136,8 @@ type ValueChange struct {
 type NodeDiff struct {
 	// Ops are the op types whose node count differs (a histogram difference),
 	// sorted by op type.
-	Ops     []OpCount    `json:"ops"`
-	Added   []Node       `json:"added"`
-	Removed []Node       `json:"removed"`
-	Changed []NodeChange `json:"changed"`
+	Ops []OpCount `json:"ops"`
+	Lists[Node, NodeChange]
 }
 
 // OpCount is the number of nodes of one op type ("domain:Op" outside the
@@ -159,9 +167,7 @@ type NodeChange struct {
 
 // InitializerDiff compares the initializers (by name).
 type InitializerDiff struct {
-	Added   []Tensor       `json:"added"`
-	Removed []Tensor       `json:"removed"`
-	Changed []TensorChange `json:"changed"`
+	Lists[Tensor, TensorChange]
 	// Replaced pairs a removed initializer with an added one that a node of
 	// both models reads in its place (a merged weight under a new name).
 	// Both also appear in Removed and Added.
@@ -270,11 +276,8 @@ func Compare(a, b *onnx.Model) (*Diff, error) {
 	return d, nil
 }
 
-func (v ValueDiff) empty() bool { return len(v.Added)+len(v.Removed)+len(v.Changed) == 0 }
-func (n NodeDiff) empty() bool {
-	return len(n.Ops)+len(n.Added)+len(n.Removed)+len(n.Changed) == 0
-}
-func (i InitializerDiff) empty() bool { return len(i.Added)+len(i.Removed)+len(i.Changed) == 0 }
+func (l Lists[T, C]) empty() bool { return len(l.Added)+len(l.Removed)+len(l.Changed) == 0 }
+func (n NodeDiff) empty() bool    { return len(n.Ops) == 0 && n.Lists.empty() }
 
 func summarize(m *onnx.Model) (Summary, error) {
 	p := m.Proto
@@ -376,7 +379,7 @@ func graphInputs(g *pb.GraphProto) []*pb.ValueInfoProto {
 }
 
 func valueDiff(a, b []*pb.ValueInfoProto) ValueDiff {
-	d := ValueDiff{Added: []Value{}, Removed: []Value{}, Changed: []ValueChange{}}
+	d := emptyLists[Value, ValueChange]()
 	inA := map[string]Value{}
 	for _, v := range a {
 		inA[v.GetName()] = describeValue(v)

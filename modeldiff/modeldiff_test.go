@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/discover"
-	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -20,15 +20,7 @@ import (
 
 func loadShared(t *testing.T, name string) (*onnx.Model, *discover.Stack) {
 	t.Helper()
-	m, err := onnx.Load(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(m.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, st
+	return testmodel.Shared(t, name)
 }
 
 func names(ts []Tensor) []string {
@@ -156,20 +148,7 @@ func TestPrunedSharedModel(t *testing.T) {
 
 func relChange(t *testing.T, ma *pb.ModelProto, na string, mb *pb.ModelProto, nb string) float64 {
 	t.Helper()
-	get := func(m *pb.ModelProto, n string) []float32 {
-		for _, x := range m.GetGraph().GetInitializer() {
-			if x.GetName() == n {
-				f, err := onnx.Float32s(x)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return f
-			}
-		}
-		t.Fatalf("no initializer %s", n)
-		return nil
-	}
-	a, b := get(ma, na), get(mb, nb)
+	a, b := testmodel.Floats(t, ma, na), testmodel.Floats(t, mb, nb)
 	var d, n float64
 	for i := range a {
 		d += (float64(b[i]) - float64(a[i])) * (float64(b[i]) - float64(a[i]))

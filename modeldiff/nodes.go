@@ -52,7 +52,7 @@ func describeNode(n *pb.NodeProto) Node {
 // nodeDiff compares the nodes; order reports that the nodes are the same but
 // listed in another order.
 func nodeDiff(a, b []*pb.NodeProto) (d NodeDiff, order bool) {
-	d = NodeDiff{Ops: []OpCount{}, Added: []Node{}, Removed: []Node{}, Changed: []NodeChange{}}
+	d = NodeDiff{Ops: []OpCount{}, Lists: emptyLists[Node, NodeChange]()}
 	ca, cb := map[string]int{}, map[string]int{}
 	for _, n := range a {
 		ca[opName(n)]++

@@ -230,7 +230,7 @@ func convert[T int64 | int32 | int16 | int8 | uint8 | uint16 | uint32 | uint64](
 // initializerDiff compares the initializers by name, and pairs removed and
 // added ones that a changed node reads at the same input.
 func initializerDiff(ga, gb *pb.GraphProto, ta, tb *tensors, changed []NodeChange) (InitializerDiff, error) {
-	d := InitializerDiff{Added: []Tensor{}, Removed: []Tensor{}, Changed: []TensorChange{}, Replaced: []Replacement{}}
+	d := InitializerDiff{Lists: emptyLists[Tensor, TensorChange](), Replaced: []Replacement{}}
 	for _, x := range gb.GetInitializer() {
 		name := x.GetName()
 		if !ta.inits[name] {

@@ -108,21 +108,23 @@ func exerciseTensor(p *pb.TensorProto) {
 func sameBits(a, b any) bool {
 	switch x := a.(type) {
 	case []float32:
-		y := b.([]float32)
-		for i := range x {
-			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
-				return false
-			}
-		}
-		return len(x) == len(y)
+		return bitsEqual(x, b.([]float32), func(v float32) uint64 { return uint64(math.Float32bits(v)) })
 	case []float64:
-		y := b.([]float64)
-		for i := range x {
-			if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
-				return false
-			}
-		}
-		return len(x) == len(y)
+		return bitsEqual(x, b.([]float64), math.Float64bits)
 	}
 	return sameData(a, b)
+}
+
+// bitsEqual reports whether x and y hold the same values bit for bit (NaN
+// payloads and signed zeros included).
+func bitsEqual[T any](x, y []T, bits func(T) uint64) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if bits(x[i]) != bits(y[i]) {
+			return false
+		}
+	}
+	return true
 }

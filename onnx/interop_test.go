@@ -15,9 +15,7 @@ import (
 // passes the ONNX checker and gives onnxruntime bit-identical logits to the
 // original file. The judges skip the test where they are not installed.
 func TestInteropSavedModels(t *testing.T) {
-	if testing.Short() {
-		t.Skip("interop with onnxruntime and the ONNX checker is skipped in -short mode")
-	}
+	testenv.Long(t, "interop with onnxruntime and the ONNX checker is skipped in -short mode")
 	ort := judge.ORT(t)
 	check := judge.Checker(t)
 	ids := judge.CalibRows(t, 2)

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -144,7 +145,7 @@ func externalW1(loc, offset, length string, data []byte) func(t *testing.T, dir 
 func setDims(t *testing.T, dir string, dims ...int64) {
 	t.Helper()
 	path := filepath.Join(dir, "model.onnx")
-	m := readProto(t, path)
+	m := testenv.ReadModelProto(t, path)
 	m.Graph.Initializer[0].Dims = dims
 	writeProto(t, path, m)
 }

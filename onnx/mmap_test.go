@@ -28,15 +28,23 @@ func within(b, region []byte) bool {
 	return p >= lo && p+uintptr(len(b)) <= lo+uintptr(len(region))
 }
 
-// Load gives external tensors raw_data inside a mapping of the data file
-// (on Unix), with the values the file holds; inline tensors stay on the heap.
-func TestLoadMapsExternalData(t *testing.T) {
+// loadSavedExternal loads the model savedExternal writes (its external data
+// mapped where the platform maps) and closes it when t ends.
+func loadSavedExternal(t *testing.T) (string, *Model) {
+	t.Helper()
 	path := savedExternal(t)
 	m, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return path, m
+}
+
+// Load gives external tensors raw_data inside a mapping of the data file
+// (on Unix), with the values the file holds; inline tensors stay on the heap.
+func TestLoadMapsExternalData(t *testing.T) {
+	_, m := loadSavedExternal(t)
 	w1, b1 := m.Proto.Graph.Initializer[0], m.Proto.Graph.Initializer[1]
 	want := NewFloat32("w1", []int64{16, 16}, seq(256)).RawData
 	if !bytes.Equal(w1.RawData, want) {
@@ -81,12 +89,7 @@ func TestMappedDataIsReadOnly(t *testing.T) {
 	if !mmapSupported {
 		t.Skip("external data is not memory-mapped on this OS")
 	}
-	path := savedExternal(t)
-	m, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	path, m := loadSavedExternal(t)
 	raw := m.Proto.Graph.Initializer[0].RawData
 	before := raw[0]
 	func() {
@@ -111,12 +114,7 @@ func TestMappedDataIsReadOnly(t *testing.T) {
 // from a mapped one, even over its own data file's name through a rename,
 // loads with the same values.
 func TestSaveFromMappedModel(t *testing.T) {
-	path := savedExternal(t)
-	m, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	path, m := loadSavedExternal(t)
 	for _, mode := range []ExternalMode{ExternalNever, ExternalAlways} {
 		out := filepath.Join(filepath.Dir(path), "out"+mode.String()+".onnx")
 		if err := Save(m.Proto, out, SaveOptions{External: mode, Protect: m.InputFiles()}); err != nil {

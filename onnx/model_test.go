@@ -125,21 +125,6 @@ func writeProto(t *testing.T, path string, m *pb.ModelProto) {
 	}
 }
 
-// readProto reads the model file at path as a message, without resolving its
-// external data.
-func readProto(t *testing.T, path string) *pb.ModelProto {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return m
-}
-
 // saveModes are the ways a model is saved in round-trip tests.
 var saveModes = []struct {
 	name     string
@@ -195,7 +180,7 @@ func roundTrip(t *testing.T, name string, m *pb.ModelProto) {
 // aligned offsets, smaller tensors are inline, and the offsets tile the file.
 func checkExternalLayout(t *testing.T, name, path string, orig *pb.ModelProto) {
 	t.Helper()
-	m := readProto(t, path)
+	m := testenv.ReadModelProto(t, path)
 	fi, err := os.Stat(path + ".data")
 	if err != nil {
 		t.Fatal(err)

@@ -27,10 +27,7 @@ import (
 //
 //	ONNXSLM_SCALE_DIR=/tmp/scale go test ./onnx -run ScaleMemory -v -timeout 30m
 func TestScaleMemory(t *testing.T) {
-	dir := os.Getenv("ONNXSLM_SCALE_DIR")
-	if dir == "" {
-		t.Skip("set ONNXSLM_SCALE_DIR to a folder with ~6 GB free to run the 1.5 GB memory check")
-	}
+	dir := testenv.Getenv(t, "ONNXSLM_SCALE_DIR", "set ONNXSLM_SCALE_DIR to a folder with ~6 GB free to run the 1.5 GB memory check")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -134,18 +134,8 @@ func Analyze(ctx context.Context, m *pb.ModelProto, opts AnalyzeOptions) (*Analy
 	if err != nil {
 		return nil, fmt.Errorf("prepare model: %w", err)
 	}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = 8
-	}
-	prog := opts.Progress
-	if prog == nil {
-		prog = nopProgress{}
-	}
-
-	prog.Start("calibration", calibrationSteps(st.NumLayers()))
-	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
-	prog.Done()
+	prog := progressOr(opts.Progress)
+	cal, err := calibrateReported(ctx, sess, st, opts.Calibration, opts.Batch, prog)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/reference"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -48,9 +49,7 @@ func perplexities(t *testing.T, dir string, m *pb.ModelProto) (goPPL, prosePPL f
 // model's perplexity on both held-out sets must equal the recorded one within
 // 0.2 % (each distinct model evaluated once).
 func TestMethodsReproduceReference(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs 40 searches on the shared models")
-	}
+	testenv.Long(t, "runs 40 searches on the shared models")
 	cases := []struct {
 		method Method
 		merge  rewrite.Rule

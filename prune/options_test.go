@@ -55,23 +55,7 @@ func TestOptionsCheck(t *testing.T) {
 		for _, c := range cases {
 			t.Run(string(method)+"/"+c.name, func(t *testing.T) {
 				c.o.Method = m
-				err := c.o.Check()
-				if c.want == nil {
-					if err != nil {
-						t.Fatalf("Check: %v", err)
-					}
-					return
-				}
-				var oe *OptionError
-				if !errors.As(err, &oe) {
-					t.Fatalf("Check: %v, want an *OptionError", err)
-				}
-				if !reflect.DeepEqual(oe.Options, c.want) {
-					t.Errorf("error names %v, want %v", oe.Options, c.want)
-				}
-				if strings.Contains(err.Error(), "--") {
-					t.Errorf("library error %q speaks in flags", err)
-				}
+				checkOptionError(t, c.o.Check(), c.want)
 			})
 		}
 	}
@@ -105,20 +89,29 @@ func TestAnalyzeOptionsCheck(t *testing.T) {
 		{"threshold 0", AnalyzeOptions{Thresholds: []float64{0.9, 0}}, []opt{{"Thresholds", 0.0}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := c.o.Check()
-			if c.want == nil {
-				if err != nil {
-					t.Fatalf("Check: %v", err)
-				}
-				return
-			}
-			var oe *OptionError
-			if !errors.As(err, &oe) {
-				t.Fatalf("Check: %v, want an *OptionError", err)
-			}
-			if !reflect.DeepEqual(oe.Options, c.want) {
-				t.Errorf("error names %v, want %v", oe.Options, c.want)
-			}
+			checkOptionError(t, c.o.Check(), c.want)
 		})
+	}
+}
+
+// checkOptionError checks Check's error: nil when want is nil, else an
+// *OptionError naming want, in the library's words (no CLI flags).
+func checkOptionError(t *testing.T, err error, want []OptionValue) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		return
+	}
+	var oe *OptionError
+	if !errors.As(err, &oe) {
+		t.Fatalf("Check: %v, want an *OptionError", err)
+	}
+	if !reflect.DeepEqual(oe.Options, want) {
+		t.Errorf("error names %v, want %v", oe.Options, want)
+	}
+	if strings.Contains(err.Error(), "--") {
+		t.Errorf("library error %q speaks in flags", err)
 	}
 }

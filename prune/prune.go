@@ -223,17 +223,8 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	case opts.Threshold == 0:
 		target = TargetDepth(L, DefaultPruneRatio)
 	}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = 8
-	}
-	prog := opts.Progress
-	if prog == nil {
-		prog = nopProgress{}
-	}
-	prog.Start("calibration", calibrationSteps(L))
-	cal, err := calibrate(ctx, sess, st, opts.Calibration, batch, prog.Tick)
-	prog.Done()
+	prog := progressOr(opts.Progress)
+	cal, err := calibrateReported(ctx, sess, st, opts.Calibration, opts.Batch, prog)
 	if err != nil {
 		return nil, err
 	}
@@ -435,6 +426,25 @@ func removedLayers(L int, keptFrom []int) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// progressOr is p, or a Progress that ignores the reports when p is nil.
+func progressOr(p Progress) Progress {
+	if p == nil {
+		return nopProgress{}
+	}
+	return p
+}
+
+// calibrateReported runs calibrate on rows in minibatches of batch (≤ 0: 8)
+// as one step of prog.
+func calibrateReported(ctx context.Context, sess *runtime.Session, st *discover.Stack, rows [][]int64, batch int, prog Progress) (*calibration, error) {
+	if batch <= 0 {
+		batch = 8
+	}
+	prog.Start("calibration", calibrationSteps(st.NumLayers()))
+	defer prog.Done()
+	return calibrate(ctx, sess, st, rows, batch, prog.Tick)
 }
 
 type nopProgress struct{}

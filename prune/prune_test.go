@@ -29,9 +29,5 @@ func load(t *testing.T, name string) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := reference.LoadSLM(dir, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixture{m.Proto, cal.Rows, ref, dir}
+	return fixture{m.Proto, cal.Rows, testenv.SLM(t, name), dir}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -290,14 +291,7 @@ func sq(x float64) float64 { return x * x }
 // the true output scaled by 1.5) is refused, and recovery then skips with
 // the reason instead of training a layer it cannot compute.
 func TestProbeArchRefuses(t *testing.T) {
-	m, err := onnx.Load(filepath.Join("..", "testdata", "models", "tiny_llama.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(m.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, st := testmodel.Stack(t, filepath.Join("..", "testdata", "models", "tiny_llama.onnx"))
 	lw, err := readLayer(newTensorTable(m.Proto), &st.Layers[0])
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func (w *merger) fuseWindow(win Window) error {
 		}
 		for i := win.Low + 1; i <= win.High; i++ {
 			q := w.s.Layers[i].Params
-			if slot >= len(q) || q[slot].Kind != p.Kind || !equalDims(q[slot].Dims, p.Dims) || q[slot].DType != p.DType {
+			if slot >= len(q) || q[slot].Kind != p.Kind || !slices.Equal(q[slot].Dims, p.Dims) || q[slot].DType != p.DType {
 				return fmt.Errorf("layer %d's slot %d (%s) does not match layer %d's", i, slot, p.Role, win.Low)
 			}
 		}
@@ -63,10 +63,11 @@ func (w *merger) fuseWindow(win Window) error {
 				if p.Kind == discover.ProjWeight { // the released code merges only weights
 					src = w.g.Value(w.s.Layers[win.High].Params[slot].Name)
 				}
-			case Paper:
-				data, err = w.paper(slot, win)
-			case Mean:
-				data, err = w.mean(slot, win)
+			case Paper, Mean:
+				var ts [][]float32
+				if ts, err = w.windowFloats(slot, win); err == nil {
+					data = fuseFloats(rule, ts)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
@@ -93,10 +94,9 @@ func (w *merger) fuseWindow(win Window) error {
 			if err != nil {
 				return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
 			}
-			if src, err = w.g.AddInitializer(t); err != nil {
+			if src, err = w.addInitializer(t); err != nil {
 				return err
 			}
-			w.res.NewInitializers = append(w.res.NewInitializers, src.Name)
 		}
 		if src.Name != p.Name {
 			if err := w.repoint(win.Low, p, src, suffix); err != nil {
@@ -105,6 +105,25 @@ func (w *merger) fuseWindow(win Window) error {
 		}
 	}
 	return nil
+}
+
+// addInitializer adds t to the graph as a new initializer of the result.
+func (w *merger) addInitializer(t *pb.TensorProto) (*graph.Value, error) {
+	v, err := w.g.AddInitializer(t)
+	if err != nil {
+		return nil, err
+	}
+	w.res.NewInitializers = append(w.res.NewInitializers, v.Name)
+	return v, nil
+}
+
+// replaceParam adds t as a new initializer and makes layer low's slot p read it.
+func (w *merger) replaceParam(low int, p discover.Param, t *pb.TensorProto, suffix string) error {
+	v, err := w.addInitializer(t)
+	if err != nil {
+		return err
+	}
+	return w.repoint(low, p, v, suffix)
 }
 
 // repoint makes every use of slot p in layer low read v. A Transpose or Cast node
@@ -197,39 +216,32 @@ func (w *merger) windowFloats(slot int, win Window) ([][]float32, error) {
 	return out, nil
 }
 
-// paper computes θ_low + Σ_{i=low+1..high}(θ_i − θ_low) in float32, term by term
-// as the reference implementation does.
-func (w *merger) paper(slot int, win Window) ([]float32, error) {
-	ts, err := w.windowFloats(slot, win)
-	if err != nil {
-		return nil, err
-	}
-	base := ts[0]
-	acc := append([]float32(nil), base...)
-	for _, t := range ts[1:] {
-		for j := range acc {
-			acc[j] += t[j] - base[j]
+// fuseFloats applies a rule that computes (paper, mean) to the window's
+// weights ws (layer low first): Paper θ_low + Σ_{i=low+1..high}(θ_i − θ_low)
+// in float32, term by term as the reference implementation does; Mean the
+// average, accumulated in float64.
+func fuseFloats(rule Rule, ws [][]float32) []float32 {
+	out := make([]float32, len(ws[0]))
+	switch rule {
+	case Mean:
+		n := float64(len(ws))
+		for j := range out {
+			var s float64
+			for _, t := range ws {
+				s += float64(t[j])
+			}
+			out[j] = float32(s / n)
+		}
+	default: // Paper
+		base := ws[0]
+		copy(out, base)
+		for _, t := range ws[1:] {
+			for j := range out {
+				out[j] += t[j] - base[j]
+			}
 		}
 	}
-	return acc, nil
-}
-
-// mean averages the window's tensors (accumulated in float64).
-func (w *merger) mean(slot int, win Window) ([]float32, error) {
-	ts, err := w.windowFloats(slot, win)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]float32, len(ts[0]))
-	n := float64(len(ts))
-	for j := range out {
-		var s float64
-		for _, t := range ts {
-			s += float64(t[j])
-		}
-		out[j] = float32(s / n)
-	}
-	return out, nil
+	return out
 }
 
 // checkRepair validates a repair against the layer and returns the slot of the
@@ -294,16 +306,4 @@ func applyToBias(b, m, c []float32) []float32 {
 		out[j] += c[j]
 	}
 	return out
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
-	"github.com/onnxslm/onnxslm/quant"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
 	"google.golang.org/protobuf/proto"
@@ -221,49 +221,11 @@ func TestGenAIConfigFollowsDepth(t *testing.T) {
 // dequantized weight: the float model that the quantized weights stand for.
 func dequantizeAll(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
 	t.Helper()
-	m = proto.Clone(m).(*pb.ModelProto)
-	g := m.Graph
-	inits := map[string]*pb.TensorProto{}
-	for _, x := range g.Initializer {
-		inits[x.GetName()] = x
+	q, err := dequant.MatMulNBits(m)
+	if err != nil {
+		t.Fatal(err)
 	}
-	attr := func(n *pb.NodeProto, name string) int {
-		for _, a := range n.Attribute {
-			if a.GetName() == name {
-				return int(a.GetI())
-			}
-		}
-		return 0
-	}
-	for i, n := range g.Node {
-		if n.GetOpType() != "MatMulNBits" {
-			continue
-		}
-		u8 := func(name string) []byte {
-			d, err := onnx.DecodeTensor(inits[name])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d.Data.([]uint8)
-		}
-		scales, err := onnx.Float32s(inits[n.Input[2]])
-		if err != nil {
-			t.Fatal(err)
-		}
-		var zp []byte
-		if len(n.Input) > 3 && n.Input[3] != "" {
-			zp = u8(n.Input[3])
-		}
-		K, N := attr(n, "K"), attr(n, "N")
-		w, err := quant.DequantizeBlocks(u8(n.Input[1]), scales, zp, attr(n, "bits"), K, N, attr(n, "block_size"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := n.Input[1] + ".dequantized"
-		g.Initializer = append(g.Initializer, onnx.NewFloat32(name, []int64{int64(K), int64(N)}, w))
-		g.Node[i] = &pb.NodeProto{Name: n.Name, OpType: proto.String("MatMul"), Input: []string{n.Input[0], name}, Output: n.Output}
-	}
-	return m
+	return q
 }
 
 // TestJudgeGenAIRewrite: onnxruntime runs each rewritten genai model with a
@@ -468,14 +430,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 	ort := judge.ORT(t)
 	c := modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, FFN: 96, KVCache: true,
 		AttentionMask: true, TransposedWeights: true, Seed: 23}
-	plain, err := modelgen.Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := discover.Find(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain, ps := build(t, c)
 	g := modelgen.GenAIConfig{Hidden: 64, Heads: 4, KVHeads: 2}
 	for _, variant := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
 		m, err := modelgen.BuildTransformersJS(c, variant)
@@ -523,7 +478,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 				}
 				a, _ := got["logits"].Float32s()
 				b, _ := want["logits"].Float32s()
-				d, rms := relMax(a, b), rmsRel(a, b)
+				d, rms := relMax(a, b), rewrite.RelErr(a, b)
 				t.Logf("max |Δ|/max %.3g, rms %.3g", d, rms)
 				for _, r := range res.Requantized {
 					t.Logf("%d..%d %s: ‖requantized − float fusion‖/‖float fusion‖ = %.4f", r.Low, r.High, r.Role, r.RelErr)
@@ -542,15 +497,4 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 			})
 		}
 	}
-}
-
-// rmsRel is rms(a − b) / rms(b).
-func rmsRel(a, b []float32) float64 {
-	var d, s float64
-	for i := range b {
-		e := float64(a[i]) - float64(b[i])
-		d += e * e
-		s += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(d / s)
 }

@@ -8,10 +8,10 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/reference"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -44,10 +44,7 @@ func (c recordedCase) String() string {
 // with rule code, and the layers `shortgpt` and `drop` removed.
 func recordedCases(t *testing.T, name string) []recordedCase {
 	t.Helper()
-	ref, err := reference.LoadSLM(testenv.TestModelsDir(t), name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.SLM(t, name)
 	_, keys := ref.Thresholds()
 	seen := map[string]bool{}
 	var cases []recordedCase
@@ -152,14 +149,7 @@ func TestMergeReproducesRecordedPerplexity(t *testing.T) {
 	ids, rows := evalTokens(t)
 	for _, name := range reference.Models {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Load(testenv.TestModel(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := discover.Find(m.Proto)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, s := testmodel.Shared(t, name)
 			done := map[string]bool{}
 			for _, c := range recordedCases(t, name) {
 				faithful := c.method == "slm" || c.method == "slm_authors_code"
@@ -213,15 +203,8 @@ func TestMergeReproducesRecordedPerplexity(t *testing.T) {
 func TestMergeKeepsUntouchedTensorsShared(t *testing.T) {
 	for _, name := range reference.Models {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Load(testenv.TestModel(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, s := testmodel.Shared(t, name)
 			before := snapshot(m.Proto)
-			s, err := discover.Find(m.Proto)
-			if err != nil {
-				t.Fatal(err)
-			}
 			for _, rule := range rewrite.Rules {
 				res, err := rewrite.Merge(m.Proto, s, rewrite.Plan{Rule: rule, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 3}}}}, rewrite.Options{Check: true})
 				if err != nil {

@@ -206,12 +206,7 @@ func (w *merger) fuseNBits(win Window, rule Rule, pi int, suffix string) error {
 		if err != nil {
 			return err
 		}
-		v, err := w.g.AddInitializer(t)
-		if err != nil {
-			return err
-		}
-		w.res.NewInitializers = append(w.res.NewInitializers, v.Name)
-		if err := w.repoint(win.Low, low.Params[wi.Slot], v, suffix); err != nil {
+		if err := w.replaceParam(win.Low, low.Params[wi.Slot], t, suffix); err != nil {
 			return err
 		}
 	}
@@ -229,11 +224,10 @@ func (w *merger) toMatMul(win Window, p discover.Projection, fused []float32, su
 	if err != nil {
 		return err
 	}
-	wv, err := w.g.AddInitializer(t)
+	wv, err := w.addInitializer(t)
 	if err != nil {
 		return err
 	}
-	w.res.NewInitializers = append(w.res.NewInitializers, wv.Name)
 	out := n.Outputs[0]
 	name := out.Name
 	if err := w.g.Rename(out, w.g.UniqueName(name+".nbits")); err != nil {
@@ -246,31 +240,6 @@ func (w *merger) toMatMul(win Window, p discover.Projection, fused []float32, su
 	w.g.ReplaceUses(out, mm.Outputs[0])
 	w.g.RemoveNodes(map[*graph.Node]bool{n: true})
 	return nil
-}
-
-// fuseFloats applies a rule that computes (paper, mean) to the window's weights.
-func fuseFloats(rule Rule, ws [][]float32) []float32 {
-	out := make([]float32, len(ws[0]))
-	switch rule {
-	case Mean:
-		n := float64(len(ws))
-		for j := range out {
-			var s float64
-			for _, t := range ws {
-				s += float64(t[j])
-			}
-			out[j] = float32(s / n)
-		}
-	default: // Paper: θ_low + Σ(θ_i − θ_low), term by term as paper() does
-		base := ws[0]
-		copy(out, base)
-		for _, t := range ws[1:] {
-			for j := range out {
-				out[j] += t[j] - base[j]
-			}
-		}
-	}
-	return out
 }
 
 // relErr is ‖a − b‖ / ‖b‖ (Frobenius), 0 for b = 0.
@@ -367,12 +336,7 @@ func (w *merger) fuseInt8(win Window, rule Rule, pi int, suffix string) error {
 		if err != nil {
 			return err
 		}
-		v, err := w.g.AddInitializer(t)
-		if err != nil {
-			return err
-		}
-		w.res.NewInitializers = append(w.res.NewInitializers, v.Name)
-		if err := w.repoint(win.Low, low.Params[wi.Slot], v, suffix); err != nil {
+		if err := w.replaceParam(win.Low, low.Params[wi.Slot], t, suffix); err != nil {
 			return err
 		}
 	}

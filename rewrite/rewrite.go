@@ -259,7 +259,9 @@ func (w *merger) passes() []graph.Pass {
 	return ps
 }
 
-func newMerger(m *pb.ModelProto, s *discover.Stack, plan Plan, opt Options) (*merger, error) {
+// stackGraph checks that s was found in m (discover.Find(m)) and returns m's
+// graph, as each rewrite of a decoder stack starts.
+func stackGraph(m *pb.ModelProto, s *discover.Stack) (*graph.Graph, error) {
 	if s == nil || len(s.Layers) == 0 {
 		return nil, fmt.Errorf("rewrite: no decoder stack given")
 	}
@@ -269,6 +271,14 @@ func newMerger(m *pb.ModelProto, s *discover.Stack, plan Plan, opt Options) (*me
 	g, err := graph.FromModel(m)
 	if err != nil {
 		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	return g, nil
+}
+
+func newMerger(m *pb.ModelProto, s *discover.Stack, plan Plan, opt Options) (*merger, error) {
+	g, err := stackGraph(m, s)
+	if err != nil {
+		return nil, err
 	}
 	w := &merger{g: g, s: s, plan: plan, opt: opt, nl: len(s.Layers), byIndex: slices.Clone(g.Nodes),
 		inLayer: make([]int, len(g.Nodes))}

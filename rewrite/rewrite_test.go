@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -52,21 +53,6 @@ func readers(t *testing.T, r *pb.ModelProto, orig *pb.ModelProto, s *discover.St
 	return names
 }
 
-func tensorData(t *testing.T, m *pb.ModelProto, name string) []float32 {
-	t.Helper()
-	for _, x := range m.Graph.Initializer {
-		if x.GetName() == name {
-			f, err := onnx.Float32s(x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no initializer %q", name)
-	return nil
-}
-
 // TestRules checks what each merge rule gives every slot of the merged layer.
 func TestRules(t *testing.T) {
 	for _, arch := range []string{modelgen.GPT2, modelgen.Llama} {
@@ -82,7 +68,7 @@ func TestRules(t *testing.T) {
 				got := readers(t, res.Model, m, s, low)
 				for k, p := range s.Layers[low].Params {
 					name := func(i int) string { return s.Layers[i].Params[k].Name }
-					data := func(i int) []float32 { return tensorData(t, m, name(i)) }
+					data := func(i int) []float32 { return testmodel.Floats(t, m, name(i)) }
 					var want []float32 // nil: the tensor is layer low's, unchanged
 					wantName := name(low)
 					switch {
@@ -119,7 +105,7 @@ func TestRules(t *testing.T) {
 						t.Errorf("slot %d (%s) reads %q, want a new merged tensor", k, p.Role, got[k])
 						continue
 					}
-					if d := maxRelDiff(tensorData(t, res.Model, got[k]), want); d > 1e-5 {
+					if d := maxRelDiff(testmodel.Floats(t, res.Model, got[k]), want); d > 1e-5 {
 						t.Errorf("slot %d (%s): merged values off by %g", k, p.Role, d)
 					}
 				}
@@ -220,16 +206,16 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wp := tensorData(t, plain.Model, readers(t, plain.Model, m, s, 1)[slot])
-			wf := tensorData(t, fixed.Model, readers(t, fixed.Model, m, s, 1)[slot])
+			wp := testmodel.Floats(t, plain.Model, readers(t, plain.Model, m, s, 1)[slot])
+			wf := testmodel.Floats(t, fixed.Model, readers(t, fixed.Model, m, s, 1)[slot])
 			var bp, bf []float32
 			if tc.withBias {
 				bias := slot + 1 // the bias slot follows its weight
 				if l.Params[bias].Kind != discover.ProjBias {
 					t.Fatalf("slot %d is %s, want the projection's bias", bias, l.Params[bias].Kind)
 				}
-				bp = tensorData(t, plain.Model, readers(t, plain.Model, m, s, 1)[bias])
-				bf = tensorData(t, fixed.Model, readers(t, fixed.Model, m, s, 1)[bias])
+				bp = testmodel.Floats(t, plain.Model, readers(t, plain.Model, m, s, 1)[bias])
+				bf = testmodel.Floats(t, fixed.Model, readers(t, fixed.Model, m, s, 1)[bias])
 			}
 			x := make([]float32, in)
 			for i := range x {

@@ -22,31 +22,13 @@ import (
 // mask_filter_value (default −10000) where the mask is 0, plus it again
 // above the diagonal when unidirectional; softmax; ·V; output [B, S, v].
 func compileMSAttention(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("num_heads", "unidirectional", "qkv_hidden_sizes", "mask_filter_value", "scale"); err != nil {
-		return nil, err
-	}
-	heads, err := c.attrs.int("num_heads", 0)
-	if err != nil {
-		return nil, err
-	}
-	uni, err := c.attrs.int("unidirectional", 0)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := c.attrs.float("mask_filter_value", -10000)
-	if err != nil {
-		return nil, err
-	}
-	scale, err := c.attrs.float("scale", 0)
+	ba, err := bertAttrsOf(c, "qkv_hidden_sizes")
 	if err != nil {
 		return nil, err
 	}
 	sizes, hasSizes, err := c.attrs.ints("qkv_hidden_sizes")
 	if err != nil {
 		return nil, err
-	}
-	if heads <= 0 {
-		return nil, fmt.Errorf("num_heads %d", heads)
 	}
 	if hasSizes && (len(sizes) != 3 || sizes[0] != sizes[1] || sizes[1] != sizes[2]) {
 		return nil, fmt.Errorf("qkv_hidden_sizes %v: only three equal sizes are supported", sizes)
@@ -56,7 +38,7 @@ func compileMSAttention(c *compileCtx) (kernel, error) {
 			return nil, fmt.Errorf("input %s is not supported", name)
 		}
 	}
-	N := int(heads)
+	N := ba.heads
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		x, w, bias, mask, past := in[0], in[1], gqaIn(in, 2), gqaIn(in, 3), gqaIn(in, 4)
 		for _, t := range []*Tensor{x, w, bias, past} {
@@ -88,7 +70,7 @@ func compileMSAttention(c *compileCtx) (kernel, error) {
 			P = past.shape[3]
 		}
 		T := P + S
-		add, err := paddingMask(mask, B, T, filter)
+		add, err := paddingMask(mask, B, T, ba.filter)
 		if err != nil {
 			return nil, err
 		}
@@ -122,13 +104,37 @@ func compileMSAttention(c *compileCtx) (kernel, error) {
 			}
 		}
 		out := ec.newF32([]int{B, S, vh})
-		bertAttend(ec, bertItems{B: B, N: N, S: S, T: T, P: P, H: H, scale: scale, add: add, causal: uni != 0,
+		bertAttend(ec, bertItems{B: B, N: N, S: S, T: T, P: P, H: H, scale: ba.scale, add: add, causal: ba.causal,
 			q: qkv, qOff: func(b, n int) int { return b*S*tot + n*H }, qRS: tot,
 			k: pd, kOff: func(b, n int) int { return ((b*N + n) * T) * H },
 			v: pd, vOff: func(b, n int) int { return (((B+b)*N + n) * T) * H },
 			out: out.Float32Data(), outOff: func(b, n int) int { return b*S*vh + n*H }, ldo: vh})
 		return []*Tensor{out, present}, nil
 	}, nil
+}
+
+// bertAttrs are the attributes of com.microsoft Attention and
+// MultiHeadAttention that set up bertAttend's masking and scaling.
+type bertAttrs struct {
+	heads  int
+	causal bool    // unidirectional
+	filter float32 // mask_filter_value, added where the mask is 0
+	scale  float32 // 0: 1/√H
+}
+
+// bertAttrsOf reads num_heads (> 0), unidirectional, mask_filter_value
+// (default −10000) and scale, refusing attributes other than those and more.
+func bertAttrsOf(c *compileCtx, more ...string) (bertAttrs, error) {
+	r := c.read(append([]string{"num_heads", "unidirectional", "mask_filter_value", "scale"}, more...)...)
+	heads, uni := r.int("num_heads", 0), r.int("unidirectional", 0)
+	filter, scale := r.float("mask_filter_value", -10000), r.float("scale", 0)
+	if r.err != nil {
+		return bertAttrs{}, r.err
+	}
+	if heads <= 0 {
+		return bertAttrs{}, fmt.Errorf("num_heads %d", heads)
+	}
+	return bertAttrs{heads: int(heads), causal: uni != 0, filter: filter, scale: scale}, nil
 }
 
 // paddingMask turns mask_index (nil, a raw 0/1 [B, T] mask or [B] valid

@@ -47,7 +47,6 @@ func msAttentionRef(B, S, P, D, N int, uni bool, x, w, bias, past []float32, mas
 		for n := range N {
 			for s := range S {
 				sc := make([]float64, T)
-				mx := math.Inf(-1)
 				for j := range T {
 					var dot float64
 					for d := range H {
@@ -60,16 +59,11 @@ func msAttentionRef(B, S, P, D, N int, uni bool, x, w, bias, past []float32, mas
 					if uni && j > P+s {
 						sc[j] = math.Inf(-1)
 					}
-					mx = math.Max(mx, sc[j])
 				}
-				var sum float64
-				for j := range sc {
-					sc[j] = math.Exp(sc[j] - mx)
-					sum += sc[j]
-				}
+				softmaxRef(sc)
 				for j := range T {
 					for d := range H {
-						out[(b*S+s)*D+n*H+d] += sc[j] / sum * present[(((B+b)*N+n)*T+j)*H+d]
+						out[(b*S+s)*D+n*H+d] += sc[j] * present[(((B+b)*N+n)*T+j)*H+d]
 					}
 				}
 			}
@@ -78,19 +72,40 @@ func msAttentionRef(B, S, P, D, N int, uni bool, x, w, bias, past []float32, mas
 	return out, present
 }
 
+// bertCase is a case of the com.microsoft Attention and MultiHeadAttention
+// tests: batch, new and past lengths, causal or not, and the padding mask.
+type bertCase struct {
+	name    string
+	B, S, P int
+	uni     bool
+	pad     int // leading zeros in row 0's mask (-1: no mask)
+}
+
+var bertCases = []bertCase{
+	{"causal_prompt_padded", 2, 5, 0, true, 2},
+	{"causal_past", 2, 2, 3, true, 0},
+	{"bidirectional_no_mask", 1, 4, 0, false, -1},
+}
+
+// mask is the case's raw 0/1 [B, T] mask as a tensor and as values (nil, nil
+// without one).
+func (c bertCase) mask(T int) (*runtime.Tensor, []int32) {
+	if c.pad < 0 {
+		return nil, nil
+	}
+	maskD := make([]int32, c.B*T)
+	for i := range maskD {
+		if i >= c.pad {
+			maskD[i] = 1
+		}
+	}
+	return i32(sh(c.B, T), maskD...), maskD
+}
+
 func TestMSAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	const D, N = 32, 4
-	for _, c := range []struct {
-		name    string
-		B, S, P int
-		uni     bool
-		pad     int // leading zeros in row 0's mask (-1: no mask)
-	}{
-		{"causal_prompt_padded", 2, 5, 0, true, 2},
-		{"causal_past", 2, 2, 3, true, 0},
-		{"bidirectional_no_mask", 1, 4, 0, false, -1},
-	} {
+	for _, c := range bertCases {
 		t.Run(c.name, func(t *testing.T) {
 			T := c.P + c.S
 			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
@@ -100,17 +115,7 @@ func TestMSAttention(t *testing.T) {
 				past = randT(r, 2, c.B, N, c.P, D/N)
 				pastD = past.Float32Data()
 			}
-			var mask *runtime.Tensor
-			var maskD []int32
-			if c.pad >= 0 {
-				maskD = make([]int32, c.B*T)
-				for i := range maskD {
-					if i >= c.pad || i >= T {
-						maskD[i] = 1
-					}
-				}
-				mask = i32(sh(c.B, T), maskD...)
-			}
+			mask, maskD := c.mask(T)
 			in := []*runtime.Tensor{x, w, bias, mask, past}
 			for in[len(in)-1] == nil {
 				in = in[:len(in)-1]
@@ -132,16 +137,7 @@ func TestMSAttention(t *testing.T) {
 func TestMultiHeadAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
 	const D, N = 32, 4
-	for _, c := range []struct {
-		name    string
-		B, S, P int
-		uni     bool
-		pad     int
-	}{
-		{"causal_prompt_padded", 2, 5, 0, true, 2},
-		{"causal_past", 2, 2, 3, true, 0},
-		{"bidirectional_no_mask", 1, 4, 0, false, -1},
-	} {
+	for _, c := range bertCases {
 		t.Run(c.name, func(t *testing.T) {
 			T := c.P + c.S
 			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
@@ -167,15 +163,7 @@ func TestMultiHeadAttention(t *testing.T) {
 				pastD = append(append([]float32{}, pk.Float32Data()...), pv.Float32Data()...)
 			}
 			var maskD []int32
-			if c.pad >= 0 {
-				maskD = make([]int32, c.B*T)
-				for i := range maskD {
-					if i >= c.pad {
-						maskD[i] = 1
-					}
-				}
-				in[4] = i32(sh(c.B, T), maskD...)
-			}
+			in[4], maskD = c.mask(T)
 			for in[len(in)-1] == nil {
 				in = in[:len(in)-1]
 			}

@@ -1,10 +1,9 @@
 package runtime_test
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/onnxslm/onnxslm/internal/rusage"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -15,29 +14,26 @@ import (
 func BenchmarkLlama8(b *testing.B) {
 	s := loadSession(b, "llama8", runtime.Options{})
 	feeds := map[string]*runtime.Tensor{"input_ids": calibRows(b, 16)}
+	benchTokens(b, s, feeds, 16*128)
+}
+
+// benchTokens runs s on feeds (tokens tokens) once to warm up, then b.N
+// times, and reports tokens per second of wall-clock and of CPU time.
+func benchTokens(b *testing.B, s *runtime.Session, feeds map[string]*runtime.Tensor, tokens int) {
 	if _, err := s.Run(feeds, nil); err != nil {
 		b.Fatal(err)
 	}
-	cpu0 := processCPU()
+	cpu0 := rusage.CPU()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := s.Run(feeds, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(16*128*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
 	// Per second of CPU time used by the process (all threads): a figure
 	// that holds on a machine shared with other work.
-	b.ReportMetric(float64(16*128*b.N)/(processCPU()-cpu0).Seconds(), "tokens/cpu-s")
-}
-
-// processCPU is the CPU time (user + system) used by this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(tokens*b.N)/(rusage.CPU()-cpu0).Seconds(), "tokens/cpu-s")
 }
 
 // BenchmarkGPT2 runs gpt2_6 on 16 rows of 256 tokens.
@@ -49,18 +45,7 @@ func BenchmarkGPT2(b *testing.B) {
 	}
 	x, _ := runtime.NewInt64([]int{16, 256}, ids)
 	feeds := map[string]*runtime.Tensor{"input_ids": x}
-	if _, err := s.Run(feeds, nil); err != nil {
-		b.Fatal(err)
-	}
-	cpu0 := processCPU()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := s.Run(feeds, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(16*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
-	b.ReportMetric(float64(16*256*b.N)/(processCPU()-cpu0).Seconds(), "tokens/cpu-s")
+	benchTokens(b, s, feeds, 16*256)
 }
 
 // BenchmarkNew measures compiling a Session (the SLM search makes one per

@@ -20,17 +20,11 @@ func compileCastLike(c *compileCtx) (kernel, error) {
 }
 
 func compileClip(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("min", "max"); err != nil {
-		return nil, err
-	}
 	// Opset < 11: bounds are attributes.
-	lo, err := c.attrs.float("min", float32(math.Inf(-1)))
-	if err != nil {
-		return nil, err
-	}
-	hi, err := c.attrs.float("max", float32(math.Inf(1)))
-	if err != nil {
-		return nil, err
+	r := c.read("min", "max")
+	lo, hi := r.float("min", float32(math.Inf(-1))), r.float("max", float32(math.Inf(1)))
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		x := in[0]

@@ -13,7 +13,6 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
-	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -381,25 +380,9 @@ func compareORT(t *testing.T, m *pb.ModelProto, feeds, got map[string]*runtime.T
 	if err := onnx.Save(m, path, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]*npy.Array{}
-	for name, v := range feeds {
-		a, err := npy.New(v.Shape(), v.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		in[name] = a
-	}
-	res, err := ort.Run(path, in, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, a := range res {
-		v, err := a.Float32s()
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := make([]float64, len(v))
-		for i, x := range v {
+	for name, v := range ortTensors(t, ort, path, feeds) {
+		w := make([]float64, v.Len())
+		for i, x := range v.Float32Data() {
 			w[i] = float64(x)
 		}
 		within(t, name+" vs onnxruntime", got[name], w, 1e-5)

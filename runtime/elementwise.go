@@ -32,10 +32,7 @@ var binOpNames = [...]string{"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "M
 // compileMod compiles Mod: integer modulo with the divisor's sign, or C fmod
 // (fmod=1, the only choice for floating-point inputs).
 func compileMod(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("fmod"); err != nil {
-		return nil, err
-	}
-	f, err := c.attrs.int("fmod", 0)
+	f, err := sole(c.attrs, c.attrs.int, "fmod", 0)
 	if err != nil {
 		return nil, err
 	}

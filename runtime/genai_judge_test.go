@@ -10,10 +10,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/lm"
-	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -164,27 +164,7 @@ func (l *lmModel) goRun(t *testing.T, feeds map[string]*runtime.Tensor) map[stri
 
 func (l *lmModel) ortRun(t *testing.T, ort *judge.Runtime, feeds map[string]*runtime.Tensor) map[string]*runtime.Tensor {
 	t.Helper()
-	in := map[string]*npy.Array{}
-	for name, v := range feeds {
-		a, err := npy.New(v.Shape(), v.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		in[name] = a
-	}
-	res, err := ort.Run(l.path, in, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*runtime.Tensor{}
-	for name, a := range res {
-		v, err := a.Float32s()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[name] = f32(a.Shape, v...)
-	}
-	return out
+	return ortTensors(t, ort, l.path, feeds)
 }
 
 // relMax returns max |a − b| / max |b|.
@@ -193,16 +173,7 @@ func relMax(t *testing.T, a, b *runtime.Tensor) float64 {
 	if fmt.Sprint(a.Shape()) != fmt.Sprint(b.Shape()) {
 		t.Fatalf("shapes %v and %v", a.Shape(), b.Shape())
 	}
-	x, y := a.Float32Data(), b.Float32Data()
-	var d, s float64
-	for i := range y {
-		d = math.Max(d, math.Abs(float64(x[i])-float64(y[i])))
-		s = math.Max(s, math.Abs(float64(y[i])))
-	}
-	if s == 0 {
-		return d
-	}
-	return d / s
+	return relErr(a.Float32Data(), b.Float32Data())
 }
 
 func tokenRows(seed, B, T, vocab int) [][]int64 {
@@ -218,57 +189,16 @@ func tokenRows(seed, B, T, vocab int) [][]int64 {
 	return rows
 }
 
-// dequantized replaces each MatMulNBits of m by a MatMul over the weight
-// modelgen.DequantizeBlocks unpacks: the Go dequantize-then-multiply
-// reference of a quantized model.
+// dequantized replaces each MatMulNBits of m by a MatMul over its
+// dequantized weight: the Go dequantize-then-multiply reference of a
+// quantized model.
 func dequantized(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
 	t.Helper()
-	m = proto.Clone(m).(*pb.ModelProto)
-	g := m.Graph
-	inits := map[string]*pb.TensorProto{}
-	for _, x := range g.Initializer {
-		inits[x.GetName()] = x
+	q, err := dequant.MatMulNBits(m)
+	if err != nil {
+		t.Fatal(err)
 	}
-	bytesOf := func(name string) []byte {
-		if name == "" {
-			return nil
-		}
-		d, err := onnx.DecodeTensor(inits[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.Data.([]uint8)
-	}
-	for _, n := range g.Node {
-		if n.GetOpType() != "MatMulNBits" {
-			continue
-		}
-		at := map[string]int{}
-		for _, a := range n.Attribute {
-			at[a.GetName()] = int(a.GetI())
-		}
-		sc, err := onnx.Float32s(inits[n.Input[2]])
-		if err != nil {
-			t.Fatal(err)
-		}
-		zp := ""
-		if len(n.Input) > 3 {
-			zp = n.Input[3]
-		}
-		w, err := modelgen.DequantizeBlocks(bytesOf(n.Input[1]), sc, bytesOf(zp), at["bits"], at["K"], at["N"], at["block_size"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := n.Input[1] + "_dequantized"
-		tp, err := onnx.EncodeTensor(name, &onnx.Tensor{DType: pb.TensorProto_FLOAT, Dims: []int64{int64(at["K"]), int64(at["N"])}, Data: w})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.Initializer = append(g.Initializer, tp)
-		n.OpType, n.Domain, n.Attribute = proto.String("MatMul"), proto.String(""), nil
-		n.Input = []string{n.Input[0], name}
-	}
-	return m
+	return q
 }
 
 type judgedCase struct {

@@ -268,11 +268,8 @@ func widensHeavy(n *node, heavy []bool) bool {
 // gatherHalf is Gather from a 16-bit tensor (an embedding table): only the
 // gathered rows are widened, into a float32 output of shape.
 func gatherHalf(ec *execCtx, x *Tensor, axis int, ids []int64, shape []int) ([]*Tensor, error) {
-	dim := x.shape[axis]
-	for _, v := range ids {
-		if v < -int64(dim) || v >= int64(dim) {
-			return nil, fmt.Errorf("index %d out of range for dimension %d of size %d", v, axis, dim)
-		}
+	if err := checkIndices(ids, axis, x.shape[axis]); err != nil {
+		return nil, err
 	}
 	h := x.half()
 	wide := !h.contiguous(x.shape)
@@ -281,22 +278,15 @@ func gatherHalf(ec *execCtx, x *Tensor, axis int, ids []int64, shape []int) ([]*
 	}
 	out := ec.newF32(shape)
 	od := out.Float32Data()
-	outer := numel(x.shape[:axis])
 	inner := numel(x.shape[axis+1:])
-	for o := range outer {
-		for j, v := range ids {
-			if v < 0 {
-				v += int64(dim)
-			}
-			src := (o*dim + int(v)) * inner
-			dst := (o*len(ids) + j) * inner
-			if wide {
-				copy(od[dst:dst+inner], x.Float32Data()[src:src+inner])
-				continue
-			}
-			kernels.HalfToFloat32(od[dst:dst+inner], h.bits[h.off+src:h.off+src+inner], x.dtype == BFloat16)
+	gatherRows(numel(x.shape[:axis]), x.shape[axis], ids, func(dst, src int) {
+		dst, src = dst*inner, src*inner
+		if wide {
+			copy(od[dst:dst+inner], x.Float32Data()[src:src+inner])
+			return
 		}
-	}
+		kernels.HalfToFloat32(od[dst:dst+inner], h.bits[h.off+src:h.off+src+inner], x.dtype == BFloat16)
+	})
 	return []*Tensor{out}, nil
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -238,4 +240,48 @@ func runOpCases(t *testing.T, cases []opCase) {
 			}
 		})
 	}
+}
+
+// softmaxRef turns the scores sc into softmax(sc) in place, in float64, as
+// the attention references compute it: exp(sc − max) / sum.
+func softmaxRef(sc []float64) {
+	mx := math.Inf(-1)
+	for _, v := range sc {
+		mx = math.Max(mx, v)
+	}
+	var sum float64
+	for j := range sc {
+		sc[j] = math.Exp(sc[j] - mx)
+		sum += sc[j]
+	}
+	for j := range sc {
+		sc[j] /= sum
+	}
+}
+
+// ortTensors runs the model file path in onnxruntime on feeds and returns
+// its outputs as float32 tensors.
+func ortTensors(t *testing.T, ort *judge.Runtime, path string, feeds map[string]*runtime.Tensor) map[string]*runtime.Tensor {
+	t.Helper()
+	in := map[string]*npy.Array{}
+	for name, v := range feeds {
+		a, err := npy.New(v.Shape(), v.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in[name] = a
+	}
+	res, err := ort.Run(path, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*runtime.Tensor{}
+	for name, a := range res {
+		v, err := a.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = f32(a.Shape, v...)
+	}
+	return out
 }

@@ -183,24 +183,11 @@ func allZero(v []int) bool {
 }
 
 func compileGemm(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("alpha", "beta", "transA", "transB", "broadcast"); err != nil {
-		return nil, err
-	}
-	alpha, err := c.attrs.float("alpha", 1)
-	if err != nil {
-		return nil, err
-	}
-	beta, err := c.attrs.float("beta", 1)
-	if err != nil {
-		return nil, err
-	}
-	ta, err := c.attrs.int("transA", 0)
-	if err != nil {
-		return nil, err
-	}
-	tb, err := c.attrs.int("transB", 0)
-	if err != nil {
-		return nil, err
+	r := c.read("alpha", "beta", "transA", "transB", "broadcast")
+	alpha, beta := r.float("alpha", 1), r.float("beta", 1)
+	ta, tb := r.int("transA", 0), r.int("transB", 0)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		a, b := in[0], in[1]

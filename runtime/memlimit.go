@@ -1,6 +1,10 @@
 package runtime
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/onnxslm/onnxslm/internal/units"
+)
 
 // maxTensorBytes bounds one tensor's storage: half of the memory this process
 // can have (physical memory, address-space and data limits; see
@@ -15,20 +19,7 @@ type allocError struct {
 }
 
 func (e *allocError) Error() string {
-	return fmt.Sprintf("a tensor of %s exceeds the memory this process may use (%s per tensor)", human(e.bytes), human(e.limit))
-}
-
-func human(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit && exp < 5; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("a tensor of %s exceeds the memory this process may use (%s per tensor)", units.Bytes(e.bytes), units.Bytes(e.limit))
 }
 
 // checkAlloc panics with an allocError when n elements of size bytes each

@@ -14,27 +14,9 @@ import (
 // Packed q/k/v, 4-D (cross-attention) keys, attention_bias and the cache
 // inputs are refused.
 func compileMHA(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("num_heads", "unidirectional", "mask_filter_value", "scale"); err != nil {
-		return nil, err
-	}
-	heads, err := c.attrs.int("num_heads", 0)
+	ba, err := bertAttrsOf(c)
 	if err != nil {
 		return nil, err
-	}
-	uni, err := c.attrs.int("unidirectional", 0)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := c.attrs.float("mask_filter_value", -10000)
-	if err != nil {
-		return nil, err
-	}
-	scale, err := c.attrs.float("scale", 0)
-	if err != nil {
-		return nil, err
-	}
-	if heads <= 0 {
-		return nil, fmt.Errorf("num_heads %d", heads)
 	}
 	if len(c.n.in) < 3 || c.n.in[1] < 0 || c.n.in[2] < 0 {
 		return nil, errors.New("packed q/k/v (key and value absent) is not supported")
@@ -44,7 +26,7 @@ func compileMHA(c *compileCtx) (kernel, error) {
 			return nil, fmt.Errorf("input %s is not supported", name)
 		}
 	}
-	N := int(heads)
+	N := ba.heads
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		q, k, v := in[0], in[1], in[2]
 		bias, mask, pk, pv := gqaIn(in, 3), gqaIn(in, 4), gqaIn(in, 6), gqaIn(in, 7)
@@ -72,7 +54,7 @@ func compileMHA(c *compileCtx) (kernel, error) {
 			P = pk.shape[2]
 		}
 		T := P + S
-		add, err := paddingMask(mask, B, T, filter)
+		add, err := paddingMask(mask, B, T, ba.filter)
 		if err != nil {
 			return nil, fmt.Errorf("MultiHeadAttention: key_padding_mask: %w", err)
 		}
@@ -114,7 +96,7 @@ func compileMHA(c *compileCtx) (kernel, error) {
 			presents[i] = pr
 		}
 		out := ec.newF32([]int{B, S, D})
-		bertAttend(ec, bertItems{B: B, N: N, S: S, T: T, P: P, H: H, scale: scale, add: add, causal: uni != 0,
+		bertAttend(ec, bertItems{B: B, N: N, S: S, T: T, P: P, H: H, scale: ba.scale, add: add, causal: ba.causal,
 			q: qd, qOff: func(b, n int) int { return b*S*D + n*H }, qRS: D,
 			k: presents[0].Float32Data(), kOff: func(b, n int) int { return (b*N + n) * T * H },
 			v: presents[1].Float32Data(), vOff: func(b, n int) int { return (b*N + n) * T * H },

@@ -57,16 +57,9 @@ func compileConstantOfShape(c *compileCtx) (kernel, error) {
 		val = t
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		spec, err := intsOf(in[0], "shape")
+		shape, err := shapeArg(in[0])
 		if err != nil {
 			return nil, err
-		}
-		shape := make([]int, len(spec))
-		for i, v := range spec {
-			if v < 0 || v > math.MaxInt32*64 {
-				return nil, fmt.Errorf("invalid shape %v", spec)
-			}
-			shape[i] = int(v)
 		}
 		if _, err := checkShape(shape); err != nil {
 			return nil, err
@@ -143,10 +136,7 @@ func compileRange(c *compileCtx) (kernel, error) {
 }
 
 func compileTrilu(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("upper"); err != nil {
-		return nil, err
-	}
-	upper, err := c.attrs.int("upper", 1)
+	upper, err := sole(c.attrs, c.attrs.int, "upper", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -185,10 +175,7 @@ func compileTrilu(c *compileCtx) (kernel, error) {
 }
 
 func compileScatterND(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("reduction"); err != nil {
-		return nil, err
-	}
-	red, err := c.attrs.str("reduction", "none")
+	red, err := sole(c.attrs, c.attrs.str, "reduction", "none")
 	if err != nil {
 		return nil, err
 	}

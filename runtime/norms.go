@@ -35,18 +35,20 @@ func normOutputsOnly(c *compileCtx, allowed ...int) error {
 	return nil
 }
 
+// normAttrs reads the attributes of LayerNormalization and its RMS
+// variants: the first normalized axis (default -1) and epsilon (default 1e-5);
+// stash_type is allowed, and checked by the kernel that needs it.
+func normAttrs(c *compileCtx) (axis int64, eps float32, err error) {
+	r := c.read("axis", "epsilon", "stash_type")
+	axis, eps = r.int("axis", -1), r.float("epsilon", 1e-5)
+	return axis, eps, r.err
+}
+
 // compileSimplifiedLayerNorm is SimplifiedLayerNormalization (X, scale), and
 // opset 23's RMSNormalization, which is the same: RMSNorm over the axes from
 // axis on.
 func compileSimplifiedLayerNorm(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "epsilon", "stash_type"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", -1)
-	if err != nil {
-		return nil, err
-	}
-	eps, err := c.attrs.float("epsilon", 1e-5)
+	axis, eps, err := normAttrs(c)
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +118,7 @@ func normRow(o, x, gamma, beta []float32, eps float32, simplified bool) {
 // output 3 is that sum (the residual stream the next layer reads).
 func compileSkipLayerNorm(simplified bool) func(c *compileCtx) (kernel, error) {
 	return func(c *compileCtx) (kernel, error) {
-		if err := c.attrs.only("epsilon"); err != nil {
-			return nil, err
-		}
-		eps, err := c.attrs.float("epsilon", 1e-12)
+		eps, err := sole(c.attrs, c.attrs.float, "epsilon", 1e-12)
 		if err != nil {
 			return nil, err
 		}

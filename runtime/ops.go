@@ -80,26 +80,25 @@ func attrsOf(n *pb.NodeProto) attrs {
 
 func (a attrs) has(name string) bool { return a.m[name] != nil }
 
-func (a attrs) int(name string, def int64) (int64, error) {
+// attr reads attribute name of type want with get, def when it is absent.
+func attr[T any](a attrs, name string, def T, want pb.AttributeProto_AttributeType, get func(*pb.AttributeProto) T) (T, error) {
 	x := a.m[name]
 	if x == nil {
 		return def, nil
 	}
-	if x.GetType() != pb.AttributeProto_INT {
-		return 0, fmt.Errorf("attribute %s: want INT, got %v", name, x.GetType())
+	if x.GetType() != want {
+		var zero T
+		return zero, fmt.Errorf("attribute %s: want %v, got %v", name, want, x.GetType())
 	}
-	return x.GetI(), nil
+	return get(x), nil
+}
+
+func (a attrs) int(name string, def int64) (int64, error) {
+	return attr(a, name, def, pb.AttributeProto_INT, (*pb.AttributeProto).GetI)
 }
 
 func (a attrs) float(name string, def float32) (float32, error) {
-	x := a.m[name]
-	if x == nil {
-		return def, nil
-	}
-	if x.GetType() != pb.AttributeProto_FLOAT {
-		return 0, fmt.Errorf("attribute %s: want FLOAT, got %v", name, x.GetType())
-	}
-	return x.GetF(), nil
+	return attr(a, name, def, pb.AttributeProto_FLOAT, (*pb.AttributeProto).GetF)
 }
 
 func (a attrs) ints(name string) ([]int64, bool, error) {
@@ -114,14 +113,7 @@ func (a attrs) ints(name string) ([]int64, bool, error) {
 }
 
 func (a attrs) str(name, def string) (string, error) {
-	x := a.m[name]
-	if x == nil {
-		return def, nil
-	}
-	if x.GetType() != pb.AttributeProto_STRING {
-		return "", fmt.Errorf("attribute %s: want STRING, got %v", name, x.GetType())
-	}
-	return string(x.GetS()), nil
+	return attr(a, name, def, pb.AttributeProto_STRING, func(x *pb.AttributeProto) string { return string(x.GetS()) })
 }
 
 // only refuses attributes other than the listed ones, so that an attribute the
@@ -140,6 +132,54 @@ func (a attrs) only(names ...string) error {
 		}
 	}
 	return nil
+}
+
+// sole reads a kernel's one attribute, name, with read (attrs.int, float or
+// str), refusing any other attribute.
+func sole[T any](a attrs, read func(string, T) (T, error), name string, def T) (T, error) {
+	if err := a.only(name); err != nil {
+		var zero T
+		return zero, err
+	}
+	return read(name, def)
+}
+
+// attrReader reads a node's attributes one after another and keeps the
+// first error (after which it reads nothing), so that a kernel that reads
+// several attributes checks once.
+type attrReader struct {
+	a   attrs
+	err error
+}
+
+// read starts reading c's attributes, refusing any other than names.
+func (c *compileCtx) read(names ...string) *attrReader {
+	return &attrReader{a: c.attrs, err: c.attrs.only(names...)}
+}
+
+func (r *attrReader) int(name string, def int64) int64 { return readNext(r, r.a.int, name, def) }
+
+func (r *attrReader) float(name string, def float32) float32 {
+	return readNext(r, r.a.float, name, def)
+}
+
+// ints reads an INTS attribute and whether it is present.
+func (r *attrReader) ints(name string) ([]int64, bool) {
+	if r.err != nil {
+		return nil, false
+	}
+	v, ok, err := r.a.ints(name)
+	r.err = err
+	return v, ok
+}
+
+func readNext[T any](r *attrReader, read func(string, T) (T, error), name string, def T) T {
+	if r.err != nil {
+		return def
+	}
+	v, err := read(name, def)
+	r.err = err
+	return v
 }
 
 // normAxis maps a possibly negative axis into [0, rank).

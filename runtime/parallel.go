@@ -1,9 +1,6 @@
 package runtime
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "github.com/onnxslm/onnxslm/runtime/internal/kernels"
 
 // parallelMinWork is the amount of work (items × cost) below which a loop runs
 // on the calling goroutine: starting goroutines costs a few microseconds.
@@ -53,24 +50,5 @@ func parallelChunks(threads, n, align, cost int, f func(lo, hi int)) {
 		f(0, n)
 		return
 	}
-	var next atomic.Int64
-	work := func() {
-		for {
-			c := int(next.Add(1)) - 1
-			if c >= parts {
-				return
-			}
-			f(c*chunk, min((c+1)*chunk, n))
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(threads, parts) - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
+	kernels.Tasks(threads, parts, func(c int) { f(c*chunk, min((c+1)*chunk, n)) })
 }

@@ -363,14 +363,7 @@ func softmaxRow(dst, src []float32, logSoftmax bool) {
 }
 
 func compileLayerNorm(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "epsilon", "stash_type"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", -1)
-	if err != nil {
-		return nil, err
-	}
-	eps, err := c.attrs.float("epsilon", 1e-5)
+	axis, eps, err := normAttrs(c)
 	if err != nil {
 		return nil, err
 	}
@@ -467,16 +460,10 @@ func broadcastParam(ec *execCtx, p *Tensor, shape []int, what string) ([]float32
 }
 
 func compileCumSum(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("exclusive", "reverse"); err != nil {
-		return nil, err
-	}
-	excl, err := c.attrs.int("exclusive", 0)
-	if err != nil {
-		return nil, err
-	}
-	rev, err := c.attrs.int("reverse", 0)
-	if err != nil {
-		return nil, err
+	r := c.read("exclusive", "reverse")
+	excl, rev := r.int("exclusive", 0), r.int("reverse", 0)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		x := in[0]

@@ -168,14 +168,7 @@ func TestHalfInitializers(t *testing.T) {
 			m.Graph.Input = m.Graph.Input[:1]
 			m.Graph.Initializer = []*pb.TensorProto{w}
 			delete(feeds, "in1")
-			s, err := runtime.New(m, runtime.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := s.Run(feeds, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := runModel(t, m, feeds)
 			if err := closeTo(out["out0"], f32(sh(2), 2.5, -1), 0); err != nil {
 				t.Error(err)
 			}

@@ -19,16 +19,10 @@ func compileIdentity(c *compileCtx) (kernel, error) {
 }
 
 func compileShape(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("start", "end"); err != nil {
-		return nil, err
-	}
-	start, err := c.attrs.int("start", 0)
-	if err != nil {
-		return nil, err
-	}
-	end, err := c.attrs.int("end", math.MaxInt64)
-	if err != nil {
-		return nil, err
+	r := c.read("start", "end")
+	start, end := r.int("start", 0), r.int("end", math.MaxInt64)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		r := int64(in[0].Rank())
@@ -92,10 +86,7 @@ func reshapeTarget(in []int, spec []int64, allowZero bool) ([]int, error) {
 }
 
 func compileReshape(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("allowzero"); err != nil {
-		return nil, err
-	}
-	az, err := c.attrs.int("allowzero", 0)
+	az, err := sole(c.attrs, c.attrs.int, "allowzero", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +104,7 @@ func compileReshape(c *compileCtx) (kernel, error) {
 }
 
 func compileFlatten(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", 1)
+	axis, err := sole(c.attrs, c.attrs.int, "axis", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +133,10 @@ func axesArg(attr []int64, hasAttr bool, in []*Tensor, i int) ([]int64, bool, er
 	return nil, false, nil
 }
 
-func compileUnsqueeze(c *compileCtx) (kernel, error) {
+// axesKernel compiles an op whose one attribute is axes (older opsets) or
+// whose axes are input 1 (newer ones): run gets input 0, the axes and whether
+// any were given.
+func axesKernel(c *compileCtx, run func(x *Tensor, axes []int64, given bool) ([]*Tensor, error)) (kernel, error) {
 	if err := c.attrs.only("axes"); err != nil {
 		return nil, err
 	}
@@ -158,10 +149,16 @@ func compileUnsqueeze(c *compileCtx) (kernel, error) {
 		if err != nil {
 			return nil, err
 		}
+		return run(in[0], axes, ok)
+	}, nil
+}
+
+func compileUnsqueeze(c *compileCtx) (kernel, error) {
+	return axesKernel(c, func(x *Tensor, axes []int64, ok bool) ([]*Tensor, error) {
 		if !ok {
 			return nil, errors.New("axes are required")
 		}
-		r := in[0].Rank() + len(axes)
+		r := x.Rank() + len(axes)
 		ins := make([]bool, r)
 		for _, a := range axes {
 			n, err := normAxis(a, r)
@@ -179,28 +176,16 @@ func compileUnsqueeze(c *compileCtx) (kernel, error) {
 			if ins[i] {
 				shape = append(shape, 1)
 			} else {
-				shape = append(shape, in[0].shape[j])
+				shape = append(shape, x.shape[j])
 				j++
 			}
 		}
-		return []*Tensor{in[0].reshaped(shape)}, nil
-	}, nil
+		return []*Tensor{x.reshaped(shape)}, nil
+	})
 }
 
 func compileSqueeze(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axes"); err != nil {
-		return nil, err
-	}
-	attr, hasAttr, err := c.attrs.ints("axes")
-	if err != nil {
-		return nil, err
-	}
-	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		axes, ok, err := axesArg(attr, hasAttr, in, 1)
-		if err != nil {
-			return nil, err
-		}
-		x := in[0]
+	return axesKernel(c, func(x *Tensor, axes []int64, ok bool) ([]*Tensor, error) {
 		drop := make([]bool, x.Rank())
 		if !ok {
 			for i, d := range x.shape {
@@ -224,7 +209,7 @@ func compileSqueeze(c *compileCtx) (kernel, error) {
 			}
 		}
 		return []*Tensor{x.reshaped(shape)}, nil
-	}, nil
+	})
 }
 
 func compileDropout(c *compileCtx) (kernel, error) {
@@ -471,20 +456,12 @@ func compileSlice(c *compileCtx) (kernel, error) {
 }
 
 func compileSplit(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "split", "num_outputs"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", 0)
-	if err != nil {
-		return nil, err
-	}
-	splitAttr, hasSplit, err := c.attrs.ints("split")
-	if err != nil {
-		return nil, err
-	}
-	numOut, err := c.attrs.int("num_outputs", int64(len(c.n.out)))
-	if err != nil {
-		return nil, err
+	r := c.read("axis", "split", "num_outputs")
+	axis := r.int("axis", 0)
+	splitAttr, hasSplit := r.ints("split")
+	numOut := r.int("num_outputs", int64(len(c.n.out)))
+	if r.err != nil {
+		return nil, r.err
 	}
 	if numOut != int64(len(c.n.out)) {
 		return nil, fmt.Errorf("num_outputs=%d but the node has %d outputs", numOut, len(c.n.out))
@@ -548,10 +525,7 @@ func compileSplit(c *compileCtx) (kernel, error) {
 }
 
 func compileGather(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", 0)
+	axis, err := sole(c.attrs, c.attrs.int, "axis", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -565,33 +539,62 @@ func compileGather(c *compileCtx) (kernel, error) {
 		if err != nil || idx.dtype == Bool {
 			return nil, fmt.Errorf("indices: want int64 or int32, got %v", idx.dtype)
 		}
-		dim := x.shape[a]
 		shape := append(append(append([]int{}, x.shape[:a]...), idx.shape...), x.shape[a+1:]...)
 		if x.isHalf() {
 			return gatherHalf(ec, x, a, ids, shape)
 		}
+		if err := checkIndices(ids, a, x.shape[a]); err != nil {
+			return nil, err
+		}
 		out := ec.newOut(x.dtype, shape)
-		es := x.dtype.size()
-		outer := numel(x.shape[:a])
-		inner := numel(x.shape[a+1:]) * es
+		inner := numel(x.shape[a+1:]) * x.dtype.size()
 		xb, ob := rawBytes(x), rawBytes(out)
-		for _, v := range ids {
-			if v < -int64(dim) || v >= int64(dim) {
-				return nil, fmt.Errorf("index %d out of range for dimension %d of size %d", v, a, dim)
-			}
-		}
-		for o := range outer {
-			for j, v := range ids {
-				if v < 0 {
-					v += int64(dim)
-				}
-				src := (o*dim + int(v)) * inner
-				dst := (o*len(ids) + j) * inner
-				copy(ob[dst:dst+inner], xb[src:src+inner])
-			}
-		}
+		gatherRows(numel(x.shape[:a]), x.shape[a], ids, func(dst, src int) {
+			copy(ob[dst*inner:(dst+1)*inner], xb[src*inner:(src+1)*inner])
+		})
 		return []*Tensor{out}, nil
 	}, nil
+}
+
+// checkIndices refuses Gather indices outside [-dim, dim) of axis.
+func checkIndices(ids []int64, axis, dim int) error {
+	for _, v := range ids {
+		if v < -int64(dim) || v >= int64(dim) {
+			return fmt.Errorf("index %d out of range for dimension %d of size %d", v, axis, dim)
+		}
+	}
+	return nil
+}
+
+// gatherRows calls put(dst, src) for each row Gather copies: output row
+// o·len(ids) + j from input row o·dim + ids[j] (a negative id counts from the
+// end), for o < outer.
+func gatherRows(outer, dim int, ids []int64, put func(dst, src int)) {
+	for o := range outer {
+		for j, v := range ids {
+			if v < 0 {
+				v += int64(dim)
+			}
+			put(o*len(ids)+j, o*dim+int(v))
+		}
+	}
+}
+
+// shapeArg reads a shape input (ConstantOfShape, Expand): dimensions from 0
+// to 2³¹·64.
+func shapeArg(t *Tensor) ([]int, error) {
+	spec, err := intsOf(t, "shape")
+	if err != nil {
+		return nil, err
+	}
+	shape := make([]int, len(spec))
+	for i, v := range spec {
+		if v < 0 || v > math.MaxInt32*64 {
+			return nil, fmt.Errorf("invalid shape %v", spec)
+		}
+		shape[i] = int(v)
+	}
+	return shape, nil
 }
 
 func compileExpand(c *compileCtx) (kernel, error) {
@@ -599,16 +602,9 @@ func compileExpand(c *compileCtx) (kernel, error) {
 		return nil, err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		spec, err := intsOf(in[1], "shape")
+		target, err := shapeArg(in[1])
 		if err != nil {
 			return nil, err
-		}
-		target := make([]int, len(spec))
-		for i, v := range spec {
-			if v < 0 || v > math.MaxInt32*64 {
-				return nil, fmt.Errorf("invalid shape %v", spec)
-			}
-			target[i] = int(v)
 		}
 		shape, err := broadcastShape(in[0].shape, target)
 		if err != nil {

@@ -137,10 +137,7 @@ func compileUnary(name string) func(c *compileCtx) (kernel, error) {
 }
 
 func compileLeakyRelu(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("alpha"); err != nil {
-		return nil, err
-	}
-	alpha, err := c.attrs.float("alpha", 0.01)
+	alpha, err := sole(c.attrs, c.attrs.float, "alpha", 0.01)
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +156,7 @@ func compileLeakyRelu(c *compileCtx) (kernel, error) {
 }
 
 func compileGelu(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("approximate"); err != nil {
-		return nil, err
-	}
-	approx, err := c.attrs.str("approximate", "none")
+	approx, err := sole(c.attrs, c.attrs.str, "approximate", "none")
 	if err != nil {
 		return nil, err
 	}

@@ -17,9 +17,7 @@ import (
 // layer's output on each of the 16 calibration sequences, one minibatch per
 // sequence, and the linear CKA matrix must equal NAME.cka.npy within 1e-4.
 func TestCKAMatrixWithGoRuntime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs both shared models on 16 sequences in the Go runtime")
-	}
+	testenv.Long(t, "runs both shared models on 16 sequences in the Go runtime")
 	calib, err := tokens.Read(testenv.TestFile(t, "tokens/calib_train_16x128.npy"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package slm
 
 import (
-	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -10,12 +9,8 @@ import (
 )
 
 func TestShortGPTMatchesReference(t *testing.T) {
-	dir := filepath.Join(testenv.SharedDir(t), "testmodels")
 	for _, model := range reference.Models {
-		ref, err := reference.LoadSLM(dir, model)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := testenv.SLM(t, model)
 		if got := RemovalOrder(ref.BlockInfluence); !reflect.DeepEqual(got, ref.ShortGPTRemovalOrder) {
 			t.Errorf("%s removal order: got %v, want %v", model, got, ref.ShortGPTRemovalOrder)
 		}
@@ -34,12 +29,8 @@ func TestShortGPTMatchesReference(t *testing.T) {
 }
 
 func TestDropMatchesReference(t *testing.T) {
-	dir := filepath.Join(testenv.SharedDir(t), "testmodels")
 	for _, model := range reference.Models {
-		ref, err := reference.LoadSLM(dir, model)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := testenv.SLM(t, model)
 		_, keys := ref.Thresholds()
 		for _, k := range keys {
 			var ws []Window

@@ -3,7 +3,6 @@ package slm
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -49,7 +48,6 @@ func (r *replay) Similarity(_ context.Context, committed []Window, c Window) (fl
 }
 
 func TestSlideReplaysReference(t *testing.T) {
-	dir := filepath.Join(testenv.SharedDir(t), "testmodels")
 	methods := []struct {
 		name  string
 		atEnd Pending
@@ -58,10 +56,7 @@ func TestSlideReplaysReference(t *testing.T) {
 		{"slm_authors_code", DropPending},
 	}
 	for _, model := range reference.Models {
-		ref, err := reference.LoadSLM(dir, model)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := testenv.SLM(t, model)
 		ths, keys := ref.Thresholds()
 		for i, th := range ths {
 			for _, m := range methods {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
 // TestHuggingFaceReference compares Encode with ids computed by the Hugging
@@ -15,10 +17,7 @@ import (
 // them. Set ONNXSLM_TOKENIZER_REF to the folder that holds NAME.json and
 // NAME.ref pairs to run it.
 func TestHuggingFaceReference(t *testing.T) {
-	dir := os.Getenv("ONNXSLM_TOKENIZER_REF")
-	if dir == "" {
-		t.Skip("ONNXSLM_TOKENIZER_REF not set (see testdata/crosscheck/README.md)")
-	}
+	dir := testenv.Getenv(t, "ONNXSLM_TOKENIZER_REF", "ONNXSLM_TOKENIZER_REF not set (see testdata/crosscheck/README.md)")
 	refs, err := filepath.Glob(filepath.Join(dir, "*.ref"))
 	if err != nil || len(refs) == 0 {
 		t.Fatalf("no .ref files in %s (err %v)", dir, err)

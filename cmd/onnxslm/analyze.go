@@ -116,18 +116,12 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 	}
 
 	rep := newReporter(io, f.quiet, f.verbose)
-	load := rep.Start("load "+modelArg, 0)
-	m, err := loadModelArg(modelArg)
-	load.Done()
+	m, err := loadReported(rep, modelArg)
 	if err != nil {
 		return err
 	}
 	limitMemory(m.Proto)
-	_, vocab, err := newSession(modelArg, m.Proto, opts.Runtime)
-	if err != nil {
-		return err
-	}
-	rows, from, err := f.calib.calibrationFor(vocab, f.quiet, rep.Logf, "results")
+	rows, from, err := f.calib.calibrationFor(modelArg, m.Proto, opts.Runtime, f.quiet, rep.Logf, "results")
 	if err != nil {
 		return err
 	}

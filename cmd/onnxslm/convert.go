@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/internal/builtin"
+	"github.com/onnxslm/onnxslm/internal/units"
 	"github.com/onnxslm/onnxslm/onnx"
 )
 
@@ -88,5 +89,5 @@ func fileSize(p string) string {
 	if err != nil {
 		return "?"
 	}
-	return humanBytes(fi.Size())
+	return units.Bytes(uint64(fi.Size()))
 }

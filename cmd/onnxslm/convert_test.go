@@ -105,18 +105,14 @@ func makeInput(t *testing.T, dir string, edit func(tp *pb.TensorProto)) string {
 	if edit == nil {
 		return in
 	}
-	b, _ := os.ReadFile(in)
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatal(err)
-	}
+	m := testenv.ReadModelProto(t, in)
 	for _, tp := range m.Graph.Initializer {
 		if tp.GetDataLocation() == pb.TensorProto_EXTERNAL {
 			edit(tp)
 			break
 		}
 	}
-	b, _ = proto.Marshal(m)
+	b, _ := proto.Marshal(m)
 	if err := os.WriteFile(in, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +130,7 @@ func setKey(tp *pb.TensorProto, key, value string) {
 }
 
 func firstExternal(t *testing.T, in string) string {
-	b, _ := os.ReadFile(in)
-	m := &pb.ModelProto{}
-	proto.Unmarshal(b, m)
+	m := testenv.ReadModelProto(t, in)
 	for _, tp := range m.Graph.Initializer {
 		if tp.GetDataLocation() == pb.TensorProto_EXTERNAL {
 			return tp.GetName()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/onnxslm/onnxslm/internal/units"
 	"github.com/onnxslm/onnxslm/modeldiff"
 )
 
@@ -48,15 +49,11 @@ type diffFlags struct {
 
 func runDiff(ctx context.Context, io *stdio, argA, argB string, f *diffFlags) error {
 	rep := newReporter(io, f.quiet, f.verbose)
-	load := rep.Start("load "+argA, 0)
-	a, err := loadModelArg(argA)
-	load.Done()
+	a, err := loadReported(rep, argA)
 	if err != nil {
 		return err
 	}
-	load = rep.Start("load "+argB, 0)
-	b, err := loadModelArg(argB)
-	load.Done()
+	b, err := loadReported(rep, argB)
 	if err != nil {
 		return err
 	}
@@ -323,11 +320,11 @@ func modelDesc(s modeldiff.Summary) string {
 func fileDesc(s modeldiff.Summary) string {
 	switch len(s.Files) {
 	case 0:
-		return humanBytes(s.FileBytes) + " serialized"
+		return units.Bytes(uint64(s.FileBytes)) + " serialized"
 	case 1:
-		return humanBytes(s.FileBytes) + " in 1 file"
+		return units.Bytes(uint64(s.FileBytes)) + " in 1 file"
 	}
-	return fmt.Sprintf("%s in %d files", humanBytes(s.FileBytes), len(s.Files))
+	return fmt.Sprintf("%s in %d files", units.Bytes(uint64(s.FileBytes)), len(s.Files))
 }
 
 func sameFiles(a, b modeldiff.Summary) bool {

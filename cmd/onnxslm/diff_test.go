@@ -13,6 +13,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -84,14 +85,7 @@ func TestDiffGolden(t *testing.T) {
 // origins, and the merged tensors.
 func TestDiffSharedPruned(t *testing.T) {
 	in := testenv.TestModel(t, "llama8")
-	m, err := onnx.Load(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(m.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, st := testmodel.Stack(t, in)
 	res, err := rewrite.Merge(m.Proto, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}, {Window: slm.Window{Low: 4, High: 6}}}},
 		rewrite.Options{Meta: rewrite.Meta{Version: "test", Method: "slm"}})
 	if err != nil {

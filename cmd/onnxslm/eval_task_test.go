@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 )
 
 func writeTask(t *testing.T, dir, name, text string) string {
@@ -22,9 +23,7 @@ func writeTask(t *testing.T, dir, name, text string) string {
 // TestEvalTaskBuiltin: the built-in task runs on the built-in model with no
 // files, and --json has the harness's fields under results.
 func TestEvalTaskBuiltin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scores 116 examples × 4 choices")
-	}
+	testenv.Long(t, "scores 116 examples × 4 choices")
 	code, stdout, stderr := runCLI(t, "eval", "builtin:llama8", "--task", "builtin:go-next-line", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr)

@@ -15,9 +15,7 @@ import (
 // TestEvalJSON evaluates the built-in model on the shared eval_go set and
 // compares with the perplexity torch recorded (llama8.truth.json: 9.349774).
 func TestEvalJSON(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs 64×256 tokens")
-	}
+	testenv.Long(t, "runs 64×256 tokens")
 	toks := testenv.TestFile(t, "tokens/eval_go_64x256.npy")
 	code, stdout, stderr := runCLI(t, "eval", "builtin:llama8", "--tokens", toks, "--batch", "16", "--json")
 	if code != 0 {

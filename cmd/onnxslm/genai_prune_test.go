@@ -11,6 +11,8 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/npy"
@@ -171,14 +173,7 @@ func ortFeeds(t *testing.T, s *runtime.Session, rows [][]int64, pastLen int, pas
 // onnxruntime's logits there equal the whole row's last ones.
 func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]int64, perRow bool, stepTol float64) float64 {
 	t.Helper()
-	m, err := onnx.Load(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.New(m.Proto, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testsession.Open(t, model)
 	var presents []string
 	for _, in := range s.Inputs() {
 		if strings.HasPrefix(in.Name, "past_key_values.") {
@@ -241,9 +236,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 // perplexity is within 2 % (float) or 5 %
 // (quantized) of the plain twin's prune at the same depth.
 func TestDeployedLayoutsPrune(t *testing.T) {
-	if testing.Short() {
-		t.Skip("prunes ten models")
-	}
+	testenv.Long(t, "prunes ten models")
 	ort := judge.ORT(t)
 	rows := tokenRows(4, 24, 256)
 	tokens := filepath.Join(t.TempDir(), "eval.npy")

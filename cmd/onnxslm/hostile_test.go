@@ -240,18 +240,7 @@ func TestHostileInput(t *testing.T) {
 // any checking, as a plain protobuf message).
 func checkFaithful(t *testing.T, in, out string) {
 	t.Helper()
-	read := func(p string) *pb.ModelProto {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &pb.ModelProto{}
-		if err := proto.Unmarshal(b, m); err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		return m
-	}
-	if !proto.Equal(read(in), read(out)) {
+	if !proto.Equal(testenv.ReadModelProto(t, in), testenv.ReadModelProto(t, out)) {
 		t.Errorf("convert accepted the model but wrote a different one")
 	}
 }

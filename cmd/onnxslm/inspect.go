@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/onnxslm/onnxslm/internal/builtin"
+	"github.com/onnxslm/onnxslm/internal/units"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -176,7 +177,7 @@ func (r *inspectReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(tw, "producer\t%s\n", producer)
 	fmt.Fprintf(tw, "nodes\t%d\n", r.NumNodes)
 	fmt.Fprintf(tw, "initializers\t%d\n", r.NumInitializers)
-	fmt.Fprintf(tw, "parameters\t%s (%s)\n", groupDigits(r.Parameters), humanBytes(r.ParameterBytes))
+	fmt.Fprintf(tw, "parameters\t%s (%s)\n", groupDigits(r.Parameters), units.Bytes(uint64(r.ParameterBytes)))
 	fmt.Fprintf(tw, "external data\t%s\n", ext)
 	keys := make([]string, 0, len(r.Metadata))
 	for k := range r.Metadata {
@@ -233,18 +234,4 @@ func groupDigits(n int64) string {
 		return "-" + b.String()
 	}
 	return b.String()
-}
-
-// humanBytes writes a byte count in binary units: 1536 → "1.5 KiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -37,14 +37,7 @@ func TestInspectLayers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, stdout, stderr := runCLI(t, "inspect", "--json", filepath.Join(dir, name+".onnx"))
-		if code != 0 {
-			t.Fatalf("%s: exit %d: %s", name, code, stderr)
-		}
-		var got layersJSON
-		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
-			t.Fatal(err)
-		}
+		got := inspectLayers(t, filepath.Join(dir, name+".onnx"))
 		if got.NumLayers != truth.Config.Layers || len(got.Layers) != truth.Config.Layers {
 			t.Fatalf("%s: num_layers %d (%d listed), want %d (%s)", name, got.NumLayers, len(got.Layers), truth.Config.Layers, got.LayersError)
 		}
@@ -65,14 +58,7 @@ func TestInspectLayers(t *testing.T) {
 
 func TestInspectNotDecoder(t *testing.T) {
 	path := filepath.Join(testenv.RepoRoot(t), "testdata", "models", "neg_mlp.onnx")
-	code, stdout, stderr := runCLI(t, "inspect", "--json", path)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var got layersJSON
-	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
-		t.Fatal(err)
-	}
+	got := inspectLayers(t, path)
 	if got.NumLayers != 0 || got.LayersError == "" {
 		t.Errorf("got %d layers, error %q; want none and a reason", got.NumLayers, got.LayersError)
 	}
@@ -85,14 +71,7 @@ func TestInspectShowsWhatWasMerged(t *testing.T) {
 	if code, _, stderr := runCLI(t, "prune", "-q", "--layers", "6", "builtin:llama8", out); code != 0 {
 		t.Fatalf("prune: exit %d: %s", code, stderr)
 	}
-	code, stdout, stderr := runCLI(t, "inspect", "--json", out)
-	if code != 0 {
-		t.Fatalf("inspect: exit %d: %s", code, stderr)
-	}
-	var got layersJSON
-	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
-		t.Fatal(err)
-	}
+	got := inspectLayers(t, out)
 	if got.NumLayers != 6 || got.Pruned == nil || len(got.Pruned.KeptFrom) != 6 {
 		t.Fatalf("got %d layers, pruned %+v; want 6 layers with kept_from of 6", got.NumLayers, got.Pruned)
 	}
@@ -116,4 +95,19 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// inspectLayers runs `onnxslm inspect --json` on the model at path and
+// decodes its layers, failing t unless it exits 0.
+func inspectLayers(t *testing.T, path string) layersJSON {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, "inspect", "--json", path)
+	if code != 0 {
+		t.Fatalf("inspect %s: exit %d: %s", path, code, stderr)
+	}
+	var got layersJSON
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

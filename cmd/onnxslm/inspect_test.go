@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/onnxslm/onnxslm/internal/builtin"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -27,11 +26,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 func builtinModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	b, err := builtin.Model("builtin:llama8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnx.LoadBytes(b, "builtin:llama8")
+	m, err := loadModelArg("builtin:llama8")
 	if err != nil {
 		t.Fatal(err)
 	}

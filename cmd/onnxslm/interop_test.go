@@ -19,6 +19,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -65,14 +66,7 @@ func relDiff(t *testing.T, a, b []float32) float64 {
 // runtime on feeds and returns the named output.
 func goRun(t *testing.T, path string, feeds map[string]*npy.Array, output string) *runtime.Tensor {
 	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := runtime.New(m.Proto, runtime.Options{})
-	if err != nil {
-		t.Fatalf("Go runtime on %s: %v", path, err)
-	}
+	sess := testsession.Open(t, path)
 	in := map[string]*runtime.Tensor{}
 	for name, a := range feeds {
 		x, err := runtime.FromSlice(a.Shape, a.Data)

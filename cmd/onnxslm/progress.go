@@ -1,6 +1,9 @@
 package main
 
-import "github.com/onnxslm/onnxslm/internal/progress"
+import (
+	"github.com/onnxslm/onnxslm/internal/progress"
+	"github.com/onnxslm/onnxslm/onnx"
+)
 
 // verboseUsage is the help of the -v flag of the commands that report progress.
 const verboseUsage = "when stderr is not a terminal (a log, CI), print a line as each step finishes"
@@ -10,6 +13,13 @@ const verboseUsage = "when stderr is not a terminal (a log, CI), print a line as
 // nothing with quiet.
 func newReporter(io *stdio, quiet, verbose bool) *progress.Reporter {
 	return progress.NewWith(io.Stderr, progress.Options{Enabled: !quiet, Terminal: io.Terminal, Verbose: verbose})
+}
+
+// loadReported loads a MODEL argument (loadModelArg) as a step of rep.
+func loadReported(rep *progress.Reporter, arg string) (*onnx.Model, error) {
+	load := rep.Start("load "+arg, 0)
+	defer load.Done()
+	return loadModelArg(arg)
 }
 
 // progressAdapter lets package prune report through internal/progress.

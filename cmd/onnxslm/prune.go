@@ -131,9 +131,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		defer pprof.StopCPUProfile()
 	}
 	rep := newReporter(io, f.quiet, f.verbose)
-	load := rep.Start("load "+in, 0)
-	m, err := loadModelArg(in)
-	load.Done()
+	m, err := loadReported(rep, in)
 	if err != nil {
 		return err
 	}
@@ -155,12 +153,8 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	}
 
 	limitMemory(m.Proto)
-	_, vocab, err := newSession(in, m.Proto, opts.Runtime)
-	if err != nil {
-		return err
-	}
 	warn := func(format string, a ...any) { fmt.Fprintf(io.Stderr, format, a...) }
-	rows, _, err := f.calib.calibrationFor(vocab, f.quiet, warn, "decisions")
+	rows, _, err := f.calib.calibrationFor(in, m.Proto, opts.Runtime, f.quiet, warn, "decisions")
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,16 @@ func openModel(arg string, threads int) (*runtime.Session, int, error) {
 	return newSession(arg, m.Proto, runtime.Options{Threads: threads})
 }
 
-// calibrationFor is calibFlags.load for a model of vocab ids; when the rows
+// calibrationFor is calibFlags.load for model m (arg as the user gave it),
+// whose vocabulary size it reads from a session on m with opts; when the rows
 // are the built-in byte-level set but the model's ids are not bytes, it warns
 // (unless quiet) that the results are for the wrong tokens; what names those
 // results ("results", "decisions").
-func (c *calibFlags) calibrationFor(vocab int, quiet bool, warn func(format string, a ...any), what string) (rows [][]int64, from string, err error) {
+func (c *calibFlags) calibrationFor(arg string, m *pb.ModelProto, opts runtime.Options, quiet bool, warn func(format string, a ...any), what string) (rows [][]int64, from string, err error) {
+	_, vocab, err := newSession(arg, m, opts)
+	if err != nil {
+		return nil, "", err
+	}
 	rows, from, err = c.load(vocab)
 	if err != nil {
 		return nil, "", err

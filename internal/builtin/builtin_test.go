@@ -42,9 +42,7 @@ func TestTaskGoNextLine(t *testing.T) {
 		t.Error("builtin:nope accepted")
 	}
 	shared := testenv.SharedDir(t)
-	if testing.Short() {
-		t.Skip("go run ./gentask")
-	}
+	testenv.Long(t, "go run ./gentask")
 	out, err := exec.Command("go", "run", "./gentask", "-shared", shared).Output()
 	if err != nil {
 		t.Fatalf("go run ./gentask: %v", err)

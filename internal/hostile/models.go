@@ -256,27 +256,13 @@ func ModelCases(base *pb.ModelProto) ([]Case, error) {
 		},
 		{
 			Name: "truncated", Stage: File, Names: []string{"truncated"},
-			Doc: "the base model cut in the middle",
-			Write: func(dir string) (string, error) {
-				b, err := modelgen.Marshal(base)
-				if err != nil {
-					return "", err
-				}
-				p := filepath.Join(dir, "truncated.onnx")
-				return p, os.WriteFile(p, b[:len(b)/2], 0o644)
-			},
+			Doc:   "the base model cut in the middle",
+			Write: writeCut(base, "truncated.onnx", func(n int) int { return n / 2 }),
 		},
 		{
 			Name: "truncated-header", Stage: File, Names: []string{"not"},
-			Doc: "the first 3 bytes of the base model",
-			Write: func(dir string) (string, error) {
-				b, err := modelgen.Marshal(base)
-				if err != nil {
-					return "", err
-				}
-				p := filepath.Join(dir, "head.onnx")
-				return p, os.WriteFile(p, b[:3], 0o644)
-			},
+			Doc:   "the first 3 bytes of the base model",
+			Write: writeCut(base, "head.onnx", func(int) int { return 3 }),
 		},
 		{
 			Name: "not-onnx", Stage: File, Names: []string{"not an ONNX model"},
@@ -551,4 +537,17 @@ func floatBytes(t *pb.TensorProto) ([]byte, error) {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
 	return b, nil
+}
+
+// writeCut writes the first keep(n) of the n bytes of m's encoding to file
+// in the folder given.
+func writeCut(m *pb.ModelProto, file string, keep func(n int) int) func(dir string) (string, error) {
+	return func(dir string) (string, error) {
+		b, err := modelgen.Marshal(m)
+		if err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, file)
+		return p, os.WriteFile(p, b[:keep(len(b))], 0o644)
+	}
 }

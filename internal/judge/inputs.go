@@ -43,14 +43,7 @@ func CalibRows(t testing.TB, n int) *npy.Array {
 // test has broken, or asking a judge for values the model does not output).
 func EditedModel(t testing.TB, name, suffix string, edit func(m *pb.ModelProto)) string {
 	t.Helper()
-	b, err := os.ReadFile(testenv.TestModel(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &pb.ModelProto{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		t.Fatalf("judge: %s: %v", name, err)
-	}
+	m := testenv.ReadModelProto(t, testenv.TestModel(t, name))
 	edit(m)
 	out, err := proto.Marshal(m)
 	if err != nil {

@@ -16,7 +16,10 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/onnxslm/onnxslm/internal/reference"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
 // SkipMessage is the reason given when ../shared/testmodels is absent.
@@ -85,6 +88,28 @@ func Unavailable(t testing.TB, reason string) {
 	t.Skip(reason)
 }
 
+// Long skips t in -short mode, with what as the reason (what the test runs
+// that takes long).
+func Long(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what)
+	}
+}
+
+// Getenv returns the environment variable name that an opt-in test (a
+// measurement, a check against files kept outside the repository) needs,
+// skipping t with why when it is unset. Unlike Unavailable it skips under
+// CI too: such tests are not part of the suite.
+func Getenv(t testing.TB, name, why string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skip(why)
+	}
+	return v
+}
+
 // SharedDir returns <repo>/../shared. When ../shared/testmodels does not
 // exist it skips the test with SkipMessage (fails it when CI=true; see
 // Unavailable).
@@ -138,6 +163,32 @@ func Streams(t testing.TB, name string) (hidden []string, finalNorm string) {
 		t.Fatal(err)
 	}
 	return hidden, finalNorm
+}
+
+// SLM returns the shared model NAME's recorded SLM runs (NAME.slm.json),
+// skipping as SharedDir does.
+func SLM(t testing.TB, name string) *reference.SLM {
+	t.Helper()
+	ref, err := reference.LoadSLM(TestModelsDir(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// ReadModelProto reads the model file at path as a plain message, without
+// checking it or resolving its external data, failing t on an error.
+func ReadModelProto(t testing.TB, path string) *pb.ModelProto {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &pb.ModelProto{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
 }
 
 // DirNames returns the names in folder dir, sorted by name as os.ReadDir

@@ -41,9 +41,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/rusage"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
@@ -190,12 +190,12 @@ func run(c config, w io.Writer) error {
 
 	var goLogits *runtime.Tensor
 	goRun := func() (float64, float64, error) {
-		c0, w0 := processCPU(), time.Now()
+		c0, w0 := rusage.CPU(), time.Now()
 		out, err := s.Run(feeds, fetch)
 		if err != nil {
 			return 0, 0, err
 		}
-		wall, cpu := time.Since(w0).Seconds(), (processCPU() - c0).Seconds()
+		wall, cpu := time.Since(w0).Seconds(), (rusage.CPU() - c0).Seconds()
 		if goLogits == nil {
 			goLogits = out[logitsName] // kept for the comparison with onnxruntime
 		} else {
@@ -270,7 +270,7 @@ func run(c config, w io.Writer) error {
 		res.RatioBest = res.ORT.Best / res.Go.Best
 		res.RatioCPU = res.Go.TokensPerCPU / res.ORT.TokensPerCPU
 	}
-	res.PeakRSS = peakRSS()
+	res.PeakRSS = rusage.PeakRSS()
 	if res.WeightBytes > 0 {
 		res.PeakRSSRatio = float64(res.PeakRSS) / float64(res.WeightBytes)
 	}
@@ -527,24 +527,6 @@ func compareLogits(got *runtime.Tensor, file string) (float64, error) {
 		return maxDiff, nil
 	}
 	return maxDiff / maxRef, nil
-}
-
-// processCPU is the CPU time (user + system) of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// peakRSS is this process's maximum resident set size (children excluded).
-func peakRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Maxrss * 1024 // kilobytes on Linux
 }
 
 func machine() string {

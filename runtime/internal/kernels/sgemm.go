@@ -113,7 +113,7 @@ func sgemm[S BSource](threads, m, n, k int, alpha float32, a MatView, b S, beta 
 			mblocks := (m + gemmMC - 1) / gemmMC
 			// Pack B, in parallel chunks of panels when it is large.
 			if chunks := min(4*threads, panels/8); threads > 1 && chunks > 1 && mblocks*gemmMC*kc*nc >= 1<<20 {
-				parallelTasks(threads, chunks, func(t int) {
+				Tasks(threads, chunks, func(t int) {
 					b.PackB(*bp, pc, jc, kc, nc, t*panels/chunks, (t+1)*panels/chunks)
 				})
 			} else {
@@ -151,7 +151,7 @@ func sgemm[S BSource](threads, m, n, k int, alpha float32, a MatView, b S, beta 
 					run(t)
 				}
 			} else {
-				parallelTasks(threads, tasks, run)
+				Tasks(threads, tasks, run)
 			}
 			packPool.Put(bp)
 		}
@@ -165,35 +165,6 @@ func panelBound(cb, cols, panels int) int {
 		return panels
 	}
 	return cb * panels / cols &^ 1
-}
-
-// parallelTasks runs run(0..n-1) on up to threads goroutines, handing out
-// tasks dynamically (a busy core simply takes fewer).
-func parallelTasks(threads, n int, run func(int)) {
-	var mu sync.Mutex
-	next := 0
-	take := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		t := next
-		next++
-		return t
-	}
-	work := func() {
-		for t := take(); t < n; t = take() {
-			run(t)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(threads, n) - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
 }
 
 // packRows, where available, copies np ≤ 4 full panels of kc rows of a

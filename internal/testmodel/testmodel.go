@@ -1,0 +1,51 @@
+// Package testmodel loads models and reads their parts for the tests of the
+// packages that work on a decoder stack (discover and above).
+package testmodel
+
+import (
+	"testing"
+
+	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
+)
+
+// Stack loads the model at path (external data next to it) and finds its
+// decoder stack, failing t on an error.
+func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
+	t.Helper()
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := discover.Find(m.Proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, st
+}
+
+// Shared is Stack for the shared reference model name (../shared/testmodels),
+// skipping or failing as testenv.SharedDir does when it is absent.
+func Shared(t testing.TB, name string) (*onnx.Model, *discover.Stack) {
+	t.Helper()
+	return Stack(t, testenv.TestModel(t, name))
+}
+
+// Floats returns the values of m's float initializer name, failing t when
+// there is none or it does not decode as float32.
+func Floats(t testing.TB, m *pb.ModelProto, name string) []float32 {
+	t.Helper()
+	for _, x := range m.GetGraph().GetInitializer() {
+		if x.GetName() == name {
+			f, err := onnx.Float32s(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no initializer %q", name)
+	return nil
+}
