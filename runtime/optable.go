@@ -49,7 +49,7 @@ var opTable = []opDef{
 	{"Greater", 7, 2, 2, nil, 0, compileCompare(cmpGt)},
 	{"GreaterOrEqual", 7, 2, 2, nil, 0, compileCompare(cmpGe)},
 	{"Identity", 1, 1, 1, nil, 0, compileIdentity},
-	{"LayerNormalization", 17, 2, 3, nil, 0, compileLayerNorm},
+	{"LayerNormalization", 1, 2, 3, nil, 0, compileLayerNorm}, // ONNX since 17; onnxruntime registers it in the default domain from opset 1 (the transformer optimizer writes it at any opset)
 	{"LeakyRelu", 6, 1, 1, nil, inPlace, compileLeakyRelu},
 	{"Less", 7, 2, 2, nil, 0, compileCompare(cmpLt)},
 	{"LessOrEqual", 7, 2, 2, nil, 0, compileCompare(cmpLe)},

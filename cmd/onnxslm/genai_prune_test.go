@@ -48,7 +48,31 @@ func deployedLayouts() []deployedLayout {
 				return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
 			}})
 	}
+	// onnxruntime's transformer optimizer (Olive) over a GPT-2 export.
+	opt := modelgen.OptimizedGPT2Twin(4, 64, 4, 3, 14)
+	ls = append(ls, deployedLayout{name: "ortopt-gpt2", twin: opt,
+		write: func(dir string) (string, error) {
+			m, err := modelgen.BuildOptimizedGPT2(opt)
+			if err != nil {
+				return "", err
+			}
+			p := filepath.Join(dir, "model.onnx")
+			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
+		}})
 	return ls
+}
+
+// presentOf names the output that carries past input name's cache forward:
+// past_key_values.N.* → present.N.*, past_N → present_N (the transformer
+// optimizer's GPT-2); ok false for other inputs.
+func presentOf(name string) (string, bool) {
+	if rest, ok := strings.CutPrefix(name, "past_key_values."); ok {
+		return "present." + rest, true
+	}
+	if rest, ok := strings.CutPrefix(name, "past_"); ok {
+		return "present_" + rest, true
+	}
+	return "", false
 }
 
 // opSet is the sorted set of domain:op of a model file.
@@ -123,6 +147,12 @@ func ortFeeds(t *testing.T, s *runtime.Session, rows [][]int64, pastLen int, pas
 			} else {
 				f[in.Name] = mk([]int{B, 2, 0, 16}, []float32{})
 			}
+		case strings.HasPrefix(in.Name, "past_"): // [2, B, heads, past, head size]
+			if past != nil {
+				f[in.Name] = past[in.Name]
+			} else {
+				f[in.Name] = mk([]int{2, B, in.Shape[2].Size, 0, in.Shape[4].Size}, []float32{})
+			}
 		default:
 			t.Fatalf("input %q: no feed", in.Name)
 		}
@@ -146,9 +176,11 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 		t.Fatal(err)
 	}
 	var presents []string
+	pastOf := map[string]string{}
 	for _, in := range s.Inputs() {
-		if strings.HasPrefix(in.Name, "past_key_values.") {
-			presents = append(presents, "present."+strings.TrimPrefix(in.Name, "past_key_values."))
+		if p, ok := presentOf(in.Name); ok {
+			presents = append(presents, p)
+			pastOf[p] = in.Name
 		}
 	}
 	var sum float64
@@ -187,7 +219,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	}
 	past := map[string]*npy.Array{}
 	for _, p := range presents {
-		past["past_key_values."+strings.TrimPrefix(p, "present.")] = pre[p]
+		past[pastOf[p]] = pre[p]
 	}
 	step, err := ort.Run(model, ortFeeds(t, s, [][]int64{r[T-1:]}, T-1, past), []string{"logits"})
 	if err != nil {
