@@ -14,6 +14,7 @@ import (
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -23,6 +24,7 @@ type deployedLayout struct {
 	name      string
 	quantized bool
 	dynamic   bool // int8 dynamic: activations scaled per tensor, judged row by row
+	float16   bool // computes in float16 (onnxruntime too)
 	write     func(dir string) (model string, err error)
 	twin      modelgen.Config
 }
@@ -36,16 +38,23 @@ func deployedLayouts() []deployedLayout {
 		ls = append(ls, deployedLayout{name: "genai-" + p, quantized: p != modelgen.GenAIFP32, twin: g.Twin(),
 			write: func(dir string) (string, error) { return filepath.Join(dir, "model.onnx"), modelgen.WriteGenAI(dir, g) }})
 	}
-	for _, v := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
+	for _, v := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized, modelgen.TransformersJSFP16, modelgen.TransformersJSQ4F16} {
 		c := g.Twin()
-		ls = append(ls, deployedLayout{name: "txjs-" + v, quantized: true, dynamic: v == modelgen.TransformersJSQuantized, twin: c,
+		ls = append(ls, deployedLayout{name: "txjs-" + v, quantized: v != modelgen.TransformersJSFP16, dynamic: v == modelgen.TransformersJSQuantized,
+			float16: v == modelgen.TransformersJSFP16 || v == modelgen.TransformersJSQ4F16, twin: c,
 			write: func(dir string) (string, error) {
 				m, err := modelgen.BuildTransformersJS(c, v)
 				if err != nil {
 					return "", err
 				}
 				p := filepath.Join(dir, "model_"+v+".onnx")
-				return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
+				opts := onnx.SaveOptions{External: onnx.ExternalNever}
+				if v == modelgen.TransformersJSFP16 {
+					// check_and_save_model's layout of a model past 2 GB:
+					// every tensor of 1 KiB or more in model_fp16.onnx_data.
+					opts = onnx.SaveOptions{External: onnx.ExternalAlways, DataFile: "model_fp16.onnx_data"}
+				}
+				return p, onnx.Save(m, p, opts)
 			}})
 	}
 	// onnxruntime's transformer optimizer (Olive) over a GPT-2 export.
@@ -73,6 +82,42 @@ func presentOf(name string) (string, bool) {
 		return "present_" + rest, true
 	}
 	return "", false
+}
+
+// storage says how a model file stores its weights: the sorted set of
+// initializer types (of MatMulNBits scales apart) and the external-data file
+// named after the model file's name (IN_data, IN.data; "-" for none).
+func storage(t *testing.T, path string) string {
+	t.Helper()
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scales := map[string]bool{}
+	for _, n := range m.Proto.GetGraph().GetNode() {
+		if n.GetOpType() == "MatMulNBits" && len(n.Input) > 2 {
+			scales[n.Input[2]] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range m.Proto.GetGraph().GetInitializer() {
+		kind := onnx.DTypeName(pb.TensorProto_DataType(t.GetDataType()))
+		if scales[t.GetName()] {
+			kind = "scales:" + kind
+		}
+		seen[kind] = true
+	}
+	var kinds []string
+	for k := range seen {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	ext := "-"
+	base := filepath.Base(path)
+	for _, f := range m.ExternalFiles {
+		ext = strings.Replace(f, base, "MODEL", 1)
+	}
+	return strings.Join(kinds, " ") + ", external " + ext
 }
 
 // opSet is the sorted set of domain:op of a model file.
@@ -279,6 +324,9 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 			}
 			if a, b := opSet(t, model), opSet(t, out); strings.Join(a, " ") != strings.Join(b, " ") {
 				t.Errorf("ops changed:\n in  %v\n out %v", a, b)
+			}
+			if a, b := storage(t, model), storage(t, out); a != b {
+				t.Errorf("storage changed:\n in  %s\n out %s", a, b)
 			}
 			pruned := check(out)
 			// --method slm: the paper's sliding loop on the same layout.
