@@ -178,13 +178,16 @@ func (l *layering) claimInputCasts() {
 			k := l.owner[c]
 			switch {
 			case k < 0 && c.Op == "Shape":
-			case k >= 0 && (own < 0 || own == k):
+			case k >= 0 && (own == -1 || own == k):
 				own = k
 				if b, ok := l.branch[c]; ok && b >= 0 && (br < 0 || b < br) {
 					br = b
 				}
 			default:
 				own = -2
+			}
+			if own == -2 {
+				break
 			}
 		}
 		if own < 0 {
