@@ -288,4 +288,3 @@ func saveGenAI(t *testing.T, m *pb.ModelProto, cfg []byte) string {
 	}
 	return path
 }
-
