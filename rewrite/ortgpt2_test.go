@@ -3,14 +3,12 @@ package rewrite_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 )
@@ -131,24 +129,9 @@ func TestJudgeOptimizedGPT2Rewrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := t.TempDir()
-			op, rp := filepath.Join(dir, "opt.onnx"), filepath.Join(dir, "twin.onnx")
-			if err := onnx.Save(res.Model, op, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-				t.Fatal(err)
-			}
-			if err := onnx.Save(ref.Model, rp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-				t.Fatal(err)
-			}
 			L := len(res.KeptFrom)
 			of, tf := optFeeds(t, L, 5, []int64{3, 17, 42})
-			got, err := ort.Run(op, of, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := ort.Run(rp, tf, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, want := runBoth(t, ort, res.Model, ref.Model, of, tf, nil)
 			f32 := func(a *npy.Array) []float32 {
 				v, err := a.Float32s()
 				if err != nil {

@@ -1,13 +1,11 @@
 package rewrite_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/rewrite"
 )
 
@@ -50,23 +48,8 @@ func TestJudgeTransformersJSFloat16Rewrite(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				dir := t.TempDir()
-				hp, rp := filepath.Join(dir, "half.onnx"), filepath.Join(dir, "ref.onnx")
-				if err := onnx.Save(res.Model, hp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
-				if err := onnx.Save(r.Model, rp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
 				feeds := pastFeeds(t, len(res.KeptFrom), g, 4, []int64{3, 17, 42})
-				got, err := ort.Run(hp, feeds, []string{"logits"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ort.Run(rp, feeds, []string{"logits"})
-				if err != nil {
-					t.Fatal(err)
-				}
+				got, want := runBoth(t, ort, res.Model, r.Model, feeds, feeds, []string{"logits"})
 				a, _ := got["logits"].Float32s()
 				b, _ := want["logits"].Float32s()
 				d := relMax(a, b)
