@@ -114,11 +114,8 @@ func TestJudgeOptimizedGPT2Rewrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twin, err := modelgen.Build(optGPT2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ts := findStack(t, m), findStack(t, twin)
+	s := findStack(t, m)
+	twin, ts := build(t, optGPT2)
 	for _, p := range genaiPlans {
 		t.Run(p.name, func(t *testing.T) {
 			res, err := rewrite.Merge(m, s, p.plan, rewrite.Options{Check: true})
