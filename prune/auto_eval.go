@@ -279,7 +279,9 @@ func (a *autoEval) site(low int) (repairSite, error) {
 	layer := a.sc.stack.Layers[low]
 	for _, p := range layer.Projections {
 		w := p.Matrix()
-		if p.Residual == "" || p.Storage != discover.Dense || w < 0 || len(layer.Params[w].Uses) != 1 {
+		// A MatMulNBits weight takes the repair in float and is quantized
+		// again (rewrite's fuseNBits); int8 per-tensor ones take none.
+		if p.Residual == "" || (p.Storage != discover.Dense && p.Storage != discover.NBits) || w < 0 || len(layer.Params[w].Uses) != 1 {
 			continue
 		}
 		return repairSite{slot: w, tap: p.Residual, out: layerOut(layer), offset: p.Bias >= 0, width: int(p.Out),
