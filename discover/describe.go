@@ -77,6 +77,9 @@ func (l *layering) describe(params [][]*layerParam) {
 		layer := Layer{Index: k, Input: l.input[k].Name, Output: l.output[k].Name}
 		if l.fused {
 			layer.InputBranch, layer.OutputBranch = s.Branch[k], s.Branch[k+1]
+			if s.BranchBias != nil {
+				layer.OutputBranchBias = s.BranchBias[k+1]
+			}
 		}
 		for _, x := range l.nodes[k] {
 			layer.Nodes = append(layer.Nodes, x.Index)

@@ -184,6 +184,9 @@ func isProjection(n *graph.Node) (wIn int, data *graph.Value, ok bool) {
 		}
 		return 1, n.Inputs[0], true
 	}
+	if isPackedAttention(n) {
+		return 1, n.Inputs[0], true
+	}
 	if n.Domain != "" || (n.Op != "MatMul" && n.Op != "Gemm") || len(n.Inputs) < 2 {
 		return 0, nil, false
 	}
@@ -536,6 +539,12 @@ func (f *flow) stack() (*Stack, error) {
 				br = x.Inputs[1]
 			}
 			s.Hidden[i], s.Branch[i] = root.Name, br.Name
+			if b := skipBias(x); b != nil {
+				if s.BranchBias == nil {
+					s.BranchBias = make([]string, nl+1)
+				}
+				s.BranchBias[i] = b.Name
+			}
 		}
 	}
 	if err := f.checkTail(s, first+m); err != nil {

@@ -33,6 +33,51 @@ func skipSum(n *graph.Node) *graph.Value {
 	return nil
 }
 
+// skipBias is the constant bias a skip norm adds with its skip input
+// (SkipLayerNormalization input 4: onnxruntime's FusionBiasSkipLayerNormalization
+// folds the branch projection's bias into the norm), or nil.
+func skipBias(n *graph.Node) *graph.Value {
+	if !isSkipNorm(n) || len(n.Inputs) < 5 || n.Inputs[4] == nil {
+		return nil
+	}
+	if t, _ := resolveConst(n.Inputs[4]); t == nil {
+		return nil
+	}
+	return n.Inputs[4]
+}
+
+// BranchBias returns the constant a skip norm of m adds with the value branch
+// (SkipLayerNormalization's input 4, Stack.BranchBias), or "" when no norm
+// does. It reads any model, so that a rewritten one (whose merged bias has a
+// new name) answers too.
+func BranchBias(m *pb.ModelProto, branch string) string {
+	for _, n := range m.GetGraph().GetNode() {
+		in := n.GetInput()
+		if n.GetDomain() != msDomain || (n.GetOpType() != "SkipLayerNormalization" && n.GetOpType() != "SkipSimplifiedLayerNormalization") ||
+			len(in) < 5 || in[4] == "" || (in[0] != branch && in[1] != branch) {
+			continue
+		}
+		return in[4]
+	}
+	return ""
+}
+
+// isPackedAttention reports whether n is com.microsoft Attention with its
+// q/k/v projection inside: input 0 the layer's normed stream, input 1 the packed
+// [d, q+k+v] weight, input 2 its bias (the transformer optimizer's GPT-2 and
+// BERT fusions). The node is then a projection as well as the attention.
+func isPackedAttention(n *graph.Node) bool {
+	if n == nil || n.Domain != msDomain || n.Op != "Attention" || len(n.Inputs) < 2 || n.Inputs[0] == nil {
+		return false
+	}
+	t, _ := resolveConst(n.Inputs[1])
+	if t == nil || len(t.Dims) != 2 || !isFloat(t) {
+		return false
+	}
+	dt, _ := resolveConst(n.Inputs[0])
+	return dt == nil
+}
+
 // isNormOp reports whether n is a normalization op that reads its scale at
 // input 1 (2 for the skip ones).
 func isNormOp(n *graph.Node) bool {

@@ -214,7 +214,8 @@ func (l *layering) hashLayers() {
 				// The input norm of a fused layout: the stream (and the branch it
 				// adds) in, the scale and shift; its sum output is the stream.
 				h := inNormHash(x, hIn)
-				for _, v := range x.Inputs[normScaleInput(x):] {
+				s := normScaleInput(x)
+				for _, v := range x.Inputs[s:min(len(x.Inputs), s+2)] { // scale and shift; a skip norm's bias is the layer below's
 					h = mix(h, upVal(v))
 				}
 				upNode[x], ndepth[x] = h, 0

@@ -22,8 +22,11 @@ type layering struct {
 	fused  bool
 	inNorm []*graph.Node
 	owner  map[*graph.Node]int // layer index, or -1 for shared
-	branch map[*graph.Node]int // residual branch within the layer, -1 unknown
-	nodes  [][]*graph.Node     // per layer, topological order
+	// inputCast marks the Casts of graph inputs given to a layer although
+	// shared Shape nodes read them too (claimInputCasts).
+	inputCast map[*graph.Node]bool
+	branch    map[*graph.Node]int // residual branch within the layer, -1 unknown
+	nodes     [][]*graph.Node     // per layer, topological order
 	// input[k] and output[k] are h_k and h_{k+1}, the stream entering and leaving layer k.
 	input, output []*graph.Value
 	// pastInputs[k] are the graph inputs only layer k reads (its KV cache).
@@ -129,6 +132,7 @@ func (l *layering) build() error {
 			l.branch[x] = br
 		}
 	}
+	l.claimInputCasts()
 	l.nodes = make([][]*graph.Node, l.numLayers)
 	for _, x := range order {
 		if k := l.owner[x]; k >= 0 {
@@ -157,8 +161,49 @@ func (l *layering) build() error {
 	return nil
 }
 
+// claimInputCasts gives a layer the Cast that converts one of its graph
+// inputs (float16.py's NAME_fp16 Cast of a float32 past_key_values input in
+// transformers.js's model_fp16) when only that layer's nodes and Shape nodes
+// read the result: the shared Shape reads the past length from layer 0's
+// cache, as the float32 export reads it from the input itself, so the Cast
+// is layer 0's as in the other layers (inputCast marks it).
+func (l *layering) claimInputCasts() {
+	for _, x := range l.flow.a.order {
+		if l.owner[x] >= 0 || x.Op != "Cast" || len(x.Inputs) != 1 || x.Inputs[0] == nil || !x.Inputs[0].Input ||
+			x.Inputs[0].Init != nil || len(x.Outputs) != 1 || x.Outputs[0] == nil || x.Outputs[0].IsOutput() {
+			continue
+		}
+		own, br := -1, -1
+		for _, c := range x.Outputs[0].Consumers {
+			k := l.owner[c]
+			switch {
+			case k < 0 && c.Op == "Shape":
+			case k >= 0 && (own == -1 || own == k):
+				own = k
+				if b, ok := l.branch[c]; ok && b >= 0 && (br < 0 || b < br) {
+					br = b
+				}
+			default:
+				own = -2
+			}
+			if own == -2 {
+				break
+			}
+		}
+		if own < 0 {
+			continue
+		}
+		l.owner[x], l.branch[x] = own, br
+		if l.inputCast == nil {
+			l.inputCast = map[*graph.Node]bool{}
+		}
+		l.inputCast[x] = true
+	}
+}
+
 // checkSeparable: a layer reads only its input, its own values, shared values and
-// constants; shared nodes read only stream values of the layers.
+// constants; shared nodes read only stream values of the layers (and the
+// shapes of their input Casts, claimInputCasts).
 func (l *layering) checkSeparable() error {
 	hidden := map[*graph.Value]bool{}
 	for _, v := range l.input {
@@ -182,6 +227,7 @@ func (l *layering) checkSeparable() error {
 			case k >= 0 && v == l.input[k]:
 			case k >= 0 && l.fused && v == l.branchIn(k):
 			case k < 0 && hidden[v]:
+			case k < 0 && x.Op == "Shape" && l.inputCast[v.Producer]:
 			case k >= 0:
 				return notDecoder(k, "layer %d reads %q, computed inside layer %d (by %s): the layers are not separable", k, v.Name, j, v.Producer)
 			default:

@@ -48,8 +48,8 @@ func (l *layering) params() ([][]*layerParam, error) {
 				continue // its reader records the use
 			}
 			for j, v := range x.Inputs {
-				if v == nil {
-					continue
+				if v == nil || (j == 4 && k > 0 && l.isInNorm(k, x)) {
+					continue // a fused input norm's bias belongs to the layer below (boundaryBias)
 				}
 				t, cv, via := resolveConstValue(v)
 				if t == nil || (!isParamTensor(t) && !isQuantWeightInput(x, j) && !isDynamicQuantScale(v)) {
@@ -80,6 +80,9 @@ func (l *layering) params() ([][]*layerParam, error) {
 					lp.firstPos = p
 				}
 			}
+		}
+		if lp := l.boundaryBias(k); lp != nil {
+			list = append(list, lp)
 		}
 		for _, lp := range list {
 			keys := make([]uint64, len(lp.uses))
@@ -116,6 +119,33 @@ func (l *layering) params() ([][]*layerParam, error) {
 	}
 	return out, nil
 }
+
+// boundaryBias is layer k's last branch bias on a fused stack whose
+// boundary norms add one (Stack.BranchBias): the next layer's input norm (or
+// the final norm) reads it, but it is the bias of layer k's projection that
+// writes the branch, so it is layer k's slot and goes with layer k's
+// merges. Nil when the boundary norm adds no bias.
+func (l *layering) boundaryBias(k int) *layerParam {
+	if !l.fused {
+		return nil
+	}
+	nb := l.flow.chain[l.firstStep+(k+1)*l.period]
+	b := skipBias(nb)
+	if b == nil {
+		return nil
+	}
+	t, cv, via := resolveConstValue(b)
+	if t == nil {
+		return nil
+	}
+	u := paramUse{reader: nb, input: 4, through: via, kind: ProjBias, key: mix(boundaryBiasKey, 4)}
+	return &layerParam{value: cv, tensor: t, kind: ProjBias, uses: []paramUse{u},
+		branch: l.period - 1, depth: math.MaxInt - 1, firstPos: l.flow.a.pos[nb]}
+}
+
+// boundaryBiasKey stands for the boundary norm in a boundary bias's use key
+// (that node is not one of the layer's own, which have alignment keys).
+const boundaryBiasKey = 0x62726e6368626961
 
 // kindOrder orders slots of equal depth: a norm's scale before its shift, a
 // projection's weight before its bias.
@@ -158,6 +188,16 @@ func classify(x *graph.Node, j int, via []*graph.Node) (ParamKind, bool) {
 			return NormWeight, false
 		case 3:
 			return NormBias, false
+		case 4: // the skip branch's projection bias, folded into the norm
+			return ProjBias, false
+		}
+	case "Attention":
+		if j == 2 && isPackedAttention(x) {
+			return ProjBias, false
+		}
+	case "FastGelu", "BiasGelu":
+		if j == 1 { // the bias of the projection before, folded in (FusionBiasGelu)
+			return ProjBias, false
 		}
 	case "Add":
 		other := throughIdentity(otherInput(x, j))

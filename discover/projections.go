@@ -80,6 +80,14 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 				}
 				if isProjectionNode(u.reader) {
 					biasOf[u.reader] = bias{slot, u.reader}
+				} else if skipBias(u.reader) != nil && u.input == 4 {
+					// A skip norm adds it with the branch: the projection
+					// writing that branch (in this layer) is its owner.
+					for _, in := range u.reader.Inputs[:2] {
+						if in != nil && isProjectionNode(in.Producer) && l.owner[in.Producer] == k {
+							biasOf[in.Producer] = bias{slot, u.reader}
+						}
+					}
 				} else if u.reader.Op == "Add" {
 					if o := throughIdentity(otherInput(u.reader, u.input)); o != nil && isProjectionNode(o.Producer) {
 						if _, done := biasOf[o.Producer]; !done {
@@ -113,7 +121,9 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 		out := firstOutput(f.node)
 		if b, ok := biasOf[f.node]; ok {
 			p.Bias, p.BiasNode = b.slot, b.node.Index
-			out = firstOutput(b.node)
+			if !isSkipNorm(b.node) { // a skip norm adds the bias inside: no value holds the sum
+				out = firstOutput(b.node)
+			}
 		}
 		if p.Storage == Int8PerTensor {
 			if mul := int8ScaleMul(f.node); mul != nil {
@@ -244,9 +254,10 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	var qIn, kIn, vIn *graph.Value
 	weighted := softmax
 	if isFusedAttention(softmax) {
-		// q at input 0; k and v at 1 and 2, or packed with q when those are empty.
+		// q at input 0; k and v at 1 and 2, or packed with q when those are
+		// empty (or are the packed weights of an Attention that projects).
 		qIn = softmax.Inputs[0]
-		if len(softmax.Inputs) > 2 && softmax.Inputs[1] != nil && softmax.Inputs[2] != nil {
+		if len(softmax.Inputs) > 2 && computed(softmax.Inputs[1]) && computed(softmax.Inputs[2]) {
 			kIn, vIn = softmax.Inputs[1], softmax.Inputs[2]
 		} else {
 			kIn, vIn = qIn, qIn
@@ -271,6 +282,10 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	}
 	var rest []int
 	for i := range nodes {
+		if nodes[i] == softmax { // an Attention that projects q, k and v itself
+			roles[i] = RoleQKV
+			continue
+		}
 		q, kk, v := reach[i][qIn], reach[i][kIn], reach[i][vIn]
 		switch {
 		case q && kk && v:

@@ -145,11 +145,13 @@ type Projection struct {
 	// weight is not a 2-D matrix).
 	In, Out int64
 	// Bias is the slot of the bias added to the product, -1 if none; BiasNode
-	// the index in graph.node of the node adding it (the Gemm itself, or an
-	// Add), -1 if none.
+	// the index in graph.node of the node adding it (the Gemm itself, an Add,
+	// or a SkipLayerNormalization that adds it with the residual branch: then
+	// in the next layer, or the final norm, for the last branch), -1 if none.
 	Bias, BiasNode int
 	// Output is the value holding the product with its bias: the output of
-	// BiasNode, or of Node when there is no bias.
+	// BiasNode, or of Node when there is no bias or a skip norm adds it (no
+	// value holds the sum then).
 	Output string
 	// Residual is set on the projection that writes the layer's last residual
 	// branch: the value, Output or a reshape of it, that the node computing the

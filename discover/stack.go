@@ -85,6 +85,9 @@ type Layer struct {
 	// to add to Output; both are empty otherwise (and InputBranch for layer 0).
 	Input, Output             string
 	InputBranch, OutputBranch string
+	// OutputBranchBias is Stack.BranchBias[Index+1]: the constant the next
+	// norm adds with OutputBranch (a parameter slot of this layer), or "".
+	OutputBranchBias string
 	// Nodes are the layer's nodes as indices in the model's graph.node, ascending.
 	Nodes []int
 	// Params are the layer's parameter slots, aligned across layers.
@@ -132,7 +135,13 @@ type Stack struct {
 	// layer i is Hidden[i] + Branch[i], summed by layer i's input norm (by the
 	// final norm for i = L). Branch[0] is empty. Nil for other layouts.
 	Branch []string
-	Layers []Layer
+	// BranchBias[i], on a fused stack whose norms also add the branch's bias
+	// (onnxruntime's SkipLayerNormalization input 4, the transformer
+	// optimizer's GPT-2), is the constant the norm at boundary i adds with
+	// Branch[i]: the stream is then Hidden[i] + Branch[i] + BranchBias[i].
+	// Nil when no boundary norm adds a bias.
+	BranchBias []string
+	Layers     []Layer
 	// Period is the number of residual branches per layer: 2 for attention + MLP,
 	// 1 for parallel attention/MLP blocks.
 	Period int

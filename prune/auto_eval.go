@@ -265,7 +265,11 @@ type repairSite struct {
 	tap    string   // the value the projection (and its bias) outputs in layer low
 	out    boundary // the stream leaving layer low
 	offset bool     // whether the projection has a bias (an offset can be fitted)
-	width  int
+	// normBias: the boundary norm adds the projection's bias with the branch
+	// (discover.Layer.OutputBranchBias), so tap lacks it; the fit reads
+	// tap + bias, the projection's output with its bias.
+	normBias bool
+	width    int
 }
 
 // site finds the repair site of layer low: the projection whose output,
@@ -275,10 +279,13 @@ func (a *autoEval) site(low int) (repairSite, error) {
 	layer := a.sc.stack.Layers[low]
 	for _, p := range layer.Projections {
 		w := p.Matrix()
-		if p.Residual == "" || p.Storage != discover.Dense || w < 0 || len(layer.Params[w].Uses) != 1 {
+		// A MatMulNBits weight takes the repair in float and is quantized
+		// again (rewrite's fuseNBits); int8 per-tensor ones take none.
+		if p.Residual == "" || (p.Storage != discover.Dense && p.Storage != discover.NBits) || w < 0 || len(layer.Params[w].Uses) != 1 {
 			continue
 		}
-		return repairSite{slot: w, tap: p.Residual, out: layerOut(layer), offset: p.Bias >= 0, width: int(p.Out)}, nil
+		return repairSite{slot: w, tap: p.Residual, out: layerOut(layer), offset: p.Bias >= 0, width: int(p.Out),
+			normBias: p.Bias >= 0 && layer.OutputBranchBias != "" && p.Residual == layer.OutputBranch}, nil
 	}
 	return repairSite{}, fmt.Errorf("auto: layer %d: no projection writes its last residual branch", low)
 }
@@ -336,9 +343,20 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 				fitBatches = append(fitBatches, b)
 			}
 		}
+		bias, err := branchBias(cand.Session, site.out)
+		if err != nil {
+			return rewrite.Plan{}, err
+		}
 		err = cand.run(ctx, fitBatches, w.Low, append([]string{site.tap}, site.out...), func(bi int, o map[string]*runtime.Tensor) error {
 			b := fitBatches[bi]
-			y, h := o[site.tap].Float32Data(), streamOf(o, site.out)
+			y, err := site.output(o, bias)
+			if err != nil {
+				return err
+			}
+			h, err := streamOf(o, site.out, bias)
+			if err != nil {
+				return err
+			}
 			target := b.stream(w.High + 1)
 			if len(y) != len(h) || len(h) != len(target) {
 				return fmt.Errorf("repair of window %d..%d: %d projection outputs for a stream of %d", w.Low, w.High, len(y), len(h))
@@ -375,6 +393,17 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 	return out, nil
 }
 
+// output is the site's projection output with its bias from a run's fetched
+// values: tap, plus bias (the boundary norm's, branchBias) when the norm adds
+// it (a new slice then).
+func (s repairSite) output(o map[string]*runtime.Tensor, bias []float32) ([]float32, error) {
+	y := o[s.tap].Float32Data()
+	if !s.normBias {
+		return y, nil
+	}
+	return addBranch(y, nil, bias)
+}
+
 // layerOut is the boundary leaving layer l: its output, and the branch it
 // leaves for the next norm to add on a fused-residual stack.
 func layerOut(l discover.Layer) boundary {
@@ -385,21 +414,14 @@ func layerOut(l discover.Layer) boundary {
 }
 
 // streamOf is the stream at boundary at from a run's fetched values: the
-// value itself, or the sum of h and its branch (a new slice).
-func streamOf(o map[string]*runtime.Tensor, at boundary) []float32 {
+// value itself, or the sum of h, its branch and bias, the constant the
+// boundary norm adds with it (nil: none; branchBias) (a new slice).
+func streamOf(o map[string]*runtime.Tensor, at boundary, bias []float32) ([]float32, error) {
 	h := o[at[0]].Float32Data()
 	if len(at) == 1 {
-		return h
+		return h, nil
 	}
-	r := o[at[1]].Float32Data()
-	s := make([]float32, len(h))
-	for i := range s {
-		s[i] = h[i]
-		if i < len(r) {
-			s[i] += r[i]
-		}
-	}
-	return s
+	return addBranch(h, o[at[1]].Float32Data(), bias)
 }
 
 // recycleOut hands the fetched values of boundary at back to sess, unless

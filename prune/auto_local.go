@@ -47,6 +47,10 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 	if err != nil {
 		return w, localMeasure{}, err
 	}
+	bias, err := branchBias(cand.Session, out)
+	if err != nil {
+		return w, localMeasure{}, err
+	}
 	var prob *repair.Problem
 	if siteErr == nil {
 		if prob, err = repair.NewProblem(site.width, site.width, site.offset); err != nil {
@@ -60,10 +64,15 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 	d := 0
 	err = cand.run(ctx, sc.cal.batches, w.Low, fetch, func(bi int, o map[string]*runtime.Tensor) error {
 		b := sc.cal.batches[bi]
-		h := streamOf(o, out)
+		h, err := streamOf(o, out, bias)
+		if err != nil {
+			return err
+		}
 		var y []float32
 		if prob != nil {
-			y = o[site.tap].Float32Data()
+			if y, err = site.output(o, bias); err != nil {
+				return err
+			}
 		}
 		target := b.stream(w.High + 1)
 		if len(h) != len(target) || (y != nil && len(y) != len(h)) {

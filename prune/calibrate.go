@@ -75,7 +75,7 @@ func calibrate(ctx context.Context, sess *runtime.Session, st *discover.Stack, r
 	if step != nil {
 		step()
 	}
-	return finishCalibration(bs, st.NumLayers())
+	return finishCalibration(sess, st, bs)
 }
 
 // calibrationSteps is the number of progress steps of the calibration run
@@ -104,10 +104,21 @@ func calibBatches(sess *runtime.Session, rows [][]int64, batch int) ([]calibBatc
 
 // finishCalibration computes the Block Influence of each of the L layers
 // from the batches' cached streams.
-func finishCalibration(bs []calibBatch, L int) (*calibration, error) {
+func finishCalibration(sess *runtime.Session, st *discover.Stack, bs []calibBatch) (*calibration, error) {
+	L := st.NumLayers()
 	cal := &calibration{batches: bs}
+	var biases [][]float32
+	if st.Branch != nil {
+		biases = make([][]float32, len(st.Hidden))
+		for i := range biases {
+			var err error
+			if biases[i], err = branchBias(sess, stackBoundary(st, i)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for j := range bs {
-		if err := bs[j].sumBranches(); err != nil {
+		if err := bs[j].sumBranches(biases); err != nil {
 			return nil, err
 		}
 	}
@@ -154,7 +165,7 @@ func calibrateBatchMajor(ctx context.Context, sess *runtime.Session, st *discove
 			}
 		}
 	}
-	return finishCalibration(bs, st.NumLayers())
+	return finishCalibration(sess, st, bs)
 }
 
 // spanInfluence is the Block Influence of layers lo..hi taken together: 1 −
@@ -181,9 +192,10 @@ func (c *calibration) removedInfluence(lo, hi int) (float64, error) {
 	return c.spanInfluence(lo+1, hi)
 }
 
-// sumBranches computes sum[i] = hidden[i] + branch[i] on a fused-residual
-// stack (nothing otherwise).
-func (b *calibBatch) sumBranches() error {
+// sumBranches computes sum[i] = hidden[i] + branch[i] (+ bias[i], the
+// constant the boundary norm adds with the branch, when it adds one) on a
+// fused-residual stack (nothing otherwise).
+func (b *calibBatch) sumBranches(bias [][]float32) error {
 	if b.branch == nil {
 		return nil
 	}
@@ -196,13 +208,53 @@ func (b *calibBatch) sumBranches() error {
 		if len(h) != len(r) {
 			return fmt.Errorf("boundary %d: %d stream values, %d branch values", i, len(h), len(r))
 		}
-		s := make([]float32, len(h))
-		for k := range s {
-			s[k] = h[k] + r[k]
+		var c []float32
+		if bias != nil {
+			c = bias[i]
+		}
+		s, err := addBranch(h, r, c)
+		if err != nil {
+			return fmt.Errorf("boundary %d: %w", i, err)
 		}
 		b.sum[i] = s
 	}
 	return nil
+}
+
+// addBranch returns h + r + bias (bias broadcast along the last axis; nil
+// for none) in a new slice.
+func addBranch(h, r, bias []float32) ([]float32, error) {
+	if len(bias) > 0 && len(h)%len(bias) != 0 {
+		return nil, fmt.Errorf("a branch bias of %d values for a stream of %d", len(bias), len(h))
+	}
+	s := make([]float32, len(h))
+	for k := range s {
+		s[k] = h[k]
+		if k < len(r) {
+			s[k] += r[k]
+		}
+		if len(bias) > 0 {
+			s[k] += bias[k%len(bias)]
+		}
+	}
+	return s, nil
+}
+
+// branchBias is the constant the model of sess adds with the branch of
+// boundary at (discover.BranchBias), nil when it adds none.
+func branchBias(sess *runtime.Session, at boundary) ([]float32, error) {
+	if len(at) < 2 {
+		return nil, nil
+	}
+	name := discover.BranchBias(sess.Model(), at[1])
+	if name == "" {
+		return nil, nil
+	}
+	t, err := sess.Initializer(name)
+	if err != nil {
+		return nil, fmt.Errorf("the bias added with branch %q: %w", at[1], err)
+	}
+	return t.Float32Data(), nil
 }
 
 // stream is the residual stream entering layer i (leaving the last layer

@@ -248,12 +248,19 @@ func fuseFloats(rule Rule, ws [][]float32) []float32 {
 // projection's bias (-1 if none).
 func (w *merger) checkRepair(l *discover.Layer, r *Repair) (int, error) {
 	p := l.Params[r.Slot]
-	if p.Kind != discover.ProjWeight || len(p.Dims) != 2 {
+	i := slices.IndexFunc(l.Projections, func(q discover.Projection) bool { return q.Matrix() == r.Slot })
+	nbits := i >= 0 && l.Projections[i].Storage == discover.NBits
+	if p.Kind != discover.ProjWeight || (len(p.Dims) != 2 && !nbits) {
 		return -1, fmt.Errorf("repair: slot %d (%s) is not a projection weight", r.Slot, p.Role)
 	}
-	out := int(p.Dims[1])
-	if p.Transposed {
+	var out int
+	switch {
+	case nbits:
+		out = int(l.Projections[i].Out)
+	case p.Transposed:
 		out = int(p.Dims[0])
+	default:
+		out = int(p.Dims[1])
 	}
 	if len(r.Matrix) != out*out {
 		return -1, fmt.Errorf("repair: slot %d (%s) has %d outputs: want a %d×%d matrix, got %d values", r.Slot, p.Role, out, out, out, len(r.Matrix))
@@ -264,9 +271,8 @@ func (w *merger) checkRepair(l *discover.Layer, r *Repair) (int, error) {
 	if len(p.Uses) != 1 {
 		return -1, fmt.Errorf("repair: slot %d (%s) is read %d times; want one projection", r.Slot, p.Role, len(p.Uses))
 	}
-	i := slices.IndexFunc(l.Projections, func(q discover.Projection) bool { return q.Matrix() == r.Slot })
-	if i < 0 || l.Projections[i].Storage != discover.Dense {
-		return -1, fmt.Errorf("repair: slot %d (%s) is not the weight matrix of a dense projection", r.Slot, p.Role)
+	if i < 0 || (l.Projections[i].Storage != discover.Dense && !nbits) {
+		return -1, fmt.Errorf("repair: slot %d (%s) is not the weight matrix of a dense or MatMulNBits projection", r.Slot, p.Role)
 	}
 	proj := l.Projections[i]
 	if proj.Bias < 0 && len(r.Bias) > 0 {

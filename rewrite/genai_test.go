@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -272,14 +271,6 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				dir := t.TempDir()
-				gp, rp := filepath.Join(dir, "genai.onnx"), filepath.Join(dir, "twin.onnx")
-				if err := onnx.Save(float32IO(res.Model), gp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
-				if err := onnx.Save(float32IO(dequantizeAll(t, ref.Model)), rp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
 				// float16 models compute in float16 (11-bit mantissas), in
 				// another order in each layout (modelgen measured 7e-4).
 				bound := 1e-5
@@ -287,14 +278,7 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 					bound = 2e-2
 				}
 				feeds := pastFeeds(t, len(res.KeptFrom), g, 5, []int64{3, 17, 42})
-				got, err := ort.Run(gp, feeds, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ort.Run(rp, feeds, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got, want := runBoth(t, ort, modelgen.Float32IO(res.Model), modelgen.Float32IO(dequantizeAll(t, ref.Model)), feeds, feeds, nil)
 				for name, w := range want {
 					gv, ok := got[name]
 					if !ok {
@@ -317,50 +301,6 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 			})
 		}
 	}
-}
-
-// float32IO bridges a float16 model's inputs and outputs to float32 with
-// Casts at the edges (the judge exchanges float32 .npy files); other models
-// are returned as they are.
-func float32IO(m *pb.ModelProto) *pb.ModelProto {
-	m = proto.Clone(m).(*pb.ModelProto)
-	g := m.Graph
-	f16, f32 := int32(pb.TensorProto_FLOAT16), int32(pb.TensorProto_FLOAT)
-	cast := func(in, out string, to pb.TensorProto_DataType) *pb.NodeProto {
-		return &pb.NodeProto{Name: proto.String(out + "/Cast"), OpType: proto.String("Cast"), Input: []string{in}, Output: []string{out},
-			Attribute: []*pb.AttributeProto{{Name: proto.String("to"), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(int64(to))}}}
-	}
-	rename := map[string]string{}
-	var head, tail []*pb.NodeProto
-	for _, in := range g.Input {
-		if tt := in.GetType().GetTensorType(); tt.GetElemType() == f16 {
-			rename[in.GetName()] = in.GetName() + "/float16"
-			tt.ElemType = proto.Int32(f32)
-			head = append(head, cast(in.GetName(), in.GetName()+"/float16", pb.TensorProto_FLOAT16))
-		}
-	}
-	outs := map[string]bool{}
-	for _, out := range g.Output {
-		if tt := out.GetType().GetTensorType(); tt.GetElemType() == f16 {
-			outs[out.GetName()] = true
-			tt.ElemType = proto.Int32(f32)
-			tail = append(tail, cast(out.GetName()+"/float16", out.GetName(), pb.TensorProto_FLOAT))
-		}
-	}
-	for _, n := range g.Node {
-		for i, in := range n.Input {
-			if r, ok := rename[in]; ok {
-				n.Input[i] = r
-			}
-		}
-		for i, o := range n.Output {
-			if outs[o] {
-				n.Output[i] = o + "/float16"
-			}
-		}
-	}
-	g.Node = append(append(head, g.Node...), tail...)
-	return m
 }
 
 // pastFeeds are batch-1 inputs for new tokens over a random past of P
@@ -459,23 +399,8 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 					}
 					ref = r.Model
 				}
-				dir := t.TempDir()
-				gp, rp := filepath.Join(dir, "txjs.onnx"), filepath.Join(dir, "ref.onnx")
-				if err := onnx.Save(res.Model, gp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
-				if err := onnx.Save(ref, rp, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
-					t.Fatal(err)
-				}
 				feeds := pastFeeds(t, len(res.KeptFrom), g, 4, []int64{3, 17, 42})
-				got, err := ort.Run(gp, feeds, []string{"logits"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ort.Run(rp, feeds, []string{"logits"})
-				if err != nil {
-					t.Fatal(err)
-				}
+				got, want := runBoth(t, ort, res.Model, ref, feeds, feeds, []string{"logits"})
 				a, _ := got["logits"].Float32s()
 				b, _ := want["logits"].Float32s()
 				d, rms := relMax(a, b), rewrite.RelErr(a, b)

@@ -3,7 +3,12 @@ package rewrite_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"path/filepath"
+	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/npy"
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -16,4 +21,23 @@ func snapshot(m *pb.ModelProto) string {
 	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// runBoth saves two models and runs both in onnxruntime (the judge), a on
+// feedsA and b on feedsB, fetching outputs (nil: all).
+func runBoth(t *testing.T, ort *judge.Runtime, a, b *pb.ModelProto, feedsA, feedsB map[string]*npy.Array, outputs []string) (outA, outB map[string]*npy.Array) {
+	t.Helper()
+	dir := t.TempDir()
+	run := func(name string, m *pb.ModelProto, feeds map[string]*npy.Array) map[string]*npy.Array {
+		path := filepath.Join(dir, name)
+		if err := onnx.Save(m, path, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := ort.Run(path, feeds, outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	return run("a.onnx", a, feedsA), run("b.onnx", b, feedsB)
 }

@@ -55,18 +55,26 @@ func quantSlots(l *discover.Layer) map[int]bool {
 
 // fuseQuantized merges the window's quantized projections.
 func (w *merger) fuseQuantized(win Window, rule Rule, suffix string) error {
-	if win.High == win.Low {
-		return nil
-	}
 	low := &w.s.Layers[win.Low]
 	for pi, p := range low.Projections {
 		if p.Storage == discover.Dense {
 			continue
 		}
+		repaired := win.Repair != nil && win.Repair.Slot == p.Matrix()
+		if win.High == win.Low && !repaired {
+			continue
+		}
 		var err error
 		switch rule {
 		case Drop:
+			if repaired {
+				err = w.fuseNBits(win, Drop, pi, suffix)
+			}
 		case Code: // the released code keeps layer high's weights: its quantized parts as they are
+			if repaired {
+				err = w.fuseNBits(win, Code, pi, suffix)
+				break
+			}
 			err = w.repointParts(win, pi, w.s.Layers[win.High].Projections[pi], suffix)
 		case Paper, Mean:
 			switch p.Storage {
@@ -154,12 +162,24 @@ func (w *merger) bytes(p discover.Projection, part discover.WeightPart) ([]byte,
 	return b, nil
 }
 
-// fuseNBits dequantizes the window's weights of projection pi, fuses them and
-// quantizes the result again (or keeps it float).
+// fuseNBits dequantizes the window's weights of projection pi, fuses them
+// (Drop: layer low's alone), folds the window's repair into the float
+// weight when it is this projection's, and quantizes the result again (or
+// keeps it float).
 func (w *merger) fuseNBits(win Window, rule Rule, pi int, suffix string) error {
 	p := w.s.Layers[win.Low].Projections[pi]
-	ws := make([][]float32, 0, win.High-win.Low+1)
-	for i := win.Low; i <= win.High; i++ {
+	if p.Storage != discover.NBits {
+		return fmt.Errorf("a repair of a %s projection is not supported", p.Storage)
+	}
+	lo, hi := win.Low, win.High
+	switch rule {
+	case Drop: // layer low's weight
+		hi = lo
+	case Code: // layer high's weight
+		lo = hi
+	}
+	ws := make([][]float32, 0, hi-lo+1)
+	for i := lo; i <= hi; i++ {
 		q := w.s.Layers[i].Projections[pi]
 		if q.Storage != p.Storage || q.Bits != p.Bits || q.BlockSize != p.BlockSize || q.In != p.In || q.Out != p.Out || len(q.Weights) != len(p.Weights) {
 			return fmt.Errorf("layer %d's weight is quantized differently from layer %d's", i, win.Low)
@@ -170,7 +190,13 @@ func (w *merger) fuseNBits(win Window, rule Rule, pi int, suffix string) error {
 		}
 		ws = append(ws, dq)
 	}
-	fused := fuseFloats(rule, ws)
+	fused := ws[0]
+	if len(ws) > 1 {
+		fused = fuseFloats(rule, ws)
+	}
+	if r := win.Repair; r != nil && r.Slot == p.Matrix() {
+		fused = applyToWeight(w.blas(), fused, discover.Param{Dims: []int64{p.In, p.Out}}, r.Matrix)
+	}
 	_, asym := p.Part(discover.ZeroPoints)
 	rep := Requantized{Low: win.Low, High: win.High, Role: p.Role.String(), Slot: p.Matrix(), Bits: p.Bits, BlockSize: p.BlockSize, Symmetric: !asym}
 	if w.opt.KeepMergedFloat {

@@ -424,7 +424,13 @@ func (w *merger) drop() error {
 		}
 		for pi, name := range l.Past {
 			v := g.Value(name)
-			if v == nil || !w.readOutsideLayer(v, i) {
+			if v == nil {
+				continue
+			}
+			if err := w.keepInputCastReaders(v, i, firstKept, pi); err != nil {
+				return err
+			}
+			if !w.readOutsideLayer(v, i) {
 				continue
 			}
 			// Shared nodes read it (the past length from its shape): they read the same
@@ -507,6 +513,44 @@ func (w *merger) renumber() error {
 				return err
 			}
 			w.res.Renamed[name] = nn
+		}
+	}
+	return nil
+}
+
+// keepInputCastReaders: where removed layer i converts its input v by a
+// Cast that shared nodes read too (the past length from the shape of
+// past_key_values.0.key_fp16 in transformers.js's float16 models), those
+// readers read the Cast of the same slot of the first kept layer instead.
+func (w *merger) keepInputCastReaders(v *graph.Value, i, firstKept, pi int) error {
+	castOf := func(v *graph.Value, layer int) *graph.Node {
+		for _, c := range v.Consumers {
+			if c.Op == "Cast" && c.Index >= 0 && w.inLayer[c.Index] == layer && len(c.Outputs) == 1 && c.Outputs[0] != nil {
+				return c
+			}
+		}
+		return nil
+	}
+	c := castOf(v, i)
+	if c == nil || !w.readOutsideLayer(c.Outputs[0], i) {
+		return nil
+	}
+	var kc *graph.Node
+	if kept := w.s.Layers[firstKept].Past; pi < len(kept) {
+		if kv := w.g.Value(kept[pi]); kv != nil {
+			kc = castOf(kv, firstKept)
+		}
+	}
+	if kc == nil {
+		return fmt.Errorf("layer %d's Cast of %q is read outside the layer and layer %d has no Cast in its place", i, v.Name, firstKept)
+	}
+	for _, r := range slices.Clone(c.Outputs[0].Consumers) {
+		if r.Index < 0 || w.inLayer[r.Index] != i {
+			for j, x := range r.Inputs {
+				if x == c.Outputs[0] {
+					w.g.SetInput(r, j, kc.Outputs[0])
+				}
+			}
 		}
 	}
 	return nil

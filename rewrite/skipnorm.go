@@ -28,6 +28,9 @@ func (w *merger) dropBranch(a, b int) error {
 		if in == nil {
 			return fmt.Errorf("layers %d..%d: branch %q not found", a, b, w.s.Branch[a])
 		}
+		if err := w.moveBranchBias(a, b, in, out); err != nil {
+			return err
+		}
 		g.ReplaceUses(out, in)
 		return nil
 	}
@@ -45,10 +48,41 @@ func (w *merger) dropBranch(a, b int) error {
 	return nil
 }
 
+// moveBranchBias: where the boundary norms also add the branch's bias
+// (discover.Stack.BranchBias), the norm after removed layers a..b takes the
+// bias that layer a's input norm added with branch in (layer a−1's, as that
+// norm reads it now: merged when layer a−1 heads a merged window), not
+// layer b's.
+func (w *merger) moveBranchBias(a, b int, in, out *graph.Value) error {
+	if w.s.BranchBias == nil || w.s.BranchBias[b+1] == "" {
+		return nil
+	}
+	var bias *graph.Value
+	for _, c := range in.Consumers {
+		if c.Index >= 0 && w.inLayer[c.Index] == a && len(c.Inputs) > 4 && c.Inputs[4] != nil {
+			bias = c.Inputs[4]
+		}
+	}
+	if bias == nil {
+		return fmt.Errorf("layers %d..%d: no norm of layer %d adds branch %q with a bias", a, b, a, in.Name)
+	}
+	for _, c := range append([]*graph.Node(nil), out.Consumers...) {
+		if c.Index >= 0 {
+			if k := w.inLayer[c.Index]; k >= 0 && w.removed[k] {
+				continue // goes with its layer
+			}
+		}
+		if len(c.Inputs) > 4 && c.Inputs[4] != nil {
+			w.g.SetInput(c, 4, bias)
+		}
+	}
+	return nil
+}
+
 // plainNorm replaces the skip norm n, whose skip input br is gone, by the norm
 // of its other input alone: SkipSimplifiedLayerNormalization(x, br, γ) by
-// SimplifiedLayerNormalization(x, γ), SkipLayerNormalization(x, br, γ, β) by
-// LayerNormalization(x, γ, β). What read its sum output (x + br) reads x.
+// SimplifiedLayerNormalization(x, γ), SkipLayerNormalization(x, br, γ, β[, bias])
+// by LayerNormalization(x, γ, β). What read its sum output (x + br) reads x.
 func (w *merger) plainNorm(n *graph.Node, br *graph.Value) error {
 	g := w.g
 	var op string
@@ -60,9 +94,11 @@ func (w *merger) plainNorm(n *graph.Node, br *graph.Value) error {
 	default:
 		return fmt.Errorf("%s reads the branch %q of a removed first layer; only a skip norm can do without it", n, br.Name)
 	}
-	if len(n.Inputs) < 3 || (n.Inputs[0] != br && n.Inputs[1] != br) || (len(n.Inputs) > 4 && n.Inputs[4] != nil) {
+	if len(n.Inputs) < 3 || (n.Inputs[0] != br && n.Inputs[1] != br) {
 		return fmt.Errorf("%s: cannot drop its skip input %q (it has %d inputs)", n, br.Name, len(n.Inputs))
 	}
+	// A bias at input 4 (onnxruntime's SkipLayerNormalization) is the removed
+	// branch's: it goes with it.
 	x := n.Inputs[0]
 	if x == br {
 		x = n.Inputs[1]

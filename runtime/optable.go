@@ -52,7 +52,7 @@ var opTable = []opDef{
 	{"If", 11, 1, anyIn, nil, 0, compileIfRow}, // inputs: cond, then the values its branches read (if.go)
 	{"IsInf", 10, 1, 1, nil, 0, compileIsInf},
 	{"IsNaN", 9, 1, 1, nil, 0, compileIsNaN},
-	{"LayerNormalization", 17, 2, 3, nil, 0, compileLayerNorm},
+	{"LayerNormalization", 1, 2, 3, nil, 0, compileLayerNorm}, // ONNX since 17; onnxruntime registers it in the default domain from opset 1 (the transformer optimizer writes it at any opset)
 	{"LeakyRelu", 6, 1, 1, nil, inPlace, compileLeakyRelu},
 	{"Less", 7, 2, 2, nil, 0, compileCompare(cmpLt)},
 	{"LessOrEqual", 7, 2, 2, nil, 0, compileCompare(cmpLe)},

@@ -27,6 +27,8 @@ type deployedLayout struct {
 	name      string
 	quantized bool
 	dynamic   bool // int8 dynamic: activations scaled per tensor, judged row by row
+	float16   bool // computes in float16 (onnxruntime too)
+	f16IO     bool // float16 inputs and outputs: judged through modelgen.Float32IO
 	write     func(dir string) (model string, err error)
 	twin      modelgen.Config
 }
@@ -34,22 +36,30 @@ type deployedLayout struct {
 func deployedLayouts() []deployedLayout {
 	g := modelgen.GenAIConfig{Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, Seed: 3}
 	var ls []deployedLayout
-	for _, p := range []string{modelgen.GenAIFP32, modelgen.GenAIInt4, modelgen.GenAIInt8} {
+	for _, p := range []string{modelgen.GenAIFP32, modelgen.GenAIInt4, modelgen.GenAIInt8, modelgen.GenAIFP16} {
 		g := g
 		g.Precision = p
-		ls = append(ls, deployedLayout{name: "genai-" + p, quantized: p != modelgen.GenAIFP32, twin: g.Twin(),
+		ls = append(ls, deployedLayout{name: "genai-" + p, quantized: p == modelgen.GenAIInt4 || p == modelgen.GenAIInt8, twin: g.Twin(),
+			float16: p == modelgen.GenAIFP16, f16IO: p == modelgen.GenAIFP16,
 			write: func(dir string) (string, error) { return filepath.Join(dir, "model.onnx"), modelgen.WriteGenAI(dir, g) }})
 	}
-	for _, v := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
+	for _, v := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized, modelgen.TransformersJSFP16, modelgen.TransformersJSQ4F16} {
 		c := g.Twin()
-		ls = append(ls, deployedLayout{name: "txjs-" + v, quantized: true, dynamic: v == modelgen.TransformersJSQuantized, twin: c,
+		ls = append(ls, deployedLayout{name: "txjs-" + v, quantized: v != modelgen.TransformersJSFP16, dynamic: v == modelgen.TransformersJSQuantized,
+			float16: v == modelgen.TransformersJSFP16 || v == modelgen.TransformersJSQ4F16, twin: c,
 			write: func(dir string) (string, error) {
 				m, err := modelgen.BuildTransformersJS(c, v)
 				if err != nil {
 					return "", err
 				}
 				p := filepath.Join(dir, "model_"+v+".onnx")
-				return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
+				opts := onnx.SaveOptions{External: onnx.ExternalNever}
+				if v == modelgen.TransformersJSFP16 {
+					// check_and_save_model's layout of a model past 2 GB:
+					// every tensor of 1 KiB or more in model_fp16.onnx_data.
+					opts = onnx.SaveOptions{External: onnx.ExternalAlways, DataFile: "model_fp16.onnx_data"}
+				}
+				return p, onnx.Save(m, p, opts)
 			}})
 	}
 	c := g.Twin() // optimum's legacy export folds the weights too
@@ -62,7 +72,67 @@ func deployedLayouts() []deployedLayout {
 			p := filepath.Join(dir, "decoder_model_merged.onnx")
 			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
 		}})
+	// onnxruntime's transformer optimizer (Olive) over a GPT-2 export.
+	opt := modelgen.OptimizedGPT2Twin(4, 64, 4, 3, 14)
+	ls = append(ls, deployedLayout{name: "ortopt-gpt2", twin: opt,
+		write: func(dir string) (string, error) {
+			m, err := modelgen.BuildOptimizedGPT2(opt)
+			if err != nil {
+				return "", err
+			}
+			p := filepath.Join(dir, "model.onnx")
+			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
+		}})
 	return ls
+}
+
+// presentOf names the output that carries past input name's cache forward:
+// past_key_values.N.* → present.N.*, past_N → present_N (the transformer
+// optimizer's GPT-2); ok false for other inputs.
+func presentOf(name string) (string, bool) {
+	if rest, ok := strings.CutPrefix(name, "past_key_values."); ok {
+		return "present." + rest, true
+	}
+	if rest, ok := strings.CutPrefix(name, "past_"); ok {
+		return "present_" + rest, true
+	}
+	return "", false
+}
+
+// storage says how a model file stores its weights: the sorted set of
+// initializer types (of MatMulNBits scales apart) and the external-data file
+// named after the model file's name (IN_data, IN.data; "-" for none).
+func storage(t *testing.T, path string) string {
+	t.Helper()
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scales := map[string]bool{}
+	for _, n := range m.Proto.GetGraph().GetNode() {
+		if n.GetOpType() == "MatMulNBits" && len(n.Input) > 2 {
+			scales[n.Input[2]] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range m.Proto.GetGraph().GetInitializer() {
+		kind := onnx.DTypeName(pb.TensorProto_DataType(t.GetDataType()))
+		if scales[t.GetName()] {
+			kind = "scales:" + kind
+		}
+		seen[kind] = true
+	}
+	var kinds []string
+	for k := range seen {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	ext := "-"
+	base := filepath.Base(path)
+	for _, f := range m.ExternalFiles {
+		ext = strings.Replace(f, base, "MODEL", 1)
+	}
+	return strings.Join(kinds, " ") + ", external " + ext
 }
 
 // opSet is the sorted set of domain:op of a model file, subgraphs (If
@@ -159,6 +229,12 @@ func ortFeeds(t *testing.T, s *runtime.Session, rows [][]int64, pastLen int, pas
 			} else {
 				f[in.Name] = mk([]int{B, 2, 0, 16}, []float32{})
 			}
+		case strings.HasPrefix(in.Name, "past_"): // [2, B, heads, past, head size]
+			if past != nil {
+				f[in.Name] = past[in.Name]
+			} else {
+				f[in.Name] = mk([]int{2, B, in.Shape[2].Size, 0, in.Shape[4].Size}, []float32{})
+			}
 		default:
 			t.Fatalf("input %q: no feed", in.Name)
 		}
@@ -175,9 +251,11 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	t.Helper()
 	s := testsession.Open(t, model)
 	var presents []string
+	pastOf := map[string]string{}
 	for _, in := range s.Inputs() {
-		if strings.HasPrefix(in.Name, "past_key_values.") {
-			presents = append(presents, "present."+strings.TrimPrefix(in.Name, "past_key_values."))
+		if p, ok := presentOf(in.Name); ok {
+			presents = append(presents, p)
+			pastOf[p] = in.Name
 		}
 	}
 	var sum float64
@@ -216,7 +294,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 	}
 	past := map[string]*npy.Array{}
 	for _, p := range presents {
-		past["past_key_values."+strings.TrimPrefix(p, "present.")] = pre[p]
+		past[pastOf[p]] = pre[p]
 	}
 	step, err := ort.Run(model, ortFeeds(t, s, [][]int64{r[T-1:]}, T-1, past), []string{"logits"})
 	if err != nil {
@@ -259,7 +337,19 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 				if l.dynamic {
 					stepTol = 5e-2
 				}
-				want := ortRowPerplexity(t, ort, path, rows, l.dynamic, stepTol)
+				judged := path
+				if l.f16IO {
+					// The judge exchanges float32 .npy files: Casts at the edges.
+					m, err := onnx.Load(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					judged = filepath.Join(t.TempDir(), "float32io.onnx")
+					if err := onnx.Save(modelgen.Float32IO(m.Proto), judged, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want := ortRowPerplexity(t, ort, judged, rows, l.dynamic, stepTol)
 				d := math.Abs(got-want) / want
 				t.Logf("%s: eval %.6f, onnxruntime %.6f (%.2g relative)", filepath.Base(path), got, want, d)
 				if d > 5e-4 {
@@ -288,6 +378,9 @@ func TestDeployedLayoutsPrune(t *testing.T) {
 			}
 			if a, b := isMerged(t, model), isMerged(t, out); a != b {
 				t.Errorf("merged decoder in %v, out %v", a, b)
+			}
+			if a, b := storage(t, model), storage(t, out); a != b {
+				t.Errorf("storage changed:\n in  %s\n out %s", a, b)
 			}
 			pruned := check(out)
 			// --method slm: the paper's sliding loop on the same layout.

@@ -167,13 +167,9 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		}
 		return fmt.Errorf("%s: %w", in, err)
 	}
-	mode := onnx.ExternalAuto
-	if f.external {
-		mode = onnx.ExternalAlways
-	}
 	save := rep.Start("save "+out, 0)
 	written := refoldOutput(io, m.Proto, outcome.Model)
-	err = onnx.Save(written, out, onnx.SaveOptions{External: mode, Protect: m.InputFiles()})
+	err = onnx.Save(written, out, outputSaveOptions(m, out, f.external))
 	save.Done()
 	if err != nil {
 		return err
@@ -346,4 +342,25 @@ func (p *pendingFile) discard() {
 		p.tmp.Close()
 		os.Remove(p.tmp.Name())
 	}
+}
+
+// outputSaveOptions: the pruned model keeps the input's storage. An input
+// with its weights in one external-data file gets the same for the output,
+// named by the input's convention: IN_data (transformers.js and optimum's
+// model.onnx_data, model_fp16.onnx_data) or IN.data, after the output's file
+// name. Otherwise the weights go external when asked or past 2 GiB.
+func outputSaveOptions(in *onnx.Model, out string, external bool) onnx.SaveOptions {
+	opts := onnx.SaveOptions{External: onnx.ExternalAuto, Protect: in.InputFiles()}
+	if external {
+		opts.External = onnx.ExternalAlways
+	}
+	if len(in.ExternalFiles) == 1 && in.Path != "" {
+		base := filepath.Base(in.Path)
+		for _, suffix := range []string{"_data", ".data"} {
+			if in.ExternalFiles[0] == base+suffix {
+				opts.External, opts.DataFile = onnx.ExternalAlways, filepath.Base(out)+suffix
+			}
+		}
+	}
+	return opts
 }

@@ -469,3 +469,52 @@ func WriteGenAI(dir string, g GenAIConfig) error {
 	}
 	return nil
 }
+
+// Float32IO returns a copy of m whose float16 graph inputs and outputs are
+// float32, converted by Casts at the edges, so that the judge (which reads
+// and writes float32 .npy files) can run an fp16 model. Every node of m is
+// kept as is.
+func Float32IO(m *pb.ModelProto) *pb.ModelProto {
+	m = proto.Clone(m).(*pb.ModelProto)
+	g := m.Graph
+	f16 := int32(pb.TensorProto_FLOAT16)
+	rename := map[string]string{}
+	var head []*pb.NodeProto
+	for _, in := range g.Input {
+		tt := in.GetType().GetTensorType()
+		if tt.GetElemType() != f16 {
+			continue
+		}
+		inner := in.GetName() + "/float16"
+		rename[in.GetName()] = inner
+		tt.ElemType = proto.Int32(int32(pb.TensorProto_FLOAT))
+		head = append(head, &pb.NodeProto{Name: proto.String(inner + "/Cast"), OpType: proto.String("Cast"),
+			Input: []string{in.GetName()}, Output: []string{inner}, Attribute: []*pb.AttributeProto{attrInt("to", int64(pb.TensorProto_FLOAT16))}})
+	}
+	for _, n := range g.Node {
+		for i, in := range n.Input {
+			if r, ok := rename[in]; ok {
+				n.Input[i] = r
+			}
+		}
+	}
+	g.Node = append(head, g.Node...)
+	for _, out := range g.Output {
+		tt := out.GetType().GetTensorType()
+		if tt.GetElemType() != f16 {
+			continue
+		}
+		inner := out.GetName() + "/float16"
+		for _, n := range g.Node {
+			for i, o := range n.Output {
+				if o == out.GetName() {
+					n.Output[i] = inner
+				}
+			}
+		}
+		tt.ElemType = proto.Int32(int32(pb.TensorProto_FLOAT))
+		g.Node = append(g.Node, &pb.NodeProto{Name: proto.String(inner + "/Cast"), OpType: proto.String("Cast"),
+			Input: []string{inner}, Output: []string{out.GetName()}, Attribute: []*pb.AttributeProto{attrInt("to", int64(pb.TensorProto_FLOAT))}})
+	}
+	return m
+}

@@ -119,7 +119,7 @@ func runGenAI(t *testing.T, ort *judge.Runtime, g GenAIConfig, feeds map[string]
 	t.Helper()
 	m, cfg := mustBuildGenAI(t, g)
 	if g.defaults().Precision == GenAIFP16 {
-		m = float32IO(m)
+		m = Float32IO(m)
 	}
 	out, err := ort.Run(saveGenAI(t, m, cfg), feeds, nil)
 	if err != nil {

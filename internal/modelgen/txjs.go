@@ -18,10 +18,17 @@ import (
 //   - model_quantized.onnx (mode q8): onnxruntime's ONNXQuantizer in
 //     IntegerOps mode, dynamic, per-tensor int8 weights (uint8 only for models
 //     with Conv or genai attention ops), uint8 activations, MatMulConstBOnly
-//     (QuantizeDynamicInt8).
+//     (QuantizeDynamicInt8);
+//   - model_fp16.onnx: scripts/float16.py's convert_float_to_float16 with
+//     keep_io_types (ConvertFloat16): float16 weights and compute, float32
+//     inputs and outputs through Casts at the edges;
+//   - model_q4f16.onnx: model_q4's quantization, then the float16 conversion
+//     of the q4 model (MatMulNBits with float16 scales, reading float16).
 const (
 	TransformersJSQ4        = "q4"
 	TransformersJSQuantized = "quantized"
+	TransformersJSFP16      = "fp16"
+	TransformersJSQ4F16     = "q4f16"
 )
 
 // BuildTransformersJS builds the plain model c and converts it as
@@ -40,8 +47,15 @@ func BuildTransformersJS(c Config, variant string) (*pb.ModelProto, error) {
 		_, err = QuantizeMatMuls(m, 4, 32, false, 0)
 	case TransformersJSQuantized:
 		_, err = QuantizeDynamicInt8(m)
+	case TransformersJSFP16:
+		err = ConvertFloat16(m)
+	case TransformersJSQ4F16:
+		if _, err = QuantizeMatMuls(m, 4, 32, false, 0); err == nil {
+			err = ConvertFloat16(m)
+		}
 	default:
-		return nil, fmt.Errorf("%w: transformers.js variant %q: want %q or %q", ErrConfig, variant, TransformersJSQ4, TransformersJSQuantized)
+		return nil, fmt.Errorf("%w: transformers.js variant %q: want %q, %q, %q or %q", ErrConfig, variant,
+			TransformersJSQ4, TransformersJSQuantized, TransformersJSFP16, TransformersJSQ4F16)
 	}
 	if err != nil {
 		return nil, err
