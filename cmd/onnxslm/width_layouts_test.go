@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,8 +123,8 @@ func TestDeployedLayoutsWidth(t *testing.T) {
 					t.Fatal(err)
 				}
 				out := filepath.Join(outDir, "model.onnx")
-				args := append(append([]string{"prune", model, out, "-q"}, c.args...), fixed...)
-				code, _, stderr := runCLI(t, args...)
+				args := append(append([]string{"prune", model, out, "-q", "--json"}, c.args...), fixed...)
+				code, stdout, stderr := runCLI(t, args...)
 				if r, refused := widthRefusals[l.name][c.name]; refused {
 					if code != r.code || !regexp.MustCompile(r.message).MatchString(stderr) {
 						t.Errorf("exit %d, want %d with a message matching %q: %s", code, r.code, r.message, stderr)
@@ -137,6 +138,7 @@ func TestDeployedLayoutsWidth(t *testing.T) {
 				if code != 0 {
 					t.Fatalf("prune: exit %d: %s", code, stderr)
 				}
+				checkWidthReport(t, l.name, c.name, stdout)
 				ref := model
 				if l.name == "dynamo-functions" {
 					if !strings.Contains(stderr, "writing the graph flat (functions inlined)") {
@@ -162,6 +164,44 @@ func TestDeployedLayoutsWidth(t *testing.T) {
 				before, after := judgeDeployed(t, ort, l, model, rows, tokens), judgeDeployed(t, ort, l, out, rows, tokens)
 				t.Logf("perplexity %.4f → %.4f", before, after)
 			})
+		}
+	}
+}
+
+// checkWidthReport checks prune's JSON report of a width case: every kept
+// layer lost MLP channels (channels) or one KV group of heads (heads), and on
+// the transformer optimizer's GPT-2, whose down projection's bias is added
+// by the next SkipLayerNormalization, FLAP's compensation went into that bias
+// (no bias added).
+func checkWidthReport(t *testing.T, layout, kase, stdout string) {
+	t.Helper()
+	var r struct {
+		Width struct {
+			Layers []struct {
+				From          int
+				MLPBefore     int  `json:"mlp_before"`
+				MLPAfter      int  `json:"mlp_after"`
+				Compensated   bool `json:"compensated"`
+				AddedBias     bool `json:"added_bias"`
+				KVHeadsBefore int  `json:"kv_heads_before"`
+				KVHeadsAfter  int  `json:"kv_heads_after"`
+			} `json:"layers"`
+		} `json:"width"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("prune --json: %v\n%s", err, stdout)
+	}
+	if len(r.Width.Layers) == 0 {
+		t.Fatalf("prune --json: no width layers reported: %s", stdout)
+	}
+	for _, w := range r.Width.Layers {
+		switch {
+		case kase == "channels" && !(w.MLPAfter < w.MLPBefore && w.Compensated):
+			t.Errorf("layer %d: MLP %d → %d channels, compensated %v: want fewer, compensated", w.From, w.MLPBefore, w.MLPAfter, w.Compensated)
+		case kase == "heads" && w.KVHeadsAfter != w.KVHeadsBefore-1:
+			t.Errorf("layer %d: KV heads %d → %d, want one fewer", w.From, w.KVHeadsBefore, w.KVHeadsAfter)
+		case layout == "ortopt-gpt2" && w.Compensated && w.AddedBias:
+			t.Errorf("layer %d: compensation added a bias; want it in the skip norm's", w.From)
 		}
 	}
 }
