@@ -259,7 +259,7 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	}
 	var qIn, kIn, vIn *graph.Value
 	weighted := softmax
-	if isFusedAttention(softmax) {
+	if isFusedAttention(softmax) || isONNXAttention(softmax) {
 		// q at input 0; k and v at 1 and 2, or packed with q when those are
 		// empty (or are the packed weights of an Attention that projects).
 		qIn = softmax.Inputs[0]

@@ -56,8 +56,7 @@ type refusal struct {
 // widthRefusals: what each layout refuses, by case. Quantized weights
 // (MatMulNBits, MatMulInteger) are not sliced; the fused attention ops'
 // num_heads are not rewritten; dynamo's attention splits heads with
-// computed shapes and opset 23's Attention leaves the projections without
-// roles; the merged decoder's two branches are not width-pruned.
+// computed shapes; the merged decoder's two branches are not width-pruned.
 var widthRefusals = func() map[string]map[string]refusal {
 	quant := func(op, storage string) map[string]refusal {
 		r := refusal{1, `layer 0: the (gate|up) projection is a ` + op + ` of ` + storage + ` weights: width pruning of quantized layouts is not supported`}
@@ -68,7 +67,6 @@ var widthRefusals = func() map[string]map[string]refusal {
 		return refusal{1, `width heads: layer 0: heads of a fused ` + op + ` are not pruned`}
 	}
 	unknownHeads := refusal{1, `width heads: layer 0: the attention's head counts are not known`}
-	noRoles := refusal{1, `width: layer 0: no up and down projections found`}
 	return map[string]map[string]refusal{
 		"genai-fp32":       {"heads": fused("GroupQueryAttention")},
 		"genai-fp16":       {"heads": fused("GroupQueryAttention")},
@@ -81,7 +79,7 @@ var widthRefusals = func() map[string]map[string]refusal {
 		"ortopt-gpt2":      {"heads": fused("Attention")},
 		"dynamo-opset18":   {"heads": unknownHeads},
 		"dynamo-functions": {"heads": unknownHeads},
-		"dynamo-opset23":   {"channels": noRoles, "mixed": noRoles, "heads": noRoles},
+		"dynamo-opset23":   {"heads": unknownHeads},
 	}
 }()
 
