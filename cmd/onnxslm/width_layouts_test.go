@@ -17,22 +17,26 @@ import (
 	"github.com/onnxslm/onnxslm/onnx"
 )
 
-// dynamoLayouts are the torch dynamo exports as deployed layouts (opset 18
-// decomposed, opset 23 RMSNormalization/Attention, dynamo_export's local
-// functions).
-func dynamoLayouts() []deployedLayout {
+// dynamoConfig is one torch dynamo export of the small Llama.
+type dynamoConfig struct {
+	name string
+	d    modelgen.DynamoConfig
+}
+
+// dynamoConfigs are the torch dynamo exports: opset 18 decomposed, opset 23
+// RMSNormalization/Attention, dynamo_export's local functions.
+func dynamoConfigs() []dynamoConfig {
 	base := modelgen.DynamoConfig{Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, Seed: 3}
+	o23, fn := base, base
+	o23.Opset, fn.Functions = 23, true
+	return []dynamoConfig{{"opset18", base}, {"opset23", o23}, {"functions", fn}}
+}
+
+// dynamoLayouts are the torch dynamo exports as deployed layouts.
+func dynamoLayouts() []deployedLayout {
 	var ls []deployedLayout
-	for _, v := range []struct {
-		name string
-		f    func(*modelgen.DynamoConfig)
-	}{
-		{"opset18", func(*modelgen.DynamoConfig) {}},
-		{"opset23", func(d *modelgen.DynamoConfig) { d.Opset = 23 }},
-		{"functions", func(d *modelgen.DynamoConfig) { d.Functions = true }},
-	} {
-		d := base
-		v.f(&d)
+	for _, v := range dynamoConfigs() {
+		d := v.d
 		ls = append(ls, deployedLayout{name: "dynamo-" + v.name, twin: d.Twin(),
 			write: func(dir string) (string, error) {
 				m, err := modelgen.BuildDynamo(d)
