@@ -94,11 +94,16 @@ func isNormOp(n *graph.Node) bool {
 // isAttention reports whether n computes attention: a Softmax of the scores, or
 // one of onnxruntime's fused attention ops.
 func isAttention(n *graph.Node) bool {
-	if n.Op == "Softmax" {
+	if n.Op == "Softmax" || isONNXAttention(n) {
 		return true
 	}
 	return isFusedAttention(n)
 }
+
+// isONNXAttention: the standard Attention op (opset 23, torch's dynamo
+// export of scaled_dot_product_attention), q, k and v at inputs 0..2, the
+// result at output 0.
+func isONNXAttention(n *graph.Node) bool { return n.Op == "Attention" && n.Domain == "" }
 
 // isFusedAttention: an op that takes q, k and v (or q packed with k and v) and
 // returns the attention's result at output 0.

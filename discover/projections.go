@@ -88,6 +88,12 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 							biasOf[in.Producer] = bias{slot, u.reader}
 						}
 					}
+				} else if isBiasGelu(u.reader) && u.input == 1 {
+					// FastGelu/BiasGelu adds the bias of the projection
+					// before (the transformer optimizer's FusionBiasGelu).
+					if in := u.reader.Inputs[0]; in != nil && isProjectionNode(in.Producer) && l.owner[in.Producer] == k {
+						biasOf[in.Producer] = bias{slot, u.reader}
+					}
 				} else if u.reader.Op == "Add" {
 					if o := throughIdentity(otherInput(u.reader, u.input)); o != nil && isProjectionNode(o.Producer) {
 						if _, done := biasOf[o.Producer]; !done {
@@ -121,7 +127,7 @@ func (l *layering) projections(k int, params []*layerParam) ([]Projection, []Nor
 		out := firstOutput(f.node)
 		if b, ok := biasOf[f.node]; ok {
 			p.Bias, p.BiasNode = b.slot, b.node.Index
-			if !isSkipNorm(b.node) { // a skip norm adds the bias inside: no value holds the sum
+			if !isSkipNorm(b.node) && !isBiasGelu(b.node) { // added inside a skip norm or a gelu: no value holds the sum
 				out = firstOutput(b.node)
 			}
 		}
@@ -253,7 +259,7 @@ func (l *layering) projRoles(k int, nodes []*graph.Node, data []*graph.Value) []
 	}
 	var qIn, kIn, vIn *graph.Value
 	weighted := softmax
-	if isFusedAttention(softmax) {
+	if isFusedAttention(softmax) || isONNXAttention(softmax) {
 		// q at input 0; k and v at 1 and 2, or packed with q when those are
 		// empty (or are the packed weights of an Attention that projects).
 		qIn = softmax.Inputs[0]
@@ -414,3 +420,7 @@ func computed(v *graph.Value) bool {
 	t, _ := resolveConst(v)
 	return t == nil
 }
+
+// isBiasGelu reports whether n is a gelu that adds its input 1, the bias of
+// the projection before, to its input 0 (FastGelu, BiasGelu).
+func isBiasGelu(n *graph.Node) bool { return n.Op == "FastGelu" || n.Op == "BiasGelu" }

@@ -146,7 +146,8 @@ type Projection struct {
 	In, Out int64
 	// Bias is the slot of the bias added to the product, -1 if none; BiasNode
 	// the index in graph.node of the node adding it (the Gemm itself, an Add,
-	// or a SkipLayerNormalization that adds it with the residual branch: then
+	// a FastGelu/BiasGelu that adds it before the activation, or a
+	// SkipLayerNormalization that adds it with the residual branch: then
 	// in the next layer, or the final norm, for the last branch), -1 if none.
 	Bias, BiasNode int
 	// Output is the value holding the product with its bias: the output of

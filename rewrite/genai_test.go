@@ -13,11 +13,9 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
-	"google.golang.org/protobuf/proto"
 )
 
 // genaiCase is a genai-builder model of one precision (docs/design/formats.md)

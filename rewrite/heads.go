@@ -58,7 +58,7 @@ type HeadChange struct {
 func AttnProjections(l *discover.Layer) (q, k, v, qkv, o *discover.Projection, a *discover.Attention, err error) {
 	a = l.Attention
 	if a == nil {
-		return nil, nil, nil, nil, nil, nil, fmt.Errorf("the attention's head counts are not known")
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("the attention's head counts are not known (no Reshape of q and k into [.., .., heads, head size] with constant sizes)")
 	}
 	if a.Op != "" {
 		return nil, nil, nil, nil, nil, nil, fmt.Errorf("heads of a fused %s are not pruned", a.Op)
@@ -71,8 +71,8 @@ func AttnProjections(l *discover.Layer) (q, k, v, qkv, o *discover.Projection, a
 			if byRole[p.Role] != nil {
 				return nil, nil, nil, nil, nil, nil, fmt.Errorf("two %s projections", p.Role)
 			}
-			if p.Storage != discover.Dense || p.Matrix() < 0 || p.In <= 0 || p.Out <= 0 {
-				return nil, nil, nil, nil, nil, nil, fmt.Errorf("the %s projection is not a dense matrix", p.Role)
+			if err := denseErr(p); err != nil {
+				return nil, nil, nil, nil, nil, nil, err
 			}
 			byRole[p.Role] = p
 		}

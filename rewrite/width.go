@@ -222,17 +222,34 @@ func MLPProjections(l *discover.Layer) (gate, up, down *discover.Projection, err
 		*dst = p
 	}
 	if up == nil || down == nil {
-		return nil, nil, nil, fmt.Errorf("no up and down projections found")
+		return nil, nil, nil, fmt.Errorf("no up and down projections found (the layer's %d projections have no MLP roles)", len(l.Projections))
 	}
 	for _, p := range []*discover.Projection{gate, up, down} {
-		if p != nil && (p.Storage != discover.Dense || p.Matrix() < 0 || p.In <= 0 || p.Out <= 0) {
-			return nil, nil, nil, fmt.Errorf("the %s projection is not a dense matrix", p.Role)
+		if p == nil {
+			continue
+		}
+		if err := denseErr(p); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	if up.Out != down.In || (gate != nil && gate.Out != down.In) {
 		return nil, nil, nil, fmt.Errorf("the MLP's projections disagree on its width (up %d, down %d)", up.Out, down.In)
 	}
 	return gate, up, down, nil
+}
+
+// denseErr is nil when projection p is a dense matrix Width can slice, else
+// the refusal naming its op and storage (quantized weights are not sliced:
+// MatMulNBits blocks run along the input features, and neither it nor
+// MatMulInteger is re-quantized here).
+func denseErr(p *discover.Projection) error {
+	switch {
+	case p.Storage != discover.Dense:
+		return fmt.Errorf("the %s projection is a %s of %s weights: width pruning of quantized layouts is not supported", p.Role, p.Op, p.Storage)
+	case p.Matrix() < 0 || p.In <= 0 || p.Out <= 0:
+		return fmt.Errorf("the %s projection (%s) is not a dense matrix", p.Role, p.Op)
+	}
+	return nil
 }
 
 // MLPWidth is layer l's MLP width, 0 when it has no MLP Width understands.

@@ -36,17 +36,8 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
 		t.Fatal(err)
 	}
-	base := modelgen.DynamoConfig{Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, Seed: 3}
-	for _, v := range []struct {
-		name string
-		f    func(*modelgen.DynamoConfig)
-	}{
-		{"opset18", func(*modelgen.DynamoConfig) {}},
-		{"opset23", func(d *modelgen.DynamoConfig) { d.Opset = 23 }},
-		{"functions", func(d *modelgen.DynamoConfig) { d.Functions = true }},
-	} {
-		d := base
-		v.f(&d)
+	for _, v := range dynamoConfigs() {
+		d := v.d
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			m, err := modelgen.BuildDynamo(d)
