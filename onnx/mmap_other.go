@@ -14,3 +14,5 @@ const mmapSupported = false
 func mapFile(*os.File, int64) ([]byte, error) { return nil, errors.ErrUnsupported }
 
 func unmapFile([]byte) error { return nil }
+
+func releasePages([]byte) error { return nil }

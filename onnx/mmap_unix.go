@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // mmapSupported says whether external data is memory-mapped on this OS.
@@ -23,3 +25,8 @@ func mapFile(f *os.File, size int64) ([]byte, error) {
 }
 
 func unmapFile(b []byte) error { return syscall.Munmap(b) }
+
+// releasePages drops b's pages from the process (MADV_DONTNEED): they stay
+// in the page cache, and the next read of b maps them back (the mapping is
+// of a file, so nothing is lost).
+func releasePages(b []byte) error { return unix.Madvise(b, unix.MADV_DONTNEED) }

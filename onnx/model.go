@@ -64,6 +64,39 @@ func (m *Model) Close() error {
 	return first
 }
 
+// ReleasePages drops the resident pages of the model's memory-mapped
+// external data from the process (madvise MADV_DONTNEED): the mappings and
+// every slice into them stay valid, and the next read of a page maps it
+// back from the page cache (or the file). A run that reads the weights
+// layer after layer and releases as it goes (runtime.Pager) keeps the
+// resident set near one layer's weights instead of the file's size. It
+// does nothing for a model without mapped data.
+func (m *Model) ReleasePages() error {
+	if m == nil {
+		return nil
+	}
+	for _, b := range m.maps {
+		if err := releasePages(b); err != nil {
+			return fmt.Errorf("onnx: release mapped pages: %w", err)
+		}
+	}
+	return nil
+}
+
+// MappedBytes is the size of the tensors whose data is memory-mapped from
+// external data (their raw_data): bytes the process reads from the page
+// cache rather than holds on its heap.
+func (m *Model) MappedBytes() int64 {
+	if m == nil {
+		return 0
+	}
+	var n int64
+	for _, t := range m.mapped {
+		n += int64(len(t.GetRawData()))
+	}
+	return n
+}
+
 // InputFiles lists the files the model was read from: Path and its external
 // data files, joined to Path's folder. Pass it as SaveOptions.Protect so that
 // saving never overwrites them. It is empty for a model loaded from bytes.

@@ -70,6 +70,10 @@ type SaveOptions struct {
 	// Protect lists files Save must not overwrite, such as the input model and
 	// its data files (Model.InputFiles); compared with os.SameFile.
 	Protect []string
+	// Wrote, when set, hears the size of each tensor written to the external
+	// data file, after it is written (a runtime.Pager's Read: the tensor's
+	// bytes may be pages of a mapped input file, which it can then drop).
+	Wrote func(n int64)
 }
 
 // Save writes m to path, inline or with the initializers of at least
@@ -152,7 +156,7 @@ func save(m *pb.ModelProto, path string, opts SaveOptions) error {
 				return fmt.Errorf("refusing to overwrite input file %s (as data file %q)", p, df)
 			}
 		}
-		shadow, n, err := writeData(&w, m, dataPath, df, opts.MinExternalBytes)
+		shadow, n, err := writeData(&w, m, dataPath, df, opts.MinExternalBytes, opts.Wrote)
 		if err != nil {
 			return err
 		}
@@ -179,7 +183,7 @@ func save(m *pb.ModelProto, path string, opts SaveOptions) error {
 // writeData writes the data file and returns the model to save with it: m
 // with every initializer of at least minBytes replaced by an external
 // reference, and how many were moved. When none is, no data file is written.
-func writeData(w *atomicWriter, m *pb.ModelProto, dataPath, location string, minBytes int) (*pb.ModelProto, int, error) {
+func writeData(w *atomicWriter, m *pb.ModelProto, dataPath, location string, minBytes int, wrote func(int64)) (*pb.ModelProto, int, error) {
 	var bw *bufio.Writer
 	var off int64
 	moved := 0
@@ -225,6 +229,9 @@ func writeData(w *atomicWriter, m *pb.ModelProto, dataPath, location string, min
 		}
 		if _, err := bw.Write(raw); err != nil {
 			return nil, err
+		}
+		if wrote != nil {
+			wrote(int64(len(raw)))
 		}
 		nt := shallowCopy(t.ProtoReflect()).Interface().(*pb.TensorProto)
 		nt.RawData, nt.FloatData, nt.Int32Data, nt.Int64Data, nt.DoubleData, nt.Uint64Data = nil, nil, nil, nil, nil, nil

@@ -290,6 +290,24 @@ func (a *autoEval) site(low int) (repairSite, error) {
 	return repairSite{}, fmt.Errorf("auto: layer %d: no projection writes its last residual branch", low)
 }
 
+// fastFitWidth: repairs this wide or wider are fitted on the repair
+// package's float32 path (the runtime's matrix kernels; float64 sums and
+// diagonal blocks), narrower ones in float64. At d 2048 a float64 fit costs
+// about half a minute of gonum's products, more than a pass of the model;
+// the float32 fit, under a second, and its predictions agree with the
+// float64 fit's to ~1e-5 (repair.TestFloat32MatchesFloat64). Below 512 the
+// float64 fit costs less than the layer runs around it, and the shared
+// models (d 128) keep their float64 results bit for bit.
+const fastFitWidth = 512
+
+// newProblem starts the least-squares problem of a repair at site.
+func (a *autoEval) newProblem(site repairSite) (*repair.Problem, error) {
+	if site.width >= fastFitWidth {
+		return repair.NewProblem32(site.width, site.width, site.offset, runtime.BLAS(a.threads))
+	}
+	return repair.NewProblem(site.width, site.width, site.offset)
+}
+
 // repairOptions configure fitRepairs.
 type repairOptions struct {
 	Ridge float64
@@ -333,7 +351,7 @@ func (a *autoEval) fitRepairs(ctx context.Context, plan rewrite.Plan, opts repai
 		if err != nil {
 			return rewrite.Plan{}, err
 		}
-		prob, err := repair.NewProblem(site.width, site.width, site.offset)
+		prob, err := a.newProblem(site)
 		if err != nil {
 			return rewrite.Plan{}, err
 		}

@@ -53,7 +53,7 @@ func (a *autoEval) fitLocal(ctx context.Context, w rewrite.Window, ridge float64
 	}
 	var prob *repair.Problem
 	if siteErr == nil {
-		if prob, err = repair.NewProblem(site.width, site.width, site.offset); err != nil {
+		if prob, err = a.newProblem(site); err != nil {
 			return w, localMeasure{}, err
 		}
 	}

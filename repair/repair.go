@@ -31,6 +31,10 @@ type Problem struct {
 	xtx, xty []float64
 	yy       float64 // Σ‖y‖², for the residual
 	n        int
+	// bl, when set, is the float32 path's matrix product (float32.go); g32
+	// and c32 are its per-chunk products.
+	bl       Sgemm
+	g32, c32 []float32
 }
 
 // NewProblem prepares a fit from in features to out targets. offset says
@@ -55,6 +59,11 @@ func (p *Problem) Add(x, y []float32) error {
 	}
 	k := len(x) / p.in
 	if k == 0 {
+		return nil
+	}
+	if p.bl != nil {
+		p.add32(x, y, k)
+		p.n += k
 		return nil
 	}
 	// XᵀX and XᵀY of the batch by a (blocked, parallel) BLAS, in float64. X is
@@ -144,6 +153,16 @@ func (p *Problem) Solve(opts Options) (*Map, error) {
 	if opts.Ridge < 0 || math.IsNaN(opts.Ridge) {
 		return nil, fmt.Errorf("repair: ridge %g is negative", opts.Ridge)
 	}
+	if opts.Prior != nil && len(opts.Prior) != p.in*p.out {
+		return nil, fmt.Errorf("repair: prior of %d values for a %d×%d map", len(opts.Prior), p.in, p.out)
+	}
+	p.g32, p.c32 = nil, nil
+	if p.bl != nil {
+		if m, ok := p.solve32(opts); ok {
+			return m, nil
+		}
+		// A pivot that is not positive in float32: the float64 path decides.
+	}
 	prior := opts.Prior
 	if prior == nil {
 		prior = make([]float64, p.in*p.out)
@@ -153,22 +172,10 @@ func (p *Problem) Solve(opts Options) (*Map, error) {
 			}
 		}
 	}
-	if len(prior) != p.in*p.out {
-		return nil, fmt.Errorf("repair: prior of %d values for a %d×%d map", len(prior), p.in, p.out)
-	}
-	// The unknowns: the in rows of M, then (with an offset) c.
-	n := p.in
-	if p.offset {
-		n++
-	}
-	full := p.in + 1
+	n, full := p.unknowns(), p.in+1
 	a := make([]float64, n*n)
 	b := make([]float64, n*p.out)
-	var diag float64
-	for i := 0; i < p.in; i++ {
-		diag += p.xtx[i*full+i]
-	}
-	lambda := opts.Ridge * diag / float64(p.in)
+	lambda, jitter := p.ridge(opts.Ridge)
 	for i := 0; i < n; i++ {
 		for j := i; j < n; j++ {
 			a[i*n+j] = p.xtx[i*full+j]
@@ -182,10 +189,6 @@ func (p *Problem) Solve(opts Options) (*Map, error) {
 			b[i*p.out+j] += lambda * prior[i*p.out+j]
 		}
 	}
-	// A tiny relative jitter keeps a rank-deficient system (a dead feature,
-	// an offset with constant features) solvable; it is far below any ridge
-	// a caller would choose.
-	jitter := 1e-12 * (diag/float64(p.in) + 1)
 	for i := 0; i < n; i++ {
 		a[i*n+i] += jitter
 	}
@@ -195,11 +198,39 @@ func (p *Problem) Solve(opts Options) (*Map, error) {
 		return nil, errors.New("repair: the normal equations are not positive definite (add a ridge)")
 	}
 	lapack64.Potrs(t, blas64.General{Rows: n, Cols: p.out, Stride: p.out, Data: b})
-	m := &Map{In: p.in, Out: p.out, Matrix: b[:p.in*p.out], Offset: make([]float64, p.out)}
+	return p.mapOf(b), nil
+}
+
+// unknowns is the number of unknown rows: the in rows of M, then (with an
+// offset) c.
+func (p *Problem) unknowns() int {
 	if p.offset {
-		copy(m.Offset, b[p.in*p.out:])
+		return p.in + 1
 	}
-	return m, nil
+	return p.in
+}
+
+// ridge returns the penalty λ·s for a relative ridge r (s: the mean of
+// XᵀX's diagonal) and the jitter added to every unknown's diagonal: a tiny
+// relative amount that keeps a rank-deficient system (a dead feature, an
+// offset with constant features) solvable, far below any ridge a caller
+// would choose.
+func (p *Problem) ridge(r float64) (lambda, jitter float64) {
+	full := p.in + 1
+	var diag float64
+	for i := 0; i < p.in; i++ {
+		diag += p.xtx[i*full+i]
+	}
+	return r * diag / float64(p.in), 1e-12 * (diag/float64(p.in) + 1)
+}
+
+// mapOf is the map of a solution x: the in rows of M, then (with an offset) c.
+func (p *Problem) mapOf(x []float64) *Map {
+	m := &Map{In: p.in, Out: p.out, Matrix: x[:p.in*p.out], Offset: make([]float64, p.out)}
+	if p.offset {
+		copy(m.Offset, x[p.in*p.out:])
+	}
+	return m
 }
 
 // Residual returns the mean squared error per target value of m on the

@@ -64,9 +64,9 @@ func (w *merger) fuseWindow(win Window) error {
 					src = w.g.Value(w.s.Layers[win.High].Params[slot].Name)
 				}
 			case Paper, Mean:
-				var ts [][]float32
-				if ts, err = w.windowFloats(slot, win); err == nil {
-					data = fuseFloats(rule, ts)
+				f := fuser{rule: rule}
+				if err = w.eachWindowFloats(slot, win, func(_ int, t []float32) error { f.add(t); return nil }); err == nil {
+					data = f.result()
 				}
 			}
 			if err != nil {
@@ -200,48 +200,82 @@ func (w *merger) floats(name string) ([]float32, error) {
 	return onnx.Float32s(t)
 }
 
-// windowFloats returns slot's tensor values for layers low..high.
-func (w *merger) windowFloats(slot int, win Window) ([][]float32, error) {
-	out := make([][]float32, 0, win.High-win.Low+1)
+// eachWindowFloats calls f with slot's tensor values for layers low..high in
+// order, decoding one layer's at a time (a float16 window of seven 2048×5632
+// projections would otherwise hold seven float32 copies at once).
+func (w *merger) eachWindowFloats(slot int, win Window, f func(i int, v []float32) error) error {
+	n := -1
 	for i := win.Low; i <= win.High; i++ {
-		f, err := w.floats(w.s.Layers[i].Params[slot].Name)
+		v, err := w.floats(w.s.Layers[i].Params[slot].Name)
 		if err != nil {
-			return nil, fmt.Errorf("layer %d: %w", i, err)
+			return fmt.Errorf("layer %d: %w", i, err)
 		}
-		if len(out) > 0 && len(f) != len(out[0]) {
-			return nil, fmt.Errorf("layer %d: %d values, layer %d has %d", i, len(f), win.Low, len(out[0]))
+		if n >= 0 && len(v) != n {
+			return fmt.Errorf("layer %d: %d values, layer %d has %d", i, len(v), win.Low, n)
 		}
-		out = append(out, f)
+		n = len(v)
+		if err := f(i, v); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
+}
+
+// fuser applies a rule that computes (paper, mean) to a window's weights
+// given one layer at a time, layer low first: Paper θ_low + Σ_{i=low+1..high}
+// (θ_i − θ_low) in float32, term by term as the reference implementation
+// does; Mean the average, accumulated in float64. It holds the result (and
+// Paper θ_low, Mean the float64 sums), never the whole window.
+type fuser struct {
+	rule      Rule
+	n         int
+	base, out []float32
+	sum       []float64
+}
+
+// add takes the next layer's weights (read only; may be kept until result).
+func (f *fuser) add(t []float32) {
+	f.n++
+	switch f.rule {
+	case Mean:
+		if f.sum == nil {
+			f.sum = make([]float64, len(t))
+		}
+		for j, v := range t {
+			f.sum[j] += float64(v)
+		}
+	default: // Paper
+		if f.base == nil {
+			f.base, f.out = t, append([]float32(nil), t...)
+			return
+		}
+		for j := range f.out {
+			f.out[j] += t[j] - f.base[j]
+		}
+	}
+}
+
+// result is the fused weights.
+func (f *fuser) result() []float32 {
+	if f.rule != Mean {
+		return f.out
+	}
+	out := make([]float32, len(f.sum))
+	n := float64(f.n)
+	for j, s := range f.sum {
+		out[j] = float32(s / n)
+	}
+	return out
 }
 
 // fuseFloats applies a rule that computes (paper, mean) to the window's
-// weights ws (layer low first): Paper θ_low + Σ_{i=low+1..high}(θ_i − θ_low)
-// in float32, term by term as the reference implementation does; Mean the
-// average, accumulated in float64.
+// weights ws (layer low first), as fuser does.
 func fuseFloats(rule Rule, ws [][]float32) []float32 {
-	out := make([]float32, len(ws[0]))
-	switch rule {
-	case Mean:
-		n := float64(len(ws))
-		for j := range out {
-			var s float64
-			for _, t := range ws {
-				s += float64(t[j])
-			}
-			out[j] = float32(s / n)
-		}
-	default: // Paper
-		base := ws[0]
-		copy(out, base)
-		for _, t := range ws[1:] {
-			for j := range out {
-				out[j] += t[j] - base[j]
-			}
-		}
+	f := fuser{rule: rule}
+	for _, t := range ws {
+		f.add(t)
 	}
-	return out
+	return f.result()
 }
 
 // checkRepair validates a repair against the layer and returns the slot of the

@@ -493,6 +493,9 @@ func (ec *execCtx) runSteps(steps []step, vals []*Tensor, keepStatic func(int, *
 		if ec.pooled && st.reuse != nil {
 			ec.reuse = st.reuse
 		}
+		if pg := ec.s.opts.Pager; pg != nil {
+			pg.Read(ec.weightBytes(n, in))
+		}
 		scratch := ec.widenInputs(in, n.stored)
 		ec.in = in
 		out, err := runKernel(ec, n.run, in)

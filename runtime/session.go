@@ -24,6 +24,9 @@ type Options struct {
 	// Constants, when set, shares decoded initializers with other sessions
 	// (see Constants).
 	Constants *Constants
+	// Pager, when set, drops the pages of memory-mapped weights as runs read
+	// them (see Pager).
+	Pager *Pager
 }
 
 // Dim is one dimension of a declared shape: Size >= 0 when fixed, -1 when

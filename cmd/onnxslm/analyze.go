@@ -120,7 +120,7 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 	if err != nil {
 		return err
 	}
-	limitMemory(m.Proto)
+	boundMemory(m, &opts.Runtime)
 	rows, from, err := f.calib.calibrationFor(modelArg, m.Proto, opts.Runtime, f.quiet, rep.Logf, "results")
 	if err != nil {
 		return err

@@ -152,7 +152,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 		defer report.discard()
 	}
 
-	limitMemory(m.Proto)
+	pager := boundMemory(m, &opts.Runtime)
 	warn := func(format string, a ...any) { fmt.Fprintf(io.Stderr, format, a...) }
 	rows, _, err := f.calib.calibrationFor(in, m.Proto, opts.Runtime, f.quiet, warn, "decisions")
 	if err != nil {
@@ -169,7 +169,9 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	}
 	save := rep.Start("save "+out, 0)
 	written := refoldOutput(io, m.Proto, outcome.Model)
-	err = onnx.Save(written, out, outputSaveOptions(m, out, f.external))
+	so := outputSaveOptions(m, out, f.external)
+	so.Wrote = pager.Read
+	err = onnx.Save(written, out, so)
 	save.Done()
 	if err != nil {
 		return err
