@@ -54,10 +54,7 @@ func genaiModels(t *testing.T) map[string]*pb.ModelProto {
 func TestGenAILayouts(t *testing.T) {
 	for name, m := range genaiModels(t) {
 		t.Run(name, func(t *testing.T) {
-			s, err := discover.Find(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := find(t, m)
 			if s.NumLayers() != 3 || s.Period != 2 {
 				t.Fatalf("%d layers, period %d; want 3 and 2", s.NumLayers(), s.Period)
 			}
