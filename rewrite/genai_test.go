@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -370,7 +371,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 	ort := judge.ORT(t)
 	c := modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, FFN: 96, KVCache: true,
 		AttentionMask: true, TransposedWeights: true, Seed: 23}
-	plain, ps := build(t, c)
+	plain, ps := testmodel.Generated(t, c)
 	g := modelgen.GenAIConfig{Hidden: 64, Heads: 4, KVHeads: 2}
 	for _, variant := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
 		m, err := modelgen.BuildTransformersJS(c, variant)

@@ -12,25 +12,13 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
 )
-
-func build(t *testing.T, c modelgen.Config) (*pb.ModelProto, *discover.Stack) {
-	t.Helper()
-	m, err := modelgen.Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, s
-}
 
 func ioNames(vis []*pb.ValueInfoProto) []string {
 	var names []string
@@ -53,7 +41,7 @@ func kvNames(prefix string, layers []int, kinds ...string) []string {
 // TestKVCacheInterfaceAfterMerge: the past/present inputs and outputs of removed
 // layers go, the others are renumbered 0..L'−1 (or keep their numbers).
 func TestKVCacheInterfaceAfterMerge(t *testing.T) {
-	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true})
 	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}}
 	for _, keep := range []bool{false, true} {
 		res, err := rewrite.Merge(m, s, plan, rewrite.Options{Check: true, KeepKVNumbers: keep})
@@ -99,7 +87,7 @@ func TestKVCacheMergeRunsInORT(t *testing.T) {
 		{Arch: modelgen.GPT2, Layers: 4, Hidden: 16, Heads: 4, KVCache: true, AttentionMask: true, MaxPos: 32},
 	} {
 		t.Run(c.Arch, func(t *testing.T) {
-			m, s := build(t, c)
+			m, s := testmodel.Generated(t, c)
 			res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}},
 				rewrite.Options{Check: true})
 			if err != nil {

@@ -142,7 +142,7 @@ func randomRows(n, T, vocab int, seed uint64) [][]int64 {
 func TestWidthEqualsZeroedChannels(t *testing.T) {
 	for name, c := range widthConfigs {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, c)
+			m, s := testmodel.Generated(t, c)
 			F := mlpWidthOf(t, &s.Layers[0])
 			keep := keepAllBut(F)
 			ref := m
@@ -254,7 +254,7 @@ func (d downWeight) removedShift(keep []int, mean []float32) []float64 {
 func TestWidthCompensation(t *testing.T) {
 	for _, name := range []string{"llama", "llama_alt", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, widthConfigs[name])
+			m, s := testmodel.Generated(t, widthConfigs[name])
 			const li = 1
 			l := &s.Layers[li]
 			F := mlpWidthOf(t, l)
@@ -301,7 +301,7 @@ func TestWidthCompensation(t *testing.T) {
 func TestWidthNewDownWeight(t *testing.T) {
 	for _, name := range []string{"llama", "llama_alt", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, widthConfigs[name])
+			m, s := testmodel.Generated(t, widthConfigs[name])
 			l := &s.Layers[1]
 			F := mlpWidthOf(t, l)
 			keep := keepAllBut(F)
@@ -344,7 +344,7 @@ func TestWidthNewDownWeight(t *testing.T) {
 // TestWidthRefuses: plans the pass cannot carry out are errors, not broken
 // models.
 func TestWidthRefuses(t *testing.T) {
-	m, s := build(t, widthConfigs["llama"])
+	m, s := testmodel.Generated(t, widthConfigs["llama"])
 	F := mlpWidthOf(t, &s.Layers[0])
 	for name, plan := range map[string]rewrite.WidthPlan{
 		"no channel":   {MLP: []rewrite.MLPChannels{{Layer: 0}}},

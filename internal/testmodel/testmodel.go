@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -20,6 +21,21 @@ func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
 		t.Fatal(err)
 	}
 	st, err := discover.Find(m.Proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, st
+}
+
+// Generated builds the model c describes (modelgen.Build) and finds its
+// decoder stack, failing t on an error.
+func Generated(t testing.TB, c modelgen.Config) (*pb.ModelProto, *discover.Stack) {
+	t.Helper()
+	m, err := modelgen.Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := discover.Find(m)
 	if err != nil {
 		t.Fatal(err)
 	}
