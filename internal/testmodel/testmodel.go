@@ -3,6 +3,7 @@
 package testmodel
 
 import (
+	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
@@ -64,4 +65,18 @@ func Floats(t testing.TB, m *pb.ModelProto, name string) []float32 {
 	}
 	t.Fatalf("no initializer %q", name)
 	return nil
+}
+
+// Write saves m at path, serialized as modelgen.Marshal does
+// (deterministically), and returns path; it fails t on an error.
+func Write(t testing.TB, path string, m *pb.ModelProto) string {
+	t.Helper()
+	b, err := modelgen.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
