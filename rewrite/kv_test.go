@@ -118,20 +118,6 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Shapes of the per-layer inputs, from the model.
-	pastShape := func(name string) []int {
-		for _, in := range m.Graph.Input {
-			if in.GetName() == name {
-				var d []int
-				for _, x := range in.Type.GetTensorType().GetShape().GetDim() {
-					d = append(d, int(x.GetDimValue()))
-				}
-				return d
-			}
-		}
-		t.Fatalf("no input %q", name)
-		return nil
-	}
 	r := rand.New(rand.NewPCG(1, 2))
 	const past, first, second = 3, 3, 2
 	ids := []int64{5, 9, 2, 7, 11}
@@ -152,7 +138,7 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	pasts := map[string]*npy.Array{}
 	for _, l := range s2.Layers {
 		for _, name := range l.Past {
-			d := pastShape(name) // [batch?, heads, past?, head_dim]: symbolic dims read as 0
+			d := testmodel.InputDims(t, m, name) // [batch?, heads, past?, head_dim]: symbolic dims read as 0
 			shape := []int{1, d[1], past, d[3]}
 			data := make([]float32, shape[1]*past*shape[3])
 			for i := range data {

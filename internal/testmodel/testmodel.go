@@ -80,3 +80,20 @@ func Write(t testing.TB, path string, m *pb.ModelProto) string {
 	}
 	return path
 }
+
+// InputDims are the dimensions of m's graph input name as declared, a
+// symbolic dimension read as 0; it fails t when there is no such input.
+func InputDims(t testing.TB, m *pb.ModelProto, name string) []int {
+	t.Helper()
+	for _, x := range m.GetGraph().GetInput() {
+		if x.GetName() == name {
+			var d []int
+			for _, v := range x.GetType().GetTensorType().GetShape().GetDim() {
+				d = append(d, int(v.GetDimValue()))
+			}
+			return d
+		}
+	}
+	t.Fatalf("no input %q", name)
+	return nil
+}
