@@ -138,13 +138,7 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	pasts := map[string]*npy.Array{}
 	for _, l := range s2.Layers {
 		for _, name := range l.Past {
-			d := testmodel.InputDims(t, m, name) // [batch?, heads, past?, head_dim]: symbolic dims read as 0
-			shape := []int{1, d[1], past, d[3]}
-			data := make([]float32, shape[1]*past*shape[3])
-			for i := range data {
-				data[i] = float32(r.NormFloat64())
-			}
-			pasts[name] = must(npy.New(shape, data))
+			pasts[name] = testmodel.RandomPast(t, m, name, past, r)
 		}
 	}
 	full, err := ort.Run(path, feeds(ids, past, pasts), nil)

@@ -3,12 +3,14 @@
 package testmodel
 
 import (
+	"math/rand/v2"
 	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -81,9 +83,9 @@ func Write(t testing.TB, path string, m *pb.ModelProto) string {
 	return path
 }
 
-// InputDims are the dimensions of m's graph input name as declared, a
+// inputDims are the dimensions of m's graph input name as declared, a
 // symbolic dimension read as 0; it fails t when there is no such input.
-func InputDims(t testing.TB, m *pb.ModelProto, name string) []int {
+func inputDims(t testing.TB, m *pb.ModelProto, name string) []int {
 	t.Helper()
 	for _, x := range m.GetGraph().GetInput() {
 		if x.GetName() == name {
@@ -96,4 +98,25 @@ func InputDims(t testing.TB, m *pb.ModelProto, name string) []int {
 	}
 	t.Fatalf("no input %q", name)
 	return nil
+}
+
+// RandomPast is a value for m's past key or value input name: [1, heads,
+// past, head_dim] with heads and head_dim as declared, standard normal values
+// drawn from r.
+func RandomPast(t testing.TB, m *pb.ModelProto, name string, past int, r *rand.Rand) *npy.Array {
+	t.Helper()
+	d := inputDims(t, m, name) // [batch?, heads, past?, head_dim]: symbolic dims read as 0
+	if len(d) != 4 {
+		t.Fatalf("past input %q has dims %v, want 4", name, d)
+	}
+	shape := []int{1, d[1], past, d[3]}
+	data := make([]float32, shape[1]*past*shape[3])
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	a, err := npy.New(shape, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
