@@ -10,6 +10,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -43,6 +44,22 @@ func Generated(t testing.TB, c modelgen.Config) (*pb.ModelProto, *discover.Stack
 		t.Fatal(err)
 	}
 	return m, st
+}
+
+// MergedPair builds optimum's merged decoder for c
+// (modelgen.BuildOptimumMerged) and splits it into its two branches, failing
+// t on an error.
+func MergedPair(t testing.TB, c modelgen.Config) (*pb.ModelProto, *merged.Pair) {
+	t.Helper()
+	m, err := modelgen.BuildOptimumMerged(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := merged.Split(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, p
 }
 
 // Shared is Stack for the shared reference model name (../shared/testmodels),
