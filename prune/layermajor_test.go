@@ -9,6 +9,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/rusage"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -75,10 +76,7 @@ func sameValues(a, b *runtime.Tensor) (rel float64, bitwise bool, err error) {
 // stackSession finds m's decoder stack and opens a session on m.
 func stackSession(t *testing.T, m *pb.ModelProto) (*discover.Stack, *runtime.Session) {
 	t.Helper()
-	st, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testmodel.Find(t, m)
 	sess, err := runtime.New(m, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)

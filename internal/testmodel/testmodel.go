@@ -16,6 +16,16 @@ import (
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
+// Find finds m's decoder stack (discover.Find), failing t on an error.
+func Find(t testing.TB, m *pb.ModelProto) *discover.Stack {
+	t.Helper()
+	s, err := discover.Find(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Stack loads the model at path (external data next to it) and finds its
 // decoder stack, failing t on an error.
 func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
@@ -24,11 +34,7 @@ func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := discover.Find(m.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, st
+	return m, Find(t, m.Proto)
 }
 
 // Generated builds the model c describes (modelgen.Build) and finds its
@@ -39,11 +45,7 @@ func Generated(t testing.TB, c modelgen.Config) (*pb.ModelProto, *discover.Stack
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, st
+	return m, Find(t, m)
 }
 
 // MergedPair builds optimum's merged decoder for c
