@@ -14,11 +14,9 @@ import (
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
-	"google.golang.org/protobuf/proto"
 )
 
 // genaiCase is a genai-builder model of one precision (docs/design/formats.md)
