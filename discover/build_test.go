@@ -7,6 +7,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
@@ -128,7 +129,7 @@ func TestOtherBlockShapes(t *testing.T) {
 	short := map[discover.ParamKind]string{discover.NormWeight: "nw", discover.NormBias: "nb", discover.ProjWeight: "pw", discover.ProjBias: "pb", discover.Other: "o"}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := find(t, tc.m)
+			s := testmodel.Find(t, tc.m)
 			if s.NumLayers() != 3 || s.Period != tc.period {
 				t.Fatalf("%d layers, period %d; want 3, %d", s.NumLayers(), s.Period, tc.period)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/reference"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
@@ -24,15 +25,6 @@ func load(t *testing.T, name string) *pb.ModelProto {
 		t.Fatal(err)
 	}
 	return m.Proto
-}
-
-func find(t *testing.T, m *pb.ModelProto) *discover.Stack {
-	t.Helper()
-	s, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // finalNormValue returns the value NAME.truth.json records for the final-normed
@@ -56,7 +48,7 @@ func TestSharedModelsMatchTruth(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := load(t, name)
-			s := find(t, m)
+			s := testmodel.Find(t, m)
 			if got, want := s.NumLayers(), tr.Config.Layers; got != want {
 				t.Fatalf("layers = %d, want %d", got, want)
 			}
@@ -154,7 +146,7 @@ func TestSameStackAfterRenamingAndShuffling(t *testing.T) {
 // found must be m's, mapped through the renaming.
 func sameStackAfterRenaming(t *testing.T, m *pb.ModelProto, seed uint64) {
 	t.Helper()
-	want := find(t, m)
+	want := testmodel.Find(t, m)
 	g, err := graph.FromModel(m)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +161,7 @@ func sameStackAfterRenaming(t *testing.T, m *pb.ModelProto, seed uint64) {
 		}
 	}
 	anon := g.Model()
-	got := find(t, anon)
+	got := testmodel.Find(t, anon)
 	v := func(old string) string { return ren.Values[old] }
 	if got.NumLayers() != want.NumLayers() || got.Period != want.Period {
 		t.Fatalf("%d layers period %d, want %d period %d", got.NumLayers(), got.Period, want.NumLayers(), want.Period)
@@ -279,7 +271,7 @@ func TestModelgenVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := find(t, m)
+			s := testmodel.Find(t, m)
 			if s.NumLayers() != tc.cfg.Layers || s.Period != 2 {
 				t.Fatalf("%d layers period %d, want %d period 2", s.NumLayers(), s.Period, tc.cfg.Layers)
 			}

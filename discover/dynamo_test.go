@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -46,10 +46,7 @@ func dynamoModels(t *testing.T) map[string]*pb.ModelProto {
 func TestDynamoLayouts(t *testing.T) {
 	for name, m := range dynamoModels(t) {
 		t.Run(name, func(t *testing.T) {
-			s, err := discover.Find(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := testmodel.Find(t, m)
 			if s.NumLayers() != 3 {
 				t.Fatalf("%d layers, want 3", s.NumLayers())
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -54,10 +55,7 @@ func genaiModels(t *testing.T) map[string]*pb.ModelProto {
 func TestGenAILayouts(t *testing.T) {
 	for name, m := range genaiModels(t) {
 		t.Run(name, func(t *testing.T) {
-			s, err := discover.Find(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := testmodel.Find(t, m)
 			if s.NumLayers() != 3 || s.Period != 2 {
 				t.Fatalf("%d layers, period %d; want 3 and 2", s.NumLayers(), s.Period)
 			}

@@ -8,22 +8,10 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
-
-func mergedPair(t *testing.T, c modelgen.Config) *merged.Pair {
-	t.Helper()
-	m, err := modelgen.BuildOptimumMerged(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := merged.Split(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // TestFindMerged: the layers of both branches of optimum's merged decoder,
 // the same stack over the shared weights; the no-past layers produce their
@@ -32,7 +20,8 @@ func TestFindMerged(t *testing.T) {
 	for _, tw := range []bool{false, true} {
 		c := modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 32, Heads: 4, KVHeads: 2, Seed: 5,
 			KVCache: true, AttentionMask: true, TransposedWeights: tw}
-		br, err := discover.FindMerged(mergedPair(t, c))
+		_, p := testmodel.MergedPair(t, c)
+		br, err := discover.FindMerged(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,10 +47,10 @@ func TestFindMerged(t *testing.T) {
 // depths, are not one stack.
 func TestFindMergedRefuses(t *testing.T) {
 	c := modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 32, Heads: 4, KVHeads: 2, Seed: 5, KVCache: true, AttentionMask: true}
-	p := mergedPair(t, c)
+	_, p := testmodel.MergedPair(t, c)
 	deeper := c
 	deeper.Layers = 4
-	q := mergedPair(t, deeper)
+	_, q := testmodel.MergedPair(t, deeper)
 	swapped := &merged.Pair{NoPast: p.NoPast, WithPast: proto.Clone(p.WithPast).(*pb.ModelProto)}
 	// The with-past branch reads layer 1's weights in layer 0.
 	for _, n := range swapped.WithPast.Graph.Node {

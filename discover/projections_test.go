@@ -9,6 +9,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/reference"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -53,7 +54,7 @@ func TestProjectionsAndNorms(t *testing.T) {
 	for _, mc := range models {
 		t.Run(mc.name, func(t *testing.T) {
 			m := mc.get(t)
-			s := find(t, m)
+			s := testmodel.Find(t, m)
 			gpt2 := mc.gpt2
 			want := []discover.ProjRole{discover.RoleQ, discover.RoleK, discover.RoleV, discover.RoleO, discover.RoleGate, discover.RoleUp, discover.RoleDown}
 			if gpt2 {

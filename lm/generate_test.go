@@ -3,7 +3,6 @@ package lm_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -36,14 +36,7 @@ func genModels(t *testing.T) []genModel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := modelgen.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpt2Path := filepath.Join(t.TempDir(), "gpt2_kv.onnx")
-	if err := os.WriteFile(gpt2Path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	gpt2Path := testmodel.Write(t, filepath.Join(t.TempDir(), "gpt2_kv.onnx"), m)
 	var out []genModel
 	for _, g := range []genModel{
 		{name: "llama8", path: testenv.TestModel(t, "llama8")},

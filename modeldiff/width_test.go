@@ -6,6 +6,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
@@ -16,14 +17,7 @@ import (
 // one width, and from B's metadata when widths differ by layer (not a stack
 // for discovery); after a merge the layers are matched through kept_from.
 func TestWidthChanges(t *testing.T) {
-	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2, FFN: 24, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, st := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2, FFN: 24, Seed: 3})
 	merged, err := rewrite.Merge(m, st, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}}, rewrite.Options{Meta: rewrite.Meta{Version: "test"}})
 	if err != nil {
 		t.Fatal(err)

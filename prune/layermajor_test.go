@@ -4,49 +4,41 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/rusage"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/slm"
 )
 
-// layerMajorModels are the models the layer-major runs are checked on: the
-// shared exports and a generated Llama with a KV cache, attention mask and
-// position ids (inputs a layer reads besides the stream).
-func layerMajorModels(t *testing.T) []struct {
+// layerMajorModel is a model the layer-major runs are checked on, with the
+// token rows to calibrate it on.
+type layerMajorModel struct {
 	name string
 	m    *pb.ModelProto
 	rows [][]int64
-} {
-	var out []struct {
-		name string
-		m    *pb.ModelProto
-		rows [][]int64
-	}
+}
+
+// layerMajorModels are the models the layer-major runs are checked on: the
+// shared exports and a generated Llama with a KV cache, attention mask and
+// position ids (inputs a layer reads besides the stream).
+func layerMajorModels(t *testing.T) []layerMajorModel {
+	var out []layerMajorModel
 	for _, name := range []string{"llama8", "gpt2_6"} {
 		fx := load(t, name)
-		out = append(out, struct {
-			name string
-			m    *pb.ModelProto
-			rows [][]int64
-		}{name, fx.model, fx.calib[:6]})
+		out = append(out, layerMajorModel{name, fx.model, fx.calib[:6]})
 	}
 	kv, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 32, Heads: 4, KVHeads: 2, FFN: 40, Vocab: 256,
 		KVCache: true, AttentionMask: true, PositionIDs: true, Opset: 17, Seed: 2, TransposedWeights: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out = append(out, struct {
-		name string
-		m    *pb.ModelProto
-		rows [][]int64
-	}{"llama_kv", kv, randomRows(6, 24, 4)})
+	out = append(out, layerMajorModel{"llama_kv", kv, randomRows(6, 24, 4)})
 	// The genai builder's fused residual adds: each boundary is h_i and the
 	// branch not yet added (Stack.Branch), fed and fetched together.
 	for _, p := range []string{modelgen.GenAIFP32, modelgen.GenAIInt4} {
@@ -54,11 +46,7 @@ func layerMajorModels(t *testing.T) []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, struct {
-			name string
-			m    *pb.ModelProto
-			rows [][]int64
-		}{"genai_" + p, m, randomRows(6, 24, 4)})
+		out = append(out, layerMajorModel{"genai_" + p, m, randomRows(6, 24, 4)})
 	}
 	return out
 }
@@ -85,6 +73,17 @@ func sameValues(a, b *runtime.Tensor) (rel float64, bitwise bool, err error) {
 	return diff / scale, bitwise, nil
 }
 
+// stackSession finds m's decoder stack and opens a session on m.
+func stackSession(t *testing.T, m *pb.ModelProto) (*discover.Stack, *runtime.Session) {
+	t.Helper()
+	st := testmodel.Find(t, m)
+	sess, err := runtime.New(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, sess
+}
+
 // TestLayerMajorCalibrationMatchesBatchMajor: the calibration set run layer by
 // layer (every batch through one layer, then the next) gives the boundaries
 // and final states of running each batch through the whole model, to 1e-6
@@ -93,14 +92,7 @@ func TestLayerMajorCalibrationMatchesBatchMajor(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range layerMajorModels(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := discover.Find(tc.m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sess, err := runtime.New(tc.m, runtime.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, sess := stackSession(t, tc.m)
 			steps := 0
 			lay, err := calibrate(ctx, sess, st, tc.rows, 4, func() { steps++ }) // batches of 4 and 2
 			if err != nil {
@@ -162,14 +154,7 @@ func TestLayerMajorCandidateMatchesBatchMajor(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range layerMajorModels(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := discover.Find(tc.m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sess, err := runtime.New(tc.m, runtime.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, sess := stackSession(t, tc.m)
 			cal, err := calibrate(ctx, sess, st, tc.rows, 4, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -258,7 +243,7 @@ func BenchmarkCalibrate(b *testing.B) {
 		}
 		for _, mode := range []string{"layer_major", "batch_major"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {
-				cpu0 := cpuSeconds()
+				cpu0 := rusage.CPU()
 				for range b.N {
 					sess, err := runtime.New(fx.model, runtime.Options{})
 					if err != nil {
@@ -274,17 +259,8 @@ func BenchmarkCalibrate(b *testing.B) {
 					}
 				}
 				// CPU time is steadier than wall time on a shared machine.
-				b.ReportMetric((cpuSeconds()-cpu0)*1000/float64(b.N), "cpu-ms/op")
+				b.ReportMetric((rusage.CPU()-cpu0).Seconds()*1000/float64(b.N), "cpu-ms/op")
 			})
 		}
 	}
-}
-
-// cpuSeconds is the process's user + system CPU time.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

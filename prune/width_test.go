@@ -7,6 +7,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 )
 
 // TestParamsRatioMeetsTarget: a parameter target removes at least the asked
@@ -17,14 +18,7 @@ import (
 func TestParamsRatioMeetsTarget(t *testing.T) {
 	for _, arch := range []string{modelgen.Llama, modelgen.GPT2} {
 		t.Run(arch, func(t *testing.T) {
-			m, err := modelgen.Build(modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2, FFN: 32, Seed: 9})
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := discover.Find(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, st := testmodel.Generated(t, modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2, FFN: 32, Seed: 9})
 			var dec int64
 			for i := range st.Layers {
 				dec += st.Layers[i].NumParams()

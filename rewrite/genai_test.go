@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -214,17 +215,6 @@ func TestGenAIConfigFollowsDepth(t *testing.T) {
 	}
 }
 
-// dequantizeAll replaces every MatMulNBits of m by a MatMul of its
-// dequantized weight: the float model that the quantized weights stand for.
-func dequantizeAll(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
-	t.Helper()
-	q, err := dequant.MatMulNBits(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q
-}
-
 // TestJudgeGenAIRewrite: onnxruntime runs each rewritten genai model with a
 // non-empty past and gives the logits and presents of the same edit made on
 // the plain twin (for quantized models: the twin quantized the same way, its
@@ -276,7 +266,7 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 					bound = 2e-2
 				}
 				feeds := pastFeeds(t, len(res.KeptFrom), g, 5, []int64{3, 17, 42})
-				got, want := runBoth(t, ort, modelgen.Float32IO(res.Model), modelgen.Float32IO(dequantizeAll(t, ref.Model)), feeds, feeds, nil)
+				got, want := runBoth(t, ort, modelgen.Float32IO(res.Model), modelgen.Float32IO(dequant.Reference(t, ref.Model)), feeds, feeds, nil)
 				for name, w := range want {
 					gv, ok := got[name]
 					if !ok {
@@ -368,7 +358,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 	ort := judge.ORT(t)
 	c := modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 64, Heads: 4, KVHeads: 2, FFN: 96, KVCache: true,
 		AttentionMask: true, TransposedWeights: true, Seed: 23}
-	plain, ps := build(t, c)
+	plain, ps := testmodel.Generated(t, c)
 	g := modelgen.GenAIConfig{Hidden: 64, Heads: 4, KVHeads: 2}
 	for _, variant := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized} {
 		m, err := modelgen.BuildTransformersJS(c, variant)
@@ -389,7 +379,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 				if _, err := discover.Find(res.Model); err != nil {
 					t.Fatalf("rewritten model: %v", err)
 				}
-				ref := dequantizeAll(t, res.Model)
+				ref := dequant.Reference(t, res.Model)
 				if variant == modelgen.TransformersJSQuantized {
 					r, err := rewrite.Merge(plain, ps, pl.plan, rewrite.Options{})
 					if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -21,7 +22,7 @@ import (
 func headModels(t *testing.T) map[string]func(t *testing.T) (*pb.ModelProto, *discover.Stack) {
 	ms := map[string]func(t *testing.T) (*pb.ModelProto, *discover.Stack){}
 	gen := func(c modelgen.Config) func(t *testing.T) (*pb.ModelProto, *discover.Stack) {
-		return func(t *testing.T) (*pb.ModelProto, *discover.Stack) { return build(t, c) }
+		return func(t *testing.T) (*pb.ModelProto, *discover.Stack) { return testmodel.Generated(t, c) }
 	}
 	for name, c := range widthConfigs {
 		ms[name] = gen(c)
@@ -153,7 +154,7 @@ func TestHeadsEqualsZeroedHeads(t *testing.T) {
 // heads out of range, and onnxruntime-genai's fused GroupQueryAttention
 // (whose num_heads attributes the pass does not rewrite), by name.
 func TestHeadsRefuses(t *testing.T) {
-	gqa, gs := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 2, Hidden: 32, Heads: 8, KVHeads: 2, FFN: 24, Seed: 7})
+	gqa, gs := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 2, Hidden: 32, Heads: 8, KVHeads: 2, FFN: 24, Seed: 7})
 	genai, _, ns := buildGenAI(t, genaiCases[0].config())
 	for _, c := range []struct {
 		name string
@@ -197,7 +198,7 @@ func TestHeadsKVCacheRunsInORT(t *testing.T) {
 		{"gpt2", modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 16, Heads: 4, KVCache: true, AttentionMask: true, MaxPos: 32}, []int{0, 1, 3}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m, s := build(t, c.cfg)
+			m, s := testmodel.Generated(t, c.cfg)
 			var plan rewrite.WidthPlan
 			for li := range s.Layers {
 				plan.Heads = append(plan.Heads, rewrite.AttnHeads{Layer: li, Keep: c.keep})

@@ -12,25 +12,13 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/slm"
 )
-
-func build(t *testing.T, c modelgen.Config) (*pb.ModelProto, *discover.Stack) {
-	t.Helper()
-	m, err := modelgen.Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, s
-}
 
 func ioNames(vis []*pb.ValueInfoProto) []string {
 	var names []string
@@ -53,7 +41,7 @@ func kvNames(prefix string, layers []int, kinds ...string) []string {
 // TestKVCacheInterfaceAfterMerge: the past/present inputs and outputs of removed
 // layers go, the others are renumbered 0..L'−1 (or keep their numbers).
 func TestKVCacheInterfaceAfterMerge(t *testing.T) {
-	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 4, KVHeads: 2, KVCache: true, AttentionMask: true})
 	plan := rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}}
 	for _, keep := range []bool{false, true} {
 		res, err := rewrite.Merge(m, s, plan, rewrite.Options{Check: true, KeepKVNumbers: keep})
@@ -99,7 +87,7 @@ func TestKVCacheMergeRunsInORT(t *testing.T) {
 		{Arch: modelgen.GPT2, Layers: 4, Hidden: 16, Heads: 4, KVCache: true, AttentionMask: true, MaxPos: 32},
 	} {
 		t.Run(c.Arch, func(t *testing.T) {
-			m, s := build(t, c)
+			m, s := testmodel.Generated(t, c)
 			res, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}, Remove: []int{0}},
 				rewrite.Options{Check: true})
 			if err != nil {
@@ -130,20 +118,6 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Shapes of the per-layer inputs, from the model.
-	pastShape := func(name string) []int {
-		for _, in := range m.Graph.Input {
-			if in.GetName() == name {
-				var d []int
-				for _, x := range in.Type.GetTensorType().GetShape().GetDim() {
-					d = append(d, int(x.GetDimValue()))
-				}
-				return d
-			}
-		}
-		t.Fatalf("no input %q", name)
-		return nil
-	}
 	r := rand.New(rand.NewPCG(1, 2))
 	const past, first, second = 3, 3, 2
 	ids := []int64{5, 9, 2, 7, 11}
@@ -164,13 +138,7 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	pasts := map[string]*npy.Array{}
 	for _, l := range s2.Layers {
 		for _, name := range l.Past {
-			d := pastShape(name) // [batch?, heads, past?, head_dim]: symbolic dims read as 0
-			shape := []int{1, d[1], past, d[3]}
-			data := make([]float32, shape[1]*past*shape[3])
-			for i := range data {
-				data[i] = float32(r.NormFloat64())
-			}
-			pasts[name] = must(npy.New(shape, data))
+			pasts[name] = testmodel.RandomPast(t, m, name, past, r)
 		}
 	}
 	full, err := ort.Run(path, feeds(ids, past, pasts), nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/merged"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -20,15 +21,8 @@ import (
 // branches must read the same (repaired) tensors, once in the outer graph,
 // and the with-past branch continue what the no-past one computes.
 func TestMergeBranches(t *testing.T) {
-	m, err := modelgen.BuildOptimumMerged(modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 32, Heads: 4, KVHeads: 2, Seed: 4,
+	m, pair := testmodel.MergedPair(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 32, Heads: 4, KVHeads: 2, Seed: 4,
 		KVCache: true, AttentionMask: true, TransposedWeights: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := merged.Split(m)
-	if err != nil {
-		t.Fatal(err)
-	}
 	br, err := discover.FindMerged(pair)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -115,7 +116,7 @@ func TestJudgeOptimizedGPT2Rewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := findStack(t, m)
-	twin, ts := build(t, optGPT2)
+	twin, ts := testmodel.Generated(t, optGPT2)
 	for _, p := range genaiPlans {
 		t.Run(p.name, func(t *testing.T) {
 			res, err := rewrite.Merge(m, s, p.plan, rewrite.Options{Check: true})

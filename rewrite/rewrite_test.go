@@ -56,7 +56,7 @@ func readers(t *testing.T, r *pb.ModelProto, orig *pb.ModelProto, s *discover.St
 // TestRules checks what each merge rule gives every slot of the merged layer.
 func TestRules(t *testing.T) {
 	for _, arch := range []string{modelgen.GPT2, modelgen.Llama} {
-		m, s := build(t, modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2})
+		m, s := testmodel.Generated(t, modelgen.Config{Arch: arch, Layers: 4, Hidden: 16, Heads: 2})
 		const low, high = 0, 2
 		win := []rewrite.Window{{Window: slm.Window{Low: low, High: high}}}
 		for _, rule := range rewrite.Rules {
@@ -170,7 +170,7 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 		{modelgen.GPT2, true, false, runtime.BLAS(2)},
 	} {
 		t.Run(fmt.Sprintf("%s/transposed=%v/blas=%T", tc.arch, tc.transposed, tc.blas), func(t *testing.T) {
-			m, s := build(t, modelgen.Config{Arch: tc.arch, Layers: 3, Hidden: 16, Heads: 2, TransposedWeights: tc.transposed})
+			m, s := testmodel.Generated(t, modelgen.Config{Arch: tc.arch, Layers: 3, Hidden: 16, Heads: 2, TransposedWeights: tc.transposed})
 			l := s.Layers[1]
 			slot := -1
 			for k, p := range l.Params {
@@ -246,7 +246,7 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 	if !layouts[true] || !layouts[false] {
 		t.Errorf("weight layouts tested: %v, want both [in, out] and [out, in]", layouts)
 	}
-	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 16, Heads: 2})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 3, Hidden: 16, Heads: 2})
 	for _, tc := range []struct {
 		name   string
 		repair rewrite.Repair
@@ -272,8 +272,8 @@ func maxAbsDiff(a, b []float32) float64 {
 }
 
 func TestPlanErrors(t *testing.T) {
-	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 2})
-	other, _ := build(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 2, Hidden: 16, Heads: 2})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 5, Hidden: 16, Heads: 2})
+	other, _ := testmodel.Generated(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 2, Hidden: 16, Heads: 2})
 	w := func(lo, hi int) rewrite.Window { return rewrite.Window{Window: slm.Window{Low: lo, High: hi}} }
 	tests := []struct {
 		name string
@@ -309,7 +309,7 @@ func TestPlanErrors(t *testing.T) {
 }
 
 func TestMetadata(t *testing.T) {
-	m, s := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2})
 	m = proto.Clone(m).(*pb.ModelProto)
 	m.MetadataProps = append(m.MetadataProps,
 		&pb.StringStringEntryProto{Key: proto.String("author"), Value: proto.String("someone")},
@@ -345,7 +345,7 @@ func TestMetadata(t *testing.T) {
 
 // TestDumpAfterPass: the debug dump after a named pass shows its work.
 func TestDumpAfterPass(t *testing.T) {
-	m, s := build(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 16, Heads: 2})
+	m, s := testmodel.Generated(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 3, Hidden: 16, Heads: 2})
 	var buf bytes.Buffer
 	var timings []graph.PassTiming
 	_, err := rewrite.Merge(m, s, rewrite.Plan{Rule: rewrite.Paper, Windows: []rewrite.Window{{Window: slm.Window{Low: 1, High: 2}}}},
@@ -377,7 +377,7 @@ func TestGolden(t *testing.T) {
 			rewrite.Plan{Rule: rewrite.Code, Windows: []rewrite.Window{{Window: slm.Window{Low: 0, High: 1}}}}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			m, s := build(t, tc.cfg)
+			m, s := testmodel.Generated(t, tc.cfg)
 			res, err := rewrite.Merge(m, s, tc.plan, rewrite.Options{Check: true, Meta: rewrite.Meta{Version: "golden", Method: "slm"}})
 			if err != nil {
 				t.Fatal(err)
@@ -433,7 +433,7 @@ func BenchmarkFind(b *testing.B) {
 // kept layer too (weights shared across layers), the merged layer gets a copy of
 // the node and the other layer keeps reading the original.
 func TestSharedTransposeIsCopied(t *testing.T) {
-	m0, _ := build(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2})
+	m0, _ := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 4, Hidden: 16, Heads: 2})
 	m := proto.Clone(m0).(*pb.ModelProto)
 	var q1 string
 	for _, n := range m.Graph.Node {

@@ -89,15 +89,9 @@ type widther struct {
 // are shared with it. Only opt.Meta (an "onnxslm.mlp_widths" entry unless
 // Omit) and opt.Check are used.
 func Width(m *pb.ModelProto, s *discover.Stack, plan WidthPlan, opt Options) (*WidthResult, error) {
-	if s == nil || len(s.Layers) == 0 {
-		return nil, fmt.Errorf("rewrite: no decoder stack given")
-	}
-	if got := len(m.GetGraph().GetNode()); got != s.NumNodes {
-		return nil, fmt.Errorf("rewrite: the stack was found in another model (%d nodes, this one has %d)", s.NumNodes, got)
-	}
-	g, err := graph.FromModel(m)
+	g, err := stackGraph(m, s)
 	if err != nil {
-		return nil, fmt.Errorf("rewrite: %w", err)
+		return nil, err
 	}
 	w := &widther{g: g, s: s, byIndex: slices.Clone(g.Nodes)}
 	res := &WidthResult{}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -141,7 +142,7 @@ func randomRows(n, T, vocab int, seed uint64) [][]int64 {
 func TestWidthEqualsZeroedChannels(t *testing.T) {
 	for name, c := range widthConfigs {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, c)
+			m, s := testmodel.Generated(t, c)
 			F := mlpWidthOf(t, &s.Layers[0])
 			keep := keepAllBut(F)
 			ref := m
@@ -201,6 +202,51 @@ func mlpWidthOf(t *testing.T, l *discover.Layer) int {
 	return int(down.In)
 }
 
+// downWeight is a layer's MLP down projection as stored: F channels in, out
+// out, [F, out] or, transposed, [out, F].
+type downWeight struct {
+	w          []float32
+	transposed bool
+	F, out     int
+}
+
+func downWeightOf(t *testing.T, m *pb.ModelProto, l *discover.Layer) downWeight {
+	t.Helper()
+	_, _, down, err := rewrite.MLPProjections(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := l.Params[down.Matrix()]
+	return downWeight{w: testmodel.Floats(t, m, p.Name), transposed: p.Transposed, F: int(down.In), out: int(down.Out)}
+}
+
+// at is the weight from channel j to output o.
+func (d downWeight) at(j, o int) float32 {
+	if d.transposed {
+		return d.w[o*d.F+j]
+	}
+	return d.w[j*d.out+o]
+}
+
+// removedShift is the removed channels' mean contribution to each output,
+// Σ_{j not kept} mean_j·W[j, o].
+func (d downWeight) removedShift(keep []int, mean []float32) []float64 {
+	kept := map[int]bool{}
+	for _, k := range keep {
+		kept[k] = true
+	}
+	shift := make([]float64, d.out)
+	for j := 0; j < d.F; j++ {
+		if kept[j] {
+			continue
+		}
+		for o := range shift {
+			shift[o] += float64(mean[j]) * float64(d.at(j, o))
+		}
+	}
+	return shift
+}
+
 // TestWidthCompensation: with channel means given, the stream leaving the
 // pruned layer differs from the zeroed model's by exactly the removed
 // channels' mean contribution, Σ mean_j·W_down[j,:], for a down projection
@@ -208,7 +254,7 @@ func mlpWidthOf(t *testing.T, l *discover.Layer) int {
 func TestWidthCompensation(t *testing.T) {
 	for _, name := range []string{"llama", "llama_alt", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, widthConfigs[name])
+			m, s := testmodel.Generated(t, widthConfigs[name])
 			const li = 1
 			l := &s.Layers[li]
 			F := mlpWidthOf(t, l)
@@ -227,27 +273,9 @@ func TestWidthCompensation(t *testing.T) {
 			}
 			ref := zeroDownRows(t, m, l, keep)
 			// The expected shift, from the original down weight.
-			_, _, down, _ := rewrite.MLPProjections(l)
-			p := l.Params[down.Matrix()]
-			wt := floatsOf(t, m, p.Name)
-			out := int(down.Out)
-			shift := make([]float64, out)
-			kept := map[int]bool{}
-			for _, k := range keep {
-				kept[k] = true
-			}
-			for j := 0; j < F; j++ {
-				if kept[j] {
-					continue
-				}
-				for o := 0; o < out; o++ {
-					x := wt[j*out+o]
-					if p.Transposed {
-						x = wt[o*F+j]
-					}
-					shift[o] += float64(mean[j]) * float64(x)
-				}
-			}
+			dw := downWeightOf(t, m, l)
+			out := dw.out
+			shift := dw.removedShift(keep, mean)
 			rows := randomRows(2, 5, 256, 2)
 			got := runGo(t, res.Model, rows, []string{l.Output})[l.Output].Float32Data()
 			want := runGo(t, ref, rows, []string{l.Output})[l.Output].Float32Data()
@@ -267,65 +295,30 @@ func TestWidthCompensation(t *testing.T) {
 	}
 }
 
-func floatsOf(t *testing.T, m *pb.ModelProto, name string) []float32 {
-	t.Helper()
-	for _, init := range m.Graph.Initializer {
-		if init.GetName() == name {
-			f, err := onnx.Float32s(init)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no initializer %q", name)
-	return nil
-}
-
 // TestWidthNewDownWeight: a new down weight for the kept channels (here the
 // original rows) with an offset computes what the mean compensation does
 // with that offset, in both weight layouts.
 func TestWidthNewDownWeight(t *testing.T) {
 	for _, name := range []string{"llama", "llama_alt", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
-			m, s := build(t, widthConfigs[name])
+			m, s := testmodel.Generated(t, widthConfigs[name])
 			l := &s.Layers[1]
 			F := mlpWidthOf(t, l)
 			keep := keepAllBut(F)
-			_, _, down, _ := rewrite.MLPProjections(l)
-			p := l.Params[down.Matrix()]
-			wt := floatsOf(t, m, p.Name)
-			out := int(down.Out)
+			dw := downWeightOf(t, m, l)
 			var rows []float32
 			for _, j := range keep {
-				for o := 0; o < out; o++ {
-					x := wt[j*out+o]
-					if p.Transposed {
-						x = wt[o*F+j]
-					}
-					rows = append(rows, x)
+				for o := 0; o < dw.out; o++ {
+					rows = append(rows, dw.at(j, o))
 				}
 			}
 			mean := make([]float32, F)
-			offset := make([]float32, out)
 			for j := range mean {
 				mean[j] = float32(j%5) - 2
 			}
-			kept := map[int]bool{}
-			for _, k := range keep {
-				kept[k] = true
-			}
-			for j := 0; j < F; j++ {
-				if kept[j] {
-					continue
-				}
-				for o := 0; o < out; o++ {
-					x := wt[j*out+o]
-					if p.Transposed {
-						x = wt[o*F+j]
-					}
-					offset[o] += mean[j] * x
-				}
+			offset := make([]float32, dw.out)
+			for o, x := range dw.removedShift(keep, mean) {
+				offset[o] = float32(x)
 			}
 			a, err := rewrite.Width(m, s, rewrite.WidthPlan{MLP: []rewrite.MLPChannels{{Layer: 1, Keep: keep, Mean: mean}}}, rewrite.Options{Check: true})
 			if err != nil {
@@ -351,7 +344,7 @@ func TestWidthNewDownWeight(t *testing.T) {
 // TestWidthRefuses: plans the pass cannot carry out are errors, not broken
 // models.
 func TestWidthRefuses(t *testing.T) {
-	m, s := build(t, widthConfigs["llama"])
+	m, s := testmodel.Generated(t, widthConfigs["llama"])
 	F := mlpWidthOf(t, &s.Layers[0])
 	for name, plan := range map[string]rewrite.WidthPlan{
 		"no channel":   {MLP: []rewrite.MLPChannels{{Layer: 0}}},

@@ -189,18 +189,6 @@ func tokenRows(seed, B, T, vocab int) [][]int64 {
 	return rows
 }
 
-// dequantized replaces each MatMulNBits of m by a MatMul over its
-// dequantized weight: the Go dequantize-then-multiply reference of a
-// quantized model.
-func dequantized(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
-	t.Helper()
-	q, err := dequant.MatMulNBits(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q
-}
-
 type judgedCase struct {
 	name  string
 	model func(t *testing.T) *pb.ModelProto
@@ -313,7 +301,7 @@ func TestDeployedLayoutsAgainstORT(t *testing.T) {
 				runs = append(runs, judged{"past", stepFeeds, step})
 				checkFeeds, check = stepFeeds, step
 			}
-			if q := dequantized(t, m); !proto.Equal(q, m) {
+			if q := dequant.Reference(t, m); !proto.Equal(q, m) {
 				ref := newLM(t, q)
 				d := relMax(t, check["logits"], ref.goRun(t, checkFeeds)["logits"])
 				t.Logf("max |MatMulNBits − dequantized MatMul| / max = %.3g", d)

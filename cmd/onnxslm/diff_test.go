@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -47,13 +46,7 @@ func diffFixtures(t *testing.T, dir string) {
 	c.Graph.Input = append(c.Graph.Input, proto.Clone(c.Graph.Input[0]).(*pb.ValueInfoProto))
 	c.Graph.Input[len(c.Graph.Input)-1].Name = proto.String("token_type_ids")
 	for name, m := range map[string]*pb.ModelProto{"a.onnx": a, "b.onnx": res.Model, "c.onnx": c} {
-		b, err := modelgen.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testmodel.Write(t, filepath.Join(dir, name), m)
 	}
 }
 

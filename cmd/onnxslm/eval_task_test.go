@@ -9,6 +9,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 )
 
 func writeTask(t *testing.T, dir, name, text string) string {
@@ -161,11 +162,7 @@ func TestEvalTaskTokenizer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, err := modelgen.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := writeTask(t, dir, "m.onnx", string(mb))
+	model := testmodel.Write(t, filepath.Join(dir, "m.onnx"), m)
 	task := writeTask(t, dir, "low.jsonl", `{"context": "low ", "choices": ["lower", "lowest", "low"], "gold": 0}
 {"context": "low low", "choices": ["er", "est"], "gold": 1}
 `)

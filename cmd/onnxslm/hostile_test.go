@@ -26,6 +26,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/hostile"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -320,14 +321,7 @@ func TestHostileRuntimeAllocation(t *testing.T) {
 	if node == "" {
 		t.Fatal("base model has no ConstantOfShape")
 	}
-	in := filepath.Join(dir, "bomb.onnx")
-	b, err := modelgen.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(in, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	in := testmodel.Write(t, filepath.Join(dir, "bomb.onnx"), m)
 	good := goodTokens(t, dir, hostile.Vocab, 1, 8)
 	outDir := t.TempDir()
 	for _, args := range [][]string{

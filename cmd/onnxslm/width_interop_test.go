@@ -11,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -137,19 +138,6 @@ func widthKVCase(t *testing.T, ort *judge.Runtime, chk *judge.Check, heads strin
 		t.Fatalf("no KV cache in the pruned model")
 	}
 	const logits = "logits"
-	shape := func(name string) []int {
-		for _, x := range m.Proto.Graph.Input {
-			if x.GetName() == name {
-				var d []int
-				for _, v := range x.Type.GetTensorType().GetShape().GetDim() {
-					d = append(d, int(v.GetDimValue()))
-				}
-				return d
-			}
-		}
-		t.Fatalf("no input %q", name)
-		return nil
-	}
 	r := rand.New(rand.NewPCG(5, 6))
 	const past, first = 3, 3
 	ids := []int64{5, 9, 2, 7, 11}
@@ -172,16 +160,10 @@ func widthKVCase(t *testing.T, ort *judge.Runtime, chk *judge.Check, heads strin
 	}
 	pasts := map[string]*npy.Array{}
 	for _, name := range pastNames {
-		d := shape(name)
-		if heads != "0" && d[1] != 1 {
-			t.Errorf("%s: %d KV heads declared, want 1 of 2", name, d[1])
+		pasts[name] = testmodel.RandomPast(t, m.Proto, name, past, r)
+		if h := pasts[name].Shape[1]; heads != "0" && h != 1 {
+			t.Errorf("%s: %d KV heads declared, want 1 of 2", name, h)
 		}
-		s := []int{1, d[1], past, d[3]}
-		data := make([]float32, s[1]*past*s[3])
-		for i := range data {
-			data[i] = float32(r.NormFloat64())
-		}
-		pasts[name] = must(npy.New(s, data))
 	}
 	full, err := ort.Run(out, feeds(ids, past, pasts), nil)
 	if err != nil {

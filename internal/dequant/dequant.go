@@ -6,6 +6,7 @@ package dequant
 
 import (
 	"fmt"
+	"testing"
 
 	"google.golang.org/protobuf/proto"
 
@@ -73,4 +74,15 @@ func MatMulNBits(m *pb.ModelProto) (*pb.ModelProto, error) {
 		g.Node[i] = &pb.NodeProto{Name: n.Name, OpType: proto.String("MatMul"), Input: []string{n.Input[0], name}, Output: n.Output}
 	}
 	return m, nil
+}
+
+// Reference is MatMulNBits(m) for a test: the float model a quantized model's
+// weights stand for, failing t on an error.
+func Reference(t testing.TB, m *pb.ModelProto) *pb.ModelProto {
+	t.Helper()
+	q, err := MatMulNBits(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }

@@ -1,6 +1,7 @@
 package modelgen
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -33,19 +34,12 @@ type DynamoConfig struct {
 	Functions bool
 }
 
+// defaults fills the sizes as the plain Llama's (Config.defaults) and the
+// opset.
 func (d DynamoConfig) defaults() DynamoConfig {
-	if d.KVHeads == 0 {
-		d.KVHeads = d.Heads
-	}
-	if d.FFN == 0 {
-		d.FFN = 2 * d.Hidden
-	}
-	if d.Vocab == 0 {
-		d.Vocab = 256
-	}
-	if d.Opset == 0 {
-		d.Opset = 18
-	}
+	c := Config{Arch: Llama, Hidden: d.Hidden, Heads: d.Heads, KVHeads: d.KVHeads, FFN: d.FFN, Vocab: d.Vocab}.defaults()
+	d.KVHeads, d.FFN, d.Vocab = c.KVHeads, c.FFN, c.Vocab
+	d.Opset = cmp.Or(d.Opset, 18)
 	return d
 }
 

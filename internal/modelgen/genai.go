@@ -2,6 +2,7 @@ package modelgen
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -48,28 +49,14 @@ type GenAIConfig struct {
 	AccuracyLevel int
 }
 
+// defaults fills the sizes as the plain Llama's (Config.defaults), the opset,
+// precision and block size.
 func (g GenAIConfig) defaults() GenAIConfig {
-	if g.KVHeads == 0 {
-		g.KVHeads = g.Heads
-	}
-	if g.FFN == 0 {
-		g.FFN = 2 * g.Hidden
-	}
-	if g.Vocab == 0 {
-		g.Vocab = 256
-	}
-	if g.MaxPos == 0 {
-		g.MaxPos = 128
-	}
-	if g.Opset == 0 {
-		g.Opset = 21
-	}
-	if g.Precision == "" {
-		g.Precision = GenAIFP32
-	}
-	if g.BlockSize == 0 {
-		g.BlockSize = 32
-	}
+	c := Config{Arch: Llama, Hidden: g.Hidden, Heads: g.Heads, KVHeads: g.KVHeads, FFN: g.FFN, Vocab: g.Vocab, MaxPos: g.MaxPos}.defaults()
+	g.KVHeads, g.FFN, g.Vocab, g.MaxPos = c.KVHeads, c.FFN, c.Vocab, c.MaxPos
+	g.Opset = cmp.Or(g.Opset, 21)
+	g.Precision = cmp.Or(g.Precision, GenAIFP32)
+	g.BlockSize = cmp.Or(g.BlockSize, 32)
 	return g
 }
 
