@@ -143,7 +143,7 @@ func TestHalfWeightsBitwise(t *testing.T) {
 // bytes (a float32 copy would be twice them); New and the first Run allocate
 // less than the float16 bytes in all (what they allocate is activations and
 // the matmul's packing buffers, a few MB whatever the model's size), and a
-// later Run less than a quarter of the largest weight's float32 bytes (no
+// later Run less than half the largest weight's float32 bytes (no
 // weight widened whole even for a moment). Two collections before each
 // measure empty the sync.Pools.
 func TestHalfWeightsNotWidened(t *testing.T) {
@@ -182,7 +182,11 @@ func TestHalfWeightsNotWidened(t *testing.T) {
 	if firstAlloc > half {
 		t.Errorf("New and the first Run allocated %d bytes with %d bytes of float16 weights: weights were widened on the way", firstAlloc, half)
 	}
-	if later > largest/4 {
+	// Half the largest weight's float32 bytes: a Run's own allocations
+	// (packing buffers of the workers that took a task, which the pools
+	// miss more often on a loaded machine) measured 0.7-5.4 MB at load 15;
+	// the largest weight widened whole is 16 MB.
+	if later > largest/2 {
 		t.Errorf("the second Run allocated %d bytes, the largest weight is %d bytes in float32: a weight was widened whole", later, largest)
 	}
 	goruntime.KeepAlive(s)
