@@ -251,14 +251,7 @@ func TestJudgeGenAIRewrite(t *testing.T) {
 				continue
 			}
 			t.Run(c.name+"/"+p.name, func(t *testing.T) {
-				res, err := rewrite.Merge(m, s, p.plan, rewrite.Options{Check: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ref, err := rewrite.Merge(twin, ts, p.plan, rewrite.Options{Check: true})
-				if err != nil {
-					t.Fatal(err)
-				}
+				res, ref := mergeBoth(t, m, s, twin, ts, p.plan)
 				// float16 models compute in float16 (11-bit mantissas), in
 				// another order in each layout (modelgen measured 7e-4).
 				bound := 1e-5

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,6 +23,21 @@ func snapshot(m *pb.ModelProto) string {
 	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// mergeBoth applies one plan to a deployed layout (m, s) and to its plain
+// twin (twin, ts), both checked, for tests that compare the two in onnxruntime.
+func mergeBoth(t *testing.T, m *pb.ModelProto, s *discover.Stack, twin *pb.ModelProto, ts *discover.Stack, plan rewrite.Plan) (res, ref *rewrite.Result) {
+	t.Helper()
+	res, err := rewrite.Merge(m, s, plan, rewrite.Options{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err = rewrite.Merge(twin, ts, plan, rewrite.Options{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, ref
 }
 
 // runBoth saves two models and runs both in onnxruntime (the judge), a on

@@ -119,14 +119,7 @@ func TestJudgeOptimizedGPT2Rewrite(t *testing.T) {
 	twin, ts := testmodel.Generated(t, optGPT2)
 	for _, p := range genaiPlans {
 		t.Run(p.name, func(t *testing.T) {
-			res, err := rewrite.Merge(m, s, p.plan, rewrite.Options{Check: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref, err := rewrite.Merge(twin, ts, p.plan, rewrite.Options{Check: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res, ref := mergeBoth(t, m, s, twin, ts, p.plan)
 			L := len(res.KeptFrom)
 			of, tf := optFeeds(t, L, 5, []int64{3, 17, 42})
 			got, want := runBoth(t, ort, res.Model, ref.Model, of, tf, nil)
