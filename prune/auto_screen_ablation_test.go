@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/onnxslm/onnxslm/similarity"
 	"os"
 	"slices"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/similarity"
 	"github.com/onnxslm/onnxslm/slm"
 )
 
