@@ -44,7 +44,7 @@ func (b *mb) op(op string, attrs []*pb.AttributeProto, ins ...string) string {
 }
 
 func ints(name string, v ...int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INTS.Enum(), Ints: v}
+	return onnx.AttrInts(name, v...)
 }
 
 func (b *mb) model() *pb.ModelProto {
@@ -80,10 +80,10 @@ func handModel(layers int, tokens bool, post bool, layer func(b *mb, h string) s
 	b := newMB()
 	var h string
 	if tokens {
-		b.g.Input = append(b.g.Input, graph.TensorInfo("ids", pb.TensorProto_INT64, "b", "t"))
+		b.g.Input = append(b.g.Input, onnx.TensorInfo("ids", pb.TensorProto_INT64, "b", "t"))
 		h = b.op("Gather", nil, b.init(hv, hd), "ids")
 	} else {
-		b.g.Input = append(b.g.Input, graph.TensorInfo("pixels", pb.TensorProto_FLOAT, "b", "t", hd))
+		b.g.Input = append(b.g.Input, onnx.TensorInfo("pixels", pb.TensorProto_FLOAT, "b", "t", hd))
 		h = b.op("Relu", nil, "pixels")
 	}
 	for i := 0; i < layers; i++ {
@@ -93,7 +93,7 @@ func handModel(layers int, tokens bool, post bool, layer func(b *mb, h string) s
 		h = b.ln(h)
 	}
 	out := b.op("MatMul", nil, h, b.init(hd, hv))
-	b.g.Output = append(b.g.Output, graph.TensorInfo(out, pb.TensorProto_FLOAT, "b", "t", hv))
+	b.g.Output = append(b.g.Output, onnx.TensorInfo(out, pb.TensorProto_FLOAT, "b", "t", hv))
 	return b.model()
 }
 

@@ -22,10 +22,10 @@ func model(t testing.TB, inputs, outputs []string, inits map[string][]float32, n
 	t.Helper()
 	gp := &pb.GraphProto{Name: proto.String("test")}
 	for _, in := range inputs {
-		gp.Input = append(gp.Input, graph.TensorInfo(in, pb.TensorProto_FLOAT, "n"))
+		gp.Input = append(gp.Input, onnx.TensorInfo(in, pb.TensorProto_FLOAT, "n"))
 	}
 	for _, out := range outputs {
-		gp.Output = append(gp.Output, graph.TensorInfo(out, pb.TensorProto_FLOAT, "n"))
+		gp.Output = append(gp.Output, onnx.TensorInfo(out, pb.TensorProto_FLOAT, "n"))
 	}
 	names := make([]string, 0, len(inits))
 	for name := range inits {
@@ -403,7 +403,7 @@ func TestDumpGolden(t *testing.T) {
 // values is renamed (in a copy: the source model keeps its own).
 func TestValueInfoFollowsValues(t *testing.T) {
 	m := model(t, []string{"x"}, []string{"y"}, nil, "a = Relu(x)", "b = Neg(x)", "y = Abs(a)")
-	m.Graph.ValueInfo = []*pb.ValueInfoProto{graph.TensorInfo("a", pb.TensorProto_FLOAT, 3), graph.TensorInfo("b", pb.TensorProto_FLOAT, 3)}
+	m.Graph.ValueInfo = []*pb.ValueInfoProto{onnx.TensorInfo("a", pb.TensorProto_FLOAT, 3), onnx.TensorInfo("b", pb.TensorProto_FLOAT, 3)}
 	g := build(t, m)
 	g.RemoveDead()
 	if err := g.Rename(g.Value("a"), "a2"); err != nil {

@@ -110,14 +110,11 @@ func kvModel() *pb.ModelProto {
 		return &pb.ValueInfoProto{Name: proto.String(name), Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{TensorType: &pb.TypeProto_Tensor{
 			ElemType: proto.Int32(int32(et)), Shape: &pb.TensorShapeProto{Dim: dims}}}}}
 	}
-	intAttr := func(name string, v int64) *pb.AttributeProto {
-		return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-	}
 	node := func(op string, in, out []string, attrs ...*pb.AttributeProto) *pb.NodeProto {
 		return &pb.NodeProto{OpType: proto.String(op), Name: proto.String(out[0]), Input: in, Output: out, Attribute: attrs}
 	}
 	cast := func(in, out string) *pb.NodeProto {
-		return node("Cast", []string{in}, []string{out}, intAttr("to", int64(pb.TensorProto_FLOAT)))
+		return node("Cast", []string{in}, []string{out}, onnx.AttrInt("to", int64(pb.TensorProto_FLOAT)))
 	}
 	g := &pb.GraphProto{
 		Name: proto.String("kv"),
@@ -142,11 +139,11 @@ func kvModel() *pb.ModelProto {
 			node("Add", []string{"s1", "f_pos"}, []string{"s2"}),
 			node("Unsqueeze", []string{"s2", "axes"}, []string{"logits"}),
 			node("Shape", []string{"input_ids"}, []string{"bt"}),
-			node("Concat", []string{"bt", "four"}, []string{"bt4"}, intAttr("axis", 0)),
+			node("Concat", []string{"bt", "four"}, []string{"bt4"}, onnx.AttrInt("axis", 0)),
 			node("ConstantOfShape", []string{"bt4"}, []string{"z"}),
 			node("Unsqueeze", []string{"z", "axes1"}, []string{"z1"}),
 			node("Expand", []string{"z1", "shape"}, []string{"new"}),
-			node("Concat", []string{"past_key_values.0.key", "new"}, []string{"present.0.key"}, intAttr("axis", 2)),
+			node("Concat", []string{"past_key_values.0.key", "new"}, []string{"present.0.key"}, onnx.AttrInt("axis", 2)),
 		},
 	}
 	// z is [B, T, 4]; z1 = [B, 1, T, 4]; new = [B, 2, T, 4].

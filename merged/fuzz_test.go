@@ -37,7 +37,7 @@ func tinyPair(t testing.TB) (*pb.ModelProto, *pb.ModelProto) {
 		if past {
 			g.Input = append(g.Input, vi("past_key_values.0.key", pb.TensorProto_FLOAT, "b", "p", "v"))
 			g.Node = append(g.Node, &pb.NodeProto{OpType: proto.String("Concat"), Input: []string{"past_key_values.0.key", "logits"}, Output: []string{"present.0.key"},
-				Attribute: []*pb.AttributeProto{{Name: proto.String("axis"), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(1)}}})
+				Attribute: []*pb.AttributeProto{onnx.AttrInt("axis", 1)}})
 		} else {
 			g.Node = append(g.Node, node("Identity", []string{"logits"}, "present.0.key"))
 		}

@@ -102,8 +102,8 @@ func Join(decoder, withPast *pb.ModelProto, o JoinOptions) (*pb.ModelProto, erro
 		Input: []string{CondInput}, Output: names,
 		// onnx.helper.make_node writes keyword attributes sorted by name.
 		Attribute: []*pb.AttributeProto{
-			{Name: proto.String("else_branch"), Type: pb.AttributeProto_GRAPH.Enum(), G: branches[0]},
-			{Name: proto.String("then_branch"), Type: pb.AttributeProto_GRAPH.Enum(), G: branches[1]},
+			onnx.AttrGraph("else_branch", branches[0]),
+			onnx.AttrGraph("then_branch", branches[1]),
 		},
 	}
 	m := &pb.ModelProto{

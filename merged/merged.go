@@ -14,9 +14,8 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -103,7 +102,7 @@ func plain(m *pb.ModelProto, g *pb.GraphProto, attr string) (*pb.ModelProto, err
 		return nil, fmt.Errorf("merged decoder: %s declares inputs", attr)
 	}
 	refs := map[string]bool{}
-	for _, r := range graph.OuterRefs([]*pb.AttributeProto{{Name: proto.String(attr), Type: pb.AttributeProto_GRAPH.Enum(), G: g}}) {
+	for _, r := range graph.OuterRefs([]*pb.AttributeProto{onnx.AttrGraph(attr, g)}) {
 		refs[r] = true
 	}
 	outer := m.GetGraph()

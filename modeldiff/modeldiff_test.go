@@ -365,7 +365,7 @@ func TestTinyChanges(t *testing.T) {
 			}
 		}},
 		{"attribute", func(m *pb.ModelProto) {
-			m.Graph.Node[2].Attribute = []*pb.AttributeProto{{Name: proto.String("alpha"), F: proto.Float32(0.1), Type: pb.AttributeProto_FLOAT.Enum()}}
+			m.Graph.Node[2].Attribute = []*pb.AttributeProto{onnx.AttrFloat("alpha", 0.1)}
 		}, func(t *testing.T, d *Diff) {
 			if len(d.Nodes.Changed) != 1 || !slices.Equal(d.Nodes.Changed[0].Parts, []string{"attributes"}) {
 				t.Errorf("nodes: got %+v, want relu's attributes changed", d.Nodes.Changed)

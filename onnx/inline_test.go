@@ -19,10 +19,6 @@ func inlNode(name, op, domain string, in, out []string, attrs ...*pb.AttributePr
 	return n
 }
 
-func intAttr(name string, v int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-}
-
 func refAttr(name, ref string) *pb.AttributeProto {
 	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), RefAttrName: proto.String(ref)}
 }
@@ -56,7 +52,7 @@ func TestInlineFunctions(t *testing.T) {
 		OpsetImport: []*pb.OperatorSetIdProto{opset("", 18), opset("lib", 1)},
 		Node: []*pb.NodeProto{
 			inlNode("mm", "MatMul", "", []string{"x", "w"}, []string{"h"}),
-			inlNode("sm", "softmax", "lib", []string{"h"}, []string{"y"}, intAttr("dim", -1)),
+			inlNode("sm", "softmax", "lib", []string{"h"}, []string{"y"}, AttrInt("dim", -1)),
 			inlNode("id", "Identity", "", []string{"h"}, []string{"aux"}),
 		}}
 	model := func(funcs ...*pb.FunctionProto) *pb.ModelProto {
@@ -128,7 +124,7 @@ func TestInlineFunctions(t *testing.T) {
 	})
 	t.Run("default attribute", func(t *testing.T) {
 		f := softmaxFn()
-		withDefault(f, intAttr("dim", 1))
+		withDefault(f, AttrInt("dim", 1))
 		m := model(layer, f)
 		m.Functions[0] = proto.Clone(layer).(*pb.FunctionProto)
 		m.Functions[0].Node[1].Attribute = nil // the call gives no dim
@@ -166,7 +162,7 @@ func TestInlineFunctions(t *testing.T) {
 	otherOpset := proto.Clone(layer).(*pb.FunctionProto)
 	otherOpset.OpsetImport[0] = opset("", 17)
 	withGraph := proto.Clone(layer).(*pb.FunctionProto)
-	withGraph.Node[2].Attribute = []*pb.AttributeProto{{Name: proto.String("then_branch"), Type: pb.AttributeProto_GRAPH.Enum(), G: &pb.GraphProto{}}}
+	withGraph.Node[2].Attribute = []*pb.AttributeProto{AttrGraph("then_branch", &pb.GraphProto{})}
 	for _, c := range []struct {
 		name  string
 		funcs []*pb.FunctionProto
@@ -201,9 +197,9 @@ func TestInlineFunctions(t *testing.T) {
 func FuzzInlineFunctions(f *testing.F) {
 	layer := &pb.FunctionProto{Name: proto.String("Layer"), Domain: proto.String("pkg.m"), Input: []string{"x"}, Output: []string{"y"},
 		OpsetImport: []*pb.OperatorSetIdProto{opset("", 18), opset("lib", 1)},
-		Node:        []*pb.NodeProto{inlNode("sm", "softmax", "lib", []string{"x"}, []string{"y"}, intAttr("dim", -1))}}
+		Node:        []*pb.NodeProto{inlNode("sm", "softmax", "lib", []string{"x"}, []string{"y"}, AttrInt("dim", -1))}}
 	m := &pb.ModelProto{IrVersion: proto.Int64(8), OpsetImport: []*pb.OperatorSetIdProto{opset("", 18), opset("pkg.m", 1)},
-		Functions: []*pb.FunctionProto{layer, withDefault(softmaxFn(), intAttr("dim", 1))},
+		Functions: []*pb.FunctionProto{layer, withDefault(softmaxFn(), AttrInt("dim", 1))},
 		Graph: &pb.GraphProto{Node: []*pb.NodeProto{inlNode("L0", "Layer", "pkg.m", []string{"a"}, []string{"b"}),
 			inlNode("L1", "Layer", "pkg.m", []string{"b"}, []string{"c"})}}}
 	b, err := proto.Marshal(m)

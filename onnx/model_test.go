@@ -23,20 +23,6 @@ func seq(n int) []float32 {
 	return v
 }
 
-func valueInfo(name string, dims ...any) *pb.ValueInfoProto {
-	shape := &pb.TensorShapeProto{}
-	for _, d := range dims {
-		switch d := d.(type) {
-		case int:
-			shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{Value: &pb.TensorShapeProto_Dimension_DimValue{DimValue: int64(d)}})
-		case string:
-			shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{Value: &pb.TensorShapeProto_Dimension_DimParam{DimParam: d}})
-		}
-	}
-	return &pb.ValueInfoProto{Name: ptr(name), Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{TensorType: &pb.TypeProto_Tensor{
-		ElemType: ptr(int32(pb.TensorProto_FLOAT)), Shape: shape}}}}
-}
-
 // tinyModel is a small model with one 1 KiB initializer "w1", a small one
 // "b1" and a Constant shape tensor: x[batch,16] → Reshape → MatMul w1 → Add b1.
 func tinyModel() *pb.ModelProto {
@@ -49,7 +35,7 @@ func tinyModel() *pb.ModelProto {
 			Name: ptr("tiny"),
 			Node: []*pb.NodeProto{
 				{Name: ptr("shape"), OpType: ptr("Constant"), Output: []string{"s"}, Attribute: []*pb.AttributeProto{
-					{Name: ptr("value"), Type: pb.AttributeProto_TENSOR.Enum(), T: NewInt64("", []int64{2}, []int64{-1, 16})}}},
+					AttrTensor("value", NewInt64("", []int64{2}, []int64{-1, 16}))}},
 				{Name: ptr("reshape"), OpType: ptr("Reshape"), Input: []string{"x", "s"}, Output: []string{"r"}},
 				{Name: ptr("mm"), OpType: ptr("MatMul"), Input: []string{"r", "w1"}, Output: []string{"m"}},
 				{Name: ptr("add"), OpType: ptr("Add"), Input: []string{"m", "b1"}, Output: []string{"y"}},
@@ -58,8 +44,8 @@ func tinyModel() *pb.ModelProto {
 				NewFloat32("w1", []int64{16, 16}, seq(256)),
 				NewFloat32("b1", []int64{16}, seq(16)),
 			},
-			Input:  []*pb.ValueInfoProto{valueInfo("x", "batch", 16)},
-			Output: []*pb.ValueInfoProto{valueInfo("y", "batch", 16)},
+			Input:  []*pb.ValueInfoProto{TensorInfo("x", pb.TensorProto_FLOAT, "batch", 16)},
+			Output: []*pb.ValueInfoProto{TensorInfo("y", pb.TensorProto_FLOAT, "batch", 16)},
 		},
 	}
 }
@@ -75,7 +61,7 @@ func richModel() *pb.ModelProto {
 	m.MetadataProps = []*pb.StringStringEntryProto{{Key: ptr("k"), Value: ptr("v")}, {Key: ptr("a"), Value: ptr("b")}}
 	m.OpsetImport = append(m.OpsetImport, &pb.OperatorSetIdProto{Domain: ptr("ai.onnxslm.test"), Version: ptr(int64(1))})
 	m.Graph.DocString = ptr("graph doc")
-	m.Graph.ValueInfo = []*pb.ValueInfoProto{valueInfo("r", "batch", 16)}
+	m.Graph.ValueInfo = []*pb.ValueInfoProto{TensorInfo("r", pb.TensorProto_FLOAT, "batch", 16)}
 	m.Graph.SparseInitializer = []*pb.SparseTensorProto{{
 		Values:  NewFloat32("sp", []int64{2}, []float32{1, 2}),
 		Indices: NewInt64("sp_idx", []int64{2}, []int64{0, 5}),
@@ -85,17 +71,17 @@ func richModel() *pb.ModelProto {
 		Name:        ptr("then"),
 		Node:        []*pb.NodeProto{{OpType: ptr("Identity"), Input: []string{"big"}, Output: []string{"o"}}},
 		Initializer: []*pb.TensorProto{NewFloat32("big", []int64{512}, seq(512))},
-		Output:      []*pb.ValueInfoProto{valueInfo("o", 512)},
+		Output:      []*pb.ValueInfoProto{TensorInfo("o", pb.TensorProto_FLOAT, 512)},
 	}
 	els := &pb.GraphProto{
 		Name:   ptr("else"),
-		Node:   []*pb.NodeProto{{OpType: ptr("Constant"), Output: []string{"o"}, Attribute: []*pb.AttributeProto{{Name: ptr("value"), Type: pb.AttributeProto_TENSOR.Enum(), T: NewFloat32("c", []int64{512}, seq(512))}}}},
-		Output: []*pb.ValueInfoProto{valueInfo("o", 512)},
+		Node:   []*pb.NodeProto{{OpType: ptr("Constant"), Output: []string{"o"}, Attribute: []*pb.AttributeProto{AttrTensor("value", NewFloat32("c", []int64{512}, seq(512)))}}},
+		Output: []*pb.ValueInfoProto{TensorInfo("o", pb.TensorProto_FLOAT, 512)},
 	}
 	m.Graph.Node = append(m.Graph.Node, &pb.NodeProto{Name: ptr("if"), OpType: ptr("If"), Input: []string{"cond"}, Output: []string{"z"}, DocString: ptr("node doc"),
 		Attribute: []*pb.AttributeProto{
-			{Name: ptr("then_branch"), Type: pb.AttributeProto_GRAPH.Enum(), G: then},
-			{Name: ptr("else_branch"), Type: pb.AttributeProto_GRAPH.Enum(), G: els},
+			AttrGraph("then_branch", then),
+			AttrGraph("else_branch", els),
 		}})
 	m.Functions = []*pb.FunctionProto{{
 		Name: ptr("Twice"), Domain: ptr("ai.onnxslm.test"), Input: []string{"a"}, Output: []string{"b"},

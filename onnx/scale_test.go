@@ -129,7 +129,7 @@ func writeBigModel(t *testing.T, path string) int64 {
 	}
 	f.Close()
 	g.Initializer = append(g.Initializer, NewInt64("shape", []int64{2}, []int64{-1, d}))
-	g.Output = []*pb.ValueInfoProto{valueInfo("lm_head_out", d, vocab)}
+	g.Output = []*pb.ValueInfoProto{TensorInfo("lm_head_out", pb.TensorProto_FLOAT, d, vocab)}
 	m := &pb.ModelProto{IrVersion: proto.Int64(8), ProducerName: proto.String("onnxslm scale test"),
 		OpsetImport: []*pb.OperatorSetIdProto{{Version: proto.Int64(17)}}, Graph: g}
 	writeProto(t, path, m)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -389,7 +390,7 @@ func (w *widther) splitSizes(n *graph.Node, set map[int]int64) error {
 		return nil
 	}
 	attrs := slices.DeleteFunc(slices.Clone(n.Attrs), func(a *pb.AttributeProto) bool { return a.GetName() == "split" })
-	n.Attrs = append(attrs, &pb.AttributeProto{Name: proto.String("split"), Type: pb.AttributeProto_INTS.Enum(), Ints: sizes})
+	n.Attrs = append(attrs, onnx.AttrInts("split", sizes...))
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
-	"google.golang.org/protobuf/proto"
 )
 
 // This file rewrites the shape constants exporters bake in (Reshape and
@@ -120,7 +119,7 @@ func (w *widther) constInt64s(base string, vals []int64) (*graph.Value, error) {
 	}
 	if v := w.g.Value(base); v != nil && v.Producer != nil && v.Producer.Op == "Constant" {
 		t.Name = nil
-		attr := &pb.AttributeProto{Name: proto.String("value"), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
+		attr := onnx.AttrTensor("value", t)
 		nodeName := v.Producer.Name
 		if nodeName != "" {
 			nodeName = w.g.UniqueName(nodeName + "_w")

@@ -11,8 +11,8 @@ import (
 	"fmt"
 
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
-	"google.golang.org/protobuf/proto"
 )
 
 // dropBranch rewires the branch leaving removed layers a..b (Hidden is rewired
@@ -107,14 +107,14 @@ func (w *merger) plainNorm(n *graph.Node, br *graph.Value) error {
 	if len(n.Inputs) > 3 && n.Inputs[3] != nil {
 		ins = append(ins, n.Inputs[3].Name)
 	}
-	attrs := []*pb.AttributeProto{{Name: proto.String("axis"), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(-1)}}
+	attrs := []*pb.AttributeProto{onnx.AttrInt("axis", -1)}
 	for _, at := range n.Attrs {
 		if at.GetName() == "epsilon" {
 			attrs = append([]*pb.AttributeProto{at}, attrs...)
 		}
 	}
 	// stash_type 1: the builder's float32 statistics.
-	attrs = append(attrs, &pb.AttributeProto{Name: proto.String("stash_type"), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(1)})
+	attrs = append(attrs, onnx.AttrInt("stash_type", 1))
 	norm := n.Outputs[0]
 	name := norm.Name
 	if err := g.Rename(norm, g.UniqueName(name+".skip")); err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -51,9 +52,9 @@ func TestAttention23(t *testing.T) {
 				mask = mt
 				maskAt = func(b, n, s, j int) (float64, bool) { return float64(mt.Float32Data()[s*T+j]), true }
 			}
-			attrs := []*pb.AttributeProto{aInt("is_causal", boolInt(c.causal))}
+			attrs := []*pb.AttributeProto{onnx.AttrInt("is_causal", boolInt(c.causal))}
 			if c.threeD {
-				attrs = append(attrs, aInt("q_num_heads", int64(c.N)), aInt("kv_num_heads", int64(c.KV)))
+				attrs = append(attrs, onnx.AttrInt("q_num_heads", int64(c.N)), onnx.AttrInt("kv_num_heads", int64(c.KV)))
 			}
 			m, f := msModel("Attention", "", attrs, []*runtime.Tensor{q, k, v, mask, pk, pv}, []string{"y", "present_key", "present_value"})
 			m.OpsetImport[0].Version = proto64(23)

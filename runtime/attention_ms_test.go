@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -120,7 +121,7 @@ func TestMSAttention(t *testing.T) {
 			for in[len(in)-1] == nil {
 				in = in[:len(in)-1]
 			}
-			attrs := []*pb.AttributeProto{aInt("num_heads", N), aInt("unidirectional", boolInt(c.uni))}
+			attrs := []*pb.AttributeProto{onnx.AttrInt("num_heads", N), onnx.AttrInt("unidirectional", boolInt(c.uni))}
 			m, f := msModel("Attention", "com.microsoft", attrs, in, []string{"out", "present"})
 			got := runModel(t, m, f)
 			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
@@ -167,7 +168,7 @@ func TestMultiHeadAttention(t *testing.T) {
 			for in[len(in)-1] == nil {
 				in = in[:len(in)-1]
 			}
-			m, f := msModel("MultiHeadAttention", "com.microsoft", []*pb.AttributeProto{aInt("num_heads", N), aInt("unidirectional", boolInt(c.uni))},
+			m, f := msModel("MultiHeadAttention", "com.microsoft", []*pb.AttributeProto{onnx.AttrInt("num_heads", N), onnx.AttrInt("unidirectional", boolInt(c.uni))},
 				in, []string{"out", "present_key", "present_value"})
 			got := runModel(t, m, f)
 			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)

@@ -131,22 +131,22 @@ func TestSimplifiedLayerNorms(t *testing.T) {
 		if domain == "rms" {
 			op, domain = "RMSNormalization", "" // opset 23, the same computation
 		}
-		m, f := msModel(op, domain, []*pb.AttributeProto{aFloat("epsilon", eps), aInt("axis", -1), aInt("stash_type", 1)},
+		m, f := msModel(op, domain, []*pb.AttributeProto{onnx.AttrFloat("epsilon", eps), onnx.AttrInt("axis", -1), onnx.AttrInt("stash_type", 1)},
 			[]*runtime.Tensor{x, g}, []string{"y"})
 		y, _ := ref(false, false, false)
 		within(t, op+" "+domain, runModel(t, m, f)["y"], y, 1e-6)
 	}
-	m, f := msModel("SkipSimplifiedLayerNormalization", "com.microsoft", []*pb.AttributeProto{aFloat("epsilon", eps)},
+	m, f := msModel("SkipSimplifiedLayerNormalization", "com.microsoft", []*pb.AttributeProto{onnx.AttrFloat("epsilon", eps)},
 		[]*runtime.Tensor{x, skip, g}, []string{"y", "", "", "sum"})
 	out := runModel(t, m, f)
 	y, s := ref(true, false, false)
 	within(t, "SkipSimplifiedLayerNormalization", out["y"], y, 1e-6)
 	within(t, "SkipSimplifiedLayerNormalization sum", out["sum"], s, 1e-7)
-	m, f = msModel("SkipSimplifiedLayerNormalization", "com.microsoft", []*pb.AttributeProto{aFloat("epsilon", eps)},
+	m, f = msModel("SkipSimplifiedLayerNormalization", "com.microsoft", []*pb.AttributeProto{onnx.AttrFloat("epsilon", eps)},
 		[]*runtime.Tensor{x, skip, g, bias}, []string{"y"})
 	y, _ = ref(true, false, true)
 	within(t, "SkipSimplifiedLayerNormalization with bias", runModel(t, m, f)["y"], y, 1e-6)
-	m, f = msModel("SkipLayerNormalization", "com.microsoft", []*pb.AttributeProto{aFloat("epsilon", eps)},
+	m, f = msModel("SkipLayerNormalization", "com.microsoft", []*pb.AttributeProto{onnx.AttrFloat("epsilon", eps)},
 		[]*runtime.Tensor{x, skip, g, beta, bias}, []string{"y", "", "", "sum"})
 	out = runModel(t, m, f)
 	y, s = ref(true, true, true)
@@ -312,13 +312,13 @@ func gqaModel(c gqaCase, r *rand.Rand) (*pb.ModelProto, map[string]*runtime.Tens
 	for i := range seq {
 		seq[i] = int32(c.P + c.S - 1)
 	}
-	attrs := []*pb.AttributeProto{aInt("num_heads", int64(c.N)), aInt("kv_num_heads", int64(c.KV)),
-		aInt("local_window_size", int64(c.window)), aFloat("softcap", c.softcap), aFloat("scale", c.scale),
-		aInt("rotary_interleaved", boolInt(c.interleaved))}
+	attrs := []*pb.AttributeProto{onnx.AttrInt("num_heads", int64(c.N)), onnx.AttrInt("kv_num_heads", int64(c.KV)),
+		onnx.AttrInt("local_window_size", int64(c.window)), onnx.AttrFloat("softcap", c.softcap), onnx.AttrFloat("scale", c.scale),
+		onnx.AttrInt("rotary_interleaved", boolInt(c.interleaved))}
 	in := []*runtime.Tensor{q, k, v, pk, pv, i32(sh(c.B), seq...), i32(sh(), int32(c.P+c.S))}
 	var cos, sin []float32
 	if c.half > 0 {
-		attrs = append(attrs, aInt("do_rotary", 1))
+		attrs = append(attrs, onnx.AttrInt("do_rotary", 1))
 		const maxPos = 32
 		cosT, sinT := randT(r, maxPos, c.half), randT(r, maxPos, c.half)
 		cos, sin = cosT.Float32Data(), sinT.Float32Data()
@@ -399,9 +399,9 @@ func TestGQARefusals(t *testing.T) {
 		edit func(n *pb.NodeProto)
 		want string
 	}{
-		{"smooth_softmax", func(n *pb.NodeProto) { n.Attribute = append(n.Attribute, aInt("smooth_softmax", 1)) }, "smooth_softmax"},
+		{"smooth_softmax", func(n *pb.NodeProto) { n.Attribute = append(n.Attribute, onnx.AttrInt("smooth_softmax", 1)) }, "smooth_softmax"},
 		{"position_ids", func(n *pb.NodeProto) { n.Input = append(n.Input, "in0") }, "position_ids"},
-		{"heads", func(n *pb.NodeProto) { n.Attribute[0] = aInt("num_heads", 3) }, "num_heads 3"},
+		{"heads", func(n *pb.NodeProto) { n.Attribute[0] = onnx.AttrInt("num_heads", 3) }, "num_heads 3"},
 	} {
 		t.Run(bad.name, func(t *testing.T) {
 			m, _, _ := gqaModel(c, r)
@@ -447,8 +447,8 @@ func TestMatMulNBitsOp(t *testing.T) {
 			for len(in) > 3 && in[len(in)-1] == nil {
 				in = in[:len(in)-1]
 			}
-			attrs := []*pb.AttributeProto{aInt("K", int64(c.K)), aInt("N", int64(c.N)), aInt("bits", int64(c.bits)),
-				aInt("block_size", int64(c.block)), aInt("accuracy_level", 4)}
+			attrs := []*pb.AttributeProto{onnx.AttrInt("K", int64(c.K)), onnx.AttrInt("N", int64(c.N)), onnx.AttrInt("bits", int64(c.bits)),
+				onnx.AttrInt("block_size", int64(c.block)), onnx.AttrInt("accuracy_level", 4)}
 			m, f := msModel("MatMulNBits", "com.microsoft", attrs, in, []string{"y"})
 			var want []float64
 			ad := a.Float32Data()
@@ -557,7 +557,7 @@ func TestDequantizeLinearOp(t *testing.T) {
 	x := mustT(runtime.FromSlice(sh(2, 3), []int8{-128, -1, 0, 1, 5, 127}))
 	m, f := msModel("DequantizeLinear", "", nil, []*runtime.Tensor{x, f32(sh(), 0.5), mustT(runtime.FromSlice(sh(), []int8{3}))}, []string{"y"})
 	within(t, "per tensor", runModel(t, m, f)["y"], []float64{-65.5, -2, -1.5, -1, 1, 62}, 0)
-	m, f = msModel("DequantizeLinear", "", []*pb.AttributeProto{aInt("axis", 0)},
+	m, f = msModel("DequantizeLinear", "", []*pb.AttributeProto{onnx.AttrInt("axis", 0)},
 		[]*runtime.Tensor{x, f32(sh(2), 0.5, 2), mustT(runtime.FromSlice(sh(2), []int8{0, 1}))}, []string{"y"})
 	within(t, "per axis", runModel(t, m, f)["y"], []float64{-64, -0.5, 0, 0, 8, 252}, 0)
 }

@@ -23,9 +23,9 @@ func ropeModel(split int64, tapT bool) *pb.ModelProto {
 		return &pb.NodeProto{OpType: proto.String(op), Name: proto.String(out), Input: in, Output: []string{out}, Attribute: attrs}
 	}
 	ints := func(name string, p ...int64) *pb.AttributeProto {
-		return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INTS.Enum(), Ints: p}
+		return onnx.AttrInts(name, p...)
 	}
-	axis := &pb.AttributeProto{Name: proto.String("axis"), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(-1)}
+	axis := onnx.AttrInt("axis", -1)
 	input := func(name string) *pb.ValueInfoProto {
 		return &pb.ValueInfoProto{Name: proto.String(name), Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{
 			TensorType: &pb.TypeProto_Tensor{ElemType: proto.Int32(int32(pb.TensorProto_FLOAT))}}}}

@@ -71,7 +71,7 @@ func attentionModel() *pb.ModelProto {
 		return &pb.NodeProto{OpType: proto.String(op), Name: proto.String(out), Input: in, Output: []string{out}, Attribute: attrs}
 	}
 	perm := func(p ...int64) *pb.AttributeProto {
-		return &pb.AttributeProto{Name: proto.String("perm"), Type: pb.AttributeProto_INTS.Enum(), Ints: p}
+		return onnx.AttrInts("perm", p...)
 	}
 	input := func(name string) *pb.ValueInfoProto {
 		return &pb.ValueInfoProto{Name: proto.String(name), Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{

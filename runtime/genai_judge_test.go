@@ -70,7 +70,7 @@ func float32IO(m *pb.ModelProto) *pb.ModelProto {
 	g := m.Graph
 	cast := func(in, out string, to pb.TensorProto_DataType) *pb.NodeProto {
 		return &pb.NodeProto{OpType: proto.String("Cast"), Name: proto.String(out + "/Cast"), Input: []string{in}, Output: []string{out},
-			Attribute: []*pb.AttributeProto{aInt("to", int64(to))}}
+			Attribute: []*pb.AttributeProto{onnx.AttrInt("to", int64(to))}}
 	}
 	inner := map[string]string{}
 	var head, tail []*pb.NodeProto

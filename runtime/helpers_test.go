@@ -36,20 +36,8 @@ func mustT(t *runtime.Tensor, err error) *runtime.Tensor {
 func sh(d ...int) []int { return d }
 
 // Attribute literals.
-func aInt(name string, v int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-}
-func aInts(name string, v ...int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INTS.Enum(), Ints: v}
-}
-func aFloat(name string, v float32) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
-}
-func aStr(name, v string) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_STRING.Enum(), S: []byte(v)}
-}
 func aTensor(name string, t *runtime.Tensor) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_TENSOR.Enum(), T: encode("", t)}
+	return onnx.AttrTensor(name, encode("", t))
 }
 
 var onnxTypes = map[runtime.DType]pb.TensorProto_DataType{

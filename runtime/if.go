@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -97,7 +98,7 @@ func (s *Session) compileBranch(name string, g *pb.GraphProto, n *node) (*branch
 	}
 	b := &branch{name: name}
 	explicit := len(n.proto.GetInput())
-	for _, ref := range graph.OuterRefs([]*pb.AttributeProto{{Name: proto.String(name), Type: pb.AttributeProto_GRAPH.Enum(), G: g}}) {
+	for _, ref := range graph.OuterRefs([]*pb.AttributeProto{onnx.AttrGraph(name, g)}) {
 		i := s.index[ref] // implicitInputs checked that it exists
 		if t := s.inits[i]; t != nil {
 			sub.Initializer = append(sub.Initializer, t)

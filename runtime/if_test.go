@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -20,7 +21,7 @@ func vinfo(name string, et pb.TensorProto_DataType) *pb.ValueInfoProto {
 }
 
 func aGraph(name string, g *pb.GraphProto) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_GRAPH.Enum(), G: g}
+	return onnx.AttrGraph(name, g)
 }
 
 func branchGraph(name string, nodes []*pb.NodeProto, inits []*pb.TensorProto, outs ...string) *pb.GraphProto {
@@ -50,7 +51,7 @@ func ifModel(opset int64, bad bool) *pb.ModelProto {
 	els := branchGraph("else", []*pb.NodeProto{
 		nodeP("Sub", "else_sub", []string{"y", "w"}, []string{"s"}),
 		nodeP("Div", "else_div", []string{"n", "d"}, []string{"q"}),
-		nodeP("Cast", "else_cast", []string{"q"}, []string{"qf"}, aInt("to", int64(pb.TensorProto_FLOAT))),
+		nodeP("Cast", "else_cast", []string{"q"}, []string{"qf"}, onnx.AttrInt("to", int64(pb.TensorProto_FLOAT))),
 	}, []*pb.TensorProto{encode("n", i64(sh(2), 7, 9)), encode("d", i64(sh(), d))}, "s", "qf")
 	g := &pb.GraphProto{
 		Name:        proto.String("if_test"),
@@ -128,7 +129,7 @@ func TestIfRefused(t *testing.T) {
 		wantErr string
 	}{
 		{"Loop", nodeP("Loop", "a_loop", []string{"", "cond"}, []string{"o"}, aGraph("body", body)), `unsupported op Loop in node "a_loop" (domain ai.onnx, opset 17)`},
-		{"Scan", nodeP("Scan", "a_scan", []string{"x"}, []string{"o"}, aGraph("body", body), aInt("num_scan_inputs", 1)), `unsupported op Scan in node "a_scan" (domain ai.onnx, opset 17)`},
+		{"Scan", nodeP("Scan", "a_scan", []string{"x"}, []string{"o"}, aGraph("body", body), onnx.AttrInt("num_scan_inputs", 1)), `unsupported op Scan in node "a_scan" (domain ai.onnx, opset 17)`},
 		{"Loop in a branch", nodeP("If", "outer_if", []string{"cond"}, []string{"o"}, aGraph("then_branch", loopy), aGraph("else_branch", body)),
 			`unsupported op If in node "outer_if" (domain ai.onnx, opset 17): then_branch: unsupported op Loop in node "inner_loop" (domain ai.onnx, opset 17)`},
 		{"missing branch", nodeP("If", "half_if", []string{"cond"}, []string{"o"}, aGraph("then_branch", body)), "attribute else_branch: want a GRAPH"},

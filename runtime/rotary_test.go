@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -49,12 +50,12 @@ func TestRotaryEmbedding(t *testing.T) {
 				pos = i64(sh(c.B, c.S), pv...)
 				posAt = func(b, s int) int { return int(pv[b*c.S+s]) }
 			}
-			attrs := []*pb.AttributeProto{aInt("interleaved", boolInt(c.interleaved))}
+			attrs := []*pb.AttributeProto{onnx.AttrInt("interleaved", boolInt(c.interleaved))}
 			if c.rdim > 0 {
-				attrs = append(attrs, aInt("rotary_embedding_dim", int64(c.rdim)))
+				attrs = append(attrs, onnx.AttrInt("rotary_embedding_dim", int64(c.rdim)))
 			}
 			if c.heads > 0 {
-				attrs = append(attrs, aInt("num_heads", int64(c.heads)))
+				attrs = append(attrs, onnx.AttrInt("num_heads", int64(c.heads)))
 			}
 			m, f := msModel("RotaryEmbedding", "com.microsoft", attrs, []*runtime.Tensor{x, pos, cos, sin}, []string{"y"})
 			got := runModel(t, m, f)

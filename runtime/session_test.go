@@ -19,7 +19,7 @@ func TestUnsupportedOpRefused(t *testing.T) {
 	m.Graph.Node = append(m.Graph.Node,
 		&pb.NodeProto{OpType: proto.String("NonMaxSuppression"), Name: proto.String("/nms"), Input: []string{"out0"}, Output: []string{"x"}},
 		&pb.NodeProto{OpType: proto.String("FusedMatMul"), Domain: proto.String("com.microsoft"), Name: proto.String("/fused"), Input: []string{"out0"}, Output: []string{"y"}},
-		&pb.NodeProto{OpType: proto.String("Trilu"), Input: []string{"out0"}, Output: []string{"z"}, Attribute: []*pb.AttributeProto{aStr("mode", "x")}},
+		&pb.NodeProto{OpType: proto.String("Trilu"), Input: []string{"out0"}, Output: []string{"z"}, Attribute: []*pb.AttributeProto{onnx.AttrString("mode", "x")}},
 	)
 	_, err := runtime.New(m, runtime.Options{})
 	var ue *runtime.UnsupportedError

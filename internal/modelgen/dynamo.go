@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -292,7 +293,7 @@ func (b *dynBuilder) init(name string, dims []int, data []float32) string {
 
 // shapeOf is Shape(x, start, end): a 1-D slice of x's shape.
 func (b *dynBuilder) shapeOf(x string, start, end int64) string {
-	return b.op("Shape", []string{x}, attrInt("start", start), attrInt("end", end))
+	return b.op("Shape", []string{x}, onnx.AttrInt("start", start), onnx.AttrInt("end", end))
 }
 
 // linear is aten_linear with the Transpose of the weight folded into an
@@ -313,12 +314,12 @@ func (b *dynBuilder) rmsNorm(scope, key, x string) string {
 	w := b.init(key, []int{b.d.Hidden}, normals(b.d.Seed, key, b.d.Hidden, 1, normStd))
 	if b.d.Opset >= 23 {
 		return b.aten("rms_norm", "aten.rms_norm.default", "", func() string {
-			return b.op("RMSNormalization", []string{x, w}, attrInt("axis", -1), attrFloat("epsilon", rmsEps))
+			return b.op("RMSNormalization", []string{x, w}, onnx.AttrInt("axis", -1), onnx.AttrFloat("epsilon", rmsEps))
 		})
 	}
 	p := b.aten("pow", "aten.pow.Tensor_Scalar", "", func() string { return b.op("Pow", []string{x, b.f32(2)}) })
 	m := b.aten("mean", "aten.mean.dim", "", func() string {
-		return b.op("ReduceMean", []string{p, b.i64s(-1)}, attrInt("keepdims", 1))
+		return b.op("ReduceMean", []string{p, b.i64s(-1)}, onnx.AttrInt("keepdims", 1))
 	})
 	a := b.aten("add", "aten.add.Tensor", "", func() string { return b.op("Add", []string{m, b.f32(rmsEps)}) })
 	r := b.aten("rsqrt", "aten.rsqrt.default", "", func() string {

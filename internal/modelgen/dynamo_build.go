@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -20,13 +21,13 @@ func BuildDynamo(d DynamoConfig) (*pb.ModelProto, error) {
 	b := &dynBuilder{d: d, g: g, nodes: &g.Node, fxN: map[string]int{}, consts: map[string]string{}, noMeta: d.Functions}
 	hd := d.Hidden / d.Heads
 
-	g.Input = append(g.Input, valueInfo("input_ids", tInt64, dimBatch, dimSeq),
-		valueInfo("attention_mask", tInt64, dimBatch, dimTotal))
-	g.Output = append(g.Output, valueInfo("logits", tFloat, dimBatch, dimSeq, d.Vocab))
+	g.Input = append(g.Input, onnx.TensorInfo("input_ids", tInt64, dimBatch, dimSeq),
+		onnx.TensorInfo("attention_mask", tInt64, dimBatch, dimTotal))
+	g.Output = append(g.Output, onnx.TensorInfo("logits", tFloat, dimBatch, dimSeq, d.Vocab))
 	for i := 0; i < d.Layers; i++ {
 		for _, s := range []string{"key", "value"} {
-			g.Input = append(g.Input, valueInfo(fmt.Sprintf("past_key_values.%d.%s", i, s), tFloat, dimBatch, d.KVHeads, dimPast, hd))
-			g.Output = append(g.Output, valueInfo(fmt.Sprintf("present.%d.%s", i, s), tFloat, dimBatch, d.KVHeads, dimTotal, hd))
+			g.Input = append(g.Input, onnx.TensorInfo(fmt.Sprintf("past_key_values.%d.%s", i, s), tFloat, dimBatch, d.KVHeads, dimPast, hd))
+			g.Output = append(g.Output, onnx.TensorInfo(fmt.Sprintf("present.%d.%s", i, s), tFloat, dimBatch, d.KVHeads, dimTotal, hd))
 		}
 	}
 
@@ -60,7 +61,7 @@ func BuildDynamo(d DynamoConfig) (*pb.ModelProto, error) {
 	})
 	causal := b.aten("le", "aten.le.Tensor", "", func() string { return b.op("LessOrEqual", []string{kpos, qpos}) })
 	pad := b.aten("_to_copy", "aten._to_copy.default", "", func() string {
-		return b.op("Cast", []string{"attention_mask"}, attrInt("to", int64(pb.TensorProto_BOOL)))
+		return b.op("Cast", []string{"attention_mask"}, onnx.AttrInt("to", int64(pb.TensorProto_BOOL)))
 	})
 	pad = b.aten("unsqueeze", "aten.unsqueeze.default", "", func() string { return b.op("Unsqueeze", []string{pad, b.i64s(1, 2)}) })
 	mask := b.aten("bitwise_and", "aten.bitwise_and.Tensor", "", func() string { return b.op("And", []string{causal, pad}) })
@@ -74,14 +75,14 @@ func BuildDynamo(d DynamoConfig) (*pb.ModelProto, error) {
 	invExp := b.constant(tensorF32("", []int{1, hd / 2, 1}, inv))
 	batch := b.shapeOf("input_ids", 0, 1)
 	invExp = b.aten("expand", "aten.expand.default", "", func() string {
-		return b.op("Expand", []string{invExp, b.op("Abs", []string{b.op("Concat", []string{batch, b.i64s(-1, 1)}, attrInt("axis", 0))})})
+		return b.op("Expand", []string{invExp, b.op("Abs", []string{b.op("Concat", []string{batch, b.i64s(-1, 1)}, onnx.AttrInt("axis", 0))})})
 	})
 	pf := b.aten("_to_copy", "aten._to_copy.default", "", func() string {
-		return b.op("Cast", []string{b.op("Unsqueeze", []string{pos, b.i64s(1)})}, attrInt("to", int64(tFloat)))
+		return b.op("Cast", []string{b.op("Unsqueeze", []string{pos, b.i64s(1)})}, onnx.AttrInt("to", int64(tFloat)))
 	})
 	fr := b.aten("matmul", "aten.matmul.default", "", func() string { return b.op("MatMul", []string{invExp, pf}) })
-	fr = b.aten("transpose", "aten.transpose.int", "", func() string { return b.op("Transpose", []string{fr}, attrInts("perm", 0, 2, 1)) })
-	embr := b.aten("cat", "aten.cat.default", "", func() string { return b.op("Concat", []string{fr, fr}, attrInt("axis", -1)) })
+	fr = b.aten("transpose", "aten.transpose.int", "", func() string { return b.op("Transpose", []string{fr}, onnx.AttrInts("perm", 0, 2, 1)) })
+	embr := b.aten("cat", "aten.cat.default", "", func() string { return b.op("Concat", []string{fr, fr}, onnx.AttrInt("axis", -1)) })
 	cos := b.aten("cos", "aten.cos.default", "", func() string { return b.op("Cos", []string{embr}) })
 	sin := b.aten("sin", "aten.sin.default", "", func() string { return b.op("Sin", []string{embr}) })
 	b.pop()
@@ -165,10 +166,10 @@ func (b *dynBuilder) attention(scope, x string, in layerIn) string {
 	lead := b.shapeOf(x, 0, 2)
 	heads := func(proj string) string {
 		v := b.aten("view", "aten.view.default", "", func() string {
-			return b.op("Reshape", []string{proj, b.op("Concat", []string{lead, b.i64s(-1, int64(hd))}, attrInt("axis", 0))}, attrInt("allowzero", 0))
+			return b.op("Reshape", []string{proj, b.op("Concat", []string{lead, b.i64s(-1, int64(hd))}, onnx.AttrInt("axis", 0))}, onnx.AttrInt("allowzero", 0))
 		})
 		return b.aten("transpose", "aten.transpose.int", "", func() string {
-			return b.op("Transpose", []string{v}, attrInts("perm", 0, 2, 1, 3))
+			return b.op("Transpose", []string{v}, onnx.AttrInts("perm", 0, 2, 1, 3))
 		})
 	}
 	q := heads(b.linear(scope+".q_proj", scope+".q_proj", x, d.Hidden, d.Heads*hd, projStd(d.Hidden)))
@@ -185,16 +186,16 @@ func (b *dynBuilder) attention(scope, x string, in layerIn) string {
 			return b.op("Slice", []string{t, b.i64s(int64(hd / 2)), b.i64s(math.MaxInt64), b.i64s(3), b.i64s(1)})
 		})
 		n := b.aten("neg", "aten.neg.default", "", func() string { return b.op("Neg", []string{x2}) })
-		r := b.aten("cat", "aten.cat.default", "", func() string { return b.op("Concat", []string{n, x1}, attrInt("axis", -1)) })
+		r := b.aten("cat", "aten.cat.default", "", func() string { return b.op("Concat", []string{n, x1}, onnx.AttrInt("axis", -1)) })
 		rs := b.aten("mul", "aten.mul.Tensor", "", func() string { return b.op("Mul", []string{r, sin}) })
 		return b.aten("add", "aten.add.Tensor", "", func() string { return b.op("Add", []string{tc, rs}) })
 	}
 	q, k = rope(q), rope(k)
 	k = b.aten("cat", "aten.cat.default", in.present[0], func() string {
-		return b.op("Concat", []string{in.past[0], k}, attrInt("axis", -2))
+		return b.op("Concat", []string{in.past[0], k}, onnx.AttrInt("axis", -2))
 	})
 	v = b.aten("cat", "aten.cat.default", in.present[1], func() string {
-		return b.op("Concat", []string{in.past[1], v}, attrInt("axis", -2))
+		return b.op("Concat", []string{in.past[1], v}, onnx.AttrInt("axis", -2))
 	})
 	if rep := d.Heads / d.KVHeads; rep > 1 {
 		k, v = b.repeatKV(k, rep), b.repeatKV(v, rep)
@@ -203,16 +204,16 @@ func (b *dynBuilder) attention(scope, x string, in layerIn) string {
 	var o string
 	if d.Opset >= 23 {
 		o = b.aten("scaled_dot_product_attention", "aten.scaled_dot_product_attention.default", "", func() string {
-			return b.op("Attention", []string{q, k, v, in.mask}, attrFloat("scale", scale))
+			return b.op("Attention", []string{q, k, v, in.mask}, onnx.AttrFloat("scale", scale))
 		})
 	} else {
 		o = b.aten("scaled_dot_product_attention", "aten.scaled_dot_product_attention.default", "", func() string {
 			return b.sdpa(q, k, v, in.mask, scale)
 		})
 	}
-	o = b.aten("transpose", "aten.transpose.int", "", func() string { return b.op("Transpose", []string{o}, attrInts("perm", 0, 2, 1, 3)) })
+	o = b.aten("transpose", "aten.transpose.int", "", func() string { return b.op("Transpose", []string{o}, onnx.AttrInts("perm", 0, 2, 1, 3)) })
 	o = b.aten("reshape", "aten.reshape.default", "", func() string {
-		return b.op("Reshape", []string{o, b.op("Concat", []string{lead, b.i64s(-1)}, attrInt("axis", 0))}, attrInt("allowzero", 0))
+		return b.op("Reshape", []string{o, b.op("Concat", []string{lead, b.i64s(-1)}, onnx.AttrInt("axis", 0))}, onnx.AttrInt("allowzero", 0))
 	})
 	return b.linear(scope+".o_proj", scope+".o_proj", o, d.Heads*hd, d.Hidden, residStd(d.Heads*hd))
 }
@@ -225,12 +226,12 @@ func (b *dynBuilder) repeatKV(x string, rep int) string {
 	u := b.aten("unsqueeze", "aten.unsqueeze.default", "", func() string { return b.op("Unsqueeze", []string{x, b.i64s(2)}) })
 	bs, t := b.shapeOf(x, 0, 1), b.shapeOf(x, 2, 3)
 	e := b.aten("expand", "aten.expand.default", "", func() string {
-		shape := b.op("Concat", []string{bs, b.i64s(int64(d.KVHeads), int64(rep)), t, b.i64s(int64(hd))}, attrInt("axis", 0))
+		shape := b.op("Concat", []string{bs, b.i64s(int64(d.KVHeads), int64(rep)), t, b.i64s(int64(hd))}, onnx.AttrInt("axis", 0))
 		return b.op("Expand", []string{u, b.op("Abs", []string{shape})})
 	})
 	return b.aten("reshape", "aten.reshape.default", "", func() string {
-		shape := b.op("Concat", []string{bs, b.i64s(int64(d.KVHeads * rep)), t, b.i64s(int64(hd))}, attrInt("axis", 0))
-		return b.op("Reshape", []string{e, shape}, attrInt("allowzero", 0))
+		shape := b.op("Concat", []string{bs, b.i64s(int64(d.KVHeads * rep)), t, b.i64s(int64(hd))}, onnx.AttrInt("axis", 0))
+		return b.op("Reshape", []string{e, shape}, onnx.AttrInt("allowzero", 0))
 	})
 }
 
@@ -243,15 +244,15 @@ func (b *dynBuilder) sdpa(q, k, v, mask string, scale float32) string {
 	last := b.op("Slice", []string{ks, b.i64s(-1), b.i64s(math.MaxInt64)})
 	second := b.op("Slice", []string{ks, b.i64s(-2), b.i64s(-1)})
 	first := b.op("Slice", []string{ks, b.i64s(math.MinInt64), b.i64s(-2)})
-	k3 := b.op("Reshape", []string{k, b.op("Concat", []string{b.i64s(-1), second, last}, attrInt("axis", 0))})
-	kt := b.op("Transpose", []string{k3}, attrInts("perm", 0, 2, 1))
-	kt = b.op("Reshape", []string{kt, b.op("Concat", []string{first, last, second}, attrInt("axis", 0))})
+	k3 := b.op("Reshape", []string{k, b.op("Concat", []string{b.i64s(-1), second, last}, onnx.AttrInt("axis", 0))})
+	kt := b.op("Transpose", []string{k3}, onnx.AttrInts("perm", 0, 2, 1))
+	kt = b.op("Reshape", []string{kt, b.op("Concat", []string{first, last, second}, onnx.AttrInt("axis", 0))})
 	sq := b.f32(float32(math.Sqrt(float64(scale))))
 	qs := b.op("Mul", []string{q, sq})
 	kts := b.op("Mul", []string{kt, sq})
 	zero := b.f32(0)
 	m := b.op("Where", []string{mask, zero, b.f32(-math.MaxFloat32)})
-	w := b.op("Softmax", []string{b.op("Add", []string{b.op("MatMul", []string{qs, kts}), m})}, attrInt("axis", -1))
+	w := b.op("Softmax", []string{b.op("Add", []string{b.op("MatMul", []string{qs, kts}), m})}, onnx.AttrInt("axis", -1))
 	w = b.op("Where", []string{b.op("IsNaN", []string{w}), zero, w})
 	return b.op("MatMul", []string{w, v})
 }
@@ -279,7 +280,7 @@ func (f *funcBuilder) layer(i int, in layerIn) string {
 	for j, n := range body {
 		if n.GetOpType() == "Softmax" {
 			body[j] = &pb.NodeProto{Name: n.Name, OpType: proto.String("aten_softmax_no_dtype"), Domain: proto.String(dynamoTorchlibDomain),
-				Input: n.Input, Output: n.Output, Attribute: []*pb.AttributeProto{attrInt("dim", -1)}}
+				Input: n.Input, Output: n.Output, Attribute: []*pb.AttributeProto{onnx.AttrInt("dim", -1)}}
 			f.torchlibSoftmax()
 		}
 	}

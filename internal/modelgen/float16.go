@@ -54,7 +54,7 @@ func ConvertFloat16(m *pb.ModelProto) error {
 	var added []*pb.NodeProto
 	cast := func(name, in, out string, to pb.TensorProto_DataType) {
 		added = append(added, &pb.NodeProto{Name: proto.String(name), OpType: proto.String("Cast"), Input: []string{in}, Output: []string{out},
-			Attribute: []*pb.AttributeProto{attrInt("to", int64(to))}})
+			Attribute: []*pb.AttributeProto{onnx.AttrInt("to", int64(to))}})
 	}
 	// fp16 holds the values whose declared type (value_info) is float16 now.
 	fp16 := map[string]bool{}

@@ -147,7 +147,7 @@ func (b *genaiBuilder) constant(name string) {
 	b.consts[name] = true
 	node := "/model/constant_nodes" + name[len("/model/constants"):]
 	b.graph.Node = append(b.graph.Node, &pb.NodeProto{Name: proto.String(node), OpType: proto.String("Constant"),
-		Output: []string{name}, Attribute: []*pb.AttributeProto{attrTensor("value", proto.Clone(t).(*pb.TensorProto))}})
+		Output: []string{name}, Attribute: []*pb.AttributeProto{onnx.AttrTensor("value", proto.Clone(t).(*pb.TensorProto))}})
 }
 
 func (b *genaiBuilder) init(name string, dims []int, data []float32) string {
@@ -194,25 +194,25 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 	// make_inputs_and_outputs: input_ids, attention_mask, every past key,
 	// then every past value; logits, every present key, every present value.
 	gr := b.graph
-	gr.Input = append(gr.Input, valueInfo("input_ids", tInt64, dimBatch, dimSeq),
-		valueInfo("attention_mask", tInt64, dimBatch, dimTotal))
-	gr.Output = append(gr.Output, valueInfo("logits", b.io, dimBatch, dimSeq, g.Vocab))
+	gr.Input = append(gr.Input, onnx.TensorInfo("input_ids", tInt64, dimBatch, dimSeq),
+		onnx.TensorInfo("attention_mask", tInt64, dimBatch, dimTotal))
+	gr.Output = append(gr.Output, onnx.TensorInfo("logits", b.io, dimBatch, dimSeq, g.Vocab))
 	for _, kv := range []string{"key", "value"} {
 		for i := 0; i < g.Layers; i++ {
-			gr.Input = append(gr.Input, valueInfo(fmt.Sprintf("past_key_values.%d.%s", i, kv), b.io, dimBatch, g.KVHeads, dimPast, "kv_cache_dim"))
-			gr.Output = append(gr.Output, valueInfo(fmt.Sprintf("present.%d.%s", i, kv), b.io, dimBatch, g.KVHeads, dimTotal, "kv_cache_dim"))
+			gr.Input = append(gr.Input, onnx.TensorInfo(fmt.Sprintf("past_key_values.%d.%s", i, kv), b.io, dimBatch, g.KVHeads, dimPast, "kv_cache_dim"))
+			gr.Output = append(gr.Output, onnx.TensorInfo(fmt.Sprintf("present.%d.%s", i, kv), b.io, dimBatch, g.KVHeads, dimTotal, "kv_cache_dim"))
 		}
 	}
 
 	// make_attention_mask_reformatting_for_gqa: seqlens_k = ReduceSum(mask) − 1
 	// as int32, total_sequence_length = Shape(mask)[1] as int32.
 	const mr = "/model/attn_mask_reformat/attn_mask_subgraph"
-	s := b.op(mr+"/ReduceSum", "ReduceSum", []string{"attention_mask", "/model/constants/INT64/[1]"}, attrInt("keepdims", 0))
+	s := b.op(mr+"/ReduceSum", "ReduceSum", []string{"attention_mask", "/model/constants/INT64/[1]"}, onnx.AttrInt("keepdims", 0))
 	s = b.op(mr+"/Sub", "Sub", []string{s, "/model/constants/INT64/[1]"})
-	seqlensK := b.op(mr+"/Sub/Cast", "Cast", []string{s}, attrInt("to", int64(pb.TensorProto_INT32)))
+	seqlensK := b.op(mr+"/Sub/Cast", "Cast", []string{s}, onnx.AttrInt("to", int64(pb.TensorProto_INT32)))
 	t := b.op(mr+"/Shape", "Shape", []string{"attention_mask"})
-	t = b.op(mr+"/Gather", "Gather", []string{t, "/model/constants/INT64/1"}, attrInt("axis", 0))
-	totalLen := b.op(mr+"/Gather/Cast", "Cast", []string{t}, attrInt("to", int64(pb.TensorProto_INT32)))
+	t = b.op(mr+"/Gather", "Gather", []string{t, "/model/constants/INT64/1"}, onnx.AttrInt("axis", 0))
+	totalLen := b.op(mr+"/Gather/Cast", "Cast", []string{t}, onnx.AttrInt("to", int64(pb.TensorProto_INT32)))
 
 	// make_embedding.
 	const embKey = "model.embed_tokens.weight"
@@ -220,7 +220,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 		[]string{b.init(embKey, []int{g.Vocab, g.Hidden}, normals(seed, embKey, g.Vocab*g.Hidden, 0, embStd)), "input_ids"})
 	root, skip := h, h
 
-	eps := attrFloat("epsilon", rmsEps)
+	eps := onnx.AttrFloat("epsilon", rmsEps)
 	norm := func(key string) []float32 { return normals(seed, key, g.Hidden, 1, normStd) }
 	// make_layernorm: SkipSimplifiedLayerNormalization(root, skip, weight) →
 	// output_0, and output_3 (root + skip, the residual) as the next root.
@@ -240,7 +240,7 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			k := key + ".input_layernorm.weight"
 			x = l + "/input_layernorm/output_0"
 			b.node(l+"/input_layernorm/LayerNorm", "SimplifiedLayerNormalization", "",
-				[]string{root, b.init(k, []int{g.Hidden}, norm(k))}, []string{x}, eps, attrInt("axis", -1), attrInt("stash_type", 1))
+				[]string{root, b.init(k, []int{g.Hidden}, norm(k))}, []string{x}, eps, onnx.AttrInt("axis", -1), onnx.AttrInt("stash_type", 1))
 		} else {
 			x = skipNorm(l+"/input_layernorm", key+".input_layernorm.weight")
 		}
@@ -269,9 +269,9 @@ func BuildGenAI(g GenAIConfig) (*pb.ModelProto, []byte, error) {
 			[]string{qkv, "", "", fmt.Sprintf("past_key_values.%d.key", i), fmt.Sprintf("past_key_values.%d.value", i),
 				seqlensK, totalLen, "cos_cache", "sin_cache", "", "", ""},
 			[]string{attn + "/output_0", fmt.Sprintf("present.%d.key", i), fmt.Sprintf("present.%d.value", i)},
-			attrInt("num_heads", int64(g.Heads)), attrInt("kv_num_heads", int64(g.KVHeads)),
-			attrFloat("scale", float32(1/math.Sqrt(float64(hd)))), attrInt("local_window_size", -1),
-			attrFloat("softcap", 0), attrInt("do_rotary", 1), attrInt("rotary_interleaved", 0))
+			onnx.AttrInt("num_heads", int64(g.Heads)), onnx.AttrInt("kv_num_heads", int64(g.KVHeads)),
+			onnx.AttrFloat("scale", float32(1/math.Sqrt(float64(hd)))), onnx.AttrInt("local_window_size", -1),
+			onnx.AttrFloat("softcap", 0), onnx.AttrInt("do_rotary", 1), onnx.AttrInt("rotary_interleaved", 0))
 		wo := normals(seed, key+".self_attn.o_proj.weight", qSize*g.Hidden, 0, residStd(qSize))
 		skip = b.matmul(l+"/attn/o_proj/MatMul", attn+"/output_0", wo, qSize, g.Hidden, "")
 		x = skipNorm(l+"/post_attention_layernorm", key+".post_attention_layernorm.weight")
@@ -476,7 +476,7 @@ func Float32IO(m *pb.ModelProto) *pb.ModelProto {
 		rename[in.GetName()] = inner
 		tt.ElemType = proto.Int32(int32(pb.TensorProto_FLOAT))
 		head = append(head, &pb.NodeProto{Name: proto.String(inner + "/Cast"), OpType: proto.String("Cast"),
-			Input: []string{in.GetName()}, Output: []string{inner}, Attribute: []*pb.AttributeProto{attrInt("to", int64(pb.TensorProto_FLOAT16))}})
+			Input: []string{in.GetName()}, Output: []string{inner}, Attribute: []*pb.AttributeProto{onnx.AttrInt("to", int64(pb.TensorProto_FLOAT16))}})
 	}
 	for _, n := range g.Node {
 		for i, in := range n.Input {
@@ -501,7 +501,7 @@ func Float32IO(m *pb.ModelProto) *pb.ModelProto {
 		}
 		tt.ElemType = proto.Int32(int32(pb.TensorProto_FLOAT))
 		g.Node = append(g.Node, &pb.NodeProto{Name: proto.String(inner + "/Cast"), OpType: proto.String("Cast"),
-			Input: []string{inner}, Output: []string{out.GetName()}, Attribute: []*pb.AttributeProto{attrInt("to", int64(pb.TensorProto_FLOAT))}})
+			Input: []string{inner}, Output: []string{out.GetName()}, Attribute: []*pb.AttributeProto{onnx.AttrInt("to", int64(pb.TensorProto_FLOAT))}})
 	}
 	return m
 }

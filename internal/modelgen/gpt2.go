@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -16,7 +17,7 @@ func (b *builder) layerNorm(scope, key, x string, dedupFormat string, layer int)
 	bk := key + ".bias"
 	bias := b.initializer(bk, []int{c.Hidden}, normals(c.Seed, bk, c.Hidden, 0, biasStd))
 	if c.Opset >= 17 {
-		return b.opA("LayerNormalization", []string{x, w, bias}, attrInt("axis", -1), attrFloat("epsilon", lnEps))
+		return b.opA("LayerNormalization", []string{x, w, bias}, onnx.AttrInt("axis", -1), onnx.AttrFloat("epsilon", lnEps))
 	}
 	d := b.op("Sub", x, b.reduceMean(x))
 	v := b.reduceMean(b.op("Pow", d, b.f32(2)))
@@ -39,7 +40,7 @@ func (b *builder) conv1d(scope, key, x string, in, out int, std float64, bias bo
 		bk := key + ".bias"
 		ins = append(ins, b.initializer(bk, []int{out}, normals(c.Seed, bk, out, 0, biasStd)))
 	}
-	y := b.opA("Gemm", ins, attrFloat("alpha", 1), attrFloat("beta", 1))
+	y := b.opA("Gemm", ins, onnx.AttrFloat("alpha", 1), onnx.AttrFloat("beta", 1))
 	return b.reshape(y, b.shape(b.unsq0(bs), b.unsq0(sl), out))
 }
 
@@ -75,7 +76,7 @@ func buildGPT2(b *builder) {
 	padding := ""
 	if io.mask != "" {
 		// (1 - mask[:, None, None, :]) · min
-		m := b.opA("Cast", []string{b.unsqueeze(io.mask, 1, 2)}, attrInt("to", int64(tFloat)))
+		m := b.opA("Cast", []string{b.unsqueeze(io.mask, 1, 2)}, onnx.AttrInt("to", int64(tFloat)))
 		padding = b.op("Mul", b.op("Sub", b.f32(1), m), b.f32(negInf))
 	}
 	// The causal table, one constant shared by all layers, as in GPT-2 exports.
@@ -93,15 +94,15 @@ func buildGPT2(b *builder) {
 		x := b.layerNorm("ln_1", key+".ln_1", h, gpt2NormFormat, i)
 		b.push("attn")
 		qkv := b.conv1d("c_attn", key+".attn.c_attn", x, c.Hidden, 3*c.Hidden, projStd(c.Hidden), true)
-		parts := b.node("Split", []string{qkv, b.i64s(int64(c.Hidden), int64(c.Hidden), int64(c.Hidden))}, 3, attrInt("axis", 2))
+		parts := b.node("Split", []string{qkv, b.i64s(int64(c.Hidden), int64(c.Hidden), int64(c.Hidden))}, 3, onnx.AttrInt("axis", 2))
 		heads := func(t string, perm ...int64) string {
 			return b.transpose(b.reshape(t, b.shape(b.unsq0(b.dim(t, 0)), b.unsq0(b.dim(t, 1)), c.Heads, hd)), perm...)
 		}
 		q := heads(parts[0], 0, 2, 1, 3)
 		var kt, v string
 		if c.KVCache {
-			k := b.rename(b.opA("Concat", []string{io.past[i][0], heads(parts[1], 0, 2, 1, 3)}, attrInt("axis", 2)), fmt.Sprintf("present.%d.key", i))
-			v = b.rename(b.opA("Concat", []string{io.past[i][1], heads(parts[2], 0, 2, 1, 3)}, attrInt("axis", 2)), fmt.Sprintf("present.%d.value", i))
+			k := b.rename(b.opA("Concat", []string{io.past[i][0], heads(parts[1], 0, 2, 1, 3)}, onnx.AttrInt("axis", 2)), fmt.Sprintf("present.%d.key", i))
+			v = b.rename(b.opA("Concat", []string{io.past[i][1], heads(parts[2], 0, 2, 1, 3)}, onnx.AttrInt("axis", 2)), fmt.Sprintf("present.%d.value", i))
 			kt = b.transpose(k, 0, 1, 3, 2)
 		} else {
 			kt = heads(parts[1], 0, 2, 3, 1)
@@ -122,7 +123,7 @@ func buildGPT2(b *builder) {
 		if padding != "" {
 			s = b.op("Add", s, padding)
 		}
-		p := b.opA("Softmax", []string{s}, attrInt("axis", -1))
+		p := b.opA("Softmax", []string{s}, onnx.AttrInt("axis", -1))
 		o := b.transpose(b.op("MatMul", p, v), 0, 2, 1, 3)
 		o = b.reshape(o, b.shape(b.unsq0(b.dim(o, 0)), b.unsq0(b.dim(o, 1)), c.Hidden))
 		o = b.conv1d("c_proj", key+".attn.c_proj", o, c.Hidden, c.Hidden, residStd(c.Hidden), !(odd && c.Odd.Kind == OddBias))

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -108,25 +109,9 @@ func (b *builder) rename(value, name string) string {
 	panic("modelgen: rename of a value the last node does not produce: " + value) // programming error
 }
 
-func attrInt(name string, v int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-}
-
-func attrInts(name string, v ...int64) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INTS.Enum(), Ints: v}
-}
-
-func attrFloat(name string, v float32) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
-}
-
-func attrTensor(name string, t *pb.TensorProto) *pb.AttributeProto {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
-}
-
 // constant emits a Constant node in the current scope.
 func (b *builder) constant(t *pb.TensorProto) string {
-	return b.opA("Constant", nil, attrTensor("value", t))
+	return b.opA("Constant", nil, onnx.AttrTensor("value", t))
 }
 
 // i64 is a scalar int64 constant; i64s a 1-D one.
@@ -148,7 +133,7 @@ func (b *builder) rootAxes(v ...int64) string {
 func constantNode(name, out string, t *pb.TensorProto) *pb.NodeProto {
 	return &pb.NodeProto{
 		Name: proto.String(name), OpType: proto.String("Constant"),
-		Output: []string{out}, Attribute: []*pb.AttributeProto{attrTensor("value", t)},
+		Output: []string{out}, Attribute: []*pb.AttributeProto{onnx.AttrTensor("value", t)},
 	}
 }
 
@@ -163,7 +148,7 @@ func (b *builder) unsq0(x string) string { return b.op("Unsqueeze", x, b.rootAxe
 
 // dim returns Gather(Shape(x), i): one dimension of x as an int64 scalar.
 func (b *builder) dim(x string, i int64) string {
-	return b.opA("Gather", []string{b.op("Shape", x), b.i64(i)}, attrInt("axis", 0))
+	return b.opA("Gather", []string{b.op("Shape", x), b.i64(i)}, onnx.AttrInt("axis", 0))
 }
 
 // shape concatenates parts (1-D int64 values) into a shape tensor. An int part
@@ -180,20 +165,20 @@ func (b *builder) shape(parts ...any) string {
 			panic(fmt.Sprintf("modelgen: shape part %T", p)) // programming error
 		}
 	}
-	return b.opA("Concat", ins, attrInt("axis", 0))
+	return b.opA("Concat", ins, onnx.AttrInt("axis", 0))
 }
 
 // reduceMean over the last axis with keepdims, axes as attribute before
 // opset 18 and as input from 18 on.
 func (b *builder) reduceMean(x string) string {
 	if b.cfg.Opset >= 18 {
-		return b.opA("ReduceMean", []string{x, b.i64s(-1)}, attrInt("keepdims", 1))
+		return b.opA("ReduceMean", []string{x, b.i64s(-1)}, onnx.AttrInt("keepdims", 1))
 	}
-	return b.opA("ReduceMean", []string{x}, attrInts("axes", -1), attrInt("keepdims", 1))
+	return b.opA("ReduceMean", []string{x}, onnx.AttrInts("axes", -1), onnx.AttrInt("keepdims", 1))
 }
 
 func (b *builder) transpose(x string, perm ...int64) string {
-	return b.opA("Transpose", []string{x}, attrInts("perm", perm...))
+	return b.opA("Transpose", []string{x}, onnx.AttrInts("perm", perm...))
 }
 
 func (b *builder) slice(x, starts, ends, axes, steps string) string {
@@ -226,7 +211,7 @@ func (b *builder) initializer(name string, dims []int, data []float32) string {
 // with Float16 a Cast of it to float in the current scope.
 func (b *builder) asFloat(name string) string {
 	if b.cfg.Float16 || b.cfg.BFloat16 {
-		return b.opA("Cast", []string{name}, attrInt("to", int64(pb.TensorProto_FLOAT)))
+		return b.opA("Cast", []string{name}, onnx.AttrInt("to", int64(pb.TensorProto_FLOAT)))
 	}
 	return name
 }
@@ -288,34 +273,13 @@ func (b *builder) finish() *pb.GraphProto {
 
 // Graph inputs and outputs.
 
-// dimSpec is an int (fixed) or a string (symbolic) dimension.
-func valueInfo(name string, elem pb.TensorProto_DataType, dims ...any) *pb.ValueInfoProto {
-	shape := &pb.TensorShapeProto{}
-	for _, d := range dims {
-		switch d := d.(type) {
-		case int:
-			shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{Value: &pb.TensorShapeProto_Dimension_DimValue{DimValue: int64(d)}})
-		case string:
-			shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{Value: &pb.TensorShapeProto_Dimension_DimParam{DimParam: d}})
-		default:
-			panic(fmt.Sprintf("modelgen: dim %T", d)) // programming error
-		}
-	}
-	return &pb.ValueInfoProto{
-		Name: proto.String(name),
-		Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{TensorType: &pb.TypeProto_Tensor{
-			ElemType: proto.Int32(int32(elem)), Shape: shape,
-		}}},
-	}
-}
-
 func (b *builder) input(name string, elem pb.TensorProto_DataType, dims ...any) string {
-	b.g.Input = append(b.g.Input, valueInfo(name, elem, dims...))
+	b.g.Input = append(b.g.Input, onnx.TensorInfo(name, elem, dims...))
 	return name
 }
 
 func (b *builder) output(name string, elem pb.TensorProto_DataType, dims ...any) {
-	b.g.Output = append(b.g.Output, valueInfo(name, elem, dims...))
+	b.g.Output = append(b.g.Output, onnx.TensorInfo(name, elem, dims...))
 }
 
 // Symbolic dimension names, as optimum writes them.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -117,8 +118,8 @@ func (b *builder) attentionBias(mask, seq, pastLen string) string {
 	if mask == "" && pastLen == "" && b.cfg.Opset >= 14 {
 		// torch.full((t, t), min).triu(1), as the torch 1.13 Llama export.
 		full := b.opA("ConstantOfShape", []string{b.shape(b.unsq0(seq), b.unsq0(seq))},
-			attrTensor("value", tensorF32("", []int{1}, []float32{negInf})))
-		m := b.opA("Trilu", []string{full, b.i64(1)}, attrInt("upper", 1))
+			onnx.AttrTensor("value", tensorF32("", []int{1}, []float32{negInf})))
+		m := b.opA("Trilu", []string{full, b.i64(1)}, onnx.AttrInt("upper", 1))
 		return b.unsqueeze(b.unsqueeze(m, 0), 1)
 	}
 	// Hugging Face: causal part from positions, padding part from the mask.
@@ -127,7 +128,7 @@ func (b *builder) attentionBias(mask, seq, pastLen string) string {
 	kpos := b.op("Range", b.i64(0), r[1], b.i64(1))
 	allowed := b.op("LessOrEqual", kpos, qpos) // [seq, total]
 	if mask != "" {
-		m := b.unsqueeze(b.opA("Cast", []string{mask}, attrInt("to", int64(pb.TensorProto_BOOL))), 1, 2)
+		m := b.unsqueeze(b.opA("Cast", []string{mask}, onnx.AttrInt("to", int64(pb.TensorProto_BOOL))), 1, 2)
 		allowed = b.op("And", allowed, m) // [batch, 1, seq, total]
 	} else {
 		allowed = b.unsqueeze(allowed, 0, 1)
@@ -161,7 +162,7 @@ func (b *builder) rotary(positions, seq string) (cos, sin string) {
 		for i, t := range [][]float32{ct, st} {
 			table := b.constant(tensorF32("", []int{c.MaxPos, hd}, t))
 			rows := b.slice(table, b.i64s(0), b.unsqueeze(seq, 0), b.i64s(0), b.i64s(1))
-			out[i] = b.unsqueeze(b.opA("Gather", []string{rows, positions}, attrInt("axis", 0)), 1)
+			out[i] = b.unsqueeze(b.opA("Gather", []string{rows, positions}, onnx.AttrInt("axis", 0)), 1)
 		}
 		return out[0], out[1]
 	}
@@ -170,25 +171,25 @@ func (b *builder) rotary(positions, seq string) (cos, sin string) {
 		inv32[i] = float32(v)
 	}
 	f := b.op("MatMul", b.constant(tensorF32("", []int{1, hd / 2, 1}, inv32)),
-		b.opA("Cast", []string{b.unsqueeze(positions, 1)}, attrInt("to", int64(tFloat))))
+		b.opA("Cast", []string{b.unsqueeze(positions, 1)}, onnx.AttrInt("to", int64(tFloat))))
 	f = b.transpose(f, 0, 2, 1)
-	emb := b.opA("Concat", []string{f, f}, attrInt("axis", -1))
+	emb := b.opA("Concat", []string{f, f}, onnx.AttrInt("axis", -1))
 	return b.unsqueeze(b.op("Cos", emb), 1), b.unsqueeze(b.op("Sin", emb), 1)
 }
 
 // applyRotary is x·cos + rotate_half(x)·sin, rotate_half(x) = cat(-x2, x1).
 func (b *builder) applyRotary(x, cos, sin string) string {
 	xc := b.op("Mul", x, cos)
-	half := b.opA("Cast", []string{b.op("Div", b.dim(x, 3), b.i64(2))}, attrInt("to", int64(tInt64)))
+	half := b.opA("Cast", []string{b.op("Div", b.dim(x, 3), b.i64(2))}, onnx.AttrInt("to", int64(tInt64)))
 	x1 := b.slice(x, b.i64s(0), b.unsqueeze(half, 0), b.i64s(3), b.i64s(1))
 	x2 := b.slice(x, b.unsqueeze(half, 0), b.i64s(math.MaxInt64), b.i64s(3), b.i64s(1))
-	rot := b.opA("Concat", []string{b.op("Neg", x2), x1}, attrInt("axis", -1))
+	rot := b.opA("Concat", []string{b.op("Neg", x2), x1}, onnx.AttrInt("axis", -1))
 	return b.op("Add", xc, b.op("Mul", rot, sin))
 }
 
 func (b *builder) reshape(x, shape string) string {
 	if b.cfg.Opset >= 14 {
-		return b.opA("Reshape", []string{x, shape}, attrInt("allowzero", 0))
+		return b.opA("Reshape", []string{x, shape}, onnx.AttrInt("allowzero", 0))
 	}
 	return b.op("Reshape", x, shape)
 }
@@ -247,8 +248,8 @@ func (b *builder) llamaAttention(a attention) string {
 		k = b.applyRotary(k, a.cos, a.sin)
 	}
 	if a.past[0] != "" {
-		k = b.rename(b.opA("Concat", []string{a.past[0], k}, attrInt("axis", 2)), a.present[0])
-		v = b.rename(b.opA("Concat", []string{a.past[1], v}, attrInt("axis", 2)), a.present[1])
+		k = b.rename(b.opA("Concat", []string{a.past[0], k}, onnx.AttrInt("axis", 2)), a.present[0])
+		v = b.rename(b.opA("Concat", []string{a.past[1], v}, onnx.AttrInt("axis", 2)), a.present[1])
 	} else if a.present[0] != "" {
 		// No past (NoPastInputs): the present is the new key and value, as
 		// torch names a graph output after the value it returns.
@@ -264,7 +265,7 @@ func (b *builder) llamaAttention(a attention) string {
 	if a.bias != "" {
 		s = b.op("Add", s, a.bias)
 	}
-	p := b.opA("Softmax", []string{s}, attrInt("axis", -1))
+	p := b.opA("Softmax", []string{s}, onnx.AttrInt("axis", -1))
 	o := b.transpose(b.op("MatMul", p, v), 0, 2, 1, 3)
 	o = b.reshape(o, b.shape(b.unsq0(bs), b.unsq0(sl), c.Heads*hd))
 	return b.linear("o_proj", a.key+".o_proj", o, c.Heads*hd, c.Hidden, residStd(c.Heads*hd), false)

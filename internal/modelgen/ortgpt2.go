@@ -3,6 +3,7 @@ package modelgen
 import (
 	"fmt"
 
+	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -80,12 +81,12 @@ func BuildOptimizedGPT2(c Config) (*pb.ModelProto, error) {
 	const (
 		batch, seq, past, total = "batch_size", "seq_len", "past_seq_len", "total_seq_len"
 	)
-	g.Input = append(g.Input, valueInfo("input_ids", tInt64, batch, seq), valueInfo("position_ids", tInt64, batch, seq),
-		valueInfo("attention_mask", tInt64, batch, total))
-	g.Output = append(g.Output, valueInfo("logits", tFloat, batch, seq, c.Vocab))
+	g.Input = append(g.Input, onnx.TensorInfo("input_ids", tInt64, batch, seq), onnx.TensorInfo("position_ids", tInt64, batch, seq),
+		onnx.TensorInfo("attention_mask", tInt64, batch, total))
+	g.Output = append(g.Output, onnx.TensorInfo("logits", tFloat, batch, seq, c.Vocab))
 	for i := 0; i < c.Layers; i++ {
-		g.Input = append(g.Input, valueInfo(fmt.Sprintf("past_%d", i), tFloat, 2, batch, c.Heads, past, hd))
-		g.Output = append(g.Output, valueInfo(fmt.Sprintf("present_%d", i), tFloat, 2, batch, c.Heads, total, hd))
+		g.Input = append(g.Input, onnx.TensorInfo(fmt.Sprintf("past_%d", i), tFloat, 2, batch, c.Heads, past, hd))
+		g.Output = append(g.Output, onnx.TensorInfo(fmt.Sprintf("present_%d", i), tFloat, 2, batch, c.Heads, total, hd))
 	}
 	used := map[string]bool{}
 	w := func(name string) string {
@@ -108,7 +109,7 @@ func BuildOptimizedGPT2(c Config) (*pb.ModelProto, error) {
 		}
 		g.Node = append(g.Node, n)
 	}
-	eps := attrFloat("epsilon", lnEps)
+	eps := onnx.AttrFloat("epsilon", lnEps)
 
 	// Embeddings (the export's nodes, untouched by the optimizer: the
 	// position Gather reads a graph input, so no EmbedLayerNormalization).
@@ -117,7 +118,7 @@ func BuildOptimizedGPT2(c Config) (*pb.ModelProto, error) {
 	stream := "/transformer/Add_output_0"
 	node("/transformer/Add", "Add", "", []string{"/transformer/wte/Gather_output_0", "/transformer/wpe/Gather_output_0"}, []string{stream})
 	// FusionUtils.cast_graph_input_to_int32: an unnamed Cast of the mask.
-	node("", "Cast", "", []string{"attention_mask"}, []string{"attention_mask_int32"}, attrInt("to", int64(pb.TensorProto_INT32)))
+	node("", "Cast", "", []string{"attention_mask"}, []string{"attention_mask_int32"}, onnx.AttrInt("to", int64(pb.TensorProto_INT32)))
 
 	fc := 0 // FullyConnect_MatMul_N: postprocess's Gemm rewrites, in graph order
 	skip := 0
@@ -146,7 +147,7 @@ func BuildOptimizedGPT2(c Config) (*pb.ModelProto, error) {
 		node(attn, "Attention", msDomain,
 			[]string{x, w(key + ".attn.c_attn.weight"), w(key + ".attn.c_attn.bias"), "attention_mask_int32", fmt.Sprintf("past_%d", i)},
 			[]string{attn + "_output", fmt.Sprintf("present_%d", i)},
-			attrInt("num_heads", int64(c.Heads)), attrInt("unidirectional", 1))
+			onnx.AttrInt("num_heads", int64(c.Heads)), onnx.AttrInt("unidirectional", 1))
 		node(attn+"_matmul", "MatMul", "", []string{attn + "_output", w(key + ".attn.c_proj.weight")}, []string{attn + "_matmul_output"})
 		fcIn := fmt.Sprintf("FullyConnect_MatMul_%d", fc)
 		skipNorm(attn+"_matmul_output", key+".ln_2", key+".attn.c_proj.bias", fcIn+"_input", fmt.Sprintf("/transformer/h.%d/Add_output_0", i))

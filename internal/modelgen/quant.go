@@ -74,9 +74,9 @@ func QuantizeMatMuls(m *pb.ModelProto, bits, block int, asymmetric bool, accurac
 			inputs = append(inputs, name+"_zero_points")
 			added = append(added, tensor(name+"_zero_points", pb.TensorProto_UINT8, []int{len(q.ZeroPoints)}, q.ZeroPoints))
 		}
-		attrs := []*pb.AttributeProto{attrInt("K", int64(K)), attrInt("N", int64(N)), attrInt("bits", int64(bits)), attrInt("block_size", int64(block))}
+		attrs := []*pb.AttributeProto{onnx.AttrInt("K", int64(K)), onnx.AttrInt("N", int64(N)), onnx.AttrInt("bits", int64(bits)), onnx.AttrInt("block_size", int64(block))}
 		if accuracyLevel != 0 {
-			attrs = append(attrs, attrInt("accuracy_level", int64(accuracyLevel)))
+			attrs = append(attrs, onnx.AttrInt("accuracy_level", int64(accuracyLevel)))
 		}
 		nodeName := ""
 		if n.GetName() != "" {
@@ -86,7 +86,20 @@ func QuantizeMatMuls(m *pb.ModelProto, bits, block int, asymmetric bool, accurac
 			Input: inputs, Output: n.Output, Attribute: attrs}
 		count++
 	}
-	// clean_initializers: drop the float weights nobody reads.
+	cleanInitializers(g, added)
+	for _, o := range m.OpsetImport {
+		if o.GetDomain() == "com.microsoft" {
+			o.Version = proto.Int64(1)
+			return count, nil
+		}
+	}
+	m.OpsetImport = append(m.OpsetImport, &pb.OperatorSetIdProto{Domain: proto.String("com.microsoft"), Version: proto.Int64(1)})
+	return count, nil
+}
+
+// cleanInitializers drops the initializers no node reads (the float weights a
+// quantizer replaced; onnxruntime's clean_initializers) and appends added.
+func cleanInitializers(g *pb.GraphProto, added []*pb.TensorProto) {
 	used := map[string]bool{}
 	for _, n := range g.GetNode() {
 		for _, in := range n.Input {
@@ -100,12 +113,4 @@ func QuantizeMatMuls(m *pb.ModelProto, bits, block int, asymmetric bool, accurac
 		}
 	}
 	g.Initializer = append(kept, added...)
-	for _, o := range m.OpsetImport {
-		if o.GetDomain() == "com.microsoft" {
-			o.Version = proto.Int64(1)
-			return count, nil
-		}
-	}
-	m.OpsetImport = append(m.OpsetImport, &pb.OperatorSetIdProto{Domain: proto.String("com.microsoft"), Version: proto.Int64(1)})
-	return count, nil
 }

@@ -146,7 +146,7 @@ func QuantizeDynamicInt8(m *pb.ModelProto) (int, error) {
 			mi := out + "_output_quantized"
 			nodes = append(nodes,
 				node(name, "MatMulInteger", []string{a + "_quantized", b + "_quantized", a + "_zero_point", b + "_zero_point"}, []string{mi}),
-				node(mi+"_cast", "Cast", []string{mi}, []string{mi + "_cast_output"}, attrInt("to", int64(pb.TensorProto_FLOAT))),
+				node(mi+"_cast", "Cast", []string{mi}, []string{mi + "_cast_output"}, onnx.AttrInt("to", int64(pb.TensorProto_FLOAT))),
 				node(name+"_scales_mul", "Mul", []string{a + "_scale", b + "_scale"}, []string{name + "_scales_mul:0"}),
 				node(name+"_output_scale_mul", "Mul", []string{mi + "_cast_output", name + "_scales_mul:0"}, []string{out}))
 			count++
@@ -166,18 +166,6 @@ func QuantizeDynamicInt8(m *pb.ModelProto) (int, error) {
 		}
 	}
 	g.Node = nodes
-	used := map[string]bool{}
-	for _, n := range g.Node {
-		for _, in := range n.Input {
-			used[in] = true
-		}
-	}
-	kept := g.Initializer[:0]
-	for _, t := range g.Initializer {
-		if used[t.GetName()] {
-			kept = append(kept, t)
-		}
-	}
-	g.Initializer = append(kept, added...)
+	cleanInitializers(g, added)
 	return count, nil
 }
