@@ -4,7 +4,8 @@
 // On a terminal the active steps are redrawn in place on one line (with \r) at
 // most about ten times a second, with counts, elapsed time and an estimate of
 // the time left. On anything else it prints nothing, or, in verbose mode, one
-// plain line per finished step. A nil *Reporter and a nil *Task are valid and
+// plain line per finished step and, during a long step, the status line once a
+// minute (a log of a long run shows it is moving). A nil *Reporter and a nil *Task are valid and
 // do nothing, so callers never need to check.
 //
 // The package starts no goroutines: the line is redrawn only from calls to
@@ -35,7 +36,15 @@ type Options struct {
 	Verbose bool
 	// Interval is the shortest time between redraws; 0 means DefaultInterval.
 	Interval time.Duration
+	// Heartbeat, in verbose mode on a non-terminal, is the shortest time
+	// between two plain status lines printed while steps run; 0 means
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
 }
+
+// DefaultHeartbeat is the shortest time between two status lines on a
+// verbose non-terminal.
+const DefaultHeartbeat = time.Minute
 
 // Reporter draws the progress of the steps started with Start. It is safe for
 // concurrent use.
@@ -47,9 +56,11 @@ type Reporter struct {
 	interval time.Duration
 	now      func() time.Time // replaced in tests
 
-	active   []*Task   // unfinished tasks, in start order
-	lastDraw time.Time // when the line was last drawn
-	width    int       // runes on the line now (0: the line is clear)
+	active    []*Task   // unfinished tasks, in start order
+	lastDraw  time.Time // when the line was last drawn
+	heartbeat time.Duration
+	lastBeat  time.Time // when the last status line was printed (verbose, not a terminal)
+	width     int       // runes on the line now (0: the line is clear)
 }
 
 // New returns a Reporter writing to w. terminal says whether w is an
@@ -68,7 +79,11 @@ func NewWith(w io.Writer, o Options) *Reporter {
 	if iv <= 0 {
 		iv = DefaultInterval
 	}
-	return &Reporter{w: w, terminal: o.Terminal, verbose: o.Verbose, interval: iv, now: time.Now}
+	hb := o.Heartbeat
+	if hb <= 0 {
+		hb = DefaultHeartbeat
+	}
+	return &Reporter{w: w, terminal: o.Terminal, verbose: o.Verbose, interval: iv, heartbeat: hb, now: time.Now}
 }
 
 // Task is one step being reported. Its methods are safe for concurrent use.
@@ -102,6 +117,7 @@ func (t *Task) Add(n int) {
 	t.update(func(r *Reporter) {
 		t.done += n
 		r.redraw(false)
+		r.beat()
 	})
 }
 
@@ -201,6 +217,29 @@ func (r *Reporter) redraw(force bool) {
 		fmt.Fprintf(r.w, "\r%s", line)
 	}
 	r.width = n
+}
+
+// beat prints the status of the active steps as a plain line, in verbose mode
+// on a non-terminal, when the last one (or the first work reported) is a
+// heartbeat ago. r.mu is held.
+func (r *Reporter) beat() {
+	if r.terminal || !r.verbose || len(r.active) == 0 {
+		return
+	}
+	now := r.now()
+	if r.lastBeat.IsZero() {
+		r.lastBeat = now
+		return
+	}
+	if now.Sub(r.lastBeat) < r.heartbeat {
+		return
+	}
+	r.lastBeat = now
+	parts := make([]string, len(r.active))
+	for i, t := range r.active {
+		parts[i] = t.status(now)
+	}
+	fmt.Fprintln(r.w, strings.Join(parts, " · "))
 }
 
 // clear blanks the line when something is drawn on it. r.mu is held.

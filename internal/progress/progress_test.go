@@ -124,6 +124,24 @@ func TestNotTerminal(t *testing.T) {
 	}
 }
 
+// TestHeartbeat: a verbose log (not a terminal) gets the status line once a
+// heartbeat while a long step runs, not on every unit of work.
+func TestHeartbeat(t *testing.T) {
+	var buf bytes.Buffer
+	c := newClock()
+	r := withClock(NewWith(&buf, Options{Enabled: true, Verbose: true, Heartbeat: time.Minute}), c)
+	task := r.Start("candidates", 0)
+	for range 10 {
+		c.advance(25 * time.Second)
+		task.Add(1)
+	}
+	task.Done()
+	want := "candidates 4 1m40s\ncandidates 7 2m55s\ncandidates 10 4m10s\ncandidates: 10 in 4m10s\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestNested(t *testing.T) {
 	var buf bytes.Buffer
 	c := newClock()
