@@ -10,6 +10,7 @@ import (
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
 )
 
 // This file moves one decoder layer's weights between an ONNX graph and a
@@ -286,6 +287,7 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 			byIndex[n.Index] = n
 		}
 	}
+	node := func(i int) *graph.Node { return byIndex[i] }
 	// Gather each slot's new contents (a packed q/k/v takes three params).
 	type slotData struct {
 		parts [3][]float32
@@ -337,55 +339,11 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 		if err != nil {
 			return err
 		}
-		if err := repointUses(g, byIndex, p, v, suffix); err != nil {
+		// A Transpose or Cast the tensor is read through is rewired when
+		// only this use reads it, and copied otherwise.
+		copyNode := func(n *graph.Node) (*graph.Node, error) { return rewrite.CopyNode(g, n, n.Name+suffix, suffix) }
+		if err := rewrite.PointUses(g, node, p, v, rewrite.OnlyReader, copyNode); err != nil {
 			return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
-		}
-	}
-	return nil
-}
-
-// repointUses makes every use of slot p read v. A Transpose or Cast between
-// the tensor and its reader is rewired when that reader is its only one, and
-// copied otherwise; Identity nodes are skipped.
-func repointUses(g *graph.Graph, byIndex map[int]*graph.Node, p discover.Param, v *graph.Value, suffix string) error {
-	for _, u := range p.Uses {
-		use := byIndex[u.Node]
-		if use == nil || u.Input >= len(use.Inputs) {
-			return fmt.Errorf("use by node %d not found", u.Node)
-		}
-		cur := v
-		for k, vi := range u.Via {
-			n := byIndex[vi]
-			if n == nil {
-				return fmt.Errorf("node %d between the tensor and its use not found", vi)
-			}
-			if n.Op == "Identity" {
-				continue
-			}
-			next := use
-			if k+1 < len(u.Via) {
-				next = byIndex[u.Via[k+1]]
-			}
-			if o := n.Outputs[0]; len(n.Outputs) == 1 && o != nil && !o.IsOutput() && len(o.Consumers) == 1 && o.Consumers[0] == next {
-				g.SetInput(n, 0, cur)
-				cur = o
-				continue
-			}
-			outs := make([]string, len(n.Outputs))
-			for i, o := range n.Outputs {
-				if o != nil {
-					outs[i] = g.UniqueName(o.Name + suffix)
-				}
-			}
-			c, err := g.CloneNode(n, n.Name+suffix, outs)
-			if err != nil {
-				return err
-			}
-			g.SetInput(c, 0, cur)
-			cur = c.Outputs[0]
-		}
-		if use.Inputs[u.Input] != cur {
-			g.SetInput(use, u.Input, cur)
 		}
 	}
 	return nil
