@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -118,10 +119,10 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := maxDiff(fit.Matrix, m); d > 1e-3 {
+		if d := stats.MaxAbsDiff(fit.Matrix, m); d > 1e-3 {
 			t.Errorf("matrix: off by %g, want ≤ 1e-3", d)
 		}
-		if d := maxDiff(fit.Offset, c); d > 1e-3 {
+		if d := stats.MaxAbsDiff(fit.Offset, c); d > 1e-3 {
 			t.Errorf("offset: off by %g, want ≤ 1e-3", d)
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/stats"
 )
 
 // synthetic returns n samples x (in features) and y = x·M + c (+ noise).
@@ -32,14 +34,6 @@ func randVec(r *rand.Rand, n int) []float64 {
 		v[i] = r.NormFloat64()
 	}
 	return v
-}
-
-func maxDiff(a, b []float64) float64 {
-	var d float64
-	for i := range a {
-		d = max(d, math.Abs(a[i]-b[i]))
-	}
-	return d
 }
 
 // TestRecoversKnownMap: without a ridge, least squares on noiseless synthetic
@@ -79,10 +73,10 @@ func TestRecoversKnownMap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxDiff(fit.Matrix, m); d > 1e-4 {
+			if d := stats.MaxAbsDiff(fit.Matrix, m); d > 1e-4 {
 				t.Errorf("matrix: got off by %g, want ≤ 1e-4", d)
 			}
-			if d := maxDiff(fit.Offset, c); d > 1e-4 {
+			if d := stats.MaxAbsDiff(fit.Offset, c); d > 1e-4 {
 				t.Errorf("offset: got off by %g, want ≤ 1e-4", d)
 			}
 			res, err := p.Residual(fit)
@@ -115,7 +109,7 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dd := maxDiff(huge.Matrix, id); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(huge.Matrix, id); dd > 1e-6 {
 		t.Errorf("ridge 1e9 toward the identity: got off by %g, want ≤ 1e-6", dd)
 	}
 	zero := make([]float64, d*d)
@@ -123,14 +117,14 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dd := maxDiff(toZero.Matrix, zero); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(toZero.Matrix, zero); dd > 1e-6 {
 		t.Errorf("ridge 1e9 toward zero: got off by %g, want ≤ 1e-6", dd)
 	}
 	ls, _ := p.Solve(Options{})
 	mid, _ := p.Solve(Options{Ridge: 1})
-	dLS, dID := maxDiff(mid.Matrix, ls.Matrix), maxDiff(mid.Matrix, id)
-	if dLS == 0 || dID == 0 || dLS > maxDiff(ls.Matrix, id) || dID > maxDiff(ls.Matrix, id) {
-		t.Errorf("ridge 1: got %g from least squares and %g from the prior, want both inside (0, %g)", dLS, dID, maxDiff(ls.Matrix, id))
+	dLS, dID := stats.MaxAbsDiff(mid.Matrix, ls.Matrix), stats.MaxAbsDiff(mid.Matrix, id)
+	if dLS == 0 || dID == 0 || dLS > stats.MaxAbsDiff(ls.Matrix, id) || dID > stats.MaxAbsDiff(ls.Matrix, id) {
+		t.Errorf("ridge 1: got %g from least squares and %g from the prior, want both inside (0, %g)", dLS, dID, stats.MaxAbsDiff(ls.Matrix, id))
 	}
 	// The ridge is relative to the data's scale: scaling x by 10 (and y with it)
 	// gives the same map.
@@ -143,7 +137,7 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 		t.Fatal(err)
 	}
 	mid10, _ := p10.Solve(Options{Ridge: 1})
-	if dd := maxDiff(mid10.Matrix, mid.Matrix); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(mid10.Matrix, mid.Matrix); dd > 1e-6 {
 		t.Errorf("scaled data: got a map off by %g, want the same map", dd)
 	}
 }
