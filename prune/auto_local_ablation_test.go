@@ -3,11 +3,11 @@ package prune
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -20,9 +20,7 @@ import (
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoLocalScores -v -timeout 30m
 func TestAutoLocalScores(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	type cell struct {
 		name   string
 		st     *discover.Stack
@@ -125,9 +123,7 @@ func TestAutoLocalScores(t *testing.T) {
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoLocalBudget -v
 func TestAutoLocalBudget(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	fx := load(t, "llama8")
 	st, cal := calibrated(t, fx)
 	for _, target := range []int{5, 6} {

@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/rewrite"
 	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/similarity"
@@ -26,9 +26,7 @@ import (
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoScreenAblation -v -timeout 30m
 func TestAutoScreenAblation(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	cells := []struct {
 		model  string
 		target int
@@ -79,9 +77,7 @@ func TestAutoScreenAblation(t *testing.T) {
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoScreenScores -v
 func TestAutoScreenScores(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	for _, c := range []struct {
 		model  string
 		target int
