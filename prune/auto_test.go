@@ -261,13 +261,8 @@ func TestAutoScreensDeepModels(t *testing.T) {
 // kept distributions equal KL(p ‖ q) = Σ p (log p − log q) computed from both
 // models' log-softmax, and do not depend on the number of goroutines.
 func TestTokenScoresMatchTheDefinition(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
 	const n, v = 7, 50
-	orig, cand := make([]float32, n*v), make([]float32, n*v)
-	for i := range orig {
-		orig[i] = float32(3 * r.NormFloat64())
-		cand[i] = orig[i] + float32(0.5*r.NormFloat64())
-	}
+	orig, cand := logitPairs(n, v, 0.5)
 	d := newDistributions(orig, v)
 	kl, lse := d.tokenScores(cand, v, 1)
 	for tok := 0; tok < n; tok++ {
