@@ -8,7 +8,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
-	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 )
 
 // TestAutoLocalScores measures how well a window's local error (its merged,
@@ -40,27 +40,8 @@ func TestAutoLocalScores(t *testing.T) {
 		}
 		cells = append(cells, cell{c.model, st, a, c.target})
 	}
-	deep, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(deep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := runtime.New(deep, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cal, err := calibrate(context.Background(), sess, st, randomRows(8, 16, 7), 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAutoEval(context.Background(), &scorer{model: deep, stack: st, cal: cal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cells = append(cells, cell{"gen12", st, a, 8})
+	deep, st := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
+	cells = append(cells, cell{"gen12", st, calibratedAuto(t, deep, st, randomRows(8, 16, 7), 4), 8})
 	for _, c := range cells {
 		L := c.st.NumLayers()
 		cfg := defaultAuto

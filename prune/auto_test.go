@@ -10,6 +10,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -33,19 +34,19 @@ func randomRows(n, t int, seed uint64) [][]int64 {
 // autoFixture calibrates a small generated model for the auto method's parts.
 func autoFixture(t *testing.T, cfg modelgen.Config) (*pb.ModelProto, *autoEval) {
 	t.Helper()
-	m, err := modelgen.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, st := testmodel.Generated(t, cfg)
+	return m, calibratedAuto(t, m, st, randomRows(8, 16, 3), 3)
+}
+
+// calibratedAuto calibrates m on rows (in batches of batch) for the auto
+// method's evaluations.
+func calibratedAuto(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][]int64, batch int) *autoEval {
+	t.Helper()
 	sess, err := runtime.New(m, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cal, err := calibrate(context.Background(), sess, st, randomRows(8, 16, 3), 3, nil)
+	cal, err := calibrate(context.Background(), sess, st, rows, batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func autoFixture(t *testing.T, cfg modelgen.Config) (*pb.ModelProto, *autoEval) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, a
+	return a
 }
 
 // streamError is the mean squared difference, over the fit rows, between the
