@@ -33,12 +33,8 @@ func TestAutoLocalScores(t *testing.T) {
 		target int
 	}{{"llama8", 5}, {"gpt2_6", 3}} {
 		fx := load(t, c.model)
-		st, cal := calibrated(t, fx)
-		a, err := newAutoEval(context.Background(), &scorer{model: fx.model, stack: st, cal: cal})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cells = append(cells, cell{c.model, st, a, c.target})
+		st := testmodel.Find(t, fx.model)
+		cells = append(cells, cell{c.model, st, calibratedAuto(t, fx.model, st, fx.calib, 8), c.target})
 	}
 	deep, st := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
 	cells = append(cells, cell{"gen12", st, calibratedAuto(t, deep, st, randomRows(8, 16, 7), 4), 8})

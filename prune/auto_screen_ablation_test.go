@@ -9,8 +9,8 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/rewrite"
-	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/similarity"
 	"github.com/onnxslm/onnxslm/slm"
 )
@@ -179,17 +179,6 @@ func spearman(x, y []float64) float64 {
 // calibration rows.
 func calibrated(t *testing.T, fx fixture) (*discover.Stack, *calibration) {
 	t.Helper()
-	st, err := discover.Find(fx.model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := runtime.New(fx.model, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cal, err := calibrate(context.Background(), sess, st, fx.calib, 8, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, cal
+	st := testmodel.Find(t, fx.model)
+	return st, calibrateRows(t, fx.model, st, fx.calib, 8)
 }

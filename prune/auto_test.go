@@ -42,6 +42,17 @@ func autoFixture(t *testing.T, cfg modelgen.Config) (*pb.ModelProto, *autoEval) 
 // method's evaluations.
 func calibratedAuto(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][]int64, batch int) *autoEval {
 	t.Helper()
+	a, err := newAutoEval(context.Background(), &scorer{model: m, stack: st, cal: calibrateRows(t, m, st, rows, batch)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// calibrateRows runs m in the Go runtime on rows (in batches of batch) and
+// keeps what the searches need of st's streams.
+func calibrateRows(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][]int64, batch int) *calibration {
+	t.Helper()
 	sess, err := runtime.New(m, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +61,7 @@ func calibratedAuto(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newAutoEval(context.Background(), &scorer{model: m, stack: st, cal: cal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return cal
 }
 
 // streamError is the mean squared difference, over the fit rows, between the
