@@ -36,6 +36,23 @@ func randVec(r *rand.Rand, n int) []float64 {
 	return v
 }
 
+// solveNear solves p without a ridge and checks that the fit is within tol
+// of the map m and offset c that made its data.
+func solveNear(t *testing.T, p *Problem, m, c []float64, tol float64) *Map {
+	t.Helper()
+	fit, err := p.Solve(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := stats.MaxAbsDiff(fit.Matrix, m); d > tol {
+		t.Errorf("matrix: off by %g, want ≤ %g", d, tol)
+	}
+	if d := stats.MaxAbsDiff(fit.Offset, c); d > tol {
+		t.Errorf("offset: off by %g, want ≤ %g", d, tol)
+	}
+	return fit
+}
+
 // TestRecoversKnownMap: without a ridge, least squares on noiseless synthetic
 // data recovers the map that made it, with and without an offset, square or not.
 func TestRecoversKnownMap(t *testing.T) {
@@ -69,16 +86,7 @@ func TestRecoversKnownMap(t *testing.T) {
 			if got := p.Samples(); got != 200 {
 				t.Errorf("samples: got %d, want 200", got)
 			}
-			fit, err := p.Solve(Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := stats.MaxAbsDiff(fit.Matrix, m); d > 1e-4 {
-				t.Errorf("matrix: got off by %g, want ≤ 1e-4", d)
-			}
-			if d := stats.MaxAbsDiff(fit.Offset, c); d > 1e-4 {
-				t.Errorf("offset: got off by %g, want ≤ 1e-4", d)
-			}
+			fit := solveNear(t, p, m, c, 1e-4)
 			res, err := p.Residual(fit)
 			if err != nil {
 				t.Fatal(err)
