@@ -8,6 +8,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/distill"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -236,10 +237,7 @@ func (lw *layerWeights) withArch(a layerArch, t int) *distill.Layer {
 // values and keeps the closest; it fails when none comes within tol.
 func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch, error) {
 	best := layerArch{Err: math.Inf(1)}
-	var ymax float64
-	for _, v := range y {
-		ymax = math.Max(ymax, math.Abs(float64(v)))
-	}
+	ymax := stats.MaxAbs(y)
 	thetas := []float64{0}
 	if lw.l.Kind == distill.Llama {
 		thetas = []float64{10000, 500000, 1e6, 0}
@@ -255,11 +253,7 @@ func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch,
 				if err != nil {
 					continue
 				}
-				var e float64
-				for i, v := range got {
-					e = math.Max(e, math.Abs(float64(v)-float64(y[i])))
-				}
-				if a.Err = e / math.Max(ymax, 1e-30); a.Err < best.Err {
+				if a.Err = stats.MaxAbsDiff(y, got) / math.Max(ymax, 1e-30); a.Err < best.Err {
 					best = a
 				}
 			}

@@ -69,13 +69,14 @@ func Argmax[F Float](v []F) int {
 
 // MeanVar returns the mean of v and its population variance (the mean
 // squared deviation from it, a second pass); NaN for no values.
-func MeanVar(v []float64) (mean, variance float64) {
+func MeanVar[F Float](v []F) (mean, variance float64) {
 	for _, x := range v {
-		mean += x
+		mean += float64(x)
 	}
 	mean /= float64(len(v))
 	for _, x := range v {
-		variance += (x - mean) * (x - mean)
+		d := float64(x) - mean
+		variance += d * d
 	}
 	return mean, variance / float64(len(v))
 }

@@ -62,7 +62,10 @@ func TestMeanVar(t *testing.T) {
 			t.Errorf("MeanVar(%v) = %v, %v, want %v, %v", tc.v, m, v, tc.mean, tc.vari)
 		}
 	}
-	if m, v := MeanVar(nil); !math.IsNaN(m) || !math.IsNaN(v) {
+	if m, v := MeanVar([]float32{1, 2}); m != 1.5 || v != 0.25 {
+		t.Errorf("MeanVar(float32 1, 2) = %v, %v, want 1.5, 0.25", m, v)
+	}
+	if m, v := MeanVar([]float64(nil)); !math.IsNaN(m) || !math.IsNaN(v) {
 		t.Errorf("MeanVar(nil) = %v, %v, want NaN, NaN", m, v)
 	}
 }
