@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
+
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -59,11 +61,7 @@ func TestAdamMatchesGorgonia(t *testing.T) {
 	for i, p := range a.Params() {
 		want := *b.Params()[i].Data
 		orig := *student.Params()[i].Data
-		var diff, moved float64
-		for j, v := range *p.Data {
-			diff = math.Max(diff, math.Abs(float64(v-want[j])))
-			moved = math.Max(moved, math.Abs(float64(want[j]-orig[j])))
-		}
+		diff, moved := stats.MaxAbsDiff(*p.Data, want), stats.MaxAbsDiff(want, orig)
 		worst = math.Max(worst, diff/moved)
 		if diff > 1e-3*moved || moved == 0 {
 			t.Errorf("%s: ours and gorgonia's Adam differ by %.2g after moving the weights by up to %.2g", p.Name, diff, moved)

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
+
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -150,15 +152,6 @@ func refForward(l *Layer, x []float32, t int) []float64 {
 	return out
 }
 
-func maxRelDiff[F float](got []F, want []float64) float64 {
-	var diff, scale float64
-	for i, w := range want {
-		diff = math.Max(diff, math.Abs(float64(got[i])-w))
-		scale = math.Max(scale, math.Abs(w))
-	}
-	return diff / scale
-}
-
 // graphForward runs the gorgonia graph of l on x.
 func graphForward(t *testing.T, l *Layer, x []float32, rows, tokens int) []float32 {
 	n, err := buildNet(l, rows, tokens, tensor.Float32)
@@ -196,10 +189,10 @@ func TestForwardMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := maxRelDiff(got, want); e > 2e-6 {
+			if e := stats.RelMax(got, want); e > 2e-6 {
 				t.Errorf("Forward differs from the reference by %.2g (relative to max |y|)", e)
 			}
-			if e := maxRelDiff(graphForward(t, tc.l, x, rows, tokens), want); e > 2e-6 {
+			if e := stats.RelMax(graphForward(t, tc.l, x, rows, tokens), want); e > 2e-6 {
 				t.Errorf("gorgonia graph differs from the reference by %.2g", e)
 			}
 		})

@@ -3,6 +3,7 @@ package distill
 import (
 	"math"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/runtime"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -65,16 +66,7 @@ func layerNormFwd[F float](x, g, b, y []F, n int, eps F) {
 }
 
 func meanRstd[F float](x []F, eps F) (mu, rstd float64) {
-	for _, v := range x {
-		mu += float64(v)
-	}
-	mu /= float64(len(x))
-	var vr float64
-	for _, v := range x {
-		d := float64(v) - mu
-		vr += d * d
-	}
-	vr /= float64(len(x))
+	mu, vr := stats.MeanVar(x)
 	return mu, 1 / math.Sqrt(vr+float64(eps))
 }
 

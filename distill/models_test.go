@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -181,7 +182,7 @@ func TestSharedModelLayers(t *testing.T) {
 				// torch rounds its float32 cos/sin differently in the last
 				// bits (measured 3.8e-6 of the largest value).
 				want := RotaryTables(32, 512, 10000)
-				if d := maxRelDiff(rot.Cos, convert[float64](want.Cos)) + maxRelDiff(rot.Sin, convert[float64](want.Sin)); d > 1e-5 {
+				if d := stats.RelMax(rot.Cos, convert[float64](want.Cos)) + stats.RelMax(rot.Sin, convert[float64](want.Sin)); d > 1e-5 {
 					t.Errorf("the export's rotary tables differ from RotaryTables by %.2g", d)
 				}
 			}
@@ -201,13 +202,13 @@ func TestSharedModelLayers(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					e := maxRelDiff(got, want)
+					e := stats.RelMax(got, want)
 					worst = math.Max(worst, e)
 					if e > 1e-6 {
 						t.Errorf("layer %d row %d: Forward differs from the runtime by %.2g", i, r, e)
 					}
 					if i == 0 && r == 0 {
-						if e := maxRelDiff(graphForward(t, l, hs[i][r], 1, 128), want); e > 1e-6 {
+						if e := stats.RelMax(graphForward(t, l, hs[i][r], 1, 128), want); e > 1e-6 {
 							t.Errorf("layer %d: the gorgonia graph differs from the runtime by %.2g", i, e)
 						}
 					}
@@ -304,7 +305,7 @@ func TestTrainedLayerInRuntime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := maxRelDiff(out[hidden[low+1]].Float32Data(), convert[float64](want)); e > 1e-6 {
+			if e := stats.RelMax(out[hidden[low+1]].Float32Data(), convert[float64](want)); e > 1e-6 {
 				t.Errorf("the runtime's output of the written layer differs from Forward by %.2g", e)
 			} else {
 				t.Logf("runtime vs Forward: %.2g of max |y| (held-out loss %.4f → %.4f)", e, rep.HeldBefore, rep.HeldAfter)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/runtime"
 )
 
@@ -157,7 +158,7 @@ func Generate(ctx context.Context, s *runtime.Session, prompt []int64, opts Gene
 		last := data[(sh[1]-1)*V : sh[1]*V]
 		var next int64
 		if opts.Temperature == 0 {
-			next = int64(argmax32(last))
+			next = int64(stats.Argmax(last))
 		} else {
 			next = int64(sample(last, opts.Temperature, rng))
 		}
@@ -193,19 +194,9 @@ func FeedsAfter(s *runtime.Session, rows [][]int64, pastLen int, past map[string
 	})
 }
 
-func argmax32(z []float32) int {
-	best := 0
-	for i, v := range z {
-		if v > z[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // sample draws an index from softmax(z/temp), in float64.
 func sample(z []float32, temp float64, rng *rand.Rand) int {
-	mx := float64(z[argmax32(z)])
+	mx := float64(z[stats.Argmax(z)])
 	p := make([]float64, len(z))
 	var sum float64
 	for i, v := range z {

@@ -3,12 +3,12 @@ package prune
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
-	"github.com/onnxslm/onnxslm/runtime"
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 )
 
 // TestAutoLocalScores measures how well a window's local error (its merged,
@@ -20,9 +20,7 @@ import (
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoLocalScores -v -timeout 30m
 func TestAutoLocalScores(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	type cell struct {
 		name   string
 		st     *discover.Stack
@@ -35,34 +33,11 @@ func TestAutoLocalScores(t *testing.T) {
 		target int
 	}{{"llama8", 5}, {"gpt2_6", 3}} {
 		fx := load(t, c.model)
-		st, cal := calibrated(t, fx)
-		a, err := newAutoEval(context.Background(), &scorer{model: fx.model, stack: st, cal: cal})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cells = append(cells, cell{c.model, st, a, c.target})
+		st := testmodel.Find(t, fx.model)
+		cells = append(cells, cell{c.model, st, calibratedAuto(t, fx.model, st, fx.calib, 8), c.target})
 	}
-	deep, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := discover.Find(deep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := runtime.New(deep, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cal, err := calibrate(context.Background(), sess, st, randomRows(8, 16, 7), 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAutoEval(context.Background(), &scorer{model: deep, stack: st, cal: cal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cells = append(cells, cell{"gen12", st, a, 8})
+	deep, st := testmodel.Generated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
+	cells = append(cells, cell{"gen12", st, calibratedAuto(t, deep, st, randomRows(8, 16, 7), 4), 8})
 	for _, c := range cells {
 		L := c.st.NumLayers()
 		cfg := defaultAuto
@@ -125,9 +100,7 @@ func TestAutoLocalScores(t *testing.T) {
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoLocalBudget -v
 func TestAutoLocalBudget(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	fx := load(t, "llama8")
 	st, cal := calibrated(t, fx)
 	for _, target := range []int{5, 6} {

@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/rewrite"
-	"github.com/onnxslm/onnxslm/runtime"
 	"github.com/onnxslm/onnxslm/similarity"
 	"github.com/onnxslm/onnxslm/slm"
 )
@@ -26,9 +26,7 @@ import (
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoScreenAblation -v -timeout 30m
 func TestAutoScreenAblation(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	cells := []struct {
 		model  string
 		target int
@@ -79,9 +77,7 @@ func TestAutoScreenAblation(t *testing.T) {
 //
 //	ONNXSLM_ABLATION=1 go test ./prune -run TestAutoScreenScores -v
 func TestAutoScreenScores(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
-	}
+	testenv.Ablation(t)
 	for _, c := range []struct {
 		model  string
 		target int
@@ -183,17 +179,6 @@ func spearman(x, y []float64) float64 {
 // calibration rows.
 func calibrated(t *testing.T, fx fixture) (*discover.Stack, *calibration) {
 	t.Helper()
-	st, err := discover.Find(fx.model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := runtime.New(fx.model, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cal, err := calibrate(context.Background(), sess, st, fx.calib, 8, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, cal
+	st := testmodel.Find(t, fx.model)
+	return st, calibrateRows(t, fx.model, st, fx.calib, 8)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -33,27 +34,34 @@ func randomRows(n, t int, seed uint64) [][]int64 {
 // autoFixture calibrates a small generated model for the auto method's parts.
 func autoFixture(t *testing.T, cfg modelgen.Config) (*pb.ModelProto, *autoEval) {
 	t.Helper()
-	m, err := modelgen.Build(cfg)
+	m, st := testmodel.Generated(t, cfg)
+	return m, calibratedAuto(t, m, st, randomRows(8, 16, 3), 3)
+}
+
+// calibratedAuto calibrates m on rows (in batches of batch) for the auto
+// method's evaluations.
+func calibratedAuto(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][]int64, batch int) *autoEval {
+	t.Helper()
+	a, err := newAutoEval(context.Background(), &scorer{model: m, stack: st, cal: calibrateRows(t, m, st, rows, batch)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return a
+}
+
+// calibrateRows runs m in the Go runtime on rows (in batches of batch) and
+// keeps what the searches need of st's streams.
+func calibrateRows(t *testing.T, m *pb.ModelProto, st *discover.Stack, rows [][]int64, batch int) *calibration {
+	t.Helper()
 	sess, err := runtime.New(m, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cal, err := calibrate(context.Background(), sess, st, randomRows(8, 16, 3), 3, nil)
+	cal, err := calibrate(context.Background(), sess, st, rows, batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newAutoEval(context.Background(), &scorer{model: m, stack: st, cal: cal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, a
+	return cal
 }
 
 // streamError is the mean squared difference, over the fit rows, between the
@@ -261,13 +269,8 @@ func TestAutoScreensDeepModels(t *testing.T) {
 // kept distributions equal KL(p ‖ q) = Σ p (log p − log q) computed from both
 // models' log-softmax, and do not depend on the number of goroutines.
 func TestTokenScoresMatchTheDefinition(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
 	const n, v = 7, 50
-	orig, cand := make([]float32, n*v), make([]float32, n*v)
-	for i := range orig {
-		orig[i] = float32(3 * r.NormFloat64())
-		cand[i] = orig[i] + float32(0.5*r.NormFloat64())
-	}
+	orig, cand := logitPairs(n, v, 0.5)
 	d := newDistributions(orig, v)
 	kl, lse := d.tokenScores(cand, v, 1)
 	for tok := 0; tok < n; tok++ {

@@ -3,10 +3,10 @@ package prune
 import (
 	"context"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -58,9 +58,7 @@ func TestAutoCostAccounts(t *testing.T) {
 // docs/design/method.md (ONNXSLM_ABLATION=1 go test ./prune -run
 // TestAutoCostTable -v).
 func TestAutoCostTable(t *testing.T) {
-	if os.Getenv("ONNXSLM_ABLATION") == "" {
-		t.Skip("ONNXSLM_ABLATION not set")
-	}
+	testenv.Ablation(t)
 	type cell struct {
 		name   string
 		m      *pb.ModelProto

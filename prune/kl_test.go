@@ -13,6 +13,18 @@ import (
 	"github.com/onnxslm/onnxslm/slm"
 )
 
+// logitPairs returns n tokens' logits over v classes, 3·N(0, 1) each, and a
+// candidate's: the same plus noise·N(0, 1), drawn with a fixed seed.
+func logitPairs(n, v int, noise float64) (orig, cand []float32) {
+	r := rand.New(rand.NewPCG(5, 6))
+	orig, cand = make([]float32, n*v), make([]float32, n*v)
+	for i := range orig {
+		orig[i] = float32(3 * r.NormFloat64())
+		cand[i] = orig[i] + float32(noise*r.NormFloat64())
+	}
+	return orig, cand
+}
+
 func TestTopK(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct{ v, k int }{{10, 3}, {50, 50}, {100, 1}, {300, 17}} {
@@ -35,13 +47,8 @@ func TestTopK(t *testing.T) {
 // TestTopKLBounds: the cut KL equals the exact one when the top covers the
 // vocabulary and never exceeds it otherwise.
 func TestTopKLBounds(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
 	const n, v = 9, 64
-	orig, cand := make([]float32, n*v), make([]float32, n*v)
-	for i := range orig {
-		orig[i] = float32(3 * r.NormFloat64())
-		cand[i] = orig[i] + float32(0.7*r.NormFloat64())
-	}
+	orig, cand := logitPairs(n, v, 0.7)
 	exact, lse := newDistributions(orig, v).tokenScores(cand, v, 2)
 	for _, k := range []int{v, 32, 8, 1} {
 		kl, lse2 := newTopDistributions(orig, v, k).tokenScores(cand, 2)

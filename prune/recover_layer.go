@@ -8,8 +8,10 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/distill"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
+	"github.com/onnxslm/onnxslm/rewrite"
 )
 
 // This file moves one decoder layer's weights between an ONNX graph and a
@@ -235,10 +237,7 @@ func (lw *layerWeights) withArch(a layerArch, t int) *distill.Layer {
 // values and keeps the closest; it fails when none comes within tol.
 func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch, error) {
 	best := layerArch{Err: math.Inf(1)}
-	var ymax float64
-	for _, v := range y {
-		ymax = math.Max(ymax, math.Abs(float64(v)))
-	}
+	ymax := stats.MaxAbs(y)
 	thetas := []float64{0}
 	if lw.l.Kind == distill.Llama {
 		thetas = []float64{10000, 500000, 1e6, 0}
@@ -254,11 +253,7 @@ func probeArch(lw *layerWeights, x, y []float32, t int, tol float64) (layerArch,
 				if err != nil {
 					continue
 				}
-				var e float64
-				for i, v := range got {
-					e = math.Max(e, math.Abs(float64(v)-float64(y[i])))
-				}
-				if a.Err = e / math.Max(ymax, 1e-30); a.Err < best.Err {
+				if a.Err = stats.MaxAbsDiff(y, got) / math.Max(ymax, 1e-30); a.Err < best.Err {
 					best = a
 				}
 			}
@@ -286,6 +281,7 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 			byIndex[n.Index] = n
 		}
 	}
+	node := func(i int) *graph.Node { return byIndex[i] }
 	// Gather each slot's new contents (a packed q/k/v takes three params).
 	type slotData struct {
 		parts [3][]float32
@@ -337,55 +333,11 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 		if err != nil {
 			return err
 		}
-		if err := repointUses(g, byIndex, p, v, suffix); err != nil {
+		// A Transpose or Cast the tensor is read through is rewired when
+		// only this use reads it, and copied otherwise.
+		copyNode := func(n *graph.Node) (*graph.Node, error) { return rewrite.CopyNode(g, n, n.Name+suffix, suffix) }
+		if err := rewrite.PointUses(g, node, p, v, rewrite.OnlyReader, copyNode); err != nil {
 			return fmt.Errorf("slot %d (%s): %w", slot, p.Role, err)
-		}
-	}
-	return nil
-}
-
-// repointUses makes every use of slot p read v. A Transpose or Cast between
-// the tensor and its reader is rewired when that reader is its only one, and
-// copied otherwise; Identity nodes are skipped.
-func repointUses(g *graph.Graph, byIndex map[int]*graph.Node, p discover.Param, v *graph.Value, suffix string) error {
-	for _, u := range p.Uses {
-		use := byIndex[u.Node]
-		if use == nil || u.Input >= len(use.Inputs) {
-			return fmt.Errorf("use by node %d not found", u.Node)
-		}
-		cur := v
-		for k, vi := range u.Via {
-			n := byIndex[vi]
-			if n == nil {
-				return fmt.Errorf("node %d between the tensor and its use not found", vi)
-			}
-			if n.Op == "Identity" {
-				continue
-			}
-			next := use
-			if k+1 < len(u.Via) {
-				next = byIndex[u.Via[k+1]]
-			}
-			if o := n.Outputs[0]; len(n.Outputs) == 1 && o != nil && !o.IsOutput() && len(o.Consumers) == 1 && o.Consumers[0] == next {
-				g.SetInput(n, 0, cur)
-				cur = o
-				continue
-			}
-			outs := make([]string, len(n.Outputs))
-			for i, o := range n.Outputs {
-				if o != nil {
-					outs[i] = g.UniqueName(o.Name + suffix)
-				}
-			}
-			c, err := g.CloneNode(n, n.Name+suffix, outs)
-			if err != nil {
-				return err
-			}
-			g.SetInput(c, 0, cur)
-			cur = c.Outputs[0]
-		}
-		if use.Inputs[u.Input] != cur {
-			g.SetInput(use, u.Input, cur)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
@@ -174,11 +175,7 @@ func TestRecoverSharedModels(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("Go runtime gave %d logits, onnxruntime %d", len(got), len(want))
 			}
-			var diff, top float64
-			for i := range got {
-				diff = math.Max(diff, math.Abs(float64(got[i])-float64(want[i])))
-				top = math.Max(top, math.Abs(float64(want[i])))
-			}
+			diff, top := stats.MaxAbsDiff(got, want), stats.MaxAbs(want)
 			t.Logf("Go runtime vs onnxruntime: largest difference %.2g of max |logit| %.3g", diff, top)
 			if diff > 1e-4*top {
 				t.Errorf("Go runtime and onnxruntime differ by %.2g (max |logit| %.3g)", diff, top)

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/onnxslm/onnxslm/discover"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
@@ -233,15 +234,8 @@ func allocate(scores [][]float64, remove int, alloc WidthAlloc) ([][]int, error)
 	case Global:
 		var all []ch
 		for i, s := range scores {
-			var mean, sq float64
-			for _, v := range s {
-				mean += v
-			}
-			mean /= float64(len(s))
-			for _, v := range s {
-				sq += (v - mean) * (v - mean)
-			}
-			sd := math.Sqrt(sq / float64(len(s)))
+			mean, variance := stats.MeanVar(s)
+			sd := math.Sqrt(variance)
 			if sd == 0 {
 				sd = 1
 			}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/onnxslm/onnxslm/internal/stats"
 )
 
 // synthetic returns n samples x (in features) and y = x·M + c (+ noise).
@@ -34,12 +36,21 @@ func randVec(r *rand.Rand, n int) []float64 {
 	return v
 }
 
-func maxDiff(a, b []float64) float64 {
-	var d float64
-	for i := range a {
-		d = max(d, math.Abs(a[i]-b[i]))
+// solveNear solves p without a ridge and checks that the fit is within tol
+// of the map m and offset c that made its data.
+func solveNear(t *testing.T, p *Problem, m, c []float64, tol float64) *Map {
+	t.Helper()
+	fit, err := p.Solve(Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return d
+	if d := stats.MaxAbsDiff(fit.Matrix, m); d > tol {
+		t.Errorf("matrix: off by %g, want ≤ %g", d, tol)
+	}
+	if d := stats.MaxAbsDiff(fit.Offset, c); d > tol {
+		t.Errorf("offset: off by %g, want ≤ %g", d, tol)
+	}
+	return fit
 }
 
 // TestRecoversKnownMap: without a ridge, least squares on noiseless synthetic
@@ -75,16 +86,7 @@ func TestRecoversKnownMap(t *testing.T) {
 			if got := p.Samples(); got != 200 {
 				t.Errorf("samples: got %d, want 200", got)
 			}
-			fit, err := p.Solve(Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := maxDiff(fit.Matrix, m); d > 1e-4 {
-				t.Errorf("matrix: got off by %g, want ≤ 1e-4", d)
-			}
-			if d := maxDiff(fit.Offset, c); d > 1e-4 {
-				t.Errorf("offset: got off by %g, want ≤ 1e-4", d)
-			}
+			fit := solveNear(t, p, m, c, 1e-4)
 			res, err := p.Residual(fit)
 			if err != nil {
 				t.Fatal(err)
@@ -115,7 +117,7 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dd := maxDiff(huge.Matrix, id); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(huge.Matrix, id); dd > 1e-6 {
 		t.Errorf("ridge 1e9 toward the identity: got off by %g, want ≤ 1e-6", dd)
 	}
 	zero := make([]float64, d*d)
@@ -123,14 +125,14 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dd := maxDiff(toZero.Matrix, zero); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(toZero.Matrix, zero); dd > 1e-6 {
 		t.Errorf("ridge 1e9 toward zero: got off by %g, want ≤ 1e-6", dd)
 	}
 	ls, _ := p.Solve(Options{})
 	mid, _ := p.Solve(Options{Ridge: 1})
-	dLS, dID := maxDiff(mid.Matrix, ls.Matrix), maxDiff(mid.Matrix, id)
-	if dLS == 0 || dID == 0 || dLS > maxDiff(ls.Matrix, id) || dID > maxDiff(ls.Matrix, id) {
-		t.Errorf("ridge 1: got %g from least squares and %g from the prior, want both inside (0, %g)", dLS, dID, maxDiff(ls.Matrix, id))
+	dLS, dID := stats.MaxAbsDiff(mid.Matrix, ls.Matrix), stats.MaxAbsDiff(mid.Matrix, id)
+	if dLS == 0 || dID == 0 || dLS > stats.MaxAbsDiff(ls.Matrix, id) || dID > stats.MaxAbsDiff(ls.Matrix, id) {
+		t.Errorf("ridge 1: got %g from least squares and %g from the prior, want both inside (0, %g)", dLS, dID, stats.MaxAbsDiff(ls.Matrix, id))
 	}
 	// The ridge is relative to the data's scale: scaling x by 10 (and y with it)
 	// gives the same map.
@@ -143,7 +145,7 @@ func TestRidgePullsTowardPrior(t *testing.T) {
 		t.Fatal(err)
 	}
 	mid10, _ := p10.Solve(Options{Ridge: 1})
-	if dd := maxDiff(mid10.Matrix, mid.Matrix); dd > 1e-6 {
+	if dd := stats.MaxAbsDiff(mid10.Matrix, mid.Matrix); dd > 1e-6 {
 		t.Errorf("scaled data: got a map off by %g, want the same map", dd)
 	}
 }

@@ -127,53 +127,17 @@ func (w *merger) replaceParam(low int, p discover.Param, t *pb.TensorProto, suff
 }
 
 // repoint makes every use of slot p in layer low read v. A Transpose or Cast node
-// the original was read through is rewired when only this use reads it, and copied
-// otherwise; Identity nodes are skipped.
+// the original was read through is rewired when it is in layer low and only this
+// use reads it, and copied otherwise; Identity nodes are skipped.
 func (w *merger) repoint(low int, p discover.Param, v *graph.Value, suffix string) error {
-	for _, u := range p.Uses {
-		use := w.byIndex[u.Node]
-		cur := v
-		for k, vi := range u.Via {
-			n := w.byIndex[vi]
-			if n.Op == "Identity" {
-				continue
-			}
-			next := use
-			if k+1 < len(u.Via) {
-				next = w.byIndex[u.Via[k+1]]
-			}
-			if w.inLayer[vi] == low && len(n.Outputs) == 1 && onlyReader(n.Outputs[0], next) {
-				w.g.SetInput(n, 0, cur)
-				cur = n.Outputs[0]
-				continue
-			}
-			outs := make([]string, len(n.Outputs))
-			for i, o := range n.Outputs {
-				if o != nil {
-					outs[i] = w.g.UniqueName(o.Name + suffix)
-				}
-			}
-			name := n.Name
-			if name != "" {
-				name += suffix
-			}
-			c, err := w.g.CloneNode(n, name, outs)
-			if err != nil {
-				return err
-			}
-			w.g.SetInput(c, 0, cur)
-			cur = c.Outputs[0]
+	inPlace := func(n, next *graph.Node) bool { return w.inLayer[n.Index] == low && OnlyReader(n, next) }
+	return PointUses(w.g, nodeAt(w.byIndex), p, v, inPlace, func(n *graph.Node) (*graph.Node, error) {
+		name := n.Name
+		if name != "" {
+			name += suffix
 		}
-		if use.Inputs[u.Input] != cur {
-			w.g.SetInput(use, u.Input, cur)
-		}
-	}
-	return nil
-}
-
-// onlyReader reports whether n is the only node reading v (and v is no graph output).
-func onlyReader(v *graph.Value, n *graph.Node) bool {
-	return !v.IsOutput() && len(v.Consumers) == 1 && v.Consumers[0] == n
+		return CopyNode(w.g, n, name, suffix)
+	})
 }
 
 func (w *merger) tensor(name string) *pb.TensorProto {

@@ -2,7 +2,6 @@ package rewrite_test
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -308,19 +308,6 @@ func pastFeeds(t *testing.T, layers int, g modelgen.GenAIConfig, P int, tokens [
 	return f
 }
 
-// relMax is max |a − b| / max |b|.
-func relMax(a, b []float32) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	var d, s float64
-	for i := range b {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
-		s = math.Max(s, math.Abs(float64(b[i])))
-	}
-	return d / s
-}
-
 // FuzzUpdateGenAIConfig: a config from an untrusted folder is refused or
 // rewritten, never a panic; what is written parses again with the new depth.
 func FuzzUpdateGenAIConfig(f *testing.F) {
@@ -384,7 +371,7 @@ func TestJudgeTransformersJSRewrite(t *testing.T) {
 				got, want := runBoth(t, ort, res.Model, ref, feeds, feeds, []string{"logits"})
 				a, _ := got["logits"].Float32s()
 				b, _ := want["logits"].Float32s()
-				d, rms := relMax(a, b), rewrite.RelErr(a, b)
+				d, rms := relMax(a, b), stats.RelRMS(a, b)
 				t.Logf("max |Δ|/max %.3g, rms %.3g", d, rms)
 				for _, r := range res.Requantized {
 					t.Logf("%d..%d %s: ‖requantized − float fusion‖/‖float fusion‖ = %.4f", r.Low, r.High, r.Role, r.RelErr)

@@ -2,7 +2,6 @@ package rewrite_test
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -168,10 +168,7 @@ func cachedDecoding(t *testing.T, ort *judge.Runtime, checker *judge.Check, m *p
 	if len(sl) != second*V {
 		t.Fatalf("step 2 logits %v", step2[s2.Logits].Shape)
 	}
-	var maxDiff float64
-	for i := range sl {
-		maxDiff = math.Max(maxDiff, math.Abs(float64(sl[i]-fl[first*V+i])))
-	}
+	maxDiff := stats.MaxAbsDiff(fl[first*V:], sl)
 	if maxDiff > 1e-4 {
 		t.Errorf("cached decoding differs from the full run by %g", maxDiff)
 	}

@@ -1,13 +1,13 @@
 package rewrite_test
 
 import (
-	"math"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/merged"
@@ -104,11 +104,7 @@ func TestMergeBranches(t *testing.T) {
 	}
 	step := run(lm.FeedsAfter(s, [][]int64{row[T-1:]}, T-1, past))
 	fl, sl := full["logits"].Float32Data(), step["logits"].Float32Data()
-	V := len(sl)
-	var d float64
-	for v := range V {
-		d = math.Max(d, math.Abs(float64(fl[(T-1)*V+v]-sl[v])))
-	}
+	d := stats.MaxAbsDiff(fl[(T-1)*len(sl):], sl)
 	if d > 1e-4 {
 		t.Errorf("with past: last token's logits %.3g from the no-past run's", d)
 	}

@@ -10,10 +10,10 @@ package rewrite
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/quant"
@@ -212,7 +212,7 @@ func (w *merger) fuseNBits(win Window, rule Rule, pi int, suffix string) error {
 	if err != nil {
 		return err
 	}
-	rep.RelErr = relErr(dq, fused)
+	rep.RelErr = stats.RelRMS(dq, fused)
 	w.res.Requantized = append(w.res.Requantized, rep)
 	low := &w.s.Layers[win.Low]
 	for _, wi := range p.Weights {
@@ -266,20 +266,6 @@ func (w *merger) toMatMul(win Window, p discover.Projection, fused []float32, su
 	w.g.ReplaceUses(out, mm.Outputs[0])
 	w.g.RemoveNodes(map[*graph.Node]bool{n: true})
 	return nil
-}
-
-// relErr is ‖a − b‖ / ‖b‖ (Frobenius), 0 for b = 0.
-func relErr(a, b []float32) float64 {
-	var d, s float64
-	for i := range b {
-		e := float64(a[i]) - float64(b[i])
-		d += e * e
-		s += float64(b[i]) * float64(b[i])
-	}
-	if s == 0 {
-		return 0
-	}
-	return math.Sqrt(d / s)
 }
 
 func clone64(d []int64) []int64 { return append([]int64(nil), d...) }
@@ -345,7 +331,7 @@ func (w *merger) fuseInt8(win Window, rule Rule, pi int, suffix string) error {
 	fused := fuseFloats(rule, ws)
 	q := quant.QuantizeInt8(fused)
 	rep := Requantized{Low: win.Low, High: win.High, Role: p.Role.String(), Slot: p.Matrix(), Bits: 8, Symmetric: true,
-		RelErr: relErr(q.Dequantize(), fused)}
+		RelErr: stats.RelRMS(q.Dequantize(), fused)}
 	w.res.Requantized = append(w.res.Requantized, rep)
 	low := &w.s.Layers[win.Low]
 	for _, part := range []discover.WeightPart{discover.Matrix, discover.Scales} {

@@ -13,6 +13,7 @@ import (
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/internal/golden"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -105,7 +106,7 @@ func TestRules(t *testing.T) {
 						t.Errorf("slot %d (%s) reads %q, want a new merged tensor", k, p.Role, got[k])
 						continue
 					}
-					if d := maxRelDiff(testmodel.Floats(t, res.Model, got[k]), want); d > 1e-5 {
+					if d := relMax(testmodel.Floats(t, res.Model, got[k]), want); d > 1e-5 {
 						t.Errorf("slot %d (%s): merged values off by %g", k, p.Role, d)
 					}
 				}
@@ -117,18 +118,12 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// maxRelDiff is the largest difference between a and b relative to b's largest
-// magnitude (float32 sums cancel differently from float64 ones near zero).
-func maxRelDiff(a, b []float32) float64 {
+// relMax is max |a − b| / max |b| (stats.RelMax), +Inf when the lengths differ.
+func relMax(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return math.Inf(1)
 	}
-	var d, scale float64
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-		scale = math.Max(scale, math.Abs(float64(b[i])))
-	}
-	return d / scale
+	return stats.RelMax(a, b)
 }
 
 // project computes y = x·W for W stored [in, out], or x·Wᵀ for [out, in].
@@ -238,7 +233,7 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 			for j := range bf {
 				got[j] += bf[j]
 			}
-			if d := maxAbsDiff(got, want); d > 1e-3 {
+			if d := stats.MaxAbsDiff(got, want); d > 1e-3 {
 				t.Errorf("repaired projection off by %g", d)
 			}
 		})
@@ -261,14 +256,6 @@ func TestRepairFoldsALinearMap(t *testing.T) {
 			t.Errorf("%s: Merge = %v, want an error saying %q", tc.name, err, tc.want)
 		}
 	}
-}
-
-func maxAbsDiff(a, b []float32) float64 {
-	var d float64
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
 }
 
 func TestPlanErrors(t *testing.T) {

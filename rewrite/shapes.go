@@ -1,6 +1,9 @@
 package rewrite
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/onnxslm/onnxslm/graph"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -94,8 +97,10 @@ func (w *widther) setShape(n *graph.Node, in int, sv *graph.ShapeVector, set map
 		}
 		parts[p][i-first] = x
 	}
-	for p, vals := range parts {
-		v, err := w.constInt64s(cat.Inputs[p].Name, vals)
+	// In part order: the new constants' names and places in the written
+	// model must not depend on map order.
+	for _, p := range slices.Sorted(maps.Keys(parts)) {
+		v, err := w.constInt64s(cat.Inputs[p].Name, parts[p])
 		if err != nil {
 			return err
 		}

@@ -478,32 +478,18 @@ func (w *widther) replace(p discover.Param, dims []int64, data []float32, suffix
 	if err != nil {
 		return err
 	}
-	for _, u := range p.Uses {
-		// A Transpose or Cast the tensor was read through is copied to read
-		// the new tensor (the original may be shared); Identity is skipped.
-		cur := v
-		for _, vi := range u.Via {
-			n := w.byIndex[vi]
-			if n.Op == "Identity" {
-				continue
-			}
-			if len(n.Outputs) != 1 || n.Outputs[0] == nil {
-				return fmt.Errorf("tensor %q is read through %s: not supported", p.Name, n)
-			}
-			name := n.Name
-			if name != "" {
-				name = w.g.UniqueName(name + suffix)
-			}
-			c, err := w.g.CloneNode(n, name, []string{w.g.UniqueName(n.Outputs[0].Name + suffix)})
-			if err != nil {
-				return err
-			}
-			w.g.SetInput(c, 0, cur)
-			cur = c.Outputs[0]
+	// A Transpose or Cast the tensor was read through is copied to read the
+	// new tensor (the original may be shared); Identity is skipped.
+	return PointUses(w.g, nodeAt(w.byIndex), p, v, nil, func(n *graph.Node) (*graph.Node, error) {
+		if len(n.Outputs) != 1 || n.Outputs[0] == nil {
+			return nil, fmt.Errorf("tensor %q is read through %s: not supported", p.Name, n)
 		}
-		w.g.SetInput(w.byIndex[u.Node], u.Input, cur)
-	}
-	return nil
+		name := n.Name
+		if name != "" {
+			name = w.g.UniqueName(name + suffix)
+		}
+		return CopyNode(w.g, n, name, suffix)
+	})
 }
 
 // computeType is the element type a projection computes in: the type a Cast

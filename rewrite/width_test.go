@@ -7,6 +7,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -188,7 +189,7 @@ func sameLogits(t *testing.T, m, ref *pb.ModelProto, logits string) {
 	if len(got) != len(want) {
 		t.Fatalf("%d logits, want %d", len(got), len(want))
 	}
-	if d := maxAbsDiff(got, want); d > 1e-4 {
+	if d := stats.MaxAbsDiff(got, want); d > 1e-4 {
 		t.Errorf("logits differ from the zeroed model's by %g", d)
 	}
 }
@@ -334,7 +335,7 @@ func TestWidthNewDownWeight(t *testing.T) {
 			in := randomRows(2, 5, 256, 3)
 			got := runGo(t, b.Model, in, []string{s.Logits})[s.Logits].Float32Data()
 			want := runGo(t, a.Model, in, []string{s.Logits})[s.Logits].Float32Data()
-			if d := maxAbsDiff(got, want); d > 1e-4 {
+			if d := stats.MaxAbsDiff(got, want); d > 1e-4 {
 				t.Errorf("logits differ by %g", d)
 			}
 		})

@@ -103,79 +103,84 @@ func (c bertCase) mask(T int) (*runtime.Tensor, []int32) {
 	return i32(sh(c.B, T), maskD...), maskD
 }
 
-func TestMSAttention(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 9))
-	const D, N = 32, 4
+// The com.microsoft attention tests' model width and heads.
+const msD, msN = 32, 4
+
+// forBertCases runs op (num_heads msN, unidirectional as the case says) on
+// each of bertCases and compares its outputs with msAttentionRef's and with
+// onnxruntime's. x [B, S, D], w [D, 3D] and bias [3D] are drawn first from a
+// generator seeded with seed; inputs builds the op's inputs from them and
+// the case's mask (trailing nil ones are dropped) and returns the past as
+// msAttentionRef reads it. outs are the op's outputs: "out" and "present",
+// or "out", "present_key" and "present_value" (the halves of present).
+func forBertCases(t *testing.T, seed uint64, op string, outs []string,
+	inputs func(c bertCase, r *rand.Rand, x, w, bias, mask *runtime.Tensor) (in []*runtime.Tensor, past []float32)) {
+	r := rand.New(rand.NewPCG(seed, seed))
+	const D, N = msD, msN
 	for _, c := range bertCases {
 		t.Run(c.name, func(t *testing.T) {
-			T := c.P + c.S
 			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
-			var past *runtime.Tensor
-			var pastD []float32
-			if c.P > 0 {
-				past = randT(r, 2, c.B, N, c.P, D/N)
-				pastD = past.Float32Data()
-			}
-			mask, maskD := c.mask(T)
-			in := []*runtime.Tensor{x, w, bias, mask, past}
+			mask, maskD := c.mask(c.P + c.S)
+			in, pastD := inputs(c, r, x, w, bias, mask)
 			for in[len(in)-1] == nil {
 				in = in[:len(in)-1]
 			}
 			attrs := []*pb.AttributeProto{onnx.AttrInt("num_heads", N), onnx.AttrInt("unidirectional", boolInt(c.uni))}
-			m, f := msModel("Attention", "com.microsoft", attrs, in, []string{"out", "present"})
+			m, f := msModel(op, "com.microsoft", attrs, in, outs)
 			got := runModel(t, m, f)
 			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
 			within(t, "output", got["out"], out, 1e-5)
-			within(t, "present", got["present"], present, 1e-5)
+			if len(outs) == 2 {
+				within(t, "present", got["present"], present, 1e-5)
+			} else {
+				within(t, "present_key", got["present_key"], present[:len(present)/2], 1e-5)
+				within(t, "present_value", got["present_value"], present[len(present)/2:], 1e-5)
+			}
 			t.Run("onnxruntime", func(t *testing.T) { compareORT(t, m, f, got) })
 		})
 	}
+}
+
+func TestMSAttention(t *testing.T) {
+	forBertCases(t, 9, "Attention", []string{"out", "present"}, func(c bertCase, r *rand.Rand, x, w, bias, mask *runtime.Tensor) ([]*runtime.Tensor, []float32) {
+		var past *runtime.Tensor
+		var pastD []float32
+		if c.P > 0 {
+			past = randT(r, 2, c.B, msN, c.P, msD/msN)
+			pastD = past.Float32Data()
+		}
+		return []*runtime.Tensor{x, w, bias, mask, past}, pastD
+	})
 }
 
 // TestMultiHeadAttention: MultiHeadAttention on projected q, k, v equals the
 // Attention reference on the input and weights that project them (same
 // masks, past and bias), and onnxruntime.
 func TestMultiHeadAttention(t *testing.T) {
-	r := rand.New(rand.NewPCG(12, 12))
-	const D, N = 32, 4
-	for _, c := range bertCases {
-		t.Run(c.name, func(t *testing.T) {
-			T := c.P + c.S
-			x, w, bias := randT(r, c.B, c.S, D), randT(r, D, 3*D), randT(r, 3*D)
-			proj := make([]*runtime.Tensor, 3)
-			for p := range 3 {
-				v := make([]float32, c.B*c.S*D)
-				for row := range c.B * c.S {
-					for j := range D {
-						var s float64
-						for i := range D {
-							s += float64(x.Float32Data()[row*D+i]) * float64(w.Float32Data()[i*3*D+p*D+j])
-						}
-						v[row*D+j] = float32(s)
+	const D, N = msD, msN
+	outs := []string{"out", "present_key", "present_value"}
+	forBertCases(t, 12, "MultiHeadAttention", outs, func(c bertCase, r *rand.Rand, x, w, bias, mask *runtime.Tensor) ([]*runtime.Tensor, []float32) {
+		proj := make([]*runtime.Tensor, 3)
+		for p := range 3 {
+			v := make([]float32, c.B*c.S*D)
+			for row := range c.B * c.S {
+				for j := range D {
+					var s float64
+					for i := range D {
+						s += float64(x.Float32Data()[row*D+i]) * float64(w.Float32Data()[i*3*D+p*D+j])
 					}
+					v[row*D+j] = float32(s)
 				}
-				proj[p] = f32(sh(c.B, c.S, D), v...)
 			}
-			var pastD []float32
-			in := []*runtime.Tensor{proj[0], proj[1], proj[2], bias, nil, nil, nil, nil}
-			if c.P > 0 {
-				pk, pv := randT(r, c.B, N, c.P, D/N), randT(r, c.B, N, c.P, D/N)
-				in[6], in[7] = pk, pv
-				pastD = append(append([]float32{}, pk.Float32Data()...), pv.Float32Data()...)
-			}
-			var maskD []int32
-			in[4], maskD = c.mask(T)
-			for in[len(in)-1] == nil {
-				in = in[:len(in)-1]
-			}
-			m, f := msModel("MultiHeadAttention", "com.microsoft", []*pb.AttributeProto{onnx.AttrInt("num_heads", N), onnx.AttrInt("unidirectional", boolInt(c.uni))},
-				in, []string{"out", "present_key", "present_value"})
-			got := runModel(t, m, f)
-			out, present := msAttentionRef(c.B, c.S, c.P, D, N, c.uni, x.Float32Data(), w.Float32Data(), bias.Float32Data(), pastD, maskD)
-			within(t, "output", got["out"], out, 1e-5)
-			within(t, "present_key", got["present_key"], present[:len(present)/2], 1e-5)
-			within(t, "present_value", got["present_value"], present[len(present)/2:], 1e-5)
-			t.Run("onnxruntime", func(t *testing.T) { compareORT(t, m, f, got) })
-		})
-	}
+			proj[p] = f32(sh(c.B, c.S, D), v...)
+		}
+		var pastD []float32
+		in := []*runtime.Tensor{proj[0], proj[1], proj[2], bias, mask, nil, nil, nil}
+		if c.P > 0 {
+			pk, pv := randT(r, c.B, N, c.P, D/N), randT(r, c.B, N, c.P, D/N)
+			in[6], in[7] = pk, pv
+			pastD = append(append([]float32{}, pk.Float32Data()...), pv.Float32Data()...)
+		}
+		return in, pastD
+	})
 }

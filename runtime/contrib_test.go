@@ -13,6 +13,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -74,11 +75,7 @@ func within(t *testing.T, what string, got *runtime.Tensor, want []float64, rel 
 	if len(g) != len(want) {
 		t.Fatalf("%s: %d values, want %d", what, len(g), len(want))
 	}
-	var d, s float64
-	for i := range want {
-		d = math.Max(d, math.Abs(float64(g[i])-want[i]))
-		s = math.Max(s, math.Abs(want[i]))
-	}
+	d, s := stats.MaxAbsDiff(g, want), stats.MaxAbs(want)
 	if d > rel*math.Max(s, 1e-30) {
 		t.Errorf("%s: max |got − want| = %.3g, max |want| = %.3g (want ≤ %g relative)", what, d, s, rel)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/dequant"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -173,7 +174,7 @@ func relMax(t *testing.T, a, b *runtime.Tensor) float64 {
 	if fmt.Sprint(a.Shape()) != fmt.Sprint(b.Shape()) {
 		t.Fatalf("shapes %v and %v", a.Shape(), b.Shape())
 	}
-	return relErr(a.Float32Data(), b.Float32Data())
+	return stats.RelMax(a.Float32Data(), b.Float32Data())
 }
 
 func tokenRows(seed, B, T, vocab int) [][]int64 {

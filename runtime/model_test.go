@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx"
@@ -51,19 +52,6 @@ func readNpy(t *testing.T, rel string) *npy.Array {
 		t.Fatal(err)
 	}
 	return a
-}
-
-// relErr is max|got-want| / max|want|.
-func relErr(got, want []float32) float64 {
-	var d, m float64
-	for i := range want {
-		d = math.Max(d, math.Abs(float64(got[i])-float64(want[i])))
-		m = math.Max(m, math.Abs(float64(want[i])))
-	}
-	if m == 0 {
-		return d
-	}
-	return d / m
 }
 
 // finalNormName finds the value feeding the LM head: the non-initializer
@@ -115,7 +103,7 @@ func TestReferenceModels(t *testing.T) {
 					if len(got) != len(per) {
 						t.Fatalf("run %d: %s has %d values (shape %v), want %d", run, h, len(got), out[h].Shape(), len(per))
 					}
-					e := relErr(got, wd[i*len(per):(i+1)*len(per)])
+					e := stats.RelMax(got, wd[i*len(per):(i+1)*len(per)])
 					if e > tol {
 						t.Errorf("run %d: hidden %d (%s): relative error %.3g, want <= %g", run, i, h, e, tol)
 					}
@@ -130,7 +118,7 @@ func TestReferenceModels(t *testing.T) {
 					if len(got) != len(w) {
 						t.Fatalf("run %d: %s has %d values, want %d", run, c.value, len(got), len(w))
 					}
-					e := relErr(got, w)
+					e := stats.RelMax(got, w)
 					if e > tol {
 						t.Errorf("run %d: %s (%s): relative error %.3g, want <= %g", run, c.file, c.value, e, tol)
 					}

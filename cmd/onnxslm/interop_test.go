@@ -9,7 +9,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/npy"
@@ -42,24 +42,13 @@ func tokenRows(rows, cols, vocab int) [][]int64 {
 	return ids
 }
 
-// relDiff is max|a-b| / max|b|.
+// relDiff is max|a-b| / max|b| (stats.RelMax, +Inf for a NaN).
 func relDiff(t *testing.T, a, b []float32) float64 {
 	t.Helper()
 	if len(a) != len(b) {
 		t.Fatalf("%d values vs %d", len(a), len(b))
 	}
-	var diff, scale float64
-	for i := range a {
-		if math.IsNaN(float64(a[i])) || math.IsNaN(float64(b[i])) {
-			return math.Inf(1)
-		}
-		diff = max(diff, math.Abs(float64(a[i])-float64(b[i])))
-		scale = max(scale, math.Abs(float64(b[i])))
-	}
-	if scale == 0 {
-		return diff
-	}
-	return diff / scale
+	return stats.RelMax(a, b)
 }
 
 // goRun runs the model file at path (loaded as the CLI loads it) in the Go

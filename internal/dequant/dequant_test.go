@@ -1,12 +1,12 @@
 package dequant
 
 import (
-	"math"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/internal/modelgen"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -66,11 +66,7 @@ func TestMatMulNBits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var maxAbs, maxErr float64
-			for i := range f {
-				maxAbs = math.Max(maxAbs, math.Abs(float64(f[i])))
-				maxErr = math.Max(maxErr, math.Abs(float64(w[i]-f[i])))
-			}
+			maxAbs, maxErr := stats.MaxAbs(f), stats.MaxAbsDiff(w, f)
 			if step := 2 * maxAbs / float64(int(1)<<c.bits-1); len(w) != len(f) || maxErr > step {
 				t.Errorf("%d bits, %s: %d values for %d, largest error %.3g > one step %.3g", c.bits, nd.GetName(), len(w), len(f), maxErr, step)
 			}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -38,11 +38,7 @@ func TestORTReproducesReferenceLogits(t *testing.T) {
 			}
 			g, _ := got.Float32s()
 			w, _ := ref.Float32s()
-			var maxDiff, maxRef float64
-			for i := range g {
-				maxDiff = math.Max(maxDiff, math.Abs(float64(g[i])-float64(w[i])))
-				maxRef = math.Max(maxRef, math.Abs(float64(w[i])))
-			}
+			maxDiff, maxRef := stats.MaxAbsDiff(g, w), stats.MaxAbs(w)
 			t.Logf("%s: max |ORT - reference| = %.3g (max |reference| %.3g)", name, maxDiff, maxRef)
 			if maxDiff > 1e-4*maxRef {
 				t.Errorf("max |ORT logits - %s.logits.npy| = %g, want <= 1e-4 × %g", name, maxDiff, maxRef)

@@ -2,11 +2,11 @@ package modelgen
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/npy"
 )
 
@@ -60,46 +60,15 @@ func blocksHook(t *testing.T, c Config, bits, block int, asym bool) func(string,
 	})
 }
 
-// relDiff returns max |a − b| / max |b| over every value.
-func relDiff(a, b []float32) float64 {
-	var d, s float64
-	for i := range b {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
-		s = math.Max(s, math.Abs(float64(b[i])))
-	}
-	return d / s
-}
-
-// rmsRel returns rms(a − b) / rms(b).
-func rmsRel(a, b []float32) float64 {
-	var d, s float64
-	for i := range b {
-		e := float64(a[i]) - float64(b[i])
-		d += e * e
-		s += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(d / s)
-}
-
 // top1 returns the fraction of rows of [rows, vocab] logits whose arg max agree.
 func top1(a, b []float32, vocab int) float64 {
 	agree := 0
 	for r := 0; r < len(a)/vocab; r++ {
-		if argmax(a[r*vocab:(r+1)*vocab]) == argmax(b[r*vocab:(r+1)*vocab]) {
+		if stats.Argmax(a[r*vocab:(r+1)*vocab]) == stats.Argmax(b[r*vocab:(r+1)*vocab]) {
 			agree++
 		}
 	}
 	return float64(agree) / float64(len(a)/vocab)
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 func flatRef(r [][][]float64) []float32 {
@@ -180,7 +149,7 @@ func TestJudgeGenAI(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("%d logits, twin %d", len(got), len(want))
 			}
-			d := relDiff(got, want)
+			d := stats.RelMax(got, want)
 			switch g.Precision {
 			case GenAIFP32:
 				t.Logf("max |genai − twin| / max |twin| = %.3g", d)
@@ -190,14 +159,14 @@ func TestJudgeGenAI(t *testing.T) {
 			case GenAIFP16:
 				// float16 activations (the builder's fp16 model computes in
 				// fp16): 11-bit mantissas through 3 layers.
-				t.Logf("fp16: max |genai − twin(fp16 weights)| / max |twin| = %.3g, rms %.3g, top-1 %.2f", d, rmsRel(got, want), top1(got, want, g.Vocab))
+				t.Logf("fp16: max |genai − twin(fp16 weights)| / max |twin| = %.3g, rms %.3g, top-1 %.2f", d, stats.RelRMS(got, want), top1(got, want, g.Vocab))
 				if d > 2e-2 {
 					t.Errorf("fp16: max |genai − twin| / max |twin| = %.3g, want ≤ 2e-2", d)
 				}
 			case GenAIInt4, GenAIInt8:
 				ref := flatRef(refModel{c: twin, dequant: blocksHook(t, twin, g.bits(), g.BlockSize, g.Asymmetric)}.logits(refInput{ids: in.ids, mask: in.mask}))
-				dr := relDiff(got, ref)
-				rms, agree := rmsRel(got, want), top1(got, want, g.Vocab)
+				dr := stats.RelMax(got, ref)
+				rms, agree := stats.RelRMS(got, want), top1(got, want, g.Vocab)
 				t.Logf("%s: max |ort − dequantized reference| / max = %.3g; against the float twin: rms %.3g, top-1 %.2f", g.Precision, dr, rms, agree)
 				bound := 1e-5
 				if g.AccuracyLevel == 4 {
@@ -254,7 +223,7 @@ func TestJudgeGenAIKVCache(t *testing.T) {
 				if p == GenAIFP16 {
 					bound = 5e-3 // float16 sums in another order
 				}
-				d := relDiff(b, a)
+				d := stats.RelMax(b, a)
 				t.Logf("last %d positions: max |cached − full| / max = %.3g", k, d)
 				if d > bound {
 					t.Errorf("last %d positions: max |cached − full| / max = %.3g, want ≤ %g", k, d, bound)
@@ -263,14 +232,14 @@ func TestJudgeGenAIKVCache(t *testing.T) {
 				// give other logits, so the past is read.
 				other := refInput{ids: columns(sample(twin, 9, B, T, 0).ids, 0, T-k), mask: first.mask}
 				alt := runGenAI(t, ort, g, feeds(t, twin, last, T-k, runGenAI(t, ort, g, feeds(t, twin, other, 0, nil))))
-				if d := relDiff(float32s(t, alt["logits"]), b); d < 1e-2 {
+				if d := stats.RelMax(float32s(t, alt["logits"]), b); d < 1e-2 {
 					t.Errorf("another past changes the logits by only %.3g", d)
 				}
 				for name, arr := range full {
 					if !strings.HasPrefix(name, "present.") {
 						continue
 					}
-					if d := relDiff(float32s(t, step[name]), float32s(t, arr)); d > bound {
+					if d := stats.RelMax(float32s(t, step[name]), float32s(t, arr)); d > bound {
 						t.Errorf("%s: max |cached − full| / max = %.3g, want ≤ %g", name, d, bound)
 					}
 				}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -482,15 +483,8 @@ func floats(t *testing.T, g *pb.GraphProto) map[string][]float32 {
 }
 
 func meanStd(x []float32) (float64, float64) {
-	var s, ss float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	m := s / float64(len(x))
-	for _, v := range x {
-		ss += (float64(v) - m) * (float64(v) - m)
-	}
-	return m, math.Sqrt(ss / float64(len(x)))
+	m, v := stats.MeanVar(x)
+	return m, math.Sqrt(v)
 }
 
 func TestWeightScales(t *testing.T) {

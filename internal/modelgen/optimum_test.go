@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/npy"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -132,7 +133,7 @@ func TestJudgeOptimumMerged(t *testing.T) {
 					if !equalShapes(got[name].Shape, w.Shape) {
 						t.Fatalf("%s: %s shape %v, the twin's %v", what, name, got[name].Shape, w.Shape)
 					}
-					d := relDiff(float32s(t, got[name]), float32s(t, w))
+					d := stats.RelMax(float32s(t, got[name]), float32s(t, w))
 					if name == "logits" {
 						t.Logf("%s: max |merged − twin| / max |twin| = %.3g (logits %v)", what, d, w.Shape)
 					}

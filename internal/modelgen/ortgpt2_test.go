@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/npy"
 )
 
@@ -107,7 +108,7 @@ func TestJudgeOptimizedGPT2(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := relDiff(float32s(t, got["logits"]), float32s(t, tw["logits"]))
+			d := stats.RelMax(float32s(t, got["logits"]), float32s(t, tw["logits"]))
 			t.Logf("max |optimized − twin| / max |twin| = %.3g", d)
 			if d > 1e-5 {
 				t.Errorf("logits: max |optimized − twin| / max |twin| = %.3g, want ≤ 1e-5", d)
@@ -115,7 +116,7 @@ func TestJudgeOptimizedGPT2(t *testing.T) {
 			for i := 0; i < c.Layers; i++ {
 				p := float32s(t, got[fmt.Sprintf("present_%d", i)])
 				kv := append(float32s(t, tw[fmt.Sprintf("present.%d.key", i)]), float32s(t, tw[fmt.Sprintf("present.%d.value", i)])...)
-				if d := relDiff(p, kv); d > 1e-5 {
+				if d := stats.RelMax(p, kv); d > 1e-5 {
 					t.Errorf("present_%d: %.3g from the twin's key and value", i, d)
 				}
 			}
@@ -135,7 +136,7 @@ func TestJudgeOptimizedGPT2(t *testing.T) {
 				a = append(a, fl[(r*T+T-k)*V:(r*T+T)*V]...)
 				b = append(b, sl[r*k*V:(r+1)*k*V]...)
 			}
-			if d := relDiff(b, a); d > 1e-5 {
+			if d := stats.RelMax(b, a); d > 1e-5 {
 				t.Errorf("last %d positions over a past of %d: max |cached − full| / max = %.3g, want ≤ 1e-5", k, T-k, d)
 			}
 		})

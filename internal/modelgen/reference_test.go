@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 )
 
@@ -98,15 +99,8 @@ func rmsNormRef(x []float64, w []float64) []float64 {
 }
 
 func layerNormRef(x, w, b []float64) []float64 {
-	var m, v float64
-	for _, e := range x {
-		m += e
-	}
-	m /= float64(len(x))
-	for _, e := range x {
-		v += (e - m) * (e - m)
-	}
-	s := 1 / math.Sqrt(v/float64(len(x))+lnEps)
+	m, v := stats.MeanVar(x)
+	s := 1 / math.Sqrt(v+lnEps)
 	out := make([]float64, len(x))
 	for i, e := range x {
 		out[i] = (e-m)*s*w[i] + b[i]

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -200,11 +201,7 @@ func TestStreamRuntimeMatchesORT(t *testing.T) {
 			if len(got) != len(exp) || len(exp) == 0 {
 				t.Fatalf("%d logits from the runtime, %d from onnxruntime", len(got), len(exp))
 			}
-			var diff, scale float64
-			for i := range exp {
-				diff = math.Max(diff, math.Abs(float64(got[i])-float64(exp[i])))
-				scale = math.Max(scale, math.Abs(float64(exp[i])))
-			}
+			diff, scale := stats.MaxAbsDiff(got, exp), stats.MaxAbs(exp)
 			t.Logf("max |runtime - onnxruntime| = %.3g (max |logit| %.3g)", diff, scale)
 			if !(diff <= 1e-4*scale) {
 				t.Errorf("max |runtime - onnxruntime| = %.3g, want ≤ 1e-4 × %.3g", diff, scale)

@@ -110,6 +110,14 @@ func Getenv(t testing.TB, name, why string) string {
 	return v
 }
 
+// Ablation skips t unless ONNXSLM_ABLATION is set: the measurements behind
+// docs/design/method.md take minutes and are not part of the suite (they
+// skip under CI too; see Getenv).
+func Ablation(t testing.TB) {
+	t.Helper()
+	Getenv(t, "ONNXSLM_ABLATION", "a measurement, minutes long: set ONNXSLM_ABLATION=1 to run it")
+}
+
 // SharedDir returns <repo>/../shared. When ../shared/testmodels does not
 // exist it skips the test with SkipMessage (fails it when CI=true; see
 // Unavailable).

@@ -61,3 +61,25 @@ func TestUnavailableSkipsOrFails(t *testing.T) {
 		}
 	}
 }
+
+// TestAblationOptIn: the measurements run only with ONNXSLM_ABLATION set,
+// and skip without it even under CI=true (they are not part of the suite).
+func TestAblationOptIn(t *testing.T) {
+	for _, tc := range []struct {
+		ablation, ci string
+		skip         bool
+	}{
+		{"", "", true},
+		{"", "true", true},
+		{"1", "", false},
+		{"1", "true", false},
+	} {
+		t.Setenv("ONNXSLM_ABLATION", tc.ablation)
+		t.Setenv("CI", tc.ci)
+		f := &fakeTB{TB: t}
+		Ablation(f)
+		if skipped := f.skipped != ""; skipped != tc.skip || f.failed != "" {
+			t.Errorf("ONNXSLM_ABLATION=%q CI=%q: skipped %q, failed %q, want skip %v", tc.ablation, tc.ci, f.skipped, f.failed, tc.skip)
+		}
+	}
+}

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/onnxslm/onnxslm/internal/rusage"
+	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
@@ -518,11 +519,7 @@ func compareLogits(got *runtime.Tensor, file string) (float64, error) {
 	if !slices.Equal(a.Shape, got.Shape()) || len(g) != len(ref) {
 		return 0, fmt.Errorf("logits: onnxruntime gives shape %v, the Go runtime %v", a.Shape, got.Shape())
 	}
-	var maxDiff, maxRef float64
-	for i, r := range ref {
-		maxDiff = max(maxDiff, math.Abs(float64(g[i])-float64(r)))
-		maxRef = max(maxRef, math.Abs(float64(r)))
-	}
+	maxDiff, maxRef := stats.MaxAbsDiff(g, ref), stats.MaxAbs(ref)
 	if maxRef == 0 {
 		return maxDiff, nil
 	}
