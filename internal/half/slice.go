@@ -3,6 +3,7 @@ package half
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // Widen widens the len(src)/2 float16 values in src, little-endian bits as
@@ -98,3 +99,35 @@ func narrowBF16Go(dst []byte, src []float32) {
 		binary.LittleEndian.PutUint16(dst[2*i:], BFloat16FromFloat32(f))
 	}
 }
+
+// WidenBits is Widen for values held as bits in a []uint16 (as the runtime's
+// kernels hold a 16-bit weight) rather than raw bytes: dst[:len(src)].
+func WidenBits(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	if !littleEndian {
+		for i, h := range src {
+			dst[i] = ToFloat32(h)
+		}
+		return
+	}
+	Widen(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src)))
+}
+
+// WidenBF16Bits is WidenBits for bfloat16.
+func WidenBF16Bits(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	if !littleEndian {
+		for i, h := range src {
+			dst[i] = BFloat16ToFloat32(h)
+		}
+		return
+	}
+	WidenBF16(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src)))
+}
+
+// littleEndian reports whether a []uint16 in memory is the little-endian
+// bytes that Widen reads.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()

@@ -148,7 +148,12 @@ func TestLengths(t *testing.T) {
 					name   string
 					widen  func([]float32, []byte)
 					scalar func(uint16) float32
-				}{{"float16", Widen, ToFloat32}, {"bfloat16", WidenBF16, BFloat16ToFloat32}} {
+				}{
+					{"float16", Widen, ToFloat32},
+					{"bfloat16", WidenBF16, BFloat16ToFloat32},
+					{"float16 bits", func(d []float32, s []byte) { WidenBits(d, bitsOf(s)) }, ToFloat32},
+					{"bfloat16 bits", func(d []float32, s []byte) { WidenBF16Bits(d, bitsOf(s)) }, BFloat16ToFloat32},
+				} {
 					dst := make([]float32, n+1)
 					dst[n] = 42
 					c.widen(dst[:n], raw[:2*n+1]) // an odd byte is not a value
@@ -181,6 +186,15 @@ func TestLengths(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bitsOf reads b as little-endian uint16 values (an odd last byte dropped).
+func bitsOf(b []byte) []uint16 {
+	h := make([]uint16, len(b)/2)
+	for i := range h {
+		h[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return h
 }
 
 // benchN is the elements a benchmark converts per op: 64 Ki, so that the
