@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 
+	"github.com/onnxslm/onnxslm/internal/half"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -16,15 +17,22 @@ func EncodeLike(name string, like *pb.TensorProto, data []float32) (*pb.TensorPr
 	case pb.TensorProto_FLOAT:
 		return NewFloat32(name, dims, data), nil
 	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		conv := Float32ToFloat16
+		// What EncodeTensor makes of the narrowed []uint16, with the values
+		// narrowed straight into raw_data.
+		n, err := NumElements(dims)
+		if err == nil && int64(len(data)) != n {
+			err = fmt.Errorf("%d values, dims %s need %d", len(data), dimsString(dims), n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("encode tensor %q: %w", name, err)
+		}
+		raw := make([]byte, 2*len(data))
 		if dt == pb.TensorProto_BFLOAT16 {
-			conv = Float32ToBFloat16
+			half.NarrowBF16(raw, data)
+		} else {
+			half.Narrow(raw, data)
 		}
-		h := make([]uint16, len(data))
-		for i, f := range data {
-			h[i] = conv(f)
-		}
-		return EncodeTensor(name, &Tensor{DType: dt, Dims: dims, Data: h})
+		return &pb.TensorProto{Name: &name, DataType: ptr(int32(dt)), Dims: append([]int64{}, dims...), RawData: raw}, nil
 	case pb.TensorProto_DOUBLE:
 		d := make([]float64, len(data))
 		for i, f := range data {

@@ -83,6 +83,22 @@ func FuzzDecodeTensor(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if h, ok := d.Data.([]uint16); ok && d.DType != pb.TensorProto_UINT16 {
+			// Float32s widens raw_data itself: it must agree with the decoder.
+			conv := Float16ToFloat32
+			if d.DType == pb.TensorProto_BFLOAT16 {
+				conv = BFloat16ToFloat32
+			}
+			f, err := Float32s(p)
+			if err != nil {
+				t.Fatalf("decodes but Float32s fails: %v", err)
+			}
+			for i, x := range h {
+				if math.Float32bits(f[i]) != math.Float32bits(conv(x)) {
+					t.Fatalf("Float32s[%d] = %#08x, want %#08x", i, math.Float32bits(f[i]), math.Float32bits(conv(x)))
+				}
+			}
+		}
 		e, err := EncodeTensor(p.GetName(), d)
 		if err != nil {
 			t.Fatalf("decoded tensor does not encode: %v", err)

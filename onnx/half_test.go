@@ -4,6 +4,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
 // Values worked out by hand from the binary16 / bfloat16 layouts.
@@ -211,6 +215,75 @@ func TestBFloat16(t *testing.T) {
 		}
 		if back := Float32ToBFloat16(f); back != h {
 			t.Fatalf("Float32ToBFloat16(BFloat16ToFloat32(%#04x)) = %#04x", h, back)
+		}
+	}
+}
+
+// TestHalfSlicesMatchScalar: Float32s of a float16/bfloat16 raw_data tensor
+// (every bit pattern) and EncodeLike into those types give what the scalar
+// conversions and EncodeTensor give, including EncodeTensor's error when the
+// data does not fill the dims.
+func TestHalfSlicesMatchScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 13))
+	for _, c := range []struct {
+		dt     pb.TensorProto_DataType
+		widen  func(uint16) float32
+		narrow func(float32) uint16
+	}{
+		{pb.TensorProto_FLOAT16, Float16ToFloat32, Float32ToFloat16},
+		{pb.TensorProto_BFLOAT16, BFloat16ToFloat32, Float32ToBFloat16},
+	} {
+		bits := make([]uint16, 1<<16)
+		for i := range bits {
+			bits[i] = uint16(i)
+		}
+		p, err := EncodeTensor("all", &Tensor{DType: c.dt, Dims: []int64{1 << 16}, Data: bits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Float32s(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range got {
+			if math.Float32bits(f) != math.Float32bits(c.widen(uint16(i))) {
+				t.Fatalf("%s: Float32s[%#04x] = %#08x, want %#08x", DTypeName(c.dt), i, math.Float32bits(f), math.Float32bits(c.widen(uint16(i))))
+			}
+		}
+		for _, n := range []int{0, 1, 7, 8, 17, 70, 1000} {
+			data := make([]float32, n)
+			for i := range data {
+				data[i] = math.Float32frombits(r.Uint32())
+				if i%2 == 0 {
+					data[i] = float32(r.NormFloat64())
+				}
+			}
+			h := make([]uint16, n)
+			for i, f := range data {
+				h[i] = c.narrow(f)
+			}
+			like := &pb.TensorProto{Name: ptr("like"), DataType: ptr(int32(c.dt)), Dims: []int64{int64(n)}}
+			want, err := EncodeTensor("w", &Tensor{DType: c.dt, Dims: like.Dims, Data: h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := EncodeLike("w", like, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%s n=%d: EncodeLike gives %v, want %v", DTypeName(c.dt), n, got, want)
+			}
+		}
+		like := &pb.TensorProto{DataType: ptr(int32(c.dt)), Dims: []int64{2, 3}}
+		_, wantErr := EncodeTensor("w", &Tensor{DType: c.dt, Dims: like.Dims, Data: make([]uint16, 5)})
+		if _, err := EncodeLike("w", like, make([]float32, 5)); err == nil || wantErr == nil || err.Error() != wantErr.Error() {
+			t.Errorf("%s: EncodeLike of 5 values for [2 3]: error %v, want %v", DTypeName(c.dt), err, wantErr)
+		}
+		like.Dims = []int64{-1}
+		_, wantErr = EncodeTensor("w", &Tensor{DType: c.dt, Dims: like.Dims, Data: []uint16{}})
+		if _, err := EncodeLike("w", like, nil); err == nil || wantErr == nil || err.Error() != wantErr.Error() {
+			t.Errorf("%s: EncodeLike for dims [-1]: error %v, want %v", DTypeName(c.dt), err, wantErr)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/onnxslm/onnxslm/internal/half"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -536,6 +537,23 @@ func float32s(t *pb.TensorProto) ([]float32, error) {
 			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.RawData[4*i:]))
 		}
 		return v, nil
+	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
+		if t.RawData == nil {
+			break // int32_data: decodeTensor below
+		}
+		// raw_data: widen the bytes at once, with no []uint16 between.
+		if err := checkRaw(t, dt); err != nil {
+			return nil, err
+		}
+		v := make([]float32, n)
+		if dt == pb.TensorProto_BFLOAT16 {
+			half.WidenBF16(v, t.RawData)
+		} else {
+			half.Widen(v, t.RawData)
+		}
+		return v, nil
+	}
+	switch dt {
 	case pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16, pb.TensorProto_DOUBLE:
 		d, err := decodeTensor(t)
 		if err != nil {

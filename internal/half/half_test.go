@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/half"
-	"github.com/onnxslm/onnxslm/onnx"
 )
 
 // TestToFloat32RoundTrip: every non-NaN float16 widens to a float32 that
@@ -19,7 +18,7 @@ func TestToFloat32RoundTrip(t *testing.T) {
 			}
 			continue
 		}
-		if back := onnx.Float32ToFloat16(f); back != uint16(h) {
+		if back := half.FromFloat32(f); back != uint16(h) {
 			t.Fatalf("%#04x → %g → %#04x", h, f, back)
 		}
 	}

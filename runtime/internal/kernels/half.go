@@ -21,9 +21,9 @@ type HalfView struct {
 }
 
 // HalfToFloat32 widens src (float16, or bfloat16 when bf16) into dst[:len(src)],
-// with F16C/AVX2 where the CPU has them. Widening is exact; a signalling NaN
-// may come out quiet (F16C quiets it), any other value bitwise as
-// Float16ToFloat32 / BFloat16ToFloat32.
+// with F16C/AVX2 where the CPU has them (internal/half). Widening is exact,
+// bitwise as Float16ToFloat32 / BFloat16ToFloat32, NaN payloads included
+// (PackB's row-major panels may still quiet a signalling NaN).
 func HalfToFloat32(dst []float32, src []uint16, bf16 bool) {
 	dst = dst[:len(src)]
 	if bf16 {
@@ -40,11 +40,12 @@ func Float16ToFloat32(h uint16) float32 { return half.ToFloat32(h) }
 // BFloat16ToFloat32 widens one bfloat16 value given by its bits (exact).
 func BFloat16ToFloat32(h uint16) float32 { return half.BFloat16ToFloat32(h) }
 
-// widenF16 and widenBF16 convert len(src) values; assembly versions replace
-// them where the CPU allows.
+// widenF16 and widenBF16 convert len(src) values: internal/half's slice
+// conversions, vector code where the CPU has it (one home for it); tests set
+// the Go loops below instead.
 var (
-	widenF16  = widenF16Go
-	widenBF16 = widenBF16Go
+	widenF16  = half.WidenBits
+	widenBF16 = half.WidenBF16Bits
 )
 
 func widenF16Go(dst []float32, src []uint16) {

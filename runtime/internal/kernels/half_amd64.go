@@ -4,41 +4,14 @@ package kernels
 
 import "golang.org/x/sys/cpu"
 
-// widenF16AVX widens n float16 values (n a multiple of 8) with F16C.
-//
-//go:noescape
-func widenF16AVX(dst *float32, src *uint16, n int)
-
-// widenBF16AVX widens n bfloat16 values (n a multiple of 8) with AVX2.
-//
-//go:noescape
-func widenBF16AVX(dst *float32, src *uint16, n int)
-
 // packHalfRowsAVX widens kc rows of 16 values, lds elements apart in src,
-// into dst (16 floats a row); bf16 = 1 for bfloat16.
+// into dst (16 floats a row); bf16 = 1 for bfloat16. Contiguous widening
+// lives in internal/half; this strided loop stays here, as it packs a whole
+// panel in one call where half.WidenBits would be a call per 16 values. It
+// lets VCVTPH2PS quiet a signalling NaN, which no product can tell apart.
 //
 //go:noescape
 func packHalfRowsAVX(dst *float32, src *uint16, kc, lds, bf16 int)
-
-func widenF16Asm(dst []float32, src []uint16) {
-	n := len(src)
-	dst = dst[:n]
-	v := n &^ 7
-	if v > 0 {
-		widenF16AVX(&dst[0], &src[0], v)
-	}
-	widenF16Go(dst[v:], src[v:])
-}
-
-func widenBF16Asm(dst []float32, src []uint16) {
-	n := len(src)
-	dst = dst[:n]
-	v := n &^ 7
-	if v > 0 {
-		widenBF16AVX(&dst[0], &src[0], v)
-	}
-	widenBF16Go(dst[v:], src[v:])
-}
 
 func packHalfRowsAsm(dst []float32, src []uint16, kc, lds int, bf16 bool) {
 	if kc <= 0 {
@@ -55,8 +28,6 @@ func packHalfRowsAsm(dst []float32, src []uint16, kc, lds int, bf16 bool) {
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasF16C {
-		widenF16 = widenF16Asm
-		widenBF16 = widenBF16Asm
 		packHalfRows = packHalfRowsAsm
 	}
 }

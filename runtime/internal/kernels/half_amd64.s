@@ -2,55 +2,6 @@
 
 #include "textflag.h"
 
-// func widenF16AVX(dst *float32, src *uint16, n int)
-TEXT ·widenF16AVX(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-	SHRQ $3, CX
-	JZ   f16done
-	TESTQ $1, CX
-	JZ   f16pairs
-	VCVTPH2PS (SI), Y0
-	VMOVUPS   Y0, (DI)
-	ADDQ $16, SI
-	ADDQ $32, DI
-	DECQ CX
-	JZ   f16done
-f16pairs:
-	SHRQ $1, CX
-f16loop:
-	VCVTPH2PS (SI), Y0
-	VCVTPH2PS 16(SI), Y1
-	VMOVUPS   Y0, (DI)
-	VMOVUPS   Y1, 32(DI)
-	ADDQ $32, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ  f16loop
-f16done:
-	VZEROUPPER
-	RET
-
-// func widenBF16AVX(dst *float32, src *uint16, n int)
-TEXT ·widenBF16AVX(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-	SHRQ $3, CX
-	JZ   bfdone
-bfloop:
-	VPMOVZXWD (SI), Y0
-	VPSLLD    $16, Y0, Y0
-	VMOVUPS   Y0, (DI)
-	ADDQ $16, SI
-	ADDQ $32, DI
-	DECQ CX
-	JNZ  bfloop
-bfdone:
-	VZEROUPPER
-	RET
-
 // func packHalfRowsAVX(dst *float32, src *uint16, kc, lds, bf16 int)
 // For p < kc: dst[16p : 16p+16] = widen(src[p·lds : p·lds+16]).
 TEXT ·packHalfRowsAVX(SB), NOSPLIT, $0-40
