@@ -31,35 +31,33 @@ func benchHalf(b *testing.B, dt pb.TensorProto_DataType) (*pb.TensorProto, []flo
 // prune's merges do for every candidate; ns/op divided by 11,534,336 is the
 // cost per element.
 func BenchmarkFloat32s(b *testing.B) {
-	for _, dt := range []pb.TensorProto_DataType{pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16} {
-		b.Run(onnx.DTypeName(dt), func(b *testing.B) {
-			t, v := benchHalf(b, dt)
-			b.SetBytes(int64(len(v)) * 2)
-			runtime.GC() // the set-up's garbage is not the loop's cost
-			b.ResetTimer()
-			c0 := cpuNanos()
-			for b.Loop() {
-				if _, err := onnx.Float32s(t); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(cpuNanos()-c0)/float64(b.N)/float64(len(v)), "cpu-ns/elem")
-		})
-	}
+	benchPerElement(b, 2, func(t *pb.TensorProto, _ []float32) error {
+		_, err := onnx.Float32s(t)
+		return err
+	})
 }
 
 // BenchmarkEncodeLike narrows a 2048×5632 float32 weight to float16 and
 // bfloat16, as the prune does for every merged weight it writes.
 func BenchmarkEncodeLike(b *testing.B) {
+	benchPerElement(b, 4, func(like *pb.TensorProto, v []float32) error {
+		_, err := onnx.EncodeLike("w", like, v)
+		return err
+	})
+}
+
+// benchPerElement runs op on benchHalf's weight in float16 and in bfloat16,
+// reporting CPU nanoseconds per element (bytes: the bytes an element moves).
+func benchPerElement(b *testing.B, bytes int64, op func(t *pb.TensorProto, v []float32) error) {
 	for _, dt := range []pb.TensorProto_DataType{pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16} {
 		b.Run(onnx.DTypeName(dt), func(b *testing.B) {
-			like, v := benchHalf(b, dt)
-			b.SetBytes(int64(len(v)) * 4)
+			t, v := benchHalf(b, dt)
+			b.SetBytes(int64(len(v)) * bytes)
 			runtime.GC() // the set-up's garbage is not the loop's cost
 			b.ResetTimer()
 			c0 := cpuNanos()
 			for b.Loop() {
-				if _, err := onnx.EncodeLike("w", like, v); err != nil {
+				if err := op(t, v); err != nil {
 					b.Fatal(err)
 				}
 			}
