@@ -201,11 +201,7 @@ func (r *Reporter) redraw(force bool) {
 		r.clear()
 		return
 	}
-	parts := make([]string, len(r.active))
-	for i, t := range r.active {
-		parts[i] = t.status(now)
-	}
-	line := strings.Join(parts, " · ")
+	line := r.statusLine(now)
 	n := utf8.RuneCountInString(line)
 	pad := ""
 	if n < r.width {
@@ -235,11 +231,16 @@ func (r *Reporter) beat() {
 		return
 	}
 	r.lastBeat = now
+	fmt.Fprintln(r.w, r.statusLine(now))
+}
+
+// statusLine is the active steps' statuses, in start order. r.mu is held.
+func (r *Reporter) statusLine(now time.Time) string {
 	parts := make([]string, len(r.active))
 	for i, t := range r.active {
 		parts[i] = t.status(now)
 	}
-	fmt.Fprintln(r.w, strings.Join(parts, " · "))
+	return strings.Join(parts, " · ")
 }
 
 // clear blanks the line when something is drawn on it. r.mu is held.
