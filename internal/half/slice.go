@@ -102,27 +102,22 @@ func narrowBF16Go(dst []byte, src []float32) {
 
 // WidenBits is Widen for values held as bits in a []uint16 (as the runtime's
 // kernels hold a 16-bit weight) rather than raw bytes: dst[:len(src)].
-func WidenBits(dst []float32, src []uint16) {
-	dst = dst[:len(src)]
-	if !littleEndian {
-		for i, h := range src {
-			dst[i] = ToFloat32(h)
-		}
-		return
-	}
-	Widen(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src)))
-}
+func WidenBits(dst []float32, src []uint16) { widenBits(dst, src, Widen, ToFloat32) }
 
 // WidenBF16Bits is WidenBits for bfloat16.
-func WidenBF16Bits(dst []float32, src []uint16) {
+func WidenBF16Bits(dst []float32, src []uint16) { widenBits(dst, src, WidenBF16, BFloat16ToFloat32) }
+
+// widenBits hands src's memory to widen as bytes where it is the
+// little-endian bytes widen reads, and widens value by value otherwise.
+func widenBits(dst []float32, src []uint16, widen func([]float32, []byte), scalar func(uint16) float32) {
 	dst = dst[:len(src)]
 	if !littleEndian {
 		for i, h := range src {
-			dst[i] = BFloat16ToFloat32(h)
+			dst[i] = scalar(h)
 		}
 		return
 	}
-	WidenBF16(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src)))
+	widen(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src)))
 }
 
 // littleEndian reports whether a []uint16 in memory is the little-endian
