@@ -37,6 +37,8 @@ type scorer struct {
 	evaluations int
 	elapsed     time.Duration
 	step        func()
+	// note, when set, tells the progress report where a search stands.
+	note func(string)
 }
 
 // candidate is the model of a plan, built and ready to run on the

@@ -100,10 +100,13 @@ type Options struct {
 }
 
 // Progress receives reports of long steps. Start is called once per step with
-// the number of units it has (0 when unknown); Tick once per unit done.
+// the number of units it has (0 when unknown); Tick once per unit done; Note
+// with a short account of where the step stands (the depth search's last
+// threshold), which replaces the previous one.
 type Progress interface {
 	Start(step string, total int)
 	Tick()
+	Note(string)
 	Done()
 }
 
@@ -228,7 +231,7 @@ func Run(ctx context.Context, m *pb.ModelProto, opts Options) (*Outcome, error) 
 	if err != nil {
 		return nil, err
 	}
-	sc := &scorer{model: m, stack: st, cal: cal, rt: opts.Runtime, fullRerun: opts.FullRerun, step: prog.Tick}
+	sc := &scorer{model: m, stack: st, cal: cal, rt: opts.Runtime, fullRerun: opts.FullRerun, step: prog.Tick, note: prog.Note}
 
 	rep := &Report{
 		Tool:           "onnxslm " + opts.Version,
@@ -391,7 +394,12 @@ func slide(ctx context.Context, sc *scorer, rule rewrite.Rule, atEnd slm.Pending
 	ev := &slm.Memo{Inner: windowScorer{scorer: sc, rule: rule}}
 	var res *slm.Result
 	if target > 0 {
-		ds, err := slm.SearchDepth(ctx, L, target, ev, atEnd)
+		trial := func(tr slm.ThresholdTrial) {
+			if sc.note != nil {
+				sc.note(fmt.Sprintf("threshold %.6f: %d layers, target %d", tr.Threshold, tr.Layers, target))
+			}
+		}
+		ds, err := slm.SearchDepth(ctx, L, target, ev, slm.DepthOptions{AtEnd: atEnd, Trial: trial})
 		if err != nil {
 			return nil, err
 		}
@@ -451,6 +459,7 @@ type nopProgress struct{}
 
 func (nopProgress) Start(string, int) {}
 func (nopProgress) Tick()             {}
+func (nopProgress) Note(string)       {}
 func (nopProgress) Done()             {}
 
 // depthAtThreshold is the depth the paper's loop (paper rule) reaches at

@@ -51,6 +51,16 @@ type DepthSearch struct {
 	Tried []ThresholdTrial
 }
 
+// DepthOptions configure SearchDepth.
+type DepthOptions struct {
+	// AtEnd is what each run of the loop does with a window still growing
+	// when it ends.
+	AtEnd Pending
+	// Trial, when set, hears each run of the loop once it has ended (for
+	// progress reports: a deep model's search runs the loop many times).
+	Trial func(ThresholdTrial)
+}
+
 // ThresholdTrial is one run of the loop during a depth search.
 type ThresholdTrial struct {
 	Threshold float64 `json:"threshold"`
@@ -70,7 +80,7 @@ const breakEps = 1e-7
 // search goes on past the target until the loop merges everything it can. When
 // no threshold gives exactly target layers, the nearest depth above the target
 // is kept and Exact is false.
-func SearchDepth(ctx context.Context, numLayers, target int, ev Evaluator, atEnd Pending) (*DepthSearch, error) {
+func SearchDepth(ctx context.Context, numLayers, target int, ev Evaluator, opts DepthOptions) (*DepthSearch, error) {
 	if target < 1 || target > numLayers {
 		return nil, fmt.Errorf("target depth %d out of range 1..%d", target, numLayers)
 	}
@@ -79,12 +89,16 @@ func SearchDepth(ctx context.Context, numLayers, target int, ev Evaluator, atEnd
 	out := &DepthSearch{}
 	th := 1.0
 	for iter := 0; iter < 10000; iter++ {
-		res, err := Slide(ctx, numLayers, ev, Options{Threshold: th, AtEnd: atEnd})
+		res, err := Slide(ctx, numLayers, ev, Options{Threshold: th, AtEnd: opts.AtEnd})
 		if err != nil {
 			return nil, err
 		}
 		layers := LayersAfter(numLayers, res.Windows)
-		out.Tried = append(out.Tried, ThresholdTrial{th, layers})
+		trial := ThresholdTrial{th, layers}
+		out.Tried = append(out.Tried, trial)
+		if opts.Trial != nil {
+			opts.Trial(trial)
+		}
 		cand := &DepthSearch{Threshold: th, Result: res, Layers: layers, Exact: layers == target}
 		if layers == target && best == nil {
 			best = cand

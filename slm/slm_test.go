@@ -160,14 +160,14 @@ func TestSearchDepthUnreachable(t *testing.T) {
 		}
 		return 0.1
 	})
-	ds, err := SearchDepth(context.Background(), 6, 5, &Memo{Inner: ev}, CommitPending)
+	ds, err := SearchDepth(context.Background(), 6, 5, &Memo{Inner: ev}, DepthOptions{AtEnd: CommitPending})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ds.Exact || ds.Layers != 6 {
 		t.Errorf("got %d layers (exact %v), want the nearest depth above the target, 6, not exact", ds.Layers, ds.Exact)
 	}
-	ds, err = SearchDepth(context.Background(), 6, 4, &Memo{Inner: ev}, CommitPending)
+	ds, err = SearchDepth(context.Background(), 6, 4, &Memo{Inner: ev}, DepthOptions{AtEnd: CommitPending})
 	if err != nil || !ds.Exact || ds.Layers != 4 {
 		t.Errorf("target 4: got %+v, %v; want exactly 4", ds, err)
 	}
@@ -189,12 +189,17 @@ func TestSearchDepthMonotoneScores(t *testing.T) {
 	// Scores fall with the number of merged layers: any depth is reachable.
 	ev := scripted(fallingWithMerged(0.05))
 	for target := 2; target <= 8; target++ {
-		ds, err := SearchDepth(context.Background(), 8, target, &Memo{Inner: ev}, CommitPending)
+		var heard []ThresholdTrial
+		opts := DepthOptions{AtEnd: CommitPending, Trial: func(tr ThresholdTrial) { heard = append(heard, tr) }}
+		ds, err := SearchDepth(context.Background(), 8, target, &Memo{Inner: ev}, opts)
 		if err != nil {
 			t.Fatalf("target %d: %v", target, err)
 		}
 		if ds.Layers != target {
 			t.Errorf("target %d: got %d layers at threshold %.4f (tried %v)", target, ds.Layers, ds.Threshold, ds.Tried)
+		}
+		if !reflect.DeepEqual(heard, ds.Tried) {
+			t.Errorf("target %d: Trial heard %v, the search tried %v", target, heard, ds.Tried)
 		}
 	}
 }

@@ -34,6 +34,11 @@ func (p *progressAdapter) Tick() {
 		p.task.Add(1)
 	}
 }
+func (p *progressAdapter) Note(s string) {
+	if p.task != nil {
+		p.task.Note(s)
+	}
+}
 func (p *progressAdapter) Done() {
 	if p.task != nil {
 		p.task.Done()

@@ -94,6 +94,7 @@ type Task struct {
 	done     int
 	start    time.Time
 	finished bool
+	note     string // where the step stands, in words; shown after its counts
 }
 
 // Start begins a step called label with total units of work (0 or less when
@@ -118,6 +119,16 @@ func (t *Task) Add(n int) {
 		t.done += n
 		r.redraw(false)
 		r.beat()
+	})
+}
+
+// Note sets a short account of where the step stands ("threshold 0.95: 30
+// layers"), shown in its status after the counts until the next Note. It
+// redraws like Add.
+func (t *Task) Note(s string) {
+	t.update(func(r *Reporter) {
+		t.note = s
+		r.redraw(false)
 	})
 }
 
@@ -270,6 +281,11 @@ func (t *Task) status(now time.Time) string {
 		b.WriteString(", ~")
 		b.WriteString(Duration(left))
 		b.WriteString(" left")
+	}
+	if t.note != "" {
+		b.WriteString(" (")
+		b.WriteString(t.note)
+		b.WriteString(")")
 	}
 	return b.String()
 }

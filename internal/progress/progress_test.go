@@ -142,6 +142,32 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
+func TestNote(t *testing.T) {
+	var buf bytes.Buffer
+	c := newClock()
+	r := withClock(NewWith(&buf, Options{Enabled: true, Verbose: true, Heartbeat: time.Minute}), c)
+	task := r.Start("candidates", 0)
+	for i := range 6 {
+		c.advance(25 * time.Second)
+		task.Add(1)
+		if i == 1 {
+			task.Note("threshold 0.950000: 30 layers, target 24")
+		}
+	}
+	task.Done()
+	// The note stays on the status line (the heartbeat's, here) and is left
+	// off the finished step's summary.
+	want := "candidates 4 1m40s (threshold 0.950000: 30 layers, target 24)\n" +
+		"candidates: 6 in 2m30s\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	task.Note("after Done") // ignored, like Add
+	if got := buf.String(); got != want {
+		t.Errorf("a note after Done printed: %q", got)
+	}
+}
+
 func TestNested(t *testing.T) {
 	var buf bytes.Buffer
 	c := newClock()
