@@ -30,7 +30,8 @@
 #   llama7b      a 7B shape in float16: 32 layers, d 4096, 32 heads / 8 KV heads,
 #                FFN 11008 (SCALE_FFN=14336 for Mistral's), vocab 32000; 5.9 B
 #                parameters, 11.9 GB (7.2 B, 14.5 GB with FFN 14336).
-# SCALE_DTYPE (float16 or bfloat16) and SCALE_KV_HEADS override the generated
+# SCALE_METHOD (default auto) and SCALE_CALIB=builtin set the prune step's method and
+# calibration set. SCALE_DTYPE (float16 or bfloat16) and SCALE_KV_HEADS override the generated
 # models' storage and KV heads. For the generated models the script stops after
 # the build and inspect steps unless SCALE_FULL=1 (eval and prune at that size
 # wait for the layer-major runtime of issue 13).
@@ -136,7 +137,11 @@ if [ ! -f "$repo/tools/judges/node_modules/onnxruntime-node/package.json" ]; the
 fi
 run eval "$onnxslm" eval --json "${threads[@]}" "$model" --tokens "$work/eval.txt"
 # SCALE_METHOD picks the pruning method (default: the CLI's default, auto).
-run prune "$onnxslm" --method "${SCALE_METHOD:-auto}" --prune-ratio 0.25 --calib "$work/calib.txt" "${threads[@]}" "$model" "$out" --report "$work/report.json"
+# SCALE_CALIB=builtin calibrates on the built-in set (as `onnxslm in.onnx out.onnx`
+# does) instead of calib.txt: issue 13's default-prune figure.
+calib=(--calib "$work/calib.txt")
+[ "${SCALE_CALIB:-}" = builtin ] && calib=()
+run prune "$onnxslm" --method "${SCALE_METHOD:-auto}" --prune-ratio 0.25 "${calib[@]}" "${threads[@]}" "$model" "$out" --report "$work/report.json"
 run eval-out "$onnxslm" eval --json "${threads[@]}" "$out" --tokens "$work/eval.txt"
 run analyze "$onnxslm" analyze -q --json "${threads[@]}" --calib "$work/calib.txt" "$model" --png "$work/cka.png"
 
