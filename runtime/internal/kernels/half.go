@@ -73,6 +73,22 @@ func packHalfRowsGo(dst []float32, src []uint16, kc, lds int, bf16 bool) {
 	}
 }
 
+// interleave16 writes panel row p (16 values) from the 16 columns of cols,
+// column j at cols[j*kc:]: panel[p*16+j] = cols[j*kc+p].
+func interleave16(panel, cols []float32, kc int) {
+	c0, c1, c2, c3 := cols[0*kc:1*kc], cols[1*kc:2*kc], cols[2*kc:3*kc], cols[3*kc:4*kc]
+	c4, c5, c6, c7 := cols[4*kc:5*kc], cols[5*kc:6*kc], cols[6*kc:7*kc], cols[7*kc:8*kc]
+	c8, c9, c10, c11 := cols[8*kc:9*kc], cols[9*kc:10*kc], cols[10*kc:11*kc], cols[11*kc:12*kc]
+	c12, c13, c14, c15 := cols[12*kc:13*kc], cols[13*kc:14*kc], cols[14*kc:15*kc], cols[15*kc:16*kc]
+	for p := range kc {
+		d := panel[p*gemmNR : p*gemmNR+gemmNR : p*gemmNR+gemmNR]
+		d[0], d[1], d[2], d[3] = c0[p], c1[p], c2[p], c3[p]
+		d[4], d[5], d[6], d[7] = c4[p], c5[p], c6[p], c7[p]
+		d[8], d[9], d[10], d[11] = c8[p], c9[p], c10[p], c11[p]
+		d[12], d[13], d[14], d[15] = c12[p], c13[p], c14[p], c15[p]
+	}
+}
+
 // PackB implements BSource: panels q0..q1 of B[pc:pc+kc, jc:jc+nc], widened
 // into the layout packB writes for float32 (see BSource).
 func (b HalfView) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
@@ -80,7 +96,7 @@ func (b HalfView) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
 	if rowsFn == nil {
 		rowsFn = packHalfRowsGo
 	}
-	var col *[]float32 // one widened column of a transposed B
+	var col *[]float32 // the widened columns of a transposed B
 	defer func() {
 		if col != nil {
 			packPool.Put(col)
@@ -103,21 +119,18 @@ func (b HalfView) PackB(dst []float32, pc, jc, kc, nc, q0, q1 int) {
 			}
 		case b.RS == 1:
 			// Transposed (a [n, k] weight read as B): each column is kc
-			// contiguous values, widened at once and spread over the rows.
-			if nr < gemmNR {
-				clear(panel)
-			}
+			// contiguous values. All nr columns are widened at once into
+			// cols (column j at j*kc), then interleaved a k row at a time.
 			if col == nil {
-				col = getPack(kc)
+				col = getPack(gemmNR * kc)
 			}
-			c := (*col)[:kc]
+			cols := (*col)[:gemmNR*kc]
 			for j := range nr {
 				o := base + j*b.CS
-				HalfToFloat32(c, b.Data[o:o+kc], b.BF16)
-				for p, v := range c {
-					panel[p*gemmNR+j] = v
-				}
+				HalfToFloat32(cols[j*kc:(j+1)*kc], b.Data[o:o+kc], b.BF16)
 			}
+			clear(cols[nr*kc:])
+			interleave16(panel, cols, kc)
 		default:
 			conv := Float16ToFloat32
 			if b.BF16 {
