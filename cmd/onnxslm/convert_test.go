@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -55,10 +56,7 @@ func TestConvertFileChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig, err := onnx.Load(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	orig := testmodel.Load(t, src)
 	dir := t.TempDir()
 	ext := filepath.Join(dir, "ext.onnx")
 	back := filepath.Join(dir, "back.onnx")
@@ -69,10 +67,7 @@ func TestConvertFileChain(t *testing.T) {
 	if code, _, stderr := runCLI(t, "convert", ext, back, "--inline"); code != 0 {
 		t.Fatalf("convert back inline: exit %d: %s", code, stderr)
 	}
-	got, err := onnx.Load(back)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := testmodel.Load(t, back)
 	if !proto.Equal(got.Proto, orig.Proto) {
 		t.Errorf("model changed going external and back")
 	}

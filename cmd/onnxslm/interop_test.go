@@ -19,9 +19,9 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/runtime"
 )
@@ -280,10 +280,7 @@ func TestInteropKVCache(t *testing.T) {
 				t.Fatalf("onnxslm %v: exit %d: %s", args, code, stderr)
 			}
 			checkModel(t, chk, out)
-			m, err := onnx.Load(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := testmodel.Load(t, out)
 			want := make([]int, keep)
 			for i := range want {
 				want[i] = i

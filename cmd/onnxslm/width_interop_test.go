@@ -14,7 +14,6 @@ import (
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx"
 )
 
 // TestInteropWidthPruned: what `prune --params-ratio` writes for the shared
@@ -55,10 +54,7 @@ func TestInteropWidthPruned(t *testing.T) {
 				if err := json.Unmarshal([]byte(stdout), &ev); err != nil {
 					t.Fatal(err)
 				}
-				m, err := onnx.Load(out)
-				if err != nil {
-					t.Fatal(err)
-				}
+				m := testmodel.Load(t, out)
 				st, err := discover.Find(m.Proto)
 				if err != nil {
 					// Per-layer widths that differ are not a stack discover accepts; the logits are the graph's output.
@@ -120,10 +116,7 @@ func widthKVCase(t *testing.T, ort *judge.Runtime, chk *judge.Check, heads strin
 		t.Fatalf("prune: exit %d: %s", code, stderr)
 	}
 	checkModel(t, chk, out)
-	m, err := onnx.Load(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testmodel.Load(t, out)
 	// The widths chosen may differ by layer, which discover does not accept
 	// as a stack: the cache's inputs and outputs are found by name.
 	var pastNames []string

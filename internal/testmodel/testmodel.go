@@ -26,14 +26,22 @@ func Find(t testing.TB, m *pb.ModelProto) *discover.Stack {
 	return s
 }
 
-// Stack loads the model at path (external data next to it) and finds its
-// decoder stack, failing t on an error.
-func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
+// Load loads the model at path (external data next to it), failing t on an
+// error.
+func Load(t testing.TB, path string) *onnx.Model {
 	t.Helper()
 	m, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// Stack loads the model at path (external data next to it) and finds its
+// decoder stack, failing t on an error.
+func Stack(t testing.TB, path string) (*onnx.Model, *discover.Stack) {
+	t.Helper()
+	m := Load(t, path)
 	return m, Find(t, m.Proto)
 }
 
