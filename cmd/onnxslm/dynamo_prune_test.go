@@ -11,7 +11,7 @@ import (
 
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
-	"github.com/onnxslm/onnxslm/npy"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
@@ -31,11 +31,7 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 	}
 	ort := judge.ORT(t)
 	chk := judge.Checker(t)
-	rows := tokenRows(4, 24, 256)
-	tokens := filepath.Join(t.TempDir(), "eval.npy")
-	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
-		t.Fatal(err)
-	}
+	rows, tokens := evalTokens(t)
 	for _, v := range dynamoConfigs() {
 		d := v.d
 		t.Run(v.name, func(t *testing.T) {
@@ -45,13 +41,10 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 				t.Fatal(err)
 			}
 			model := filepath.Join(t.TempDir(), "model.onnx")
-			if err := onnx.Save(m, model, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+			if err := onnx.Save(m, model, inlineData); err != nil {
 				t.Fatal(err)
 			}
-			flat, err := onnx.InlineFunctions(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			flat := inlined(t, m)
 			check := func(path string) float64 {
 				got := cliPerplexity(t, path, tokens)
 				want := ortRowPerplexity(t, ort, path, rows, false, 1e-3)
@@ -74,14 +67,8 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 				if code, _, stderr := runCLI(t, model, out, "--prune-ratio", "0.25", "--method", method); code != 0 {
 					t.Fatalf("prune --method %s: exit %d: %s", method, code, stderr)
 				}
-				o, err := onnx.Load(out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				oflat, err := onnx.InlineFunctions(o.Proto)
-				if err != nil {
-					t.Fatal(err)
-				}
+				o := testmodel.Load(t, out)
+				oflat := inlined(t, o.Proto)
 				if a, b := protoOps(flat), protoOps(oflat); a != b {
 					t.Errorf("--method %s: ops changed:\n in  %v\n out %v", method, a, b)
 				}
@@ -118,6 +105,17 @@ func protoOps(m *pb.ModelProto) string {
 }
 
 var layerScope = regexp.MustCompile(`'model\.layers\.(\d+)'`)
+
+// inlined is m with its local functions inlined (onnx.InlineFunctions),
+// failing t on an error.
+func inlined(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
+	t.Helper()
+	flat, err := onnx.InlineFunctions(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flat
+}
 
 // checkScopes: every node of out that in had (by name) keeps in's
 // metadata_props, and the MatMuls' name scopes name exactly layers decoder
@@ -202,7 +200,7 @@ func twinPrunePerplexity(t *testing.T, c modelgen.Config, tokens string) float64
 		t.Fatal(err)
 	}
 	twin, twinOut := filepath.Join(t.TempDir(), "twin.onnx"), filepath.Join(t.TempDir(), "twin_pruned.onnx")
-	if err := onnx.Save(tm, twin, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+	if err := onnx.Save(tm, twin, inlineData); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := runCLI(t, twin, twinOut, "--prune-ratio", "0.25"); code != 0 {
@@ -220,16 +218,13 @@ func TestConvertKeepsFunctions(t *testing.T) {
 	}
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.onnx"), filepath.Join(dir, "out.onnx")
-	if err := onnx.Save(m, in, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+	if err := onnx.Save(m, in, inlineData); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := runCLI(t, "convert", in, out); code != 0 {
 		t.Fatalf("convert: exit %d: %s", code, stderr)
 	}
-	o, err := onnx.Load(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testmodel.Load(t, out)
 	if len(o.Proto.GetFunctions()) != len(m.GetFunctions()) || len(o.Proto.GetGraph().GetNode()) != len(m.GetGraph().GetNode()) {
 		t.Errorf("convert wrote %d functions and %d nodes, want %d and %d", len(o.Proto.GetFunctions()),
 			len(o.Proto.GetGraph().GetNode()), len(m.GetFunctions()), len(m.GetGraph().GetNode()))

@@ -12,6 +12,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/internal/testsession"
 	"github.com/onnxslm/onnxslm/lm"
 	"github.com/onnxslm/onnxslm/merged"
@@ -45,45 +46,40 @@ func deployedLayouts() []deployedLayout {
 	}
 	for _, v := range []string{modelgen.TransformersJSQ4, modelgen.TransformersJSQuantized, modelgen.TransformersJSFP16, modelgen.TransformersJSQ4F16} {
 		c := g.Twin()
+		opts := inlineData
+		if v == modelgen.TransformersJSFP16 {
+			// check_and_save_model's layout of a model past 2 GB:
+			// every tensor of 1 KiB or more in model_fp16.onnx_data.
+			opts = onnx.SaveOptions{External: onnx.ExternalAlways, DataFile: "model_fp16.onnx_data"}
+		}
 		ls = append(ls, deployedLayout{name: "txjs-" + v, quantized: v != modelgen.TransformersJSFP16, dynamic: v == modelgen.TransformersJSQuantized,
 			float16: v == modelgen.TransformersJSFP16 || v == modelgen.TransformersJSQ4F16, twin: c,
-			write: func(dir string) (string, error) {
-				m, err := modelgen.BuildTransformersJS(c, v)
-				if err != nil {
-					return "", err
-				}
-				p := filepath.Join(dir, "model_"+v+".onnx")
-				opts := onnx.SaveOptions{External: onnx.ExternalNever}
-				if v == modelgen.TransformersJSFP16 {
-					// check_and_save_model's layout of a model past 2 GB:
-					// every tensor of 1 KiB or more in model_fp16.onnx_data.
-					opts = onnx.SaveOptions{External: onnx.ExternalAlways, DataFile: "model_fp16.onnx_data"}
-				}
-				return p, onnx.Save(m, p, opts)
-			}})
+			write: writeModel("model_"+v+".onnx", opts, func() (*pb.ModelProto, error) { return modelgen.BuildTransformersJS(c, v) })})
 	}
 	c := g.Twin() // optimum's legacy export folds the weights too
 	ls = append(ls, deployedLayout{name: "optimum-merged", twin: c,
-		write: func(dir string) (string, error) {
-			m, err := modelgen.BuildOptimumMerged(c)
-			if err != nil {
-				return "", err
-			}
-			p := filepath.Join(dir, "decoder_model_merged.onnx")
-			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
-		}})
+		write: writeModel("decoder_model_merged.onnx", inlineData, func() (*pb.ModelProto, error) { return modelgen.BuildOptimumMerged(c) })})
 	// onnxruntime's transformer optimizer (Olive) over a GPT-2 export.
 	opt := modelgen.OptimizedGPT2Twin(4, 64, 4, 3, 14)
 	ls = append(ls, deployedLayout{name: "ortopt-gpt2", twin: opt,
-		write: func(dir string) (string, error) {
-			m, err := modelgen.BuildOptimizedGPT2(opt)
-			if err != nil {
-				return "", err
-			}
-			p := filepath.Join(dir, "model.onnx")
-			return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
-		}})
+		write: writeModel("model.onnx", inlineData, func() (*pb.ModelProto, error) { return modelgen.BuildOptimizedGPT2(opt) })})
 	return ls
+}
+
+// inlineData saves a model as one file, its tensors inline.
+var inlineData = onnx.SaveOptions{External: onnx.ExternalNever}
+
+// writeModel is a deployedLayout's write that saves the model build returns
+// as file in the folder, with opts.
+func writeModel(file string, opts onnx.SaveOptions, build func() (*pb.ModelProto, error)) func(dir string) (string, error) {
+	return func(dir string) (string, error) {
+		m, err := build()
+		if err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, file)
+		return p, onnx.Save(m, p, opts)
+	}
 }
 
 // presentOf names the output that carries past input name's cache forward:
@@ -104,10 +100,7 @@ func presentOf(name string) (string, bool) {
 // named after the model file's name (IN_data, IN.data; "-" for none).
 func storage(t *testing.T, path string) string {
 	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testmodel.Load(t, path)
 	scales := map[string]bool{}
 	for _, n := range m.Proto.GetGraph().GetNode() {
 		if n.GetOpType() == "MatMulNBits" && len(n.Input) > 2 {
@@ -139,10 +132,7 @@ func storage(t *testing.T, path string) string {
 // branches) included.
 func opSet(t *testing.T, path string) []string {
 	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testmodel.Load(t, path)
 	seen := map[string]bool{}
 	var walk func(g *pb.GraphProto)
 	walk = func(g *pb.GraphProto) {
@@ -167,11 +157,19 @@ func opSet(t *testing.T, path string) []string {
 // isMerged reports whether a model file is optimum's merged decoder.
 func isMerged(t *testing.T, path string) bool {
 	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
+	return merged.Is(testmodel.Load(t, path).Proto)
+}
+
+// evalTokens writes four random rows of 24 byte-level tokens to an .npy
+// file for `onnxslm eval --tokens`, and returns the rows and the file.
+func evalTokens(t *testing.T) (rows [][]int64, tokens string) {
+	t.Helper()
+	rows = tokenRows(4, 24, 256)
+	tokens = filepath.Join(t.TempDir(), "eval.npy")
+	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
 		t.Fatal(err)
 	}
-	return merged.Is(m.Proto)
+	return rows, tokens
 }
 
 // cliPerplexity is what `onnxslm eval --json --batch 1` reports.
@@ -320,11 +318,7 @@ func ortRowPerplexity(t *testing.T, ort *judge.Runtime, model string, rows [][]i
 func TestDeployedLayoutsPrune(t *testing.T) {
 	testenv.Long(t, "prunes ten models")
 	ort := judge.ORT(t)
-	rows := tokenRows(4, 24, 256)
-	tokens := filepath.Join(t.TempDir(), "eval.npy")
-	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
-		t.Fatal(err)
-	}
+	rows, tokens := evalTokens(t)
 	for _, l := range deployedLayouts() {
 		t.Run(l.name, func(t *testing.T) {
 			in, outDir := t.TempDir(), t.TempDir()
@@ -406,12 +400,9 @@ func judgeDeployed(t *testing.T, ort *judge.Runtime, l deployedLayout, path stri
 	judged := path
 	if l.f16IO {
 		// The judge exchanges float32 .npy files: Casts at the edges.
-		m, err := onnx.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := testmodel.Load(t, path)
 		judged = filepath.Join(t.TempDir(), "float32io.onnx")
-		if err := onnx.Save(modelgen.Float32IO(m.Proto), judged, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+		if err := onnx.Save(modelgen.Float32IO(m.Proto), judged, inlineData); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,8 +13,9 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testenv"
-	"github.com/onnxslm/onnxslm/npy"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/onnx"
+	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
 // dynamoConfig is one torch dynamo export of the small Llama.
@@ -38,14 +39,7 @@ func dynamoLayouts() []deployedLayout {
 	for _, v := range dynamoConfigs() {
 		d := v.d
 		ls = append(ls, deployedLayout{name: "dynamo-" + v.name, twin: d.Twin(),
-			write: func(dir string) (string, error) {
-				m, err := modelgen.BuildDynamo(d)
-				if err != nil {
-					return "", err
-				}
-				p := filepath.Join(dir, "model.onnx")
-				return p, onnx.Save(m, p, onnx.SaveOptions{External: onnx.ExternalNever})
-			}})
+			write: writeModel("model.onnx", inlineData, func() (*pb.ModelProto, error) { return modelgen.BuildDynamo(d) })})
 	}
 	return ls
 }
@@ -98,11 +92,7 @@ var widthRefusals = func() map[string]map[string]refusal {
 func TestDeployedLayoutsWidth(t *testing.T) {
 	testenv.Long(t, "width-prunes fifteen models three ways")
 	ort := judge.ORT(t)
-	rows := tokenRows(4, 24, 256)
-	tokens := filepath.Join(t.TempDir(), "eval.npy")
-	if err := npy.Write(tokens, judge.IDs(t, rows)); err != nil {
-		t.Fatal(err)
-	}
+	rows, tokens := evalTokens(t)
 	fixed := []string{"--width-score", "fluct", "--width-alloc", "layer"}
 	for _, l := range append(deployedLayouts(), dynamoLayouts()...) {
 		group := 1 // query heads of one KV group
@@ -222,16 +212,9 @@ func setMinus(a, b []string) []string {
 // inlinedCopy writes model path with its local functions inlined.
 func inlinedCopy(t *testing.T, path string) string {
 	t.Helper()
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flat, err := onnx.InlineFunctions(m.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flat := inlined(t, testmodel.Load(t, path).Proto)
 	p := filepath.Join(t.TempDir(), "inlined.onnx")
-	if err := onnx.Save(flat, p, onnx.SaveOptions{External: onnx.ExternalNever}); err != nil {
+	if err := onnx.Save(flat, p, inlineData); err != nil {
 		t.Fatal(err)
 	}
 	return p
