@@ -74,12 +74,7 @@ func TestEvalErrors(t *testing.T) {
 	if err := npy.Write(floatNpy, a); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	cases := []failingCall{
 		{"id too large", []string{"--tokens", write("big.txt", "1 2 3\n4 256 6\n")}, 1, "row 1, column 1: token id 256 is out of range for a vocabulary of 256"},
 		{"negative id", []string{"--tokens", write("neg.txt", "1 -2 3\n")}, 1, "-2"},
 		{"ragged lines", []string{"--tokens", write("ragged.txt", "1 2 3\n4 5\n")}, 1, "ragged.txt"},
@@ -91,16 +86,8 @@ func TestEvalErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			code, stdout, stderr := runCLI(t, append([]string{"eval", "builtin:llama8"}, c.args...)...)
-			if code != c.code {
-				t.Errorf("exit %d, want %d (stderr %q)", code, c.code, stderr)
-			}
-			if !strings.Contains(stderr, c.want) {
-				t.Errorf("stderr %q lacks %q", stderr, c.want)
-			}
-			if stdout != "" {
-				t.Errorf("stdout %q, want nothing", stdout)
-			}
+			c.args = append([]string{"eval", "builtin:llama8"}, c.args...)
+			c.check(t)
 		})
 	}
 }

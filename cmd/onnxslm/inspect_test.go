@@ -24,6 +24,29 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// failingCall is a command line that must fail with exit status code, an
+// error that contains want and nothing on stdout.
+type failingCall struct {
+	name string
+	args []string
+	code int
+	want string
+}
+
+// check runs the call and reports where it does not fail as it must; it
+// returns stderr for further checks.
+func (c failingCall) check(t *testing.T) (stderr string) {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, c.args...)
+	if code != c.code || !strings.Contains(stderr, c.want) {
+		t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", c.name, code, stderr, c.code, c.want)
+	}
+	if stdout != "" {
+		t.Errorf("%s: stdout %q, want nothing", c.name, stdout)
+	}
+	return stderr
+}
+
 func builtinModel(t *testing.T) *onnx.Model {
 	t.Helper()
 	m, err := loadModelArg("builtin:llama8")
@@ -194,12 +217,7 @@ func TestInspectErrors(t *testing.T) {
 	dir := t.TempDir()
 	text := filepath.Join(dir, "text.onnx")
 	os.WriteFile(text, []byte("hello, not a model"), 0o644)
-	cases := []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	cases := []failingCall{
 		{"no model", []string{"inspect"}, 2, "onnxslm inspect: inspect takes one MODEL"},
 		{"two models", []string{"inspect", "a", "b"}, 2, "inspect takes one MODEL"},
 		{"missing file", []string{"inspect", filepath.Join(dir, "none.onnx")}, 1,
@@ -209,13 +227,7 @@ func TestInspectErrors(t *testing.T) {
 		{"unknown flag", []string{"inspect", "--yaml", "builtin:llama8"}, 2, "unknown flag: --yaml"},
 	}
 	for _, c := range cases {
-		code, stdout, stderr := runCLI(t, c.args...)
-		if code != c.code || !strings.Contains(stderr, c.want) {
-			t.Errorf("%s: exit %d, stderr %q; want %d and %q", c.name, code, stderr, c.code, c.want)
-		}
-		if stdout != "" {
-			t.Errorf("%s: stdout %q, want nothing", c.name, stdout)
-		}
+		stderr := c.check(t)
 		if c.code == 1 && strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("%s: error is not one line: %q", c.name, stderr)
 		}

@@ -62,12 +62,7 @@ func TestPruneJSONOnStdout(t *testing.T) {
 func TestPruneUsageAndErrors(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.onnx")
-	tests := []struct {
-		name string
-		args []string
-		code int
-		msg  string
-	}{
+	tests := []failingCall{
 		{"no arguments", []string{"prune"}, 2, "takes IN.onnx and OUT.onnx"},
 		{"threshold and layers", []string{"prune", "--threshold", "0.9", "--layers", "6", "builtin:llama8", out}, 2, "--threshold 0.9 with --layers 6"},
 		{"bad threshold", []string{"prune", "--threshold", "1.5", "builtin:llama8", out}, 2, "--threshold"},
@@ -81,10 +76,7 @@ func TestPruneUsageAndErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runCLI(t, tt.args...)
-			if code != tt.code || !strings.Contains(stderr, tt.msg) {
-				t.Errorf("got exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.msg)
-			}
+			tt.check(t)
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("an output file exists after a failure")
 			}
