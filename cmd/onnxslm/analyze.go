@@ -129,10 +129,7 @@ func runAnalyze(ctx context.Context, io *stdio, modelArg string, f *analyzeFlags
 	opts.Progress = &progressAdapter{r: rep}
 	a, err := prune.Analyze(ctx, m.Proto, opts)
 	if err != nil {
-		if ue := analyzeUsage(err); ue != err {
-			return ue
-		}
-		return fmt.Errorf("%s: %w", modelArg, err)
+		return runError(err, analyzeFlagOf, modelArg)
 	}
 	r := newAnalyzeReport(modelArg, from, ths, a)
 	if f.png != "" {

@@ -70,6 +70,16 @@ func optionUsage(err error, flagOf map[string]string) error {
 	})}
 }
 
+// runError is what a command returns when the prune library fails on model:
+// a usage error where err is a *prune.OptionError (its options named by
+// their flags, flagOf), else err prefixed with the model.
+func runError(err error, flagOf map[string]string, model string) error {
+	if ue := optionUsage(err, flagOf); ue != err {
+		return ue
+	}
+	return fmt.Errorf("%s: %w", model, err)
+}
+
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }

@@ -162,10 +162,7 @@ func runPrune(ctx context.Context, io *stdio, in, out string, f *pruneFlags) err
 	opts.Progress = &progressAdapter{r: rep}
 	outcome, err := prune.Run(ctx, m.Proto, opts)
 	if err != nil {
-		if ue := pruneUsage(err); ue != err {
-			return ue
-		}
-		return fmt.Errorf("%s: %w", in, err)
+		return runError(err, pruneFlagOf, in)
 	}
 	save := rep.Start("save "+out, 0)
 	written := refoldOutput(io, m.Proto, outcome.Model)
