@@ -44,7 +44,10 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 			if err := onnx.Save(m, model, inlineData); err != nil {
 				t.Fatal(err)
 			}
-			flat := inlined(t, m)
+			flat, err := onnx.InlineFunctions(m)
+			if err != nil {
+				t.Fatal(err)
+			}
 			check := func(path string) float64 {
 				got := cliPerplexity(t, path, tokens)
 				want := ortRowPerplexity(t, ort, path, rows, false, 1e-3)
@@ -68,7 +71,10 @@ func TestDynamoLayoutsPrune(t *testing.T) {
 					t.Fatalf("prune --method %s: exit %d: %s", method, code, stderr)
 				}
 				o := testmodel.Load(t, out)
-				oflat := inlined(t, o.Proto)
+				oflat, err := onnx.InlineFunctions(o.Proto)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if a, b := protoOps(flat), protoOps(oflat); a != b {
 					t.Errorf("--method %s: ops changed:\n in  %v\n out %v", method, a, b)
 				}
@@ -105,17 +111,6 @@ func protoOps(m *pb.ModelProto) string {
 }
 
 var layerScope = regexp.MustCompile(`'model\.layers\.(\d+)'`)
-
-// inlined is m with its local functions inlined (onnx.InlineFunctions),
-// failing t on an error.
-func inlined(t *testing.T, m *pb.ModelProto) *pb.ModelProto {
-	t.Helper()
-	flat, err := onnx.InlineFunctions(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return flat
-}
 
 // checkScopes: every node of out that in had (by name) keeps in's
 // metadata_props, and the MatMuls' name scopes name exactly layers decoder

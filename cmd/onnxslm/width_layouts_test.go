@@ -212,7 +212,10 @@ func setMinus(a, b []string) []string {
 // inlinedCopy writes model path with its local functions inlined.
 func inlinedCopy(t *testing.T, path string) string {
 	t.Helper()
-	flat := inlined(t, testmodel.Load(t, path).Proto)
+	flat, err := onnx.InlineFunctions(testmodel.Load(t, path).Proto)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(t.TempDir(), "inlined.onnx")
 	if err := onnx.Save(flat, p, inlineData); err != nil {
 		t.Fatal(err)
