@@ -217,29 +217,20 @@ func BenchmarkWiden(b *testing.B) {
 		binary.LittleEndian.PutUint16(src[2*i:], FromFloat32(float32(r.NormFloat64()*0.02)))
 	}
 	dst := make([]float32, benchN)
-	for _, dt := range []string{"float16", "bfloat16"} {
-		scalar, widen := ToFloat32, Widen
-		if dt == "bfloat16" {
-			scalar, widen = BFloat16ToFloat32, WidenBF16
-		}
-		b.Run(dt+"/before", func(b *testing.B) {
+	for _, c := range widenings {
+		b.Run(c.name+"/before", func(b *testing.B) {
 			bench(b, func() {
 				h := make([]uint16, benchN)
 				if _, err := binary.Decode(src, binary.LittleEndian, h); err != nil {
 					b.Fatal(err)
 				}
-				conv := scalar
+				conv := c.scalar
 				for i, x := range h {
 					dst[i] = conv(x)
 				}
 			})
 		})
-		for _, im := range impls() {
-			b.Run(dt+"/"+im.name, func(b *testing.B) {
-				im.use(b)
-				bench(b, func() { widen(dst, src) })
-			})
-		}
+		benchImpls(b, c.name, func() { c.widen(dst, src) })
 	}
 }
 
@@ -253,14 +244,10 @@ func BenchmarkNarrow(b *testing.B) {
 		src[i] = float32(r.NormFloat64() * 0.02)
 	}
 	dst := make([]byte, 2*benchN)
-	for _, dt := range []string{"float16", "bfloat16"} {
-		scalar, narrow := FromFloat32, Narrow
-		if dt == "bfloat16" {
-			scalar, narrow = BFloat16FromFloat32, NarrowBF16
-		}
-		b.Run(dt+"/before", func(b *testing.B) {
+	for _, c := range narrowings {
+		b.Run(c.name+"/before", func(b *testing.B) {
 			bench(b, func() {
-				conv := scalar
+				conv := c.scalar
 				h := make([]uint16, benchN)
 				for i, f := range src {
 					h[i] = conv(f)
@@ -271,12 +258,17 @@ func BenchmarkNarrow(b *testing.B) {
 				}
 			})
 		})
-		for _, im := range impls() {
-			b.Run(dt+"/"+im.name, func(b *testing.B) {
-				im.use(b)
-				bench(b, func() { narrow(dst, src) })
-			})
-		}
+		benchImpls(b, c.name, func() { c.narrow(dst, src) })
+	}
+}
+
+// benchImpls benchmarks op under each impl, as name/impl.
+func benchImpls(b *testing.B, name string, op func()) {
+	for _, im := range impls() {
+		b.Run(name+"/"+im.name, func(b *testing.B) {
+			im.use(b)
+			bench(b, op)
+		})
 	}
 }
 
