@@ -62,15 +62,13 @@ func parseHeader(s string) (*header, error) {
 		default:
 			return nil, fmt.Errorf("unexpected key %q", key)
 		}
-		p.space()
-		if p.eat(',') {
-			continue
+		more, err := p.more('}', "want ',' or '}'")
+		if err != nil {
+			return nil, err
 		}
-		p.space()
-		if !p.eat('}') {
-			return nil, p.errorf("want ',' or '}'")
+		if !more {
+			break
 		}
-		break
 	}
 	p.space()
 	if p.i != len(p.s) {
@@ -113,6 +111,21 @@ func (p *lit) eat(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// more scans what follows an item of a dict or tuple closed by end: a ','
+// (true: another item or end may follow) or end itself (false); anything else
+// is an error saying want.
+func (p *lit) more(end byte, want string) (bool, error) {
+	p.space()
+	if p.eat(',') {
+		return true, nil
+	}
+	p.space()
+	if !p.eat(end) {
+		return false, p.errorf("%s", want)
+	}
+	return false, nil
 }
 
 // str scans a quoted string without escapes (none occur in a .npy header
@@ -176,13 +189,12 @@ func (p *lit) tuple() ([]int, error) {
 			return nil, fmt.Errorf("shape has more than %d dimensions", maxDims)
 		}
 		shape = append(shape, int(d))
-		p.space()
-		if p.eat(',') {
-			continue
+		more, err := p.more(')', "want ',' or ')' in the shape")
+		if err != nil {
+			return nil, err
 		}
-		p.space()
-		if !p.eat(')') {
-			return nil, p.errorf("want ',' or ')' in the shape")
+		if more {
+			continue
 		}
 		if len(shape) == 1 {
 			// (3) is the integer 3 in Python, not a tuple; numpy never writes it.

@@ -99,16 +99,27 @@ func (a *Array) Validate() error {
 // Float32s returns the elements as float32: Data itself for "<f4", otherwise
 // a converted copy (float64 values are rounded to nearest, integers above
 // 2^24 in magnitude may round, bools become 0 or 1).
-func (a *Array) Float32s() ([]float32, error) { return floats[float32](a.Data) }
+func (a *Array) Float32s() ([]float32, error) { return elementsAs[float32](a.Data) }
 
 // Float64s returns the elements as float64: Data itself for "<f8", otherwise
 // a converted copy (exact for every dtype except int64 values above 2^53 in
 // magnitude).
-func (a *Array) Float64s() ([]float64, error) { return floats[float64](a.Data) }
+func (a *Array) Float64s() ([]float64, error) { return elementsAs[float64](a.Data) }
 
-// floats returns data as T: data itself when it is []T, otherwise a
-// converted copy.
-func floats[T float32 | float64](data any) ([]T, error) {
+// Int64s returns the elements as int64: Data itself for "<i8", a converted
+// copy for the other integer dtypes and bool. Floating-point arrays are
+// refused: converting them could silently truncate.
+func (a *Array) Int64s() ([]int64, error) {
+	switch a.Data.(type) {
+	case []float32, []float64:
+		return nil, fmt.Errorf("npy: dtype %s is not an integer type", a.DType)
+	}
+	return elementsAs[int64](a.Data)
+}
+
+// elementsAs returns data as T: data itself when it is []T, otherwise a
+// converted copy (Go's conversion of each element; bools become 0 or 1).
+func elementsAs[T float32 | float64 | int64](data any) ([]T, error) {
 	switch d := data.(type) {
 	case []T: // first, so that a []T is returned as it is, not copied
 		return d, nil
@@ -126,25 +137,6 @@ func floats[T float32 | float64](data any) ([]T, error) {
 		return convert(d, func(v bool) T { return T(b2i(v)) }), nil
 	}
 	return nil, fmt.Errorf("npy: unsupported data type %T", data)
-}
-
-// Int64s returns the elements as int64: Data itself for "<i8", a converted
-// copy for the other integer dtypes and bool. Floating-point arrays are
-// refused: converting them could silently truncate.
-func (a *Array) Int64s() ([]int64, error) {
-	switch d := a.Data.(type) {
-	case []int64:
-		return d, nil
-	case []int32:
-		return convert(d, func(v int32) int64 { return int64(v) }), nil
-	case []uint8:
-		return convert(d, func(v uint8) int64 { return int64(v) }), nil
-	case []bool:
-		return convert(d, func(v bool) int64 { return int64(b2i(v)) }), nil
-	case []float32, []float64:
-		return nil, fmt.Errorf("npy: dtype %s is not an integer type", a.DType)
-	}
-	return nil, fmt.Errorf("npy: unsupported data type %T", a.Data)
 }
 
 func convert[S, D any](src []S, f func(S) D) []D {

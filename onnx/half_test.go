@@ -40,6 +40,27 @@ var float16Cases = []struct {
 
 var negZero = math.Copysign(0, -1)
 
+// pow2 is 2^e as a float32.
+func pow2(e int) float32 { return float32(math.Ldexp(1, e)) }
+
+// roundingCase is a float32 and the 16-bit pattern it must round to.
+type roundingCase struct {
+	name string
+	f    float32
+	want uint16
+}
+
+// checkRounding checks that narrow, named name in the messages, rounds each
+// case's value to its pattern.
+func checkRounding(t *testing.T, name string, narrow func(float32) uint16, cases []roundingCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := narrow(c.f); got != c.want {
+			t.Errorf("%s: %s(%g) = %#04x, want %#04x", c.name, name, c.f, got, c.want)
+		}
+	}
+}
+
 func TestFloat16ToFloat32(t *testing.T) {
 	for _, c := range float16Cases {
 		got := Float16ToFloat32(c.bits)
@@ -60,39 +81,29 @@ func TestFloat32ToFloat16(t *testing.T) {
 			t.Errorf("Float32ToFloat16(%v) = %#04x, want %#04x", c.f, got, c.bits)
 		}
 	}
-	p := func(e int) float32 { return float32(math.Ldexp(1, e)) }
-	rounding := []struct {
-		name string
-		f    float32
-		want uint16
-	}{
-		{"1+2^-11 ties to even (down)", 1 + p(-11), 0x3c00},
-		{"1+3*2^-11 ties to even (up)", 1 + 3*p(-11), 0x3c02},
-		{"just above the tie rounds up", 1 + p(-11) + p(-20), 0x3c01},
-		{"just below the tie rounds down", 1 + p(-11) - p(-22), 0x3c00},
+	checkRounding(t, "Float32ToFloat16", Float32ToFloat16, []roundingCase{
+		{"1+2^-11 ties to even (down)", 1 + pow2(-11), 0x3c00},
+		{"1+3*2^-11 ties to even (up)", 1 + 3*pow2(-11), 0x3c02},
+		{"just above the tie rounds up", 1 + pow2(-11) + pow2(-20), 0x3c01},
+		{"just below the tie rounds down", 1 + pow2(-11) - pow2(-22), 0x3c00},
 		{"65519 rounds down to max", 65519, 0x7bff},
 		{"65520 ties to even: Inf", 65520, 0x7c00},
 		{"1e6 overflows to Inf", 1e6, 0x7c00},
 		{"-1e6 overflows to -Inf", -1e6, 0xfc00},
 		{"MaxFloat32 overflows to Inf", math.MaxFloat32, 0x7c00},
-		{"2^-25 ties to even: 0", p(-25), 0x0000},
-		{"-2^-25 ties to even: -0", -p(-25), 0x8000},
-		{"just above 2^-25 rounds to smallest subnormal", p(-25) + p(-40), 0x0001},
-		{"1.5*2^-25 rounds up", 3 * p(-26), 0x0001},
-		{"3*2^-25 ties to even (up)", 3 * p(-25), 0x0002},
-		{"5*2^-25 ties to even (down)", 5 * p(-25), 0x0002},
-		{"2^-26 underflows to 0", p(-26), 0x0000},
+		{"2^-25 ties to even: 0", pow2(-25), 0x0000},
+		{"-2^-25 ties to even: -0", -pow2(-25), 0x8000},
+		{"just above 2^-25 rounds to smallest subnormal", pow2(-25) + pow2(-40), 0x0001},
+		{"1.5*2^-25 rounds up", 3 * pow2(-26), 0x0001},
+		{"3*2^-25 ties to even (up)", 3 * pow2(-25), 0x0002},
+		{"5*2^-25 ties to even (down)", 5 * pow2(-25), 0x0002},
+		{"2^-26 underflows to 0", pow2(-26), 0x0000},
 		{"smallest float32 subnormal underflows", math.SmallestNonzeroFloat32, 0x0000},
-		{"largest subnormal + half ulp ties to smallest normal", p(-14) - p(-25), 0x0400},
-		{"a subnormal exactly", 5 * p(-24), 0x0005},
+		{"largest subnormal + half ulp ties to smallest normal", pow2(-14) - pow2(-25), 0x0400},
+		{"a subnormal exactly", 5 * pow2(-24), 0x0005},
 		{"+Inf", float32(math.Inf(1)), 0x7c00},
 		{"-Inf", float32(math.Inf(-1)), 0xfc00},
-	}
-	for _, c := range rounding {
-		if got := Float32ToFloat16(c.f); got != c.want {
-			t.Errorf("%s: Float32ToFloat16(%g) = %#04x, want %#04x", c.name, c.f, got, c.want)
-		}
-	}
+	})
 	for _, bits := range []uint32{0x7fc00000, 0x7f800001, 0xffc00000, 0x7fffffff} {
 		h := Float32ToFloat16(math.Float32frombits(bits))
 		if h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
@@ -183,24 +194,14 @@ func TestBFloat16(t *testing.T) {
 			t.Errorf("Float32ToBFloat16(%v) = %#04x, want %#04x", c.f, got, c.bits)
 		}
 	}
-	p := func(e int) float32 { return float32(math.Ldexp(1, e)) }
-	rounding := []struct {
-		name string
-		f    float32
-		want uint16
-	}{
-		{"1+2^-8 ties to even (down)", 1 + p(-8), 0x3f80},
-		{"1+3*2^-8 ties to even (up)", 1 + 3*p(-8), 0x3f82},
-		{"just above the tie rounds up", 1 + p(-8) + p(-20), 0x3f81},
+	checkRounding(t, "Float32ToBFloat16", Float32ToBFloat16, []roundingCase{
+		{"1+2^-8 ties to even (down)", 1 + pow2(-8), 0x3f80},
+		{"1+3*2^-8 ties to even (up)", 1 + 3*pow2(-8), 0x3f82},
+		{"just above the tie rounds up", 1 + pow2(-8) + pow2(-20), 0x3f81},
 		{"MaxFloat32 rounds to Inf", math.MaxFloat32, 0x7f80},
 		{"0.1", 0.1, 0x3dcd},
 		{"subnormal tie to even", math.Float32frombits(0x00018000), 0x0002},
-	}
-	for _, c := range rounding {
-		if got := Float32ToBFloat16(c.f); got != c.want {
-			t.Errorf("%s: Float32ToBFloat16(%g) = %#04x, want %#04x", c.name, c.f, got, c.want)
-		}
-	}
+	})
 	for _, bits := range []uint32{0x7fc00000, 0x7f800001, 0xff800001, 0x7fffffff} {
 		h := Float32ToBFloat16(math.Float32frombits(bits))
 		if !math.IsNaN(float64(BFloat16ToFloat32(h))) {

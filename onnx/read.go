@@ -156,6 +156,26 @@ func (w *wireReader) field(rest []byte, splitNum protowire.Number) (split bool, 
 	return false, 0, rest, err
 }
 
+// fields reads the fields of the message that fills w.left, appending each to
+// *rest (see field) except those of number num, whose length it passes to f,
+// which reads them. It returns the first error, f's as f returns it.
+func (w *wireReader) fields(rest *[]byte, num protowire.Number, f func(n int64) error) error {
+	for w.left > 0 {
+		split, n, r, err := w.field(*rest, num)
+		*rest = r
+		if err != nil {
+			return wireErr(err)
+		}
+		if !split {
+			continue
+		}
+		if err := f(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readModelStream decodes a ModelProto of size bytes from r like
 // proto.Unmarshal, but reads each initializer of the main graph into a reused
 // buffer and decodes it on its own, so that peak memory is the decoded model
@@ -165,37 +185,27 @@ func readModelStream(r *bufio.Reader, size int64) (*pb.ModelProto, error) {
 	var modelRest, graphRest, buf []byte
 	var inits []*pb.TensorProto
 	hasGraph := false
-	for w.left > 0 {
-		split, n, rest, err := w.field(modelRest, fieldModelGraph)
-		modelRest = rest
-		if err != nil {
-			return nil, wireErr(err)
-		}
-		if !split {
-			continue
-		}
+	err := w.fields(&modelRest, fieldModelGraph, func(n int64) error {
 		hasGraph = true
 		outer := w.left - n
 		w.left = n
-		for w.left > 0 {
-			split, n, rest, err := w.field(graphRest, fieldGraphInitializer)
-			graphRest = rest
-			if err != nil {
-				return nil, wireErr(err)
-			}
-			if !split {
-				continue
-			}
+		err := w.fields(&graphRest, fieldGraphInitializer, func(n int64) error {
+			var err error
 			if buf, err = w.read(buf[:0], n); err != nil {
-				return nil, wireErr(err)
+				return wireErr(err)
 			}
 			t := &pb.TensorProto{}
 			if err := proto.Unmarshal(buf, t); err != nil {
-				return nil, notONNX(err)
+				return notONNX(err)
 			}
 			inits = append(inits, t)
-		}
+			return nil
+		})
 		w.left = outer
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	m := &pb.ModelProto{}
 	if err := proto.Unmarshal(modelRest, m); err != nil {

@@ -18,6 +18,20 @@ import (
 	"github.com/onnxslm/onnxslm/slm"
 )
 
+// runGenerated builds the model of cfg and runs opts on it; an error fails t.
+func runGenerated(t *testing.T, cfg modelgen.Config, opts Options) *Outcome {
+	t.Helper()
+	m, err := modelgen.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Run(context.Background(), m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // randomRows returns n rows of t random byte tokens.
 func randomRows(n, t int, seed uint64) [][]int64 {
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -147,14 +161,8 @@ func TestRepairNeverWorsensTheFittedStream(t *testing.T) {
 // generated model: it is the default, reaches the depth, records its windows,
 // rules and repairs, and counts its evaluations.
 func TestAutoRunOnGeneratedModel(t *testing.T) {
-	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.GPT2, Layers: 5, Hidden: 16, Heads: 2, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Run(context.Background(), m, Options{Layers: 3, Calibration: randomRows(8, 16, 5), Batch: 4, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runGenerated(t, modelgen.Config{Arch: modelgen.GPT2, Layers: 5, Hidden: 16, Heads: 2, Seed: 3},
+		Options{Layers: 3, Calibration: randomRows(8, 16, 5), Batch: 4, Version: "test"})
 	rep := out.Report
 	if rep.Method != Auto {
 		t.Errorf("default method: got %q, want %q", rep.Method, Auto)
@@ -228,14 +236,8 @@ func TestAutoDefaultBeatsShortGPTOnEvalGo(t *testing.T) {
 // MaxSpans has them screened (and the report says so), and the search still
 // removes exactly the layers asked for.
 func TestAutoScreensDeepModels(t *testing.T) {
-	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Run(context.Background(), m, Options{Layers: 8, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runGenerated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 12, Hidden: 16, Heads: 2, FFN: 24, Seed: 11},
+		Options{Layers: 8, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test"})
 	a := out.Report.Auto
 	// 12 layers, 4 removed: windows of 2..5 layers, 11 + 10 + 9 + 8 = 38.
 	if a.Spans != 38 {

@@ -35,14 +35,8 @@ func TestPassCost(t *testing.T) {
 // total) and a search measures more than one pass but each candidate at most
 // one.
 func TestAutoCostAccounts(t *testing.T) {
-	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 6, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Run(context.Background(), m, Options{Layers: 4, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runGenerated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 6, Hidden: 16, Heads: 2, FFN: 24, Seed: 11},
+		Options{Layers: 4, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test"})
 	c := out.Report.Auto.Cost
 	if sum := c.Options + c.Sets + c.Ridge; math.Abs(sum-c.Passes) > 1e-9 {
 		t.Errorf("phases %g + %g + %g = %g, total %g", c.Options, c.Sets, c.Ridge, sum, c.Passes)

@@ -1,7 +1,6 @@
 package prune
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -26,16 +25,9 @@ func (n *notes) Note(s string)     { n.heard = append(n.heard, s) }
 // list as the report's thresholds_tried (a deep model's search runs the loop
 // hundreds of times; the count of candidates alone does not say how far it is).
 func TestDepthSearchNotesEachThreshold(t *testing.T) {
-	m, err := modelgen.Build(modelgen.Config{Arch: modelgen.Llama, Layers: 8, Hidden: 16, Heads: 2, FFN: 24, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
 	prog := &notes{}
-	out, err := Run(context.Background(), m, Options{Method: SLM, Merge: rewrite.Paper, Layers: 6,
-		Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test", Progress: prog})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runGenerated(t, modelgen.Config{Arch: modelgen.Llama, Layers: 8, Hidden: 16, Heads: 2, FFN: 24, Seed: 11},
+		Options{Method: SLM, Merge: rewrite.Paper, Layers: 6, Calibration: randomRows(8, 16, 7), Batch: 4, Version: "test", Progress: prog})
 	tried := out.Report.ThresholdsTried
 	if len(tried) < 2 {
 		t.Fatalf("the search tried %v; want a model that needs more than one run of the loop", tried)

@@ -85,17 +85,7 @@ func TestMergeBranches(t *testing.T) {
 	}
 	row := []int64{5, 17, 200, 3, 99, 42, 7, 8}
 	T := len(row)
-	run := func(f map[string]*runtime.Tensor, err error) map[string]*runtime.Tensor {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := s.Run(f, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run := runner(t, s, nil)
 	full := run(lm.Feeds(s, [][]int64{row}))
 	pre := run(lm.Feeds(s, [][]int64{row[:T-1]}))
 	past := map[string]*runtime.Tensor{}

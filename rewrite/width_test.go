@@ -114,15 +114,24 @@ func runGo(t *testing.T, m *pb.ModelProto, rows [][]int64, fetch []string) map[s
 	if err != nil {
 		t.Fatal(err)
 	}
-	feeds, err := lm.Feeds(sess, rows)
-	if err != nil {
-		t.Fatal(err)
+	return runner(t, sess, fetch)(lm.Feeds(sess, rows))
+}
+
+// runner returns a function that runs sess on feeds as lm.Feeds and
+// lm.FeedsAfter return them and gives the fetched values (every output for a
+// nil fetch); an error from either fails t.
+func runner(t *testing.T, sess *runtime.Session, fetch []string) func(map[string]*runtime.Tensor, error) map[string]*runtime.Tensor {
+	return func(feeds map[string]*runtime.Tensor, err error) map[string]*runtime.Tensor {
+		t.Helper()
+		var out map[string]*runtime.Tensor
+		if err == nil {
+			out, err = sess.Run(feeds, fetch)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
-	out, err := sess.Run(feeds, fetch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func randomRows(n, T, vocab int, seed uint64) [][]int64 {

@@ -84,6 +84,34 @@ func byteLevelFile(t testing.TB, pairs bool) []byte {
 	})
 }
 
+// byteLevelEdited is byteLevelFile(t, false) with edit applied to its
+// decoded document.
+func byteLevelEdited(t *testing.T, edit func(doc map[string]any)) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(byteLevelFile(t, false), &doc); err != nil {
+		t.Fatal(err)
+	}
+	edit(doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkEncode checks that tk encodes text as want.
+func checkEncode(t *testing.T, tk Tokenizer, text string, want []int64) {
+	t.Helper()
+	got, err := tk.Encode(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Encode(%q): got %v, want %v", text, got, want)
+	}
+}
+
 func TestByteLevelBPEByHand(t *testing.T) {
 	tests := []struct {
 		name, text string
@@ -232,30 +260,13 @@ func TestMetaspace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := tk.Encode(tt.text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("Encode(%q): got %v, want %v", tt.text, got, tt.want)
-			}
+			checkEncode(t, tk, tt.text, tt.want)
 		})
 	}
 }
 
 func TestErrors(t *testing.T) {
-	good := func(edit func(doc map[string]any)) []byte {
-		var doc map[string]any
-		if err := json.Unmarshal(byteLevelFile(t, false), &doc); err != nil {
-			t.Fatal(err)
-		}
-		edit(doc)
-		b, err := json.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	good := func(edit func(doc map[string]any)) []byte { return byteLevelEdited(t, edit) }
 	model := func(doc map[string]any) map[string]any { return doc["model"].(map[string]any) }
 	tests := []struct {
 		name string
@@ -420,16 +431,13 @@ func TestSplitBehaviors(t *testing.T) {
 func TestAddedTokenOptions(t *testing.T) {
 	// single_word, lstrip and rstrip, on the byte-level tokenizer with its
 	// pre-tokenizer removed (so spaces reach the model as Ġ).
-	var doc map[string]any
-	if err := json.Unmarshal(byteLevelFile(t, false), &doc); err != nil {
-		t.Fatal(err)
-	}
-	doc["pre_tokenizer"] = map[string]any{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}
-	doc["added_tokens"] = []any{
-		map[string]any{"id": 9, "content": "low", "single_word": true, "special": false, "normalized": false},
-		map[string]any{"id": 16, "content": "<|eot|>", "lstrip": true, "rstrip": true, "special": true, "normalized": false},
-	}
-	data, _ := json.Marshal(doc)
+	data := byteLevelEdited(t, func(doc map[string]any) {
+		doc["pre_tokenizer"] = map[string]any{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}
+		doc["added_tokens"] = []any{
+			map[string]any{"id": 9, "content": "low", "single_word": true, "special": false, "normalized": false},
+			map[string]any{"id": 16, "content": "<|eot|>", "lstrip": true, "rstrip": true, "special": true, "normalized": false},
+		}
+	})
 	tk, err := Parse(data, WithSpecialTokens(false))
 	if err != nil {
 		t.Fatal(err)
@@ -445,13 +453,7 @@ func TestAddedTokenOptions(t *testing.T) {
 		{"e  <|eot|>  e", []int64{3, 16, 3}},
 	}
 	for _, tt := range tests {
-		got, err := tk.Encode(tt.text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, tt.want) {
-			t.Errorf("Encode(%q): got %v, want %v", tt.text, got, tt.want)
-		}
+		checkEncode(t, tk, tt.text, tt.want)
 	}
 }
 
@@ -459,15 +461,12 @@ func TestAddedTokenOptions(t *testing.T) {
 // content normalized the same way; a token missing from the vocabulary gets
 // the next id after it, as the Hugging Face library numbers them.
 func TestNormalizedAddedToken(t *testing.T) {
-	var doc map[string]any
-	if err := json.Unmarshal(byteLevelFile(t, false), &doc); err != nil {
-		t.Fatal(err)
-	}
-	doc["normalizer"] = map[string]any{"type": "Lowercase"}
-	doc["added_tokens"] = []any{
-		map[string]any{"id": 99, "content": "LOW", "special": false, "normalized": true},
-	}
-	data, _ := json.Marshal(doc)
+	data := byteLevelEdited(t, func(doc map[string]any) {
+		doc["normalizer"] = map[string]any{"type": "Lowercase"}
+		doc["added_tokens"] = []any{
+			map[string]any{"id": 99, "content": "LOW", "special": false, "normalized": true},
+		}
+	})
 	tk, err := Parse(data, WithSpecialTokens(false))
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -30,6 +31,37 @@ func (im impl) use(t testing.TB) {
 		widenF16, widenBF16, narrowF16, narrowBF16 = saved.widenF16, saved.widenBF16, saved.narrowF16, saved.narrowBF16
 	})
 }
+
+// eachImpl runs test as a subtest per impl, with that impl in use.
+func eachImpl(t *testing.T, test func(t *testing.T)) {
+	for _, im := range impls() {
+		t.Run(im.name, func(t *testing.T) {
+			im.use(t)
+			test(t)
+		})
+	}
+}
+
+// widening is a slice widening and the scalar function each element must
+// agree with; narrowing the same the other way.
+type (
+	widening struct {
+		name   string
+		widen  func([]float32, []byte)
+		scalar func(uint16) float32
+	}
+	narrowing struct {
+		name   string
+		narrow func([]byte, []float32)
+		scalar func(float32) uint16
+	}
+)
+
+// The slice conversions, float16 and bfloat16, each with its scalar function.
+var (
+	widenings  = []widening{{"float16", Widen, ToFloat32}, {"bfloat16", WidenBF16, BFloat16ToFloat32}}
+	narrowings = []narrowing{{"float16", Narrow, FromFloat32}, {"bfloat16", NarrowBF16, BFloat16FromFloat32}}
+)
 
 // allHalves is every 16-bit pattern, little-endian.
 func allHalves() []byte {
@@ -77,55 +109,41 @@ func narrowCases() []float32 {
 // start offset that moves the vector loop's tail.
 func TestWidenAll(t *testing.T) {
 	src := allHalves()
-	for _, im := range impls() {
-		t.Run(im.name, func(t *testing.T) {
-			im.use(t)
-			for _, c := range []struct {
-				name   string
-				widen  func([]float32, []byte)
-				scalar func(uint16) float32
-			}{{"float16", Widen, ToFloat32}, {"bfloat16", WidenBF16, BFloat16ToFloat32}} {
-				for off := range 9 {
-					s := src[2*off:]
-					dst := make([]float32, len(s)/2)
-					c.widen(dst, s)
-					for i, f := range dst {
-						h := uint16(off + i)
-						if got, want := math.Float32bits(f), math.Float32bits(c.scalar(h)); got != want {
-							t.Fatalf("%s offset %d: %#04x widens to %#08x, want %#08x", c.name, off, h, got, want)
-						}
+	eachImpl(t, func(t *testing.T) {
+		for _, c := range widenings {
+			for off := range 9 {
+				s := src[2*off:]
+				dst := make([]float32, len(s)/2)
+				c.widen(dst, s)
+				for i, f := range dst {
+					h := uint16(off + i)
+					if got, want := math.Float32bits(f), math.Float32bits(c.scalar(h)); got != want {
+						t.Fatalf("%s offset %d: %#04x widens to %#08x, want %#08x", c.name, off, h, got, want)
 					}
 				}
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestNarrowBroad: narrowing the broad case set gives the scalar encoders'
 // bits (rounding, ties, subnormals, overflow, Inf, NaN).
 func TestNarrowBroad(t *testing.T) {
 	src := narrowCases()
-	for _, im := range impls() {
-		t.Run(im.name, func(t *testing.T) {
-			im.use(t)
-			for _, c := range []struct {
-				name   string
-				narrow func([]byte, []float32)
-				scalar func(float32) uint16
-			}{{"float16", Narrow, FromFloat32}, {"bfloat16", NarrowBF16, BFloat16FromFloat32}} {
-				for off := range 17 {
-					s := src[off:]
-					dst := make([]byte, 2*len(s))
-					c.narrow(dst, s)
-					for i, f := range s {
-						if got, want := binary.LittleEndian.Uint16(dst[2*i:]), c.scalar(f); got != want {
-							t.Fatalf("%s offset %d: %#08x narrows to %#04x, want %#04x", c.name, off, math.Float32bits(f), got, want)
-						}
+	eachImpl(t, func(t *testing.T) {
+		for _, c := range narrowings {
+			for off := range 17 {
+				s := src[off:]
+				dst := make([]byte, 2*len(s))
+				c.narrow(dst, s)
+				for i, f := range s {
+					if got, want := binary.LittleEndian.Uint16(dst[2*i:]), c.scalar(f); got != want {
+						t.Fatalf("%s offset %d: %#08x narrows to %#04x, want %#04x", c.name, off, math.Float32bits(f), got, want)
 					}
 				}
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestLengths: lengths 0..70 convert exactly their elements, leave the rest
@@ -140,52 +158,40 @@ func TestLengths(t *testing.T) {
 	for i := range fs {
 		fs[i] = math.Float32frombits(r.Uint32())
 	}
-	for _, im := range impls() {
-		t.Run(im.name, func(t *testing.T) {
-			im.use(t)
-			for n := range 71 {
-				for _, c := range []struct {
-					name   string
-					widen  func([]float32, []byte)
-					scalar func(uint16) float32
-				}{
-					{"float16", Widen, ToFloat32},
-					{"bfloat16", WidenBF16, BFloat16ToFloat32},
-					{"float16 bits", func(d []float32, s []byte) { WidenBits(d, bitsOf(s)) }, ToFloat32},
-					{"bfloat16 bits", func(d []float32, s []byte) { WidenBF16Bits(d, bitsOf(s)) }, BFloat16ToFloat32},
-				} {
-					dst := make([]float32, n+1)
-					dst[n] = 42
-					c.widen(dst[:n], raw[:2*n+1]) // an odd byte is not a value
-					for i := range n {
-						if got, want := math.Float32bits(dst[i]), math.Float32bits(c.scalar(binary.LittleEndian.Uint16(raw[2*i:]))); got != want {
-							t.Fatalf("%s n=%d [%d]: got %#08x, want %#08x", c.name, n, i, got, want)
-						}
-					}
-					if dst[n] != 42 {
-						t.Fatalf("%s n=%d: wrote past the end", c.name, n)
+	widens := append(slices.Clone(widenings),
+		widening{"float16 bits", func(d []float32, s []byte) { WidenBits(d, bitsOf(s)) }, ToFloat32},
+		widening{"bfloat16 bits", func(d []float32, s []byte) { WidenBF16Bits(d, bitsOf(s)) }, BFloat16ToFloat32},
+	)
+	eachImpl(t, func(t *testing.T) {
+		for n := range 71 {
+			for _, c := range widens {
+				dst := make([]float32, n+1)
+				dst[n] = 42
+				c.widen(dst[:n], raw[:2*n+1]) // an odd byte is not a value
+				for i := range n {
+					if got, want := math.Float32bits(dst[i]), math.Float32bits(c.scalar(binary.LittleEndian.Uint16(raw[2*i:]))); got != want {
+						t.Fatalf("%s n=%d [%d]: got %#08x, want %#08x", c.name, n, i, got, want)
 					}
 				}
-				for _, c := range []struct {
-					name   string
-					narrow func([]byte, []float32)
-					scalar func(float32) uint16
-				}{{"float16", Narrow, FromFloat32}, {"bfloat16", NarrowBF16, BFloat16FromFloat32}} {
-					dst := make([]byte, 2*n+2)
-					dst[2*n], dst[2*n+1] = 0xaa, 0xbb
-					c.narrow(dst, fs[:n])
-					for i := range n {
-						if got, want := binary.LittleEndian.Uint16(dst[2*i:]), c.scalar(fs[i]); got != want {
-							t.Fatalf("%s n=%d [%d]: got %#04x, want %#04x", c.name, n, i, got, want)
-						}
-					}
-					if dst[2*n] != 0xaa || dst[2*n+1] != 0xbb {
-						t.Fatalf("%s n=%d: wrote past the end", c.name, n)
-					}
+				if dst[n] != 42 {
+					t.Fatalf("%s n=%d: wrote past the end", c.name, n)
 				}
 			}
-		})
-	}
+			for _, c := range narrowings {
+				dst := make([]byte, 2*n+2)
+				dst[2*n], dst[2*n+1] = 0xaa, 0xbb
+				c.narrow(dst, fs[:n])
+				for i := range n {
+					if got, want := binary.LittleEndian.Uint16(dst[2*i:]), c.scalar(fs[i]); got != want {
+						t.Fatalf("%s n=%d [%d]: got %#04x, want %#04x", c.name, n, i, got, want)
+					}
+				}
+				if dst[2*n] != 0xaa || dst[2*n+1] != 0xbb {
+					t.Fatalf("%s n=%d: wrote past the end", c.name, n)
+				}
+			}
+		}
+	})
 }
 
 // bitsOf reads b as little-endian uint16 values (an odd last byte dropped).
@@ -211,29 +217,20 @@ func BenchmarkWiden(b *testing.B) {
 		binary.LittleEndian.PutUint16(src[2*i:], FromFloat32(float32(r.NormFloat64()*0.02)))
 	}
 	dst := make([]float32, benchN)
-	for _, dt := range []string{"float16", "bfloat16"} {
-		scalar, widen := ToFloat32, Widen
-		if dt == "bfloat16" {
-			scalar, widen = BFloat16ToFloat32, WidenBF16
-		}
-		b.Run(dt+"/before", func(b *testing.B) {
+	for _, c := range widenings {
+		b.Run(c.name+"/before", func(b *testing.B) {
 			bench(b, func() {
 				h := make([]uint16, benchN)
 				if _, err := binary.Decode(src, binary.LittleEndian, h); err != nil {
 					b.Fatal(err)
 				}
-				conv := scalar
+				conv := c.scalar
 				for i, x := range h {
 					dst[i] = conv(x)
 				}
 			})
 		})
-		for _, im := range impls() {
-			b.Run(dt+"/"+im.name, func(b *testing.B) {
-				im.use(b)
-				bench(b, func() { widen(dst, src) })
-			})
-		}
+		benchImpls(b, c.name, func() { c.widen(dst, src) })
 	}
 }
 
@@ -247,14 +244,10 @@ func BenchmarkNarrow(b *testing.B) {
 		src[i] = float32(r.NormFloat64() * 0.02)
 	}
 	dst := make([]byte, 2*benchN)
-	for _, dt := range []string{"float16", "bfloat16"} {
-		scalar, narrow := FromFloat32, Narrow
-		if dt == "bfloat16" {
-			scalar, narrow = BFloat16FromFloat32, NarrowBF16
-		}
-		b.Run(dt+"/before", func(b *testing.B) {
+	for _, c := range narrowings {
+		b.Run(c.name+"/before", func(b *testing.B) {
 			bench(b, func() {
-				conv := scalar
+				conv := c.scalar
 				h := make([]uint16, benchN)
 				for i, f := range src {
 					h[i] = conv(f)
@@ -265,12 +258,17 @@ func BenchmarkNarrow(b *testing.B) {
 				}
 			})
 		})
-		for _, im := range impls() {
-			b.Run(dt+"/"+im.name, func(b *testing.B) {
-				im.use(b)
-				bench(b, func() { narrow(dst, src) })
-			})
-		}
+		benchImpls(b, c.name, func() { c.narrow(dst, src) })
+	}
+}
+
+// benchImpls benchmarks op under each impl, as name/impl.
+func benchImpls(b *testing.B, name string, op func()) {
+	for _, im := range impls() {
+		b.Run(name+"/"+im.name, func(b *testing.B) {
+			im.use(b)
+			bench(b, op)
+		})
 	}
 }
 
@@ -291,10 +289,7 @@ func FuzzSlices(f *testing.F) {
 	f.Add([]byte{0x01, 0x7c, 0x00, 0x3c, 0xff, 0xff, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x80, 0x7f, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w := make([]float32, len(b)/2)
-		for _, c := range []struct {
-			widen  func([]float32, []byte)
-			scalar func(uint16) float32
-		}{{Widen, ToFloat32}, {WidenBF16, BFloat16ToFloat32}} {
+		for _, c := range widenings {
 			c.widen(w, b)
 			for i, x := range w {
 				if got, want := math.Float32bits(x), math.Float32bits(c.scalar(binary.LittleEndian.Uint16(b[2*i:]))); got != want {
@@ -307,10 +302,7 @@ func FuzzSlices(f *testing.F) {
 			fs[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
 		n := make([]byte, 2*len(fs))
-		for _, c := range []struct {
-			narrow func([]byte, []float32)
-			scalar func(float32) uint16
-		}{{Narrow, FromFloat32}, {NarrowBF16, BFloat16FromFloat32}} {
+		for _, c := range narrowings {
 			c.narrow(n, fs)
 			for i, x := range fs {
 				if got, want := binary.LittleEndian.Uint16(n[2*i:]), c.scalar(x); got != want {

@@ -76,6 +76,17 @@ func ModelCases(base *pb.ModelProto) ([]Case, error) {
 			return model(dir, m)
 		}
 	}
+	// mutateWithBin returns a Write that applies f to a copy of base and
+	// writes data as w.bin in the model's folder.
+	mutateWithBin := func(data []byte, f func(m *pb.ModelProto)) func(dir string) (string, error) {
+		return func(dir string) (string, error) {
+			p, err := mutate(f)(dir)
+			if err != nil {
+				return "", err
+			}
+			return p, os.WriteFile(filepath.Join(dir, "model", "w.bin"), data, 0o644)
+		}
+	}
 	// secret writes the embedding's true bytes outside the model's folder, so
 	// that a loader that follows an escaping location would succeed.
 	secret := func(dir string) (string, error) {
@@ -157,55 +168,31 @@ func ModelCases(base *pb.ModelProto) ([]Case, error) {
 		{
 			Name: "ext-offset-past-end", Stage: File, Names: []string{e, "w.bin", "offset"},
 			Doc: "external data offset past the end of its file",
-			Write: func(dir string) (string, error) {
-				p, err := mutate(func(m *pb.ModelProto) {
-					external(m, "location", "w.bin", "offset", fmt.Sprint(size+64), "length", fmt.Sprint(size))
-				})(dir)
-				if err != nil {
-					return "", err
-				}
-				return p, os.WriteFile(filepath.Join(dir, "model", "w.bin"), embData, 0o644)
-			},
+			Write: mutateWithBin(embData, func(m *pb.ModelProto) {
+				external(m, "location", "w.bin", "offset", fmt.Sprint(size+64), "length", fmt.Sprint(size))
+			}),
 		},
 		{
 			Name: "ext-length-past-end", Stage: File, Names: []string{e, "w.bin", "length"},
 			Doc: "external data offset + length past the end of its file (the file is one byte short)",
-			Write: func(dir string) (string, error) {
-				p, err := mutate(func(m *pb.ModelProto) {
-					external(m, "location", "w.bin", "offset", "0", "length", fmt.Sprint(size))
-				})(dir)
-				if err != nil {
-					return "", err
-				}
-				return p, os.WriteFile(filepath.Join(dir, "model", "w.bin"), embData[:size-1], 0o644)
-			},
+			Write: mutateWithBin(embData[:size-1], func(m *pb.ModelProto) {
+				external(m, "location", "w.bin", "offset", "0", "length", fmt.Sprint(size))
+			}),
 		},
 		{
 			Name: "ext-huge-length", Stage: File, Names: []string{e, "w.bin"}, Claims: tib,
 			Doc: "external data claiming a length of 1 TiB from a file of a few KiB",
-			Write: func(dir string) (string, error) {
-				p, err := mutate(func(m *pb.ModelProto) {
-					external(m, "location", "w.bin", "offset", "0", "length", fmt.Sprint(tib))
-				})(dir)
-				if err != nil {
-					return "", err
-				}
-				return p, os.WriteFile(filepath.Join(dir, "model", "w.bin"), embData, 0o644)
-			},
+			Write: mutateWithBin(embData, func(m *pb.ModelProto) {
+				external(m, "location", "w.bin", "offset", "0", "length", fmt.Sprint(tib))
+			}),
 		},
 		{
 			Name: "ext-terabyte-dims", Stage: File, Names: []string{e, "w.bin"}, Claims: 4 * tib,
 			Doc: "external tensor whose dims claim 4 TiB, with no length, in a file of a few KiB",
-			Write: func(dir string) (string, error) {
-				p, err := mutate(func(m *pb.ModelProto) {
-					external(m, "location", "w.bin")
-					initializer(m, e).Dims = []int64{1 << 20, 1 << 20}
-				})(dir)
-				if err != nil {
-					return "", err
-				}
-				return p, os.WriteFile(filepath.Join(dir, "model", "w.bin"), embData, 0o644)
-			},
+			Write: mutateWithBin(embData, func(m *pb.ModelProto) {
+				external(m, "location", "w.bin")
+				initializer(m, e).Dims = []int64{1 << 20, 1 << 20}
+			}),
 		},
 		{
 			Name: "dims-overflow", Stage: File, Names: []string{e, "overflow"},

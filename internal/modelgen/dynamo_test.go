@@ -19,15 +19,6 @@ func dynamoWith(f func(*DynamoConfig)) DynamoConfig {
 	return d
 }
 
-func mustBuildDynamo(t *testing.T, d DynamoConfig) *pb.ModelProto {
-	t.Helper()
-	m, err := BuildDynamo(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func opCounts(nodes []*pb.NodeProto) map[string]int {
 	c := map[string]int{}
 	for _, n := range nodes {
@@ -41,7 +32,7 @@ func opCounts(nodes []*pb.NodeProto) map[string]int {
 // (ReduceMean axes as an input), the opset-23 ops, the legacy functions.
 func TestDynamoLayout(t *testing.T) {
 	t.Run("opset18", func(t *testing.T) {
-		m := mustBuildDynamo(t, dynamoBase)
+		m := mustBuildWith(t, BuildDynamo, dynamoBase)
 		ops := opCounts(m.Graph.Node)
 		L := dynamoBase.Layers
 		for op, want := range map[string]int{"ReduceMean": 2*L + 1, "Pow": 2*L + 1, "Reciprocal": 2*L + 1, "Softmax": L, "IsNaN": L,
@@ -89,7 +80,7 @@ func TestDynamoLayout(t *testing.T) {
 		}
 	})
 	t.Run("opset23", func(t *testing.T) {
-		m := mustBuildDynamo(t, dynamoWith(func(d *DynamoConfig) { d.Opset = 23 }))
+		m := mustBuildWith(t, BuildDynamo, dynamoWith(func(d *DynamoConfig) { d.Opset = 23 }))
 		ops := opCounts(m.Graph.Node)
 		L := dynamoBase.Layers
 		for op, want := range map[string]int{"RMSNormalization": 2*L + 1, "Attention": L, "ReduceMean": 0, "Softmax": 0} {
@@ -99,7 +90,7 @@ func TestDynamoLayout(t *testing.T) {
 		}
 	})
 	t.Run("functions", func(t *testing.T) {
-		m := mustBuildDynamo(t, dynamoWith(func(d *DynamoConfig) { d.Functions = true }))
+		m := mustBuildWith(t, BuildDynamo, dynamoWith(func(d *DynamoConfig) { d.Functions = true }))
 		L := dynamoBase.Layers
 		if len(m.Functions) != L+1 {
 			t.Fatalf("%d functions, want %d layers + torchlib's softmax", len(m.Functions), L)
@@ -143,7 +134,7 @@ func TestJudgeDynamo(t *testing.T) {
 			t.Parallel()
 			ort := judge.ORT(t)
 			twin := tt.d.Twin()
-			mp, tp := saveModel(t, mustBuildDynamo(t, tt.d)), saveModel(t, mustBuild(t, twin))
+			mp, tp := saveModel(t, mustBuildWith(t, BuildDynamo, tt.d)), saveModel(t, mustBuild(t, twin))
 			run := func(path string, f map[string]*npy.Array) map[string]*npy.Array {
 				out, err := ort.Run(path, f, nil)
 				if err != nil {
@@ -155,7 +146,7 @@ func TestJudgeDynamo(t *testing.T) {
 			other := tt.d
 			other.Seed++
 			f0 := feeds(t, twin, sample(twin, 3, 2, 4, 0), 0, nil)
-			if d := stats.RelMax(float32s(t, run(saveModel(t, mustBuildDynamo(t, other)), f0)["logits"]), float32s(t, run(tp, f0)["logits"])); d < 1e-2 {
+			if d := stats.RelMax(float32s(t, run(saveModel(t, mustBuildWith(t, BuildDynamo, other)), f0)["logits"]), float32s(t, run(tp, f0)["logits"])); d < 1e-2 {
 				t.Errorf("another seed's model is only %.3g from the twin", d)
 			}
 			const T, k = 9, 2

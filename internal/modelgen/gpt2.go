@@ -49,8 +49,7 @@ const gpt2NormFormat = "transformer.h.%d.ln_1.weight"
 func buildGPT2(b *builder) {
 	c := b.cfg
 	hd := c.Hidden / c.Heads
-	io := b.decoderInterface(c.Heads, hd)
-	b.dedupNorms(gpt2NormFormat)
+	io := b.beginDecoder(c.Heads, hd, gpt2NormFormat)
 
 	b.push("transformer")
 	pos := io.pos
@@ -62,10 +61,8 @@ func buildGPT2(b *builder) {
 		}
 		pos = b.positions(io.mask, seq, pastLen)
 	}
-	embKey := "transformer.wte.weight"
-	emb := normals(c.Seed, embKey, c.Vocab*c.Hidden, 0, embStd)
 	b.push("wte")
-	embValue := b.initializer(embKey, []int{c.Vocab, c.Hidden}, emb)
+	embValue, emb := b.embedding("transformer.wte.weight")
 	te := b.op("Gather", embValue, io.ids)
 	b.pop()
 	b.push("wpe")

@@ -35,9 +35,10 @@ type decoderIO struct {
 	past           [][2]string // per layer: key, value
 }
 
-// decoderInterface declares the graph inputs and outputs shared by the decoder
-// architectures.
-func (b *builder) decoderInterface(kvHeads, headDim int) decoderIO {
+// beginDecoder starts a decoder graph: it declares the inputs and outputs
+// shared by the decoder architectures, then the Identity nodes of dedupNorms
+// (normFormat names the input-norm weights), which torch puts first.
+func (b *builder) beginDecoder(kvHeads, headDim int, normFormat string) decoderIO {
 	c := b.cfg
 	var io decoderIO
 	io.ids = b.input("input_ids", tInt64, dimBatch, dimSeq)
@@ -64,11 +65,12 @@ func (b *builder) decoderInterface(kvHeads, headDim int) decoderIO {
 			io.past = append(io.past, kv)
 		}
 	}
+	b.dedupNorms(normFormat)
 	return io
 }
 
 // dedupNorms emits, when the config asks for it, the Identity nodes through
-// which layers 1.. read layer 0's input-norm weight (torch puts them first).
+// which layers 1.. read layer 0's input-norm weight.
 func (b *builder) dedupNorms(format string) {
 	if !b.cfg.DedupIdentity {
 		return
@@ -290,6 +292,14 @@ func (b *builder) swiGLU(key, x string, ffn int) string {
 	return b.linear("down_proj", key+".down_proj", b.op("Mul", g, u), ffn, c.Hidden, residStd(ffn), false)
 }
 
+// embedding adds the token embedding table [Vocab, Hidden] as initializer key
+// and returns its value and its weights (lmHead's when they are tied).
+func (b *builder) embedding(key string) (string, []float32) {
+	c := b.cfg
+	emb := normals(c.Seed, key, c.Vocab*c.Hidden, 0, embStd)
+	return b.initializer(key, []int{c.Vocab, c.Hidden}, emb), emb
+}
+
 // lmHead is logits = x·W, W untied, or the (transposed) embedding when tied.
 func (b *builder) lmHead(x, embValue string, emb []float32) {
 	c := b.cfg
@@ -312,8 +322,7 @@ const llamaNormFormat = "model.layers.%d.input_layernorm.weight"
 func buildLlama(b *builder) {
 	c := b.cfg
 	hd := c.Hidden / c.Heads
-	io := b.decoderInterface(c.KVHeads, hd)
-	b.dedupNorms(llamaNormFormat)
+	io := b.beginDecoder(c.KVHeads, hd, llamaNormFormat)
 
 	b.push("model")
 	seq := b.dim(io.ids, 1)
@@ -326,9 +335,7 @@ func buildLlama(b *builder) {
 		pos = b.positions(io.mask, seq, pastLen)
 	}
 	b.push("embed_tokens")
-	embKey := "model.embed_tokens.weight"
-	emb := normals(c.Seed, embKey, c.Vocab*c.Hidden, 0, embStd)
-	embValue := b.initializer(embKey, []int{c.Vocab, c.Hidden}, emb)
+	embValue, emb := b.embedding("model.embed_tokens.weight")
 	h := b.op("Gather", embValue, io.ids)
 	b.pop()
 	if !c.TiedEmbeddings {

@@ -57,6 +57,16 @@ func sortedNames(m map[string]Config) []string {
 	return names
 }
 
+// mustBuildWith returns build(c), failing t on an error.
+func mustBuildWith[C any](t *testing.T, build func(C) (*pb.ModelProto, error), c C) *pb.ModelProto {
+	t.Helper()
+	m, err := build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func mustBuild(t *testing.T, c Config) *pb.ModelProto {
 	t.Helper()
 	m, err := Build(c)

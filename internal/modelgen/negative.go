@@ -18,10 +18,8 @@ func buildEncDec(b *builder) {
 	dec := b.input("decoder_input_ids", tInt64, dimBatch, "decoder_sequence_length")
 	b.output("logits", tFloat, dimBatch, "decoder_sequence_length", c.Vocab)
 
-	embKey := "shared.weight"
-	emb := normals(c.Seed, embKey, c.Vocab*c.Hidden, 0, embStd)
 	b.push("shared")
-	embValue := b.initializer(embKey, []int{c.Vocab, c.Hidden}, emb)
+	embValue, emb := b.embedding("shared.weight")
 	b.pop()
 
 	block := func(stack string, i int, h string, self attention, cross string) string {
@@ -92,10 +90,8 @@ func buildMLP(b *builder) {
 	ids := b.input("input_ids", tInt64, dimBatch, dimSeq)
 	b.output("logits", tFloat, dimBatch, dimSeq, c.Vocab)
 	b.push("model")
-	embKey := "model.embed_tokens.weight"
-	emb := normals(c.Seed, embKey, c.Vocab*c.Hidden, 0, embStd)
 	b.push("embed_tokens")
-	embValue := b.initializer(embKey, []int{c.Vocab, c.Hidden}, emb)
+	embValue, emb := b.embedding("model.embed_tokens.weight")
 	h := b.op("Gather", embValue, ids)
 	b.pop()
 	he := func(in int) float64 { return math.Sqrt2 * projStd(in) }

@@ -111,7 +111,7 @@ func TestJudgeOptimumMerged(t *testing.T) {
 	for _, c := range []Config{optimumBase, func() Config { c := optimumBase; c.TransposedWeights, c.Opset = true, 14; return c }()} {
 		t.Run(fmt.Sprintf("opset%d", c.Opset), func(t *testing.T) {
 			c = c.defaults()
-			mpath := saveModel(t, mustBuildMerged(t, c))
+			mpath := saveModel(t, mustBuildWith(t, BuildOptimumMerged, c))
 			tpath := saveModel(t, mustBuild(t, c))
 			const B, T, k = 2, 9, 3
 			in := sample(c, 11, B, T, 2)
@@ -152,15 +152,6 @@ func TestJudgeOptimumMerged(t *testing.T) {
 			check("with past", feeds(t, c, last, T-k, past), true)
 		})
 	}
-}
-
-func mustBuildMerged(t *testing.T, c Config) *pb.ModelProto {
-	t.Helper()
-	m, err := BuildOptimumMerged(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 func mustNPY(t *testing.T, shape []int, data any) *npy.Array {

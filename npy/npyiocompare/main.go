@@ -225,41 +225,33 @@ func speed() {
 		panic(err)
 	}
 	data := buf.Bytes()
-	ours := testing.Benchmark(func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		for b.Loop() {
-			if _, err := npy.Decode(bytes.NewReader(data)); err != nil {
-				b.Fatal(err)
+	// throughput benchmarks op, reporting speed over the file's bytes.
+	throughput := func(op func() error) testing.BenchmarkResult {
+		return testing.Benchmark(func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if err := op(); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
+	}
+	ours := throughput(func() error {
+		_, err := npy.Decode(bytes.NewReader(data))
+		return err
 	})
-	theirs := testing.Benchmark(func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		for b.Loop() {
-			var v []float32
-			if err := npyio.Read(bufio.NewReader(bytes.NewReader(data)), &v); err != nil {
-				b.Fatal(err)
-			}
-		}
+	theirs := throughput(func() error {
+		var v []float32
+		return npyio.Read(bufio.NewReader(bytes.NewReader(data)), &v)
 	})
 	var enc bytes.Buffer
-	writeTheirs := testing.Benchmark(func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		for b.Loop() {
-			enc.Reset()
-			if err := npyio.Write(&enc, vals); err != nil {
-				b.Fatal(err)
-			}
-		}
+	writeTheirs := throughput(func() error {
+		enc.Reset()
+		return npyio.Write(&enc, vals)
 	})
-	writeOurs := testing.Benchmark(func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		for b.Loop() {
-			enc.Reset()
-			if err := npy.Encode(&enc, a); err != nil {
-				b.Fatal(err)
-			}
-		}
+	writeOurs := throughput(func() error {
+		enc.Reset()
+		return npy.Encode(&enc, a)
 	})
 	fmt.Printf("\nread 64 MiB <f4 [16Mi] from memory:\n  npy   %s %s\n  npyio %s %s\n", ours, ours.MemString(), theirs, theirs.MemString())
 	fmt.Printf("write the same:\n  npy   %s %s\n  npyio %s %s\n", writeOurs, writeOurs.MemString(), writeTheirs, writeTheirs.MemString())
