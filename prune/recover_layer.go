@@ -8,6 +8,7 @@ import (
 	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/distill"
 	"github.com/onnxslm/onnxslm/graph"
+	"github.com/onnxslm/onnxslm/internal/rowmajor"
 	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
@@ -92,17 +93,6 @@ func (t tensorTable) floats(name string) ([]float32, error) {
 	return slices.Clone(v), nil
 }
 
-// transpose returns the [c, r] transpose of the row-major [r, c] matrix w.
-func transpose(w []float32, r, c int) []float32 {
-	out := make([]float32, len(w))
-	for i := 0; i < r; i++ {
-		for j := 0; j < c; j++ {
-			out[j*r+i] = w[i*c+j]
-		}
-	}
-	return out
-}
-
 // readLayer reads layer l's weights from tensors, by the roles discover
 // gives its projections and the order of its norms (attention's first).
 func readLayer(tensors tensorTable, l *discover.Layer) (*layerWeights, error) {
@@ -118,7 +108,7 @@ func readLayer(tensors tensorTable, l *discover.Layer) (*layerWeights, error) {
 		if len(p.Dims) == 2 {
 			rows, cols = int(p.Dims[0]), int(p.Dims[1])
 			if trans {
-				v = transpose(v, rows, cols)
+				v = rowmajor.Transpose(v, rows, cols)
 				rows, cols = cols, rows
 			}
 		}
@@ -319,7 +309,7 @@ func writeLayer(g *graph.Graph, l *discover.Layer, lw *layerWeights, trained *di
 			data = distill.JoinQKV(sd.parts[0], sd.parts[1], sd.parts[2], sd.ref.rows, len(sd.parts[0])/sd.ref.rows)
 		}
 		if sd.ref.trans {
-			data = transpose(data, sd.ref.rows, len(data)/sd.ref.rows)
+			data = rowmajor.Transpose(data, sd.ref.rows, len(data)/sd.ref.rows)
 		}
 		old := graph.Constant(g.Value(p.Name))
 		if old == nil {

@@ -229,17 +229,6 @@ func (b *builder) weightMatrix(key string, in, out int, std float64) string {
 	return b.transpose(b.initializer(key, []int{out, in}, normalsT(b.cfg.Seed, key, in, out, std)), 1, 0)
 }
 
-// transpose2 returns the [cols, rows] transpose of a row-major [rows, cols] matrix.
-func transpose2(w []float32, rows, cols int) []float32 {
-	t := make([]float32, len(w))
-	for i := 0; i < rows; i++ {
-		for j := 0; j < cols; j++ {
-			t[j*rows+i] = w[i*cols+j]
-		}
-	}
-	return t
-}
-
 // foldedWeight adds an initializer that torch would have produced by constant
 // folding; finish names it onnx::MatMul_N, numbered after every other value
 // as torch does.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnxslm/onnxslm/internal/rowmajor"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 	"google.golang.org/protobuf/proto"
@@ -310,7 +311,7 @@ func (b *builder) lmHead(x, embValue string, emb []float32) {
 	case !c.TiedEmbeddings:
 		w = b.weightMatrix("lm_head.weight", c.Hidden, c.Vocab, projStd(c.Hidden))
 	case c.TransposedWeights:
-		w = b.foldedWeight([]int{c.Hidden, c.Vocab}, transpose2(emb, c.Vocab, c.Hidden))
+		w = b.foldedWeight([]int{c.Hidden, c.Vocab}, rowmajor.Transpose(emb, c.Vocab, c.Hidden))
 	default:
 		w = b.transpose(embValue, 1, 0)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/onnxslm/onnxslm/internal/judge"
+	"github.com/onnxslm/onnxslm/internal/rowmajor"
 	"github.com/onnxslm/onnxslm/internal/stats"
 	"github.com/onnxslm/onnxslm/onnx"
 	"github.com/onnxslm/onnxslm/runtime"
@@ -225,7 +226,7 @@ func TestNormalAtMatchesStream(t *testing.T) {
 			}
 		}
 		got := normalsT(5, tc.key, tc.rows, tc.cols, 0.3)
-		want := transpose2(normals(5, tc.key, tc.rows*tc.cols, 0, 0.3), tc.rows, tc.cols)
+		want := rowmajor.Transpose(normals(5, tc.key, tc.rows*tc.cols, 0, 0.3), tc.rows, tc.cols)
 		for i := range want {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 				t.Fatalf("%s: normalsT[%d] = %v, want %v", tc.key, i, got[i], want[i])
