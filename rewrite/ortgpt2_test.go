@@ -5,12 +5,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/onnxslm/onnxslm/discover"
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/npy"
-	"github.com/onnxslm/onnxslm/onnx/pb"
 	"github.com/onnxslm/onnxslm/rewrite"
 )
 
@@ -18,15 +16,6 @@ import (
 // boundary SkipLayerNormalizations add the branch's bias (input 4), which
 // goes with the layer below when layers are removed or merged.
 var optGPT2 = modelgen.OptimizedGPT2Twin(4, 64, 4, 7, 14)
-
-func findStack(t *testing.T, m *pb.ModelProto) *discover.Stack {
-	t.Helper()
-	s, err := discover.Find(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // TestOptimizedGPT2RewriteStructure: after each plan the model is again the
 // optimizer's layout: the first kept layer's input norm a LayerNormalization
@@ -37,7 +26,7 @@ func TestOptimizedGPT2RewriteStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := findStack(t, m)
+	s := testmodel.Find(t, m)
 	if len(s.BranchBias) != 5 || s.BranchBias[0] != "" || s.BranchBias[4] != "transformer.h.3.mlp.c_proj.bias" {
 		t.Fatalf("branch biases %q", s.BranchBias)
 	}
@@ -47,7 +36,7 @@ func TestOptimizedGPT2RewriteStructure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s2 := findStack(t, res.Model)
+			s2 := testmodel.Find(t, res.Model)
 			L := len(res.KeptFrom)
 			if s2.NumLayers() != L {
 				t.Fatalf("%d layers, want %d", s2.NumLayers(), L)
@@ -115,7 +104,7 @@ func TestJudgeOptimizedGPT2Rewrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := findStack(t, m)
+	s := testmodel.Find(t, m)
 	twin, ts := testmodel.Generated(t, optGPT2)
 	for _, p := range genaiPlans {
 		t.Run(p.name, func(t *testing.T) {

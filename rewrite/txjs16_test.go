@@ -7,6 +7,7 @@ import (
 	"github.com/onnxslm/onnxslm/internal/judge"
 	"github.com/onnxslm/onnxslm/internal/modelgen"
 	"github.com/onnxslm/onnxslm/internal/stats"
+	"github.com/onnxslm/onnxslm/internal/testmodel"
 	"github.com/onnxslm/onnxslm/rewrite"
 )
 
@@ -34,7 +35,7 @@ func TestJudgeTransformersJSFloat16Rewrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, rs := findStack(t, m), findStack(t, ref)
+		s, rs := testmodel.Find(t, m), testmodel.Find(t, ref)
 		for _, p := range []int{1, 2} { // mean merge 0..1, drop 0
 			pl := genaiPlans[p]
 			t.Run(v.half+"/"+pl.name, func(t *testing.T) {
