@@ -11,21 +11,8 @@ func rawBytes(t *Tensor) []byte {
 		return nil
 	}
 	var p unsafe.Pointer
-	switch d := t.data.(type) {
-	case []float32:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []float64:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int64:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int32:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int8:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []uint8:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []bool:
-		p = unsafe.Pointer(unsafe.SliceData(d))
+	if dt := dtypeOf(t.data); dt != Invalid {
+		p = dtypes[dt].ptr(t.data)
 	}
 	return unsafe.Slice((*byte)(p), n)
 }
