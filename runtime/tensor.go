@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/onnxslm/onnxslm/internal/ints"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -337,33 +338,10 @@ func (t *Tensor) reshaped(shape []int) *Tensor {
 // Int64s returns the elements of an integer or bool tensor as int64 (a new
 // slice, except for Int64 tensors, whose data is returned as is).
 func (t *Tensor) Int64s() ([]int64, error) {
-	switch d := t.data.(type) {
-	case []int64:
-		return d, nil
-	case []int32:
-		return widenInt(d), nil
-	case []int8:
-		return widenInt(d), nil
-	case []uint8:
-		return widenInt(d), nil
-	case []bool:
-		v := make([]int64, len(d))
-		for i, b := range d {
-			if b {
-				v[i] = 1
-			}
-		}
+	if v, ok := ints.AsInt64s(t.data); ok {
 		return v, nil
 	}
 	return nil, fmt.Errorf("runtime: want an integer tensor, got %v", t.dtype)
-}
-
-func widenInt[T int32 | int8 | uint8](x []T) []int64 {
-	v := make([]int64, len(x))
-	for i, e := range x {
-		v[i] = int64(e)
-	}
-	return v
 }
 
 // String prints the dtype, shape and up to 8 leading values.
