@@ -137,13 +137,7 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 			return nil, false, nil
 		}
 		// Mask strides over the scores' dims (0 where broadcast).
-		mst = make([]int, r)
-		ms := stridesOf(m.shape)
-		for i := range r {
-			if j := i - (r - m.Rank()); j >= 0 && m.shape[j] != 1 {
-				mst[i] = ms[j]
-			}
-		}
+		mst = broadcastStrides(m.shape, stridesOf(m.shape), r)
 	}
 	S := sh[r-1]
 	outer := sh[:r-1]

@@ -172,14 +172,7 @@ func ropeKernel(ec *execCtx, x *Tensor, perm []int, cos, sin *Tensor, lo, hi rop
 		if b, err := broadcastShape(shape, t.shape); err != nil || !sameShape(b, shape) {
 			return nil, false
 		}
-		st := make([]int, r)
-		ts := stridesOf(t.shape)
-		for i := range r {
-			if j := i - (r - t.Rank()); j >= 0 && t.shape[j] != 1 {
-				st[i] = ts[j]
-			}
-		}
-		return st, true
+		return broadcastStrides(t.shape, stridesOf(t.shape), r), true
 	}
 	cst, ok1 := bst(cos)
 	sst, ok2 := bst(sin)
