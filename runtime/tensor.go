@@ -32,11 +32,13 @@ const (
 	BFloat16
 )
 
-// dtypeInfo is what the runtime knows of an element type T: its name, its size
-// in bytes and, for the types a Tensor's data can be a []T of, the operations
-// on that data that the rest of the package does without a type switch.
+// dtypeInfo is what the runtime knows of an element type T: its name, its
+// ONNX type, its size in bytes and, for the types a Tensor's data can be a []T
+// of, the operations on that data that the rest of the package does without a
+// type switch.
 type dtypeInfo struct {
 	name string
+	onnx pb.TensorProto_DataType
 	size int
 	// Nil for Invalid and for the 16-bit storage types (their data is a
 	// halfData).
@@ -49,9 +51,10 @@ type dtypeInfo struct {
 	one  func(v any) (any, bool)       // []T{v}, if v is a T
 }
 
-func infoOf[T any](name string) dtypeInfo {
+func infoOf[T any](name string, onnx pb.TensorProto_DataType) dtypeInfo {
 	return dtypeInfo{
 		name: name,
+		onnx: onnx,
 		size: int(unsafe.Sizeof(*new(T))),
 		make: func(n int) any { return make([]T, n) },
 		is:   func(data any) bool { _, ok := data.([]T); return ok },
@@ -69,15 +72,15 @@ func infoOf[T any](name string) dtypeInfo {
 // dtypes describes each DType, by value.
 var dtypes = [...]dtypeInfo{
 	Invalid:  {name: "invalid"},
-	Float32:  infoOf[float32]("float32"),
-	Float64:  infoOf[float64]("float64"),
-	Int64:    infoOf[int64]("int64"),
-	Int32:    infoOf[int32]("int32"),
-	Int8:     infoOf[int8]("int8"),
-	Uint8:    infoOf[uint8]("uint8"),
-	Bool:     infoOf[bool]("bool"),
-	Float16:  {name: "float16", size: 2},
-	BFloat16: {name: "bfloat16", size: 2},
+	Float32:  infoOf[float32]("float32", pb.TensorProto_FLOAT),
+	Float64:  infoOf[float64]("float64", pb.TensorProto_DOUBLE),
+	Int64:    infoOf[int64]("int64", pb.TensorProto_INT64),
+	Int32:    infoOf[int32]("int32", pb.TensorProto_INT32),
+	Int8:     infoOf[int8]("int8", pb.TensorProto_INT8),
+	Uint8:    infoOf[uint8]("uint8", pb.TensorProto_UINT8),
+	Bool:     infoOf[bool]("bool", pb.TensorProto_BOOL),
+	Float16:  {name: "float16", onnx: pb.TensorProto_FLOAT16, size: 2},
+	BFloat16: {name: "bfloat16", onnx: pb.TensorProto_BFLOAT16, size: 2},
 }
 
 func (d DType) String() string {
@@ -98,21 +101,14 @@ func (d DType) size() int {
 // fromONNX maps an ONNX element type to the runtime's; FLOAT16 and BFLOAT16
 // map to Float32 (the runtime widens them).
 func fromONNX(t pb.TensorProto_DataType) (DType, bool) {
-	switch t {
-	case pb.TensorProto_FLOAT, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		return Float32, true
-	case pb.TensorProto_DOUBLE:
-		return Float64, true
-	case pb.TensorProto_INT64:
-		return Int64, true
-	case pb.TensorProto_INT32:
-		return Int32, true
-	case pb.TensorProto_INT8:
-		return Int8, true
-	case pb.TensorProto_UINT8:
-		return Uint8, true
-	case pb.TensorProto_BOOL:
-		return Bool, true
+	for dt, d := range dtypes {
+		switch {
+		case DType(dt) == Invalid || d.onnx != t:
+		case DType(dt) == Float16 || DType(dt) == BFloat16:
+			return Float32, true
+		default:
+			return DType(dt), true
+		}
 	}
 	return Invalid, false
 }
