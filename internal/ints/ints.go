@@ -24,18 +24,6 @@ func AsInt64s(data any) (v []int64, ok bool) {
 	switch x := data.(type) {
 	case []int64:
 		return x, true
-	case []int32:
-		return Widen(x), true
-	case []int16:
-		return Widen(x), true
-	case []int8:
-		return Widen(x), true
-	case []uint8:
-		return Widen(x), true
-	case []uint16:
-		return Widen(x), true
-	case []uint32:
-		return Widen(x), true
 	case []bool:
 		v := make([]int64, len(x))
 		for i, b := range x {
@@ -45,5 +33,24 @@ func AsInt64s(data any) (v []int64, ok bool) {
 		}
 		return v, true
 	}
+	for _, widen := range widens {
+		if v, ok := widen(data); ok {
+			return v, true
+		}
+	}
 	return nil, false
+}
+
+// widens are widenSlice of each Narrow type.
+var widens = []func(data any) ([]int64, bool){
+	widenSlice[int32], widenSlice[int16], widenSlice[int8], widenSlice[uint8], widenSlice[uint16], widenSlice[uint32],
+}
+
+// widenSlice is Widen of data when data is a []T.
+func widenSlice[T Narrow](data any) ([]int64, bool) {
+	x, ok := data.([]T)
+	if !ok {
+		return nil, false
+	}
+	return Widen(x), true
 }
