@@ -126,7 +126,7 @@ func TestHalfWeightsBitwise(t *testing.T) {
 							if got[k].DType() != runtime.Float32 {
 								t.Fatalf("%s is %v", k, got[k].DType())
 							}
-							if err := sameBits(got[k], w); err != nil {
+							if err := runtime.SameBits(got[k], w); err != nil {
 								t.Fatalf("threads=%d run %d, %s: %v", threads, run, k, err)
 							}
 						}
