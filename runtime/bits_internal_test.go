@@ -7,6 +7,9 @@ import (
 
 // SameBits compares two float32 tensors bit for bit.
 func SameBits(got, want *Tensor) error {
+	if got.dtype != want.dtype {
+		return fmt.Errorf("got %v, want %v", got.dtype, want.dtype)
+	}
 	g, w := got.Float32Data(), want.Float32Data()
 	if len(g) != len(w) {
 		return fmt.Errorf("got %d values, want %d", len(g), len(w))

@@ -44,9 +44,17 @@ func msModel(op, domain string, attrs []*pb.AttributeProto, inputs []*runtime.Te
 	return m, feeds
 }
 
+// runModel makes a session of m and returns its outputs on feeds.
 func runModel(t *testing.T, m *pb.ModelProto, feeds map[string]*runtime.Tensor) map[string]*runtime.Tensor {
 	t.Helper()
-	s, err := runtime.New(m, runtime.Options{})
+	_, out := newRun(t, m, runtime.Options{}, feeds)
+	return out
+}
+
+// newRun makes a session of m with opts and runs it once on feeds.
+func newRun(t testing.TB, m *pb.ModelProto, opts runtime.Options, feeds map[string]*runtime.Tensor) (*runtime.Session, map[string]*runtime.Tensor) {
+	t.Helper()
+	s, err := runtime.New(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +62,7 @@ func runModel(t *testing.T, m *pb.ModelProto, feeds map[string]*runtime.Tensor) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return s, out
 }
 
 func randT(r *rand.Rand, shape ...int) *runtime.Tensor {
