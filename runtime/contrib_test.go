@@ -77,6 +77,15 @@ func randT(r *rand.Rand, shape ...int) *runtime.Tensor {
 	return f32(shape, v...)
 }
 
+// randInt8s is n uniform int8 values.
+func randInt8s(r *rand.Rand, n int) []int8 {
+	v := make([]int8, n)
+	for i := range v {
+		v[i] = int8(r.IntN(256) - 128)
+	}
+	return v
+}
+
 func within(t *testing.T, what string, got *runtime.Tensor, want []float64, rel float64) {
 	t.Helper()
 	g := got.Float32Data()
@@ -520,14 +529,8 @@ func TestMatMulIntegerOp(t *testing.T) {
 	for i := range a {
 		a[i] = uint8(r.IntN(256))
 	}
-	b := make([]int8, K*N)
-	for i := range b {
-		b[i] = int8(r.IntN(256) - 128)
-	}
-	bz := make([]int8, N)
-	for i := range bz {
-		bz[i] = int8(r.IntN(256) - 128)
-	}
+	b := randInt8s(r, K*N)
+	bz := randInt8s(r, N)
 	for _, perCol := range []bool{false, true} {
 		zp := bz[:1]
 		if perCol {
