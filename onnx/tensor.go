@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/onnxslm/onnxslm/internal/half"
+	"github.com/onnxslm/onnxslm/internal/ints"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -601,22 +602,7 @@ func int64s(t *pb.TensorProto) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch x := d.Data.(type) {
-	case []int64:
-		return x, nil // decodeTensor made a new slice
-	case []int32:
-		return widen(x), nil
-	case []int16:
-		return widen(x), nil
-	case []int8:
-		return widen(x), nil
-	case []uint8:
-		return widen(x), nil
-	case []uint16:
-		return widen(x), nil
-	case []uint32:
-		return widen(x), nil
-	case []uint64:
+	if x, ok := d.Data.([]uint64); ok {
 		v := make([]int64, len(x))
 		for i, u := range x {
 			if u > math.MaxInt64 {
@@ -625,25 +611,15 @@ func int64s(t *pb.TensorProto) ([]int64, error) {
 			v[i] = int64(u)
 		}
 		return v, nil
-	case []bool:
-		v := make([]int64, len(x))
-		for i, b := range x {
-			if b {
-				v[i] = 1
-			}
-		}
-		return v, nil
+	}
+	if v, ok := ints.AsInt64s(d.Data); ok {
+		return v, nil // an []int64 is decodeTensor's new slice
 	}
 	return nil, fmt.Errorf("data type %s is not an integer type", DTypeName(dt))
 }
 
-func widen[T int32 | int16 | int8 | uint8 | uint16 | uint32](x []T) []int64 {
-	v := make([]int64, len(x))
-	for i, e := range x {
-		v[i] = int64(e)
-	}
-	return v
-}
+// widen is ints.Widen under the name the tests use.
+func widen[T ints.Narrow](x []T) []int64 { return ints.Widen(x) }
 
 // NewFloat32 returns a FLOAT tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.

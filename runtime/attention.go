@@ -58,13 +58,7 @@ func attentionPVKernel(ec *execCtx, q, k, v *Tensor, qPerm, kPerm, vPerm, outPer
 		if b, err := broadcastShape(scores, mt.shape); err != nil || !sameShape(b, scores) {
 			return nil, false, nil
 		}
-		mst = make([]int, r)
-		ms := stridesOf(mt.shape)
-		for i := range r {
-			if j := i - (r - mt.Rank()); j >= 0 && mt.shape[j] != 1 {
-				mst[i] = ms[j]
-			}
-		}
+		mst = broadcastStrides(mt.shape, stridesOf(mt.shape), r)
 	}
 	// The output: [batch..., m, n] written through outPerm (last axis kept).
 	full := append(append([]int{}, batch...), m, n)
@@ -85,13 +79,7 @@ func attentionPVKernel(ec *execCtx, q, k, v *Tensor, qPerm, kPerm, vPerm, outPer
 	ldc := cst[r-2]
 	bst := func(v opView) []int {
 		nd := len(v.shape) - 2
-		st := make([]int, nbd)
-		for i := range batch {
-			if j := i - (nbd - nd); j >= 0 && v.shape[j] != 1 {
-				st[i] = v.st[j]
-			}
-		}
-		return st
+		return broadcastStrides(v.shape[:nd], v.st, nbd)
 	}
 	qSt, kSt, vSt := bst(Q), bst(K), bst(V)
 	// Items in parallel, each multiply on one thread; with fewer items than

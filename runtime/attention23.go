@@ -139,13 +139,7 @@ func compileAttention23(c *compileCtx) (kernel, error) {
 			if b, err := broadcastShape(full, mask.shape); err != nil || !sameShape(b, full) {
 				return nil, fmt.Errorf("Attention: attn_mask of shape %v does not broadcast to %v", mask.shape, full)
 			}
-			mst = make([]int, 4)
-			ms := stridesOf(mask.shape)
-			for i := range 4 {
-				if j := i - (4 - mask.Rank()); j >= 0 && mask.shape[j] != 1 {
-					mst[i] = ms[j]
-				}
-			}
+			mst = broadcastStrides(mask.shape, stridesOf(mask.shape), 4)
 		}
 		sc := scale
 		if sc == 0 {

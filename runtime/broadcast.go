@@ -29,6 +29,20 @@ func broadcastShape(shapes ...[]int) ([]int, error) {
 	return out, nil
 }
 
+// broadcastStrides maps strides, an element stride for each dim of shape,
+// onto the rank dims that shape broadcasts to (aligned at the right): a dim
+// that shape lacks or has as 1 gets stride 0.
+func broadcastStrides(shape, strides []int, rank int) []int {
+	st := make([]int, rank)
+	off := rank - len(shape)
+	for i := range rank {
+		if j := i - off; j >= 0 && shape[j] != 1 {
+			st[i] = strides[j]
+		}
+	}
+	return st
+}
+
 func sameShape(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

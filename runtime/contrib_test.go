@@ -44,9 +44,17 @@ func msModel(op, domain string, attrs []*pb.AttributeProto, inputs []*runtime.Te
 	return m, feeds
 }
 
+// runModel makes a session of m and returns its outputs on feeds.
 func runModel(t *testing.T, m *pb.ModelProto, feeds map[string]*runtime.Tensor) map[string]*runtime.Tensor {
 	t.Helper()
-	s, err := runtime.New(m, runtime.Options{})
+	_, out := newRun(t, m, runtime.Options{}, feeds)
+	return out
+}
+
+// newRun makes a session of m with opts and runs it once on feeds.
+func newRun(t testing.TB, m *pb.ModelProto, opts runtime.Options, feeds map[string]*runtime.Tensor) (*runtime.Session, map[string]*runtime.Tensor) {
+	t.Helper()
+	s, err := runtime.New(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +62,7 @@ func runModel(t *testing.T, m *pb.ModelProto, feeds map[string]*runtime.Tensor) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return s, out
 }
 
 func randT(r *rand.Rand, shape ...int) *runtime.Tensor {
@@ -67,6 +75,15 @@ func randT(r *rand.Rand, shape ...int) *runtime.Tensor {
 		v[i] = float32(r.NormFloat64())
 	}
 	return f32(shape, v...)
+}
+
+// randInt8s is n uniform int8 values.
+func randInt8s(r *rand.Rand, n int) []int8 {
+	v := make([]int8, n)
+	for i := range v {
+		v[i] = int8(r.IntN(256) - 128)
+	}
+	return v
 }
 
 func within(t *testing.T, what string, got *runtime.Tensor, want []float64, rel float64) {
@@ -512,14 +529,8 @@ func TestMatMulIntegerOp(t *testing.T) {
 	for i := range a {
 		a[i] = uint8(r.IntN(256))
 	}
-	b := make([]int8, K*N)
-	for i := range b {
-		b[i] = int8(r.IntN(256) - 128)
-	}
-	bz := make([]int8, N)
-	for i := range bz {
-		bz[i] = int8(r.IntN(256) - 128)
-	}
+	b := randInt8s(r, K*N)
+	bz := randInt8s(r, N)
 	for _, perCol := range []bool{false, true} {
 		zp := bz[:1]
 		if perCol {

@@ -2,7 +2,6 @@ package runtime_test
 
 import (
 	"fmt"
-	"math"
 	goruntime "runtime"
 	"testing"
 
@@ -28,38 +27,12 @@ func TestThreadsBitwise(t *testing.T) {
 					defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(c.procs))
 				}
 				s := loadSession(t, "llama8", runtime.Options{Threads: c.threads})
-				for run := range 2 { // the first Run of a shape is unfused, the second fused
-					out, err := s.Run(feeds, fetch)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if ref == nil {
-						ref = out
-						continue
-					}
-					for _, name := range fetch {
-						if err := sameBits(out[name], ref[name]); err != nil {
-							t.Fatalf("run %d, %s: %v", run, name, err)
-						}
-					}
+				if err := runtime.RunsAgree(s, feeds, fetch, &ref); err != nil {
+					t.Fatal(err)
 				}
 			})
 		}
 	}
-}
-
-// sameBits compares two float32 tensors bit for bit.
-func sameBits(got, want *runtime.Tensor) error {
-	g, w := got.Float32Data(), want.Float32Data()
-	if len(g) != len(w) {
-		return fmt.Errorf("got %d values, want %d", len(g), len(w))
-	}
-	for i := range g {
-		if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
-			return fmt.Errorf("value %d: got %v (%#08x), want %v (%#08x)", i, g[i], math.Float32bits(g[i]), w[i], math.Float32bits(w[i]))
-		}
-	}
-	return nil
 }
 
 // TestRecycle checks that outputs handed back with Recycle are reused without
@@ -76,7 +49,7 @@ func TestRecycle(t *testing.T) {
 		logits := out["logits"]
 		if want == nil {
 			want = logits.Clone()
-		} else if err := sameBits(logits, want); err != nil {
+		} else if err := runtime.SameBits(logits, want); err != nil {
 			t.Fatalf("run %d after Recycle: %v", run, err)
 		}
 		s.Recycle(logits)

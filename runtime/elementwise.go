@@ -313,18 +313,11 @@ func powScalarF32(dst, a []float32, y float32) {
 	}
 }
 
+// f32Func is genericFunc of float32 (whose functions never report a division
+// by zero, hence no flag) but for Max and Min, which give math.NaN() when
+// either operand is NaN.
 func f32Func(op binOp) func(x, y float32) float32 {
 	switch op {
-	case opAdd:
-		return func(x, y float32) float32 { return x + y }
-	case opSub:
-		return func(x, y float32) float32 { return x - y }
-	case opMul:
-		return func(x, y float32) float32 { return x * y }
-	case opDiv:
-		return func(x, y float32) float32 { return x / y }
-	case opPow:
-		return func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) }
 	case opMax:
 		return func(x, y float32) float32 {
 			if x != x || y != y {
@@ -339,10 +332,8 @@ func f32Func(op binOp) func(x, y float32) float32 {
 			}
 			return min(x, y)
 		}
-	case opFmod:
-		return func(x, y float32) float32 { return float32(math.Mod(float64(x), float64(y))) }
 	}
-	panic("runtime: no float32 function for " + binOpNames[op])
+	return genericFunc[float32](op, nil)
 }
 
 var errDivZero = errors.New("integer division by zero")

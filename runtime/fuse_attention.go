@@ -137,28 +137,16 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 			return nil, false, nil
 		}
 		// Mask strides over the scores' dims (0 where broadcast).
-		mst = make([]int, r)
-		ms := stridesOf(m.shape)
-		for i := range r {
-			if j := i - (r - m.Rank()); j >= 0 && m.shape[j] != 1 {
-				mst[i] = ms[j]
-			}
-		}
+		mst = broadcastStrides(m.shape, stridesOf(m.shape), r)
 	}
 	S := sh[r-1]
 	outer := sh[:r-1]
 	rowsN := numel(outer)
 	sd := scores.Float32Data()
 	parallelFor(ec.threads, rowsN, S*8, func(lo, hi int) {
-		idx := make([]int, len(outer))
-		off := 0
-		rem := lo
-		for i := len(outer) - 1; i >= 0; i-- {
-			idx[i] = rem % outer[i]
-			rem /= outer[i]
-			if mst != nil {
-				off += idx[i] * mst[i]
-			}
+		var w odometer // the mask's offset
+		if mst != nil {
+			w = newOdometer(outer, mst, 0, lo)
 		}
 		for row := lo; row < hi; row++ {
 			x := sd[row*S : (row+1)*S]
@@ -166,19 +154,8 @@ func attentionKernel(ec *execCtx, a, b *Tensor, aPerm, bPerm []int, scale string
 			if mst != nil {
 				ms = mst[r-1]
 			}
-			scoreRow(x, scale, c, mask, cond, off, ms, y)
-			if mst == nil {
-				continue
-			}
-			for i := len(outer) - 1; i >= 0; i-- {
-				idx[i]++
-				off += mst[i]
-				if idx[i] < outer[i] {
-					break
-				}
-				off -= mst[i] * outer[i]
-				idx[i] = 0
-			}
+			scoreRow(x, scale, c, mask, cond, w.off, ms, y)
+			w.next()
 		}
 	})
 	return scores, true, nil

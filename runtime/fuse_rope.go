@@ -172,14 +172,7 @@ func ropeKernel(ec *execCtx, x *Tensor, perm []int, cos, sin *Tensor, lo, hi rop
 		if b, err := broadcastShape(shape, t.shape); err != nil || !sameShape(b, shape) {
 			return nil, false
 		}
-		st := make([]int, r)
-		ts := stridesOf(t.shape)
-		for i := range r {
-			if j := i - (r - t.Rank()); j >= 0 && t.shape[j] != 1 {
-				st[i] = ts[j]
-			}
-		}
-		return st, true
+		return broadcastStrides(t.shape, stridesOf(t.shape), r), true
 	}
 	cst, ok1 := bst(cos)
 	sst, ok2 := bst(sin)
@@ -192,17 +185,9 @@ func ropeKernel(ec *execCtx, x *Tensor, perm []int, cos, sin *Tensor, lo, hi rop
 	rows := numel(outer)
 	xs, cs, ss := xv.st[r-1], cst[r-1], sst[r-1]
 	parallelFor(ec.threads, rows, d*4, func(r0, r1 int) {
-		idx := make([]int, len(outer))
-		offX, offC, offS := 0, 0, 0
-		rem := r0
-		for i := len(outer) - 1; i >= 0; i-- {
-			idx[i] = rem % outer[i]
-			rem /= outer[i]
-			offX += idx[i] * xv.st[i]
-			offC += idx[i] * cst[i]
-			offS += idx[i] * sst[i]
-		}
+		wx, wc, ws := newOdometer(outer, xv.st, 0, r0), newOdometer(outer, cst, 0, r0), newOdometer(outer, sst, 0, r0)
 		for row := r0; row < r1; row++ {
+			offX, offC, offS := wx.off, wc.off, ws.off
 			o := od[row*d : (row+1)*d]
 			if xs == 1 && cs == 1 && ss == 1 {
 				ropeRow(o, xd[offX:offX+d], cd[offC:offC+d], sd[offS:offS+d], h)
@@ -218,19 +203,9 @@ func ropeKernel(ec *execCtx, x *Tensor, perm []int, cos, sin *Tensor, lo, hi rop
 					o[j] = float32(xj*cd[offC+j*cs]) + float32(rot*sd[offS+j*ss])
 				}
 			}
-			for i := len(outer) - 1; i >= 0; i-- {
-				idx[i]++
-				offX += xv.st[i]
-				offC += cst[i]
-				offS += sst[i]
-				if idx[i] < outer[i] {
-					break
-				}
-				offX -= xv.st[i] * outer[i]
-				offC -= cst[i] * outer[i]
-				offS -= sst[i] * outer[i]
-				idx[i] = 0
-			}
+			wx.next()
+			wc.next()
+			ws.next()
 		}
 	})
 	return out, true, nil

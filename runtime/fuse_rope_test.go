@@ -84,22 +84,8 @@ func TestRoPEFusion(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for run := range 2 {
-					out, err := s.Run(feeds, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if ref == nil {
-						ref = out
-						continue
-					}
-					for name, want := range ref {
-						for i, v := range out[name].Float32Data() {
-							if math.Float32bits(v) != math.Float32bits(want.Float32Data()[i]) {
-								t.Fatalf("opts %+v run %d: %s[%d] = %v, unfused %v", opts, run, name, i, v, want.Float32Data()[i])
-							}
-						}
-					}
+				if err := RunsAgree(s, feeds, nil, &ref); err != nil {
+					t.Fatalf("opts %+v: %v", opts, err)
 				}
 				if opts.NoFolding {
 					continue

@@ -73,29 +73,10 @@ func (g gorgoniaBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 // int64, int32, int8, uint8 or bool). A scalar becomes a Dense of shape ().
 func (t *Tensor) Dense() *tensor.Dense {
 	if t.Rank() == 0 {
-		return tensor.New(tensor.FromScalar(scalarValue(t)))
+		v, _ := t.at(0)
+		return tensor.New(tensor.FromScalar(v))
 	}
 	return tensor.New(tensor.WithShape(t.Shape()...), tensor.WithBacking(t.data))
-}
-
-func scalarValue(t *Tensor) any {
-	switch d := t.data.(type) {
-	case []float32:
-		return d[0]
-	case []float64:
-		return d[0]
-	case []int64:
-		return d[0]
-	case []int32:
-		return d[0]
-	case []int8:
-		return d[0]
-	case []uint8:
-		return d[0]
-	case []bool:
-		return d[0]
-	}
-	return nil
 }
 
 // FromDense returns a gorgonia tensor as a runtime Tensor, sharing its data
@@ -106,24 +87,8 @@ func FromDense(d *tensor.Dense) (*Tensor, error) {
 		return nil, fmt.Errorf("runtime: nil Dense")
 	}
 	if d.IsScalar() {
-		v := d.Data()
-		var data any
-		switch x := v.(type) {
-		case float32:
-			data = []float32{x}
-		case float64:
-			data = []float64{x}
-		case int64:
-			data = []int64{x}
-		case int32:
-			data = []int32{x}
-		case int8:
-			data = []int8{x}
-		case uint8:
-			data = []uint8{x}
-		case bool:
-			data = []bool{x}
-		default:
+		data, ok := sliceOf(d.Data())
+		if !ok {
 			return nil, fmt.Errorf("runtime: Dense of %v is not supported", d.Dtype())
 		}
 		return FromSlice(nil, data)

@@ -104,32 +104,14 @@ func TestHalfWeightsBitwise(t *testing.T) {
 				m := halfModel(t, cfg, bf16)
 				wide := widenedCopy(t, m)
 				feeds := map[string]*runtime.Tensor{"input_ids": randomIDs(t, 2, 13, cfg.Vocab, 1)}
-				ref, err := runtime.New(wide, runtime.Options{Threads: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ref.Run(feeds, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, want := newRun(t, wide, runtime.Options{Threads: 1}, feeds)
 				for _, threads := range []int{1, 3} {
 					s, err := runtime.New(m, runtime.Options{Threads: threads})
 					if err != nil {
 						t.Fatal(err)
 					}
-					for run := range 2 { // unfused, then fused
-						got, err := s.Run(feeds, nil)
-						if err != nil {
-							t.Fatal(err)
-						}
-						for k, w := range want {
-							if got[k].DType() != runtime.Float32 {
-								t.Fatalf("%s is %v", k, got[k].DType())
-							}
-							if err := sameBits(got[k], w); err != nil {
-								t.Fatalf("threads=%d run %d, %s: %v", threads, run, k, err)
-							}
-						}
+					if err := runtime.RunsAgree(s, feeds, nil, &want); err != nil {
+						t.Fatalf("threads=%d: %v", threads, err)
 					}
 				}
 			})
@@ -156,16 +138,10 @@ func TestHalfWeightsNotWidened(t *testing.T) {
 	goruntime.GC()
 	goruntime.GC()
 	goruntime.ReadMemStats(&before)
-	s, err := runtime.New(m, runtime.Options{Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, out := newRun(t, m, runtime.Options{Threads: 2}, feeds)
+	goruntime.ReadMemStats(&first)
 	out, err := s.Run(feeds, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	goruntime.ReadMemStats(&first)
-	if out, err = s.Run(feeds, nil); err != nil {
 		t.Fatal(err)
 	}
 	goruntime.ReadMemStats(&after)

@@ -120,13 +120,7 @@ func matmulView(ec *execCtx, a, b *Tensor, aPerm, bPerm, outPerm []int, alpha fl
 	// Per-operand strides of the batch dims (0 where broadcast).
 	bst := func(v opView) []int {
 		nbd := len(v.shape) - 2
-		st := make([]int, len(batch))
-		for i := range batch {
-			if j := i - (len(batch) - nbd); j >= 0 && v.shape[j] != 1 {
-				st[i] = v.st[j]
-			}
-		}
-		return st
+		return broadcastStrides(v.shape[:nbd], v.st, len(batch))
 	}
 	aSt, bSt, cSt := bst(A), bst(B), cst[:r-2]
 	// One multiply over all rows when B is shared by every batch and the rows
@@ -236,14 +230,7 @@ func compileGemm(c *compileCtx) (kernel, error) {
 				}
 			} else {
 				out = ec.newF32(shape)
-				st := make([]int, 2)
-				cs := stridesOf(cc.shape)
-				off := 2 - cc.Rank()
-				for i := range 2 {
-					if j := i - off; j >= 0 && cc.shape[j] != 1 {
-						st[i] = cs[j]
-					}
-				}
+				st := broadcastStrides(cc.shape, stridesOf(cc.shape), 2)
 				stridedCopy(1, rawBytes(out), rawBytes(cc), 4, shape, st, 0)
 			}
 		} else {

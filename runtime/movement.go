@@ -11,21 +11,8 @@ func rawBytes(t *Tensor) []byte {
 		return nil
 	}
 	var p unsafe.Pointer
-	switch d := t.data.(type) {
-	case []float32:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []float64:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int64:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int32:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []int8:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []uint8:
-		p = unsafe.Pointer(unsafe.SliceData(d))
-	case []bool:
-		p = unsafe.Pointer(unsafe.SliceData(d))
+	if dt := dtypeOf(t.data); dt != Invalid {
+		p = dtypes[dt].ptr(t.data)
 	}
 	return unsafe.Slice((*byte)(p), n)
 }
@@ -88,27 +75,44 @@ func stridedCopy(threads int, dst, src []byte, es int, shape, strides []int, bas
 		}
 	}
 	parallelFor(threads, rows, inner, func(lo, hi int) {
-		idx := make([]int, len(outer))
-		off := base
-		rem := lo
-		for i := len(outer) - 1; i >= 0; i-- {
-			idx[i] = rem % outer[i]
-			rem /= outer[i]
-			off += idx[i] * ost[i]
-		}
+		w := newOdometer(outer, ost, base, lo)
 		for r := lo; r < hi; r++ {
-			copyRow(dst[r*rowBytes:(r+1)*rowBytes], off)
-			for i := len(outer) - 1; i >= 0; i-- {
-				idx[i]++
-				off += ost[i]
-				if idx[i] < outer[i] {
-					break
-				}
-				off -= ost[i] * outer[i]
-				idx[i] = 0
-			}
+			copyRow(dst[r*rowBytes:(r+1)*rowBytes], w.off)
+			w.next()
 		}
 	})
+}
+
+// odometer walks the multi-indices of dims in row-major order, keeping the
+// offset off = base + Σ idx[i]·st[i] of the current one. The zero odometer
+// stays at offset 0.
+type odometer struct {
+	idx, dims, st []int
+	off           int
+}
+
+// newOdometer starts at pos, the row-major position of a multi-index of dims.
+func newOdometer(dims, st []int, base, pos int) odometer {
+	o := odometer{idx: make([]int, len(dims)), dims: dims, st: st, off: base}
+	for i := len(dims) - 1; i >= 0; i-- {
+		o.idx[i] = pos % dims[i]
+		pos /= dims[i]
+		o.off += o.idx[i] * st[i]
+	}
+	return o
+}
+
+// next steps to the following multi-index.
+func (o *odometer) next() {
+	for i := len(o.dims) - 1; i >= 0; i-- {
+		o.idx[i]++
+		o.off += o.st[i]
+		if o.idx[i] < o.dims[i] {
+			return
+		}
+		o.off -= o.st[i] * o.dims[i]
+		o.idx[i] = 0
+	}
 }
 
 // permutedOutput is how a kernel writes its logical result of shape full

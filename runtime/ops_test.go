@@ -137,16 +137,20 @@ func TestReductionOps(t *testing.T) {
 func TestSoftmaxOps(t *testing.T) {
 	// Each row subtracts its own maximum (NOTES.md: gorgonia's SoftMax does
 	// not, and gives NaN on the second row).
-	e := func(v ...float64) []float32 {
+	// perRow is f of each value of a row and the row's Σ exp, in float64.
+	perRow := func(f func(x, sumExp float64) float64, v ...float64) []float32 {
 		var s float64
 		for _, x := range v {
 			s += math.Exp(x)
 		}
 		out := make([]float32, len(v))
 		for i, x := range v {
-			out[i] = float32(math.Exp(x) / s)
+			out[i] = float32(f(x, s))
 		}
 		return out
+	}
+	e := func(v ...float64) []float32 {
+		return perRow(func(x, s float64) float64 { return math.Exp(x) / s }, v...)
 	}
 	rows := append(e(1000, 0, 0, 0), e(0, 1, 2, 3)...)
 	rows[0] = 1
@@ -154,15 +158,7 @@ func TestSoftmaxOps(t *testing.T) {
 	// axis 1 of [1,2,2]: pairs (0,2) and (1,3) over the middle axis.
 	axis1 = []float32{axis1[0], axis1[2], axis1[1], axis1[3]}
 	logRow := func(v ...float64) []float32 {
-		var s float64
-		for _, x := range v {
-			s += math.Exp(x)
-		}
-		out := make([]float32, len(v))
-		for i, x := range v {
-			out[i] = float32(x - math.Log(s))
-		}
-		return out
+		return perRow(func(x, s float64) float64 { return x - math.Log(s) }, v...)
 	}
 	runOpCases(t, []opCase{
 		{name: "last axis, large logits", op: "Softmax", in: []*runtime.Tensor{f32(sh(2, 4), 1000, 0, 0, 0, 0, 1, 2, 3)}, want: []*runtime.Tensor{f32(sh(2, 4), rows...)}},

@@ -616,15 +616,7 @@ func compileExpand(c *compileCtx) (kernel, error) {
 
 // expandTo broadcasts x to shape (which x must broadcast to).
 func expandTo(ec *execCtx, x *Tensor, shape []int) *Tensor {
-	r := len(shape)
-	st := make([]int, r)
-	xs := stridesOf(x.shape)
-	off := r - x.Rank()
-	for i := range r {
-		if j := i - off; j >= 0 && x.shape[j] != 1 {
-			st[i] = xs[j]
-		}
-	}
+	st := broadcastStrides(x.shape, stridesOf(x.shape), len(shape))
 	out := ec.newOut(x.dtype, shape)
 	stridedCopy(ec.threads, rawBytes(out), rawBytes(x), x.dtype.size(), shape, st, 0)
 	return out

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unsafe"
 
+	"github.com/onnxslm/onnxslm/internal/ints"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -30,26 +32,68 @@ const (
 	BFloat16
 )
 
-var dtypeNames = [...]string{"invalid", "float32", "float64", "int64", "int32", "int8", "uint8", "bool", "float16", "bfloat16"}
+// dtypeInfo is what the runtime knows of an element type T: its name, its
+// ONNX type, its size in bytes and, for the types a Tensor's data can be a []T
+// of, the operations on that data that the rest of the package does without a
+// type switch.
+type dtypeInfo struct {
+	name string
+	onnx pb.TensorProto_DataType
+	size int
+	// Nil for Invalid and for the 16-bit storage types (their data is a
+	// halfData).
+	make func(n int) any               // a zeroed []T of n elements
+	is   func(data any) bool           // whether data is a []T
+	len  func(data any) int            // len(data)
+	copy func(dst, src any)            // copy(dst, src)
+	elem func(data any, i int) any     // data[i]
+	ptr  func(data any) unsafe.Pointer // the first element of data
+	one  func(v any) (any, bool)       // []T{v}, if v is a T
+}
+
+func infoOf[T any](name string, onnx pb.TensorProto_DataType) dtypeInfo {
+	return dtypeInfo{
+		name: name,
+		onnx: onnx,
+		size: int(unsafe.Sizeof(*new(T))),
+		make: func(n int) any { return make([]T, n) },
+		is:   func(data any) bool { _, ok := data.([]T); return ok },
+		len:  func(data any) int { return len(data.([]T)) },
+		copy: func(dst, src any) { copy(dst.([]T), src.([]T)) },
+		elem: func(data any, i int) any { return data.([]T)[i] },
+		ptr:  func(data any) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(data.([]T))) },
+		one: func(v any) (any, bool) {
+			x, ok := v.(T)
+			return []T{x}, ok
+		},
+	}
+}
+
+// dtypes describes each DType, by value.
+var dtypes = [...]dtypeInfo{
+	Invalid:  {name: "invalid"},
+	Float32:  infoOf[float32]("float32", pb.TensorProto_FLOAT),
+	Float64:  infoOf[float64]("float64", pb.TensorProto_DOUBLE),
+	Int64:    infoOf[int64]("int64", pb.TensorProto_INT64),
+	Int32:    infoOf[int32]("int32", pb.TensorProto_INT32),
+	Int8:     infoOf[int8]("int8", pb.TensorProto_INT8),
+	Uint8:    infoOf[uint8]("uint8", pb.TensorProto_UINT8),
+	Bool:     infoOf[bool]("bool", pb.TensorProto_BOOL),
+	Float16:  {name: "float16", onnx: pb.TensorProto_FLOAT16, size: 2},
+	BFloat16: {name: "bfloat16", onnx: pb.TensorProto_BFLOAT16, size: 2},
+}
 
 func (d DType) String() string {
-	if int(d) < len(dtypeNames) {
-		return dtypeNames[d]
+	if int(d) < len(dtypes) {
+		return dtypes[d].name
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
 // size is the number of bytes of one element.
 func (d DType) size() int {
-	switch d {
-	case Float32, Int32:
-		return 4
-	case Float64, Int64:
-		return 8
-	case Int8, Uint8, Bool:
-		return 1
-	case Float16, BFloat16:
-		return 2
+	if int(d) < len(dtypes) {
+		return dtypes[d].size
 	}
 	return 0
 }
@@ -57,21 +101,14 @@ func (d DType) size() int {
 // fromONNX maps an ONNX element type to the runtime's; FLOAT16 and BFLOAT16
 // map to Float32 (the runtime widens them).
 func fromONNX(t pb.TensorProto_DataType) (DType, bool) {
-	switch t {
-	case pb.TensorProto_FLOAT, pb.TensorProto_FLOAT16, pb.TensorProto_BFLOAT16:
-		return Float32, true
-	case pb.TensorProto_DOUBLE:
-		return Float64, true
-	case pb.TensorProto_INT64:
-		return Int64, true
-	case pb.TensorProto_INT32:
-		return Int32, true
-	case pb.TensorProto_INT8:
-		return Int8, true
-	case pb.TensorProto_UINT8:
-		return Uint8, true
-	case pb.TensorProto_BOOL:
-		return Bool, true
+	for dt, d := range dtypes {
+		switch {
+		case DType(dt) == Invalid || d.onnx != t:
+		case DType(dt) == Float16 || DType(dt) == BFloat16:
+			return Float32, true
+		default:
+			return DType(dt), true
+		}
 	}
 	return Invalid, false
 }
@@ -119,63 +156,41 @@ func newTensor(dt DType, shape []int) *Tensor {
 
 func makeData(dt DType, n int) any {
 	checkAlloc(n, dt.size())
-	switch dt {
-	case Float32:
-		return make([]float32, n)
-	case Float64:
-		return make([]float64, n)
-	case Int64:
-		return make([]int64, n)
-	case Int32:
-		return make([]int32, n)
-	case Int8:
-		return make([]int8, n)
-	case Uint8:
-		return make([]uint8, n)
-	case Bool:
-		return make([]bool, n)
+	if int(dt) < len(dtypes) && dtypes[dt].make != nil {
+		return dtypes[dt].make(n)
 	}
 	panic("runtime: makeData of invalid dtype " + dt.String())
 }
 
+// dataLen is len(data) for the data of a tensor, -1 for any other value.
 func dataLen(data any) int {
-	switch d := data.(type) {
-	case []float32:
-		return len(d)
-	case []float64:
-		return len(d)
-	case []int64:
-		return len(d)
-	case []int32:
-		return len(d)
-	case []int8:
-		return len(d)
-	case []uint8:
-		return len(d)
-	case []bool:
-		return len(d)
+	if dt := dtypeOf(data); dt != Invalid {
+		return dtypes[dt].len(data)
 	}
 	return -1
 }
 
+// dtypeOf is the DType whose tensors hold data, Invalid if none does.
 func dtypeOf(data any) DType {
-	switch data.(type) {
-	case []float32:
-		return Float32
-	case []float64:
-		return Float64
-	case []int64:
-		return Int64
-	case []int32:
-		return Int32
-	case []int8:
-		return Int8
-	case []uint8:
-		return Uint8
-	case []bool:
-		return Bool
+	for dt, d := range dtypes {
+		if d.is != nil && d.is(data) {
+			return DType(dt)
+		}
 	}
 	return Invalid
+}
+
+// sliceOf is a one-element slice holding v, when v is of an element type of
+// tensor data.
+func sliceOf(v any) (any, bool) {
+	for _, d := range dtypes {
+		if d.one != nil {
+			if data, ok := d.one(v); ok {
+				return data, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // FromSlice makes a tensor of the given shape over data, which must be one of
@@ -297,22 +312,17 @@ func (t *Tensor) Clone() *Tensor {
 }
 
 func copyData(dst, src any) {
-	switch d := dst.(type) {
-	case []float32:
-		copy(d, src.([]float32))
-	case []float64:
-		copy(d, src.([]float64))
-	case []int64:
-		copy(d, src.([]int64))
-	case []int32:
-		copy(d, src.([]int32))
-	case []int8:
-		copy(d, src.([]int8))
-	case []uint8:
-		copy(d, src.([]uint8))
-	case []bool:
-		copy(d, src.([]bool))
+	if dt := dtypeOf(dst); dt != Invalid {
+		dtypes[dt].copy(dst, src)
 	}
+}
+
+// at is element i of t's data, boxed; ok is false for a 16-bit weight.
+func (t *Tensor) at(i int) (v any, ok bool) {
+	if dt := dtypeOf(t.data); dt != Invalid {
+		return dtypes[dt].elem(t.data, i), true
+	}
+	return nil, false
 }
 
 // reshaped returns a tensor sharing t's data with another shape of the same
@@ -324,33 +334,10 @@ func (t *Tensor) reshaped(shape []int) *Tensor {
 // Int64s returns the elements of an integer or bool tensor as int64 (a new
 // slice, except for Int64 tensors, whose data is returned as is).
 func (t *Tensor) Int64s() ([]int64, error) {
-	switch d := t.data.(type) {
-	case []int64:
-		return d, nil
-	case []int32:
-		return widenInt(d), nil
-	case []int8:
-		return widenInt(d), nil
-	case []uint8:
-		return widenInt(d), nil
-	case []bool:
-		v := make([]int64, len(d))
-		for i, b := range d {
-			if b {
-				v[i] = 1
-			}
-		}
+	if v, ok := ints.AsInt64s(t.data); ok {
 		return v, nil
 	}
 	return nil, fmt.Errorf("runtime: want an integer tensor, got %v", t.dtype)
-}
-
-func widenInt[T int32 | int8 | uint8](x []T) []int64 {
-	v := make([]int64, len(x))
-	for i, e := range x {
-		v[i] = int64(e)
-	}
-	return v
 }
 
 // String prints the dtype, shape and up to 8 leading values.
@@ -364,21 +351,8 @@ func (t *Tensor) String() string {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		switch d := t.data.(type) {
-		case []float32:
-			fmt.Fprint(&b, d[i])
-		case []float64:
-			fmt.Fprint(&b, d[i])
-		case []int64:
-			fmt.Fprint(&b, d[i])
-		case []int32:
-			fmt.Fprint(&b, d[i])
-		case []int8:
-			fmt.Fprint(&b, d[i])
-		case []uint8:
-			fmt.Fprint(&b, d[i])
-		case []bool:
-			fmt.Fprint(&b, d[i])
+		if v, ok := t.at(i); ok {
+			fmt.Fprint(&b, v)
 		}
 	}
 	if n > show {

@@ -8,15 +8,26 @@ import (
 )
 
 // unaryF32 is an elementwise float32 function applied to a whole slice, so
-// that each op's loop is compiled on its own.
+// that an op with a loop of its own has it compiled on its own.
 type unaryF32 func(dst, src []float32)
 
 type unaryDef struct {
 	name string
-	f32  unaryF32
+	// f32, when nil, is f64 on each element widened to float64 (viaFloat64).
+	f32 unaryF32
 	// i64, when set, handles integer tensors (Neg, Abs, Relu, Sign).
 	i64 func(int64) int64
 	f64 func(float64) float64
+}
+
+// viaFloat64 is the float32 kernel of f: each element widened to float64,
+// passed to f and rounded back to float32.
+func viaFloat64(f func(float64) float64) unaryF32 {
+	return func(d, s []float32) {
+		for i, x := range s {
+			d[i] = float32(f(float64(x)))
+		}
+	}
 }
 
 // unaryDefs are the kernels of the simple unary ops, by op name (their rows in
@@ -27,11 +38,10 @@ var unaryDefs = []unaryDef{
 			d[i] = -x
 		}
 	}, i64: func(x int64) int64 { return -x }, f64: func(x float64) float64 { return -x }},
-	{name: "Abs", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Abs(float64(x)))
-		}
-	}, i64: func(x int64) int64 { return max(x, -x) }, f64: math.Abs},
+	{name: "Abs", i64: func(x int64) int64 { return max(x, -x) }, f64: math.Abs},
+	// Sqrt keeps a loop of its own, in which math.Sqrt is one instruction (a
+	// call through viaFloat64 would be about five times slower); it is on the
+	// path of unfused norms.
 	{name: "Sqrt", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = float32(math.Sqrt(float64(x)))
@@ -43,58 +53,22 @@ var unaryDefs = []unaryDef{
 		}
 	}, f64: func(x float64) float64 { return 1 / x }},
 	{name: "Exp", f32: kernels.Exp, f64: math.Exp},
-	{name: "Log", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Log(float64(x)))
-		}
-	}, f64: math.Log},
+	{name: "Log", f64: math.Log},
 	{name: "Tanh", f32: kernels.Tanh, f64: math.Tanh},
-	{name: "Erf", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Erf(float64(x)))
-		}
-	}, f64: math.Erf},
+	{name: "Erf", f64: math.Erf},
 	{name: "Sigmoid", f32: kernels.Sigmoid, f64: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
 	{name: "Relu", f32: func(d, s []float32) {
 		for i, x := range s {
 			d[i] = max(x, 0)
 		}
 	}, i64: func(x int64) int64 { return max(x, 0) }, f64: func(x float64) float64 { return max(x, 0) }},
-	{name: "Cos", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Cos(float64(x)))
-		}
-	}, f64: math.Cos},
-	{name: "Sin", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Sin(float64(x)))
-		}
-	}, f64: math.Sin},
-	{name: "Floor", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Floor(float64(x)))
-		}
-	}, f64: math.Floor},
-	{name: "Ceil", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.Ceil(float64(x)))
-		}
-	}, f64: math.Ceil},
-	{name: "Round", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(math.RoundToEven(float64(x)))
-		}
-	}, f64: math.RoundToEven},
-	{name: "Sign", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(sign(float64(x)))
-		}
-	}, i64: func(x int64) int64 { return int64(sign(float64(x))) }, f64: sign},
-	{name: "Softplus", f32: func(d, s []float32) {
-		for i, x := range s {
-			d[i] = float32(softplus(float64(x)))
-		}
-	}, f64: softplus},
+	{name: "Cos", f64: math.Cos},
+	{name: "Sin", f64: math.Sin},
+	{name: "Floor", f64: math.Floor},
+	{name: "Ceil", f64: math.Ceil},
+	{name: "Round", f64: math.RoundToEven},
+	{name: "Sign", i64: func(x int64) int64 { return int64(sign(float64(x))) }, f64: sign},
+	{name: "Softplus", f64: softplus},
 }
 
 func sign(x float64) float64 {
@@ -123,16 +97,16 @@ func compileUnary(name string) func(c *compileCtx) (kernel, error) {
 				u = d
 			}
 		}
+		if u.f32 == nil && u.f64 != nil {
+			u.f32 = viaFloat64(u.f64)
+		}
 		if u.f32 == nil {
 			return nil, fmt.Errorf("no unary kernel for %s", name)
 		}
 		if err := c.attrs.only(); err != nil {
 			return nil, err
 		}
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := ec.unary(u, in[0])
-			return []*Tensor{t}, err
-		}, nil
+		return unaryKernel(u), nil
 	}
 }
 
@@ -149,10 +123,7 @@ func compileLeakyRelu(c *compileCtx) (kernel, error) {
 			d[i] = x
 		}
 	}}
-	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-		t, err := ec.unary(u, in[0])
-		return []*Tensor{t}, err
-	}, nil
+	return unaryKernel(u), nil
 }
 
 func compileGelu(c *compileCtx) (kernel, error) {
@@ -179,10 +150,15 @@ func compileGelu(c *compileCtx) (kernel, error) {
 	default:
 		return nil, fmt.Errorf("approximate=%q is not supported", approx)
 	}
+	return unaryKernel(u), nil
+}
+
+// unaryKernel is the kernel that applies u to its one input.
+func unaryKernel(u unaryDef) kernel {
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		t, err := ec.unary(u, in[0])
 		return []*Tensor{t}, err
-	}, nil
+	}
 }
 
 func (ec *execCtx) unary(u unaryDef, x *Tensor) (*Tensor, error) {
