@@ -618,9 +618,6 @@ func int64s(t *pb.TensorProto) ([]int64, error) {
 	return nil, fmt.Errorf("data type %s is not an integer type", DTypeName(dt))
 }
 
-// widen is ints.Widen under the name the tests use.
-func widen[T ints.Narrow](x []T) []int64 { return ints.Widen(x) }
-
 // NewFloat32 returns a FLOAT tensor named name holding a copy of data in raw_data.
 // It panics if len(data) does not match dims: that is a programming error.
 func NewFloat32(name string, dims []int64, data []float32) *pb.TensorProto {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/onnxslm/onnxslm/internal/ints"
 	"github.com/onnxslm/onnxslm/onnx/pb"
 )
 
@@ -361,28 +362,13 @@ func TestFloat32sAliases(t *testing.T) {
 
 func TestInt64s(t *testing.T) {
 	for _, c := range codecCases {
-		var want []int64
-		switch v := c.want.(type) {
-		case []int64:
-			want = v
-		case []int32:
-			want = widen(v)
-		case []int16:
-			want = widen(v)
-		case []int8:
-			want = widen(v)
-		case []uint8:
-			want = widen(v)
-		case []uint32:
-			want = widen(v)
-		case []bool:
-			want = []int64{1, 0, 1}
-		case []uint16:
-			if c.dtype != pb.TensorProto_UINT16 {
-				continue // float16 / bfloat16 bits
-			}
-			want = widen(v)
-		default:
+		// Widening is ints.AsInt64s' job (tested there); a uint16 case stands
+		// for float16 or bfloat16 bits unless its dtype is UINT16.
+		if _, bits := c.want.([]uint16); bits && c.dtype != pb.TensorProto_UINT16 {
+			continue
+		}
+		want, ok := ints.AsInt64s(c.want)
+		if !ok {
 			continue
 		}
 		p := newProto(c.dtype, c.dims)
