@@ -4,19 +4,20 @@ import "fmt"
 
 // compileCompare compiles a comparison (Equal, Less, ...) to a Bool tensor.
 func compileCompare(op cmpOp) func(c *compileCtx) (kernel, error) {
-	return func(c *compileCtx) (kernel, error) {
-		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := compare(ec, op, in[0], in[1])
-			return []*Tensor{t}, err
-		}, c.attrs.only()
-	}
+	return compileBinaryOp(op, compare)
 }
 
 // compileLogic compiles And, Or or Xor of Bool tensors.
 func compileLogic(op logicOp) func(c *compileCtx) (kernel, error) {
+	return compileBinaryOp(op, logic)
+}
+
+// compileBinaryOp compiles an op of two inputs, one output and no
+// attributes whose kernel is run(ec, op, a, b).
+func compileBinaryOp[Op any](op Op, run func(*execCtx, Op, *Tensor, *Tensor) (*Tensor, error)) func(c *compileCtx) (kernel, error) {
 	return func(c *compileCtx) (kernel, error) {
 		return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
-			t, err := logic(ec, op, in[0], in[1])
+			t, err := run(ec, op, in[0], in[1])
 			return []*Tensor{t}, err
 		}, c.attrs.only()
 	}
