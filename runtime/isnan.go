@@ -12,16 +12,10 @@ func compileIsNaN(c *compileCtx) (kernel, error) {
 }
 
 func compileIsInf(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("detect_negative", "detect_positive"); err != nil {
-		return nil, err
-	}
-	neg, err := c.attrs.int("detect_negative", 1)
-	if err != nil {
-		return nil, err
-	}
-	pos, err := c.attrs.int("detect_positive", 1)
-	if err != nil {
-		return nil, err
+	r := c.read("detect_negative", "detect_positive")
+	neg, pos := r.int("detect_negative", 1), r.int("detect_positive", 1)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return floatPredicate("IsInf", func(v float64) bool {
 		return pos != 0 && math.IsInf(v, 1) || neg != 0 && math.IsInf(v, -1)

@@ -211,12 +211,10 @@ func compileMatMulInteger(c *compileCtx) (kernel, error) {
 // int8, uint8 and int32 x (blocked quantization, opset 21's block_size, is
 // refused).
 func compileDequantizeLinear(c *compileCtx) (kernel, error) {
-	if err := c.attrs.only("axis", "block_size"); err != nil {
-		return nil, err
-	}
-	axis, err := c.attrs.int("axis", 1)
-	if err != nil {
-		return nil, err
+	r := c.read("axis", "block_size")
+	axis := r.int("axis", 1)
+	if r.err != nil {
+		return nil, r.err
 	}
 	if bs, err := c.attrs.int("block_size", 0); err != nil || bs != 0 {
 		return nil, errors.New("block_size (blocked quantization) is not supported")

@@ -31,23 +31,17 @@ func compileSoftmaxOp(log bool) func(c *compileCtx) (kernel, error) {
 }
 
 func compileReduce(c *compileCtx, op reduceOp, axesInput int64) (kernel, error) {
-	if err := c.attrs.only("axes", "keepdims", "noop_with_empty_axes"); err != nil {
-		return nil, err
-	}
-	attrAxes, hasAttr, err := c.attrs.ints("axes")
-	if err != nil {
-		return nil, err
+	r := c.read("axes", "keepdims", "noop_with_empty_axes")
+	attrAxes, hasAttr := r.ints("axes")
+	if r.err != nil {
+		return nil, r.err
 	}
 	if hasAttr && c.opset >= axesInput {
 		return nil, fmt.Errorf("attribute axes is not allowed from opset %d (axes is an input)", axesInput)
 	}
-	keep, err := c.attrs.int("keepdims", 1)
-	if err != nil {
-		return nil, err
-	}
-	noop, err := c.attrs.int("noop_with_empty_axes", 0)
-	if err != nil {
-		return nil, err
+	keep, noop := r.int("keepdims", 1), r.int("noop_with_empty_axes", 0)
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		axes, ok, err := axesArg(attrAxes, hasAttr, in, 1)

@@ -137,12 +137,10 @@ func axesArg(attr []int64, hasAttr bool, in []*Tensor, i int) ([]int64, bool, er
 // whose axes are input 1 (newer ones): run gets input 0, the axes and whether
 // any were given.
 func axesKernel(c *compileCtx, run func(x *Tensor, axes []int64, given bool) ([]*Tensor, error)) (kernel, error) {
-	if err := c.attrs.only("axes"); err != nil {
-		return nil, err
-	}
-	attr, hasAttr, err := c.attrs.ints("axes")
-	if err != nil {
-		return nil, err
+	r := c.read("axes")
+	attr, hasAttr := r.ints("axes")
+	if r.err != nil {
+		return nil, r.err
 	}
 	return func(ec *execCtx, in []*Tensor) ([]*Tensor, error) {
 		axes, ok, err := axesArg(attr, hasAttr, in, 1)
