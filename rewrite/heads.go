@@ -108,7 +108,7 @@ func HeadParams(l *discover.Layer) (int64, error) {
 	}
 	D := int64(a.HeadDim)
 	G := int64(a.Heads / a.KVHeads)
-	in := o.Out // the q/k/v projections read the model's width
+	var in int64 // the model's width, which the q/k/v projections read
 	if qkv != nil {
 		in = qkv.In
 	} else {

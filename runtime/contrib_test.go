@@ -205,7 +205,6 @@ type gqaCase struct {
 	interleaved, packed bool
 	window              int
 	softcap, scale      float32
-	seqlens             []int32 // nil: P + S each
 }
 
 // gqaRef computes GroupQueryAttention in float64 from its definition.

@@ -138,7 +138,7 @@ func TestHalfWeightsNotWidened(t *testing.T) {
 	goruntime.GC()
 	goruntime.GC()
 	goruntime.ReadMemStats(&before)
-	s, out := newRun(t, m, runtime.Options{Threads: 2}, feeds)
+	s, _ := newRun(t, m, runtime.Options{Threads: 2}, feeds)
 	goruntime.ReadMemStats(&first)
 	out, err := s.Run(feeds, nil)
 	if err != nil {

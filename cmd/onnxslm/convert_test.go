@@ -124,17 +124,6 @@ func setKey(tp *pb.TensorProto, key, value string) {
 	tp.ExternalData = append(tp.ExternalData, &pb.StringStringEntryProto{Key: proto.String(key), Value: proto.String(value)})
 }
 
-func firstExternal(t *testing.T, in string) string {
-	m := testenv.ReadModelProto(t, in)
-	for _, tp := range m.Graph.Initializer {
-		if tp.GetDataLocation() == pb.TensorProto_EXTERNAL {
-			return tp.GetName()
-		}
-	}
-	t.Fatal("no external initializer")
-	return ""
-}
-
 func TestConvertErrors(t *testing.T) {
 	cases := []struct {
 		name  string
