@@ -160,8 +160,7 @@ func (l *layering) hashLayers() {
 		vdepth := map[*graph.Value]int{}
 		upNode := map[*graph.Node]uint64{}
 		ndepth := map[*graph.Node]int{}
-		var upVal func(v *graph.Value) uint64
-		upVal = func(v *graph.Value) uint64 {
+		upVal := func(v *graph.Value) uint64 {
 			switch {
 			case v == nil:
 				return 0
