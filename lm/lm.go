@@ -274,7 +274,7 @@ type Result struct {
 func LogSumExp(z []float32) float64 {
 	mx := math.Inf(-1)
 	for _, x := range z {
-		mx = math.Max(mx, float64(x))
+		mx = max(mx, float64(x)) // as math.Max: NaN wins, +0 above −0; inlined
 	}
 	var s float64
 	for _, x := range z {
