@@ -123,10 +123,10 @@ func runGo(t *testing.T, m *pb.ModelProto, rows [][]int64, fetch []string) map[s
 func runner(t *testing.T, sess *runtime.Session, fetch []string) func(map[string]*runtime.Tensor, error) map[string]*runtime.Tensor {
 	return func(feeds map[string]*runtime.Tensor, err error) map[string]*runtime.Tensor {
 		t.Helper()
-		var out map[string]*runtime.Tensor
-		if err == nil {
-			out, err = sess.Run(feeds, fetch)
+		if err != nil {
+			t.Fatal(err)
 		}
+		out, err := sess.Run(feeds, fetch)
 		if err != nil {
 			t.Fatal(err)
 		}
