@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -56,4 +57,33 @@ func randF32(r *rand.Rand, n int) []float32 {
 		v[i] = float32(r.NormFloat64())
 	}
 	return v
+}
+
+// BenchmarkUnaryLoop times a float32 unary op with a loop of its own against
+// the same op through viaFloat64 (the reason Sqrt keeps its loop):
+//
+//	go test ./runtime -run '^$' -bench UnaryLoop
+func BenchmarkUnaryLoop(b *testing.B) {
+	src := make([]float32, 1<<16)
+	for i := range src {
+		src[i] = float32(i%1000) + 0.5
+	}
+	dst := make([]float32, len(src))
+	var sqrt unaryF32
+	for _, u := range unaryDefs {
+		if u.name == "Sqrt" {
+			sqrt = u.f32
+		}
+	}
+	for _, c := range []struct {
+		name string
+		f    unaryF32
+	}{{"Sqrt/own", sqrt}, {"Sqrt/viaFloat64", viaFloat64(math.Sqrt)}, {"Erf/viaFloat64", viaFloat64(math.Erf)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(4 * len(src)))
+			for b.Loop() {
+				c.f(dst, src)
+			}
+		})
+	}
 }
